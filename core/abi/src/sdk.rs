@@ -1,0 +1,732 @@
+//! The plugin author's side of the contract: one plain Rust trait per
+//! component kind (one required method each, the rest defaulted), a
+//! [`Component`] table built with typed, validated configs, and the
+//! [`export_plugin!`](crate::export_plugin) macro. Every call from the host
+//! is wrapped in `catch_unwind`, so a panic in a plugin becomes a 500 for one
+//! request and never unwinds across the FFI boundary.
+
+use std::any::Any;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use abi_stable::sabi_trait::TD_Opaque;
+use abi_stable::std_types::{RResult, RStr, RString, RVec};
+use serde::de::DeserializeOwned;
+
+use crate::error::{ConfigIssue, PluginError};
+use crate::ffi::{
+    self, AuthenticatorBox, ComponentDescriptor, ComponentInstance, CreateEnvelope, EndpointBox,
+    HostServicesBox, PolicyBox, ProfileBox,
+};
+use crate::types::{
+    AuthOutcome, Caller, ComponentKind, ErrorStyle, LogLevel, PolicyDecision, Request, Response,
+};
+
+/// Establishes who is calling. Return [`AuthOutcome::NotMine`] for
+/// credentials of another kind so the next authenticator can try.
+pub trait Authenticator: Send + Sync + 'static {
+    fn authenticate(&self, req: &Request) -> AuthOutcome;
+}
+
+/// Decides whether a request may go on. Pure: (request, caller, now) in,
+/// decision out; `req.received_at_unix_ms` is "now".
+pub trait Policy: Send + Sync + 'static {
+    fn check(&self, req: &Request, caller: Caller<'_>) -> PolicyDecision;
+}
+
+/// Rewrites requests from an IGA client's dialect and responses back.
+/// Both directions default to "leave as is": implement the one you need.
+pub trait Profile: Send + Sync + 'static {
+    fn inbound(&self, _req: &mut Request, _caller: Caller<'_>) -> Result<(), PluginError> {
+        Ok(())
+    }
+    fn outbound(
+        &self,
+        _req: &Request,
+        _caller: Caller<'_>,
+        _resp: &mut Response,
+    ) -> Result<(), PluginError> {
+        Ok(())
+    }
+}
+
+/// Produces the response. Runs on the host's blocking pool, so it may do
+/// blocking I/O. An `Err` is rendered by the host in the route's style.
+pub trait Endpoint: Send + Sync + 'static {
+    fn handle(&self, req: &Request, caller: Caller<'_>) -> Result<Response, PluginError>;
+    /// Readiness of what the endpoint depends on; `Err(reason)` when not.
+    fn ready(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// What a component is created from, as plain Rust values.
+pub struct CreateContext {
+    /// The stage's name in the TOML (`[stage.NAME]`).
+    pub stage: String,
+    /// The stage table without `use`.
+    pub config: serde_json::Value,
+    /// All `[[provider]]` records (id, name, active, …, `auth` table).
+    pub providers: Vec<serde_json::Value>,
+    pub data_dir: PathBuf,
+    /// `[server]` facts (`listen`, `trusted_proxies`).
+    pub server: serde_json::Value,
+    /// Logging towards the host; `None` in validation.
+    pub host: Option<HostHandle>,
+}
+
+impl CreateContext {
+    /// Builds a context from the FFI envelope; malformed JSON becomes an
+    /// empty value (the host always sends valid JSON).
+    pub fn from_envelope(env: &CreateEnvelope, host: Option<HostHandle>) -> Self {
+        let parse =
+            |s: &RString| serde_json::from_str(s.as_str()).unwrap_or(serde_json::Value::Null);
+        let providers = match parse(&env.providers_json) {
+            serde_json::Value::Array(items) => items,
+            _ => Vec::new(),
+        };
+        CreateContext {
+            stage: env.stage.to_string(),
+            config: parse(&env.config_json),
+            providers,
+            data_dir: PathBuf::from(env.data_dir.as_str()),
+            server: parse(&env.server_json),
+            host,
+        }
+    }
+
+    /// A string value of the stage config, by top-level key.
+    pub fn config_str(&self, key: &str) -> Option<&str> {
+        self.config.get(key).and_then(|v| v.as_str())
+    }
+
+    /// The stage config as a typed value. Use `#[serde(deny_unknown_fields)]`
+    /// on the type; errors name the key path.
+    pub fn deserialize<T: DeserializeOwned>(&self) -> Result<T, ConfigIssue> {
+        deserialize_config(&self.config)
+    }
+}
+
+/// Deserializes a config value, turning the first error into a located
+/// [`ConfigIssue`] (key path + serde's message).
+pub fn deserialize_config<T: DeserializeOwned>(
+    value: &serde_json::Value,
+) -> Result<T, ConfigIssue> {
+    let value = if value.is_null() {
+        serde_json::Value::Object(Default::default())
+    } else {
+        value.clone()
+    };
+    serde_path_to_error::deserialize(value).map_err(|err| {
+        let path = err.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        let message = err.into_inner().to_string();
+        ConfigIssue::new(path, message)
+    })
+}
+
+/// A cloneable handle to the host's services (logging).
+#[derive(Clone)]
+pub struct HostHandle {
+    inner: HostServicesBox,
+}
+
+impl HostHandle {
+    pub fn new(inner: HostServicesBox) -> Self {
+        HostHandle { inner }
+    }
+
+    pub fn log(&self, level: LogLevel, target: &str, message: &str) {
+        self.inner
+            .log(level, RStr::from(target), RStr::from(message));
+    }
+
+    pub fn max_level(&self) -> LogLevel {
+        self.inner.max_level()
+    }
+}
+
+type CreateFn = dyn Fn(&CreateContext) -> Result<ComponentInstance, PluginError> + Send + Sync;
+type ValidateFn = dyn Fn(&CreateContext) -> Vec<ConfigIssue> + Send + Sync;
+
+/// One component of a library: its descriptor, config validation and
+/// constructor.
+pub struct Component {
+    pub name: String,
+    pub kind: ComponentKind,
+    pub description: String,
+    pub version: String,
+    pub config_schema: String,
+    pub error_style: ErrorStyle,
+    validate: Box<ValidateFn>,
+    create: Box<CreateFn>,
+}
+
+macro_rules! component_ctor {
+    ($(#[$doc:meta])* $fn_name:ident, $typed:ident, $trait:ident, $kind:ident, $wrap:ident) => {
+        $(#[$doc])*
+        pub fn $fn_name<T, F>(name: &str, description: &str, build: F) -> Component
+        where
+            T: $trait,
+            F: Fn(&CreateContext) -> Result<T, PluginError> + Send + Sync + 'static,
+        {
+            let stage_name = name.to_string();
+            Component::new(name, description, ComponentKind::$kind, move |ctx| {
+                let inner = build(ctx)?;
+                Ok($wrap(inner, stage_name.clone()))
+            })
+        }
+
+        /// Like the untyped constructor, with the stage config deserialized
+        /// into `C` (validated with located errors before anything is created).
+        pub fn $typed<C, T, F>(name: &str, description: &str, build: F) -> Component
+        where
+            C: DeserializeOwned + 'static,
+            T: $trait,
+            F: Fn(C, &CreateContext) -> Result<T, PluginError> + Send + Sync + 'static,
+        {
+            let stage_name = name.to_string();
+            Component::new(name, description, ComponentKind::$kind, move |ctx| {
+                let config: C = ctx
+                    .deserialize()
+                    .map_err(|issue| PluginError::new(500, format!("config {}: {}", issue.path, issue.message)))?;
+                let inner = build(config, ctx)?;
+                Ok($wrap(inner, stage_name.clone()))
+            })
+            .with_validate(|ctx| match ctx.deserialize::<C>() {
+                Ok(_) => Vec::new(),
+                Err(issue) => vec![issue],
+            })
+        }
+    };
+}
+
+impl Component {
+    fn new<F>(name: &str, description: &str, kind: ComponentKind, create: F) -> Component
+    where
+        F: Fn(&CreateContext) -> Result<ComponentInstance, PluginError> + Send + Sync + 'static,
+    {
+        Component {
+            name: name.to_string(),
+            kind,
+            description: description.to_string(),
+            version: String::new(),
+            config_schema: "{}".to_string(),
+            error_style: ErrorStyle::Scim,
+            validate: Box::new(|_| Vec::new()),
+            create: Box::new(create),
+        }
+    }
+
+    component_ctor!(
+        /// An authenticator component.
+        authenticator, authenticator_with_config, Authenticator, Authenticator, wrap_authenticator
+    );
+    component_ctor!(
+        /// A policy component.
+        policy, policy_with_config, Policy, Policy, wrap_policy
+    );
+    component_ctor!(
+        /// A profile component.
+        profile, profile_with_config, Profile, Profile, wrap_profile
+    );
+    component_ctor!(
+        /// An endpoint component.
+        endpoint, endpoint_with_config, Endpoint, Endpoint, wrap_endpoint
+    );
+
+    /// Adds a validation step; its issues are reported with the others.
+    pub fn with_validate<F>(mut self, validate: F) -> Component
+    where
+        F: Fn(&CreateContext) -> Vec<ConfigIssue> + Send + Sync + 'static,
+    {
+        let previous = std::mem::replace(&mut self.validate, Box::new(|_| Vec::new()));
+        self.validate = Box::new(move |ctx| {
+            let mut issues = previous(ctx);
+            issues.extend(validate(ctx));
+            issues
+        });
+        self
+    }
+
+    /// The JSON Schema of the stage config, shown by `scimgate plugins`.
+    pub fn with_schema(mut self, schema: &str) -> Component {
+        self.config_schema = schema.to_string();
+        self
+    }
+
+    /// How the host renders errors on routes this endpoint ends (default:
+    /// SCIM error bodies).
+    pub fn with_error_style(mut self, style: ErrorStyle) -> Component {
+        self.error_style = style;
+        self
+    }
+
+    pub fn with_version(mut self, version: &str) -> Component {
+        self.version = version.to_string();
+        self
+    }
+
+    pub fn descriptor(&self, library_version: &str) -> ComponentDescriptor {
+        ComponentDescriptor {
+            name: self.name.as_str().into(),
+            kind: self.kind,
+            version: if self.version.is_empty() {
+                library_version
+            } else {
+                &self.version
+            }
+            .into(),
+            description: self.description.as_str().into(),
+            config_schema: self.config_schema.as_str().into(),
+            error_style: self.error_style,
+        }
+    }
+
+    /// Runs validation (guarded).
+    pub fn validate(&self, ctx: &CreateContext) -> Vec<ConfigIssue> {
+        match catch_unwind(AssertUnwindSafe(|| (self.validate)(ctx))) {
+            Ok(issues) => issues,
+            Err(payload) => vec![ConfigIssue::new(
+                "",
+                format!(
+                    "the plugin panicked while validating: {}",
+                    panic_message(&payload)
+                ),
+            )],
+        }
+    }
+
+    /// Creates an instance (guarded).
+    pub fn create(&self, ctx: &CreateContext) -> Result<ComponentInstance, PluginError> {
+        match catch_unwind(AssertUnwindSafe(|| (self.create)(ctx))) {
+            Ok(result) => result,
+            Err(payload) => Err(panic_error(&self.name, &payload)),
+        }
+    }
+}
+
+/// A library: its name, version and components. The export macro keeps one
+/// in a static.
+pub struct Library {
+    pub name: String,
+    pub version: String,
+    pub components: Vec<Component>,
+}
+
+impl Library {
+    pub fn component(&self, name: &str) -> Option<&Component> {
+        self.components.iter().find(|c| c.name == name)
+    }
+
+    pub fn descriptors(&self) -> RVec<ComponentDescriptor> {
+        self.components
+            .iter()
+            .map(|c| c.descriptor(&self.version))
+            .collect()
+    }
+
+    pub fn validate(&self, component: &str, env: &CreateEnvelope) -> RVec<ConfigIssue> {
+        match self.component(component) {
+            None => vec![unknown_component(&self.name, component, self)].into(),
+            Some(c) => c.validate(&CreateContext::from_envelope(env, None)).into(),
+        }
+    }
+
+    pub fn create(
+        &self,
+        component: &str,
+        env: &CreateEnvelope,
+        host: HostServicesBox,
+    ) -> RResult<ComponentInstance, PluginError> {
+        let host = HostHandle::new(host);
+        crate::trace_bridge::install(&host);
+        let result = match self.component(component) {
+            None => {
+                let issue = unknown_component(&self.name, component, self);
+                Err(PluginError::new(500, issue.message.to_string()))
+            }
+            Some(c) => c.create(&CreateContext::from_envelope(env, Some(host))),
+        };
+        result.into()
+    }
+}
+
+fn unknown_component(library: &str, component: &str, lib: &Library) -> ConfigIssue {
+    let known: Vec<&str> = lib.components.iter().map(|c| c.name.as_str()).collect();
+    ConfigIssue::new(
+        "use",
+        format!(
+            "library `{library}` has no component `{component}` (it has: {})",
+            known.join(", ")
+        ),
+    )
+}
+
+/// Runs `f`, turning a panic into `fallback(message)`.
+pub fn guard<R>(f: impl FnOnce() -> R, fallback: impl FnOnce(String) -> R) -> R {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(payload) => fallback(panic_message(&payload)),
+    }
+}
+
+fn panic_message(payload: &Box<dyn Any + Send>) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_string()
+    }
+}
+
+fn panic_error(component: &str, payload: &Box<dyn Any + Send>) -> PluginError {
+    panic_error_message(component, panic_message(payload))
+}
+
+fn panic_error_message(component: &str, message: String) -> PluginError {
+    PluginError::internal(format!("component `{component}` panicked: {message}")).with_code("panic")
+}
+
+struct GuardedAuthenticator<T>(Arc<T>, String);
+struct GuardedPolicy<T>(Arc<T>, String);
+struct GuardedProfile<T>(Arc<T>, String);
+struct GuardedEndpoint<T>(Arc<T>, String);
+
+fn wrap_authenticator<T: Authenticator>(inner: T, name: String) -> ComponentInstance {
+    let boxed: AuthenticatorBox = ffi::FfiAuthenticator_TO::from_value(
+        GuardedAuthenticator(Arc::new(inner), name),
+        TD_Opaque,
+    );
+    ComponentInstance::Authenticator(boxed)
+}
+
+fn wrap_policy<T: Policy>(inner: T, name: String) -> ComponentInstance {
+    let boxed: PolicyBox =
+        ffi::FfiPolicy_TO::from_value(GuardedPolicy(Arc::new(inner), name), TD_Opaque);
+    ComponentInstance::Policy(boxed)
+}
+
+fn wrap_profile<T: Profile>(inner: T, name: String) -> ComponentInstance {
+    let boxed: ProfileBox =
+        ffi::FfiProfile_TO::from_value(GuardedProfile(Arc::new(inner), name), TD_Opaque);
+    ComponentInstance::Profile(boxed)
+}
+
+fn wrap_endpoint<T: Endpoint>(inner: T, name: String) -> ComponentInstance {
+    let boxed: EndpointBox =
+        ffi::FfiEndpoint_TO::from_value(GuardedEndpoint(Arc::new(inner), name), TD_Opaque);
+    ComponentInstance::Endpoint(boxed)
+}
+
+impl<T: Authenticator> ffi::FfiAuthenticator for GuardedAuthenticator<T> {
+    fn authenticate(&self, req: &Request) -> AuthOutcome {
+        guard(
+            || self.0.authenticate(req),
+            |m| AuthOutcome::Rejected(panic_error_message(&self.1, m)),
+        )
+    }
+}
+
+impl<T: Policy> ffi::FfiPolicy for GuardedPolicy<T> {
+    fn check(&self, req: &Request, caller: Caller<'_>) -> PolicyDecision {
+        guard(
+            || self.0.check(req, caller),
+            |m| PolicyDecision::Deny(panic_error_message(&self.1, m)),
+        )
+    }
+}
+
+impl<T: Profile> ffi::FfiProfile for GuardedProfile<T> {
+    fn inbound(&self, req: &mut Request, caller: Caller<'_>) -> RResult<(), PluginError> {
+        guard(
+            || self.0.inbound(req, caller),
+            |m| Err(panic_error_message(&self.1, m)),
+        )
+        .into()
+    }
+
+    fn outbound(
+        &self,
+        req: &Request,
+        caller: Caller<'_>,
+        resp: &mut Response,
+    ) -> RResult<(), PluginError> {
+        guard(
+            || self.0.outbound(req, caller, resp),
+            |m| Err(panic_error_message(&self.1, m)),
+        )
+        .into()
+    }
+}
+
+impl<T: Endpoint> ffi::FfiEndpoint for GuardedEndpoint<T> {
+    fn handle(&self, req: &Request, caller: Caller<'_>) -> RResult<Response, PluginError> {
+        guard(
+            || self.0.handle(req, caller),
+            |m| Err(panic_error_message(&self.1, m)),
+        )
+        .into()
+    }
+
+    fn ready(&self) -> RResult<(), RString> {
+        guard(
+            || self.0.ready(),
+            |m| Err(format!("readiness check panicked: {m}")),
+        )
+        .map_err(RString::from)
+        .into()
+    }
+}
+
+/// Decodes `application/x-www-form-urlencoded` pairs (`+` is a space,
+/// `%XX` bytes; invalid escapes are kept as written).
+pub fn form_decode(input: &str) -> Vec<(String, String)> {
+    input
+        .split('&')
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            let (k, v) = part.split_once('=').unwrap_or((part, ""));
+            (percent_decode(k, true), percent_decode(v, true))
+        })
+        .collect()
+}
+
+/// Percent-decodes a string; with `plus_as_space`, `+` becomes a space.
+/// Invalid UTF-8 is replaced (U+FFFD).
+pub fn percent_decode(input: &str, plus_as_space: bool) -> String {
+    let bytes = input.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' if plus_as_space => out.push(b' '),
+            b'%' => {
+                let hex = |b: u8| (b as char).to_digit(16);
+                match (
+                    bytes.get(i + 1).and_then(|b| hex(*b)),
+                    bytes.get(i + 2).and_then(|b| hex(*b)),
+                ) {
+                    (Some(h), Some(l)) => {
+                        out.push((h * 16 + l) as u8);
+                        i += 3;
+                        continue;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Hidden glue for [`export_plugin!`](crate::export_plugin).
+#[doc(hidden)]
+pub mod __export {
+    use super::*;
+
+    pub fn components(lib: &Library) -> RVec<ComponentDescriptor> {
+        guard(|| lib.descriptors(), |_| RVec::new())
+    }
+
+    pub fn validate(lib: &Library, component: RStr<'_>, env: &CreateEnvelope) -> RVec<ConfigIssue> {
+        guard(
+            || lib.validate(component.as_str(), env),
+            |m| {
+                vec![ConfigIssue::new(
+                    "",
+                    format!("the plugin panicked while validating: {m}"),
+                )]
+                .into()
+            },
+        )
+    }
+
+    pub fn create(
+        lib: &Library,
+        component: RStr<'_>,
+        env: &CreateEnvelope,
+        host: HostServicesBox,
+    ) -> RResult<ComponentInstance, PluginError> {
+        guard(
+            || lib.create(component.as_str(), env, host),
+            |m| RResult::RErr(panic_error_message(component.as_str(), m)),
+        )
+    }
+}
+
+/// Exports a plugin library: `export_plugin!("name", components_fn);` where
+/// `components_fn: fn() -> Vec<Component>`. Call it once, at the crate root of
+/// a `cdylib` crate. It defines the root module abi_stable's loader looks for.
+#[macro_export]
+macro_rules! export_plugin {
+    ($name:expr, $components:ident) => {
+        #[doc(hidden)]
+        #[allow(unsafe_code)]
+        pub mod __scimgate_plugin_export {
+            use abi_stable::prefix_type::PrefixTypeTrait;
+            use std::sync::OnceLock;
+            use $crate::__private::abi_stable;
+            use $crate::ffi::{
+                ComponentDescriptor, ComponentInstance, CreateEnvelope, HostServicesBox, PluginLib,
+                PluginLibRef,
+            };
+            use $crate::std_types::{RResult, RStr, RString, RVec};
+            use $crate::{ConfigIssue, PluginError};
+
+            static LIBRARY: OnceLock<$crate::sdk::Library> = OnceLock::new();
+
+            /// The library, built on first use.
+            pub fn library() -> &'static $crate::sdk::Library {
+                LIBRARY.get_or_init(|| $crate::sdk::Library {
+                    name: ($name).to_string(),
+                    version: env!("CARGO_PKG_VERSION").to_string(),
+                    components: super::$components(),
+                })
+            }
+
+            extern "C" fn abi_epoch() -> u32 {
+                $crate::ABI_EPOCH
+            }
+            extern "C" fn library_name() -> RString {
+                RString::from($name)
+            }
+            extern "C" fn library_version() -> RString {
+                RString::from(env!("CARGO_PKG_VERSION"))
+            }
+            extern "C" fn components() -> RVec<ComponentDescriptor> {
+                $crate::sdk::guard(
+                    || $crate::sdk::__export::components(library()),
+                    |_| RVec::new(),
+                )
+            }
+            extern "C" fn validate(component: RStr<'_>, env: &CreateEnvelope) -> RVec<ConfigIssue> {
+                $crate::sdk::guard(
+                    || $crate::sdk::__export::validate(library(), component, env),
+                    |m| vec![ConfigIssue::new("", m)].into(),
+                )
+            }
+            extern "C" fn create(
+                component: RStr<'_>,
+                env: &CreateEnvelope,
+                host: HostServicesBox,
+            ) -> RResult<ComponentInstance, PluginError> {
+                $crate::sdk::guard(
+                    || $crate::sdk::__export::create(library(), component, env, host),
+                    |m| RResult::RErr(PluginError::internal(m)),
+                )
+            }
+
+            /// The root module (also usable in-process, without dlopen).
+            pub fn root_module() -> PluginLibRef {
+                PluginLib {
+                    abi_epoch,
+                    library_name,
+                    library_version,
+                    components,
+                    validate,
+                    create,
+                }
+                .leak_into_prefix()
+            }
+
+            #[export_name = "_1as_0lib_1header_0root_bmodule_bloader"]
+            pub static SCIMGATE_LIB_HEADER: abi_stable::library::LibHeader = {
+                extern "C" fn erased() -> abi_stable::library::RootModuleResult {
+                    abi_stable::library::__call_root_module_loader(root_module)
+                }
+                // SAFETY: `PluginLibRef` is the module type `root_module` returns, and
+                // the layout constant is included, so the loader checks it.
+                unsafe {
+                    abi_stable::library::LibHeader::from_constructor::<PluginLibRef>(
+                        erased,
+                        abi_stable::library::CheckTypeLayout::Yes,
+                    )
+                }
+            };
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_decode_handles_plus_and_escapes() {
+        let pairs = form_decode("a=b+c&client%5Fid=x%3Ay&empty=&flag&bad=%zz%4");
+        assert_eq!(
+            pairs,
+            vec![
+                ("a".into(), "b c".into()),
+                ("client_id".into(), "x:y".into()),
+                ("empty".into(), "".into()),
+                ("flag".into(), "".into()),
+                ("bad".into(), "%zz%4".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn typed_config_errors_name_the_key_path() {
+        #[derive(serde::Deserialize, Debug)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Cfg {
+            bulk: Bulk,
+        }
+        #[derive(serde::Deserialize, Debug)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Bulk {
+            max_operations: u32,
+        }
+        let value = serde_json::json!({"bulk": {"max_operations": "many"}});
+        let issue = deserialize_config::<Cfg>(&value).unwrap_err();
+        assert_eq!(issue.path.as_str(), "bulk.max_operations");
+        assert!(issue.message.contains("invalid type"), "{}", issue.message);
+    }
+
+    #[test]
+    fn a_panicking_policy_becomes_a_500_denial() {
+        struct Boom;
+        impl Policy for Boom {
+            fn check(&self, _req: &Request, _caller: Caller<'_>) -> PolicyDecision {
+                panic!("kaboom")
+            }
+        }
+        let guarded = GuardedPolicy(Arc::new(Boom), "boom".into());
+        let req = test_request();
+        let decision = ffi::FfiPolicy::check(&guarded, &req, Caller::ANONYMOUS);
+        match decision {
+            PolicyDecision::Deny(e) => {
+                assert_eq!(e.status, 500);
+                assert!(e.message.contains("kaboom"));
+                assert!(e.message.contains("boom"));
+            }
+            PolicyDecision::Allow => panic!("a panic must not allow"),
+        }
+    }
+
+    fn test_request() -> Request {
+        Request {
+            method: "GET".into(),
+            path: "/".into(),
+            query: RString::new(),
+            headers: RVec::new(),
+            body: RVec::new(),
+            peer_addr: "127.0.0.1:1".into(),
+            client_ip: "127.0.0.1".into(),
+            request_id: "r1".into(),
+            mount: "/".into(),
+            base_url: "http://localhost".into(),
+            received_at_unix_ms: 0,
+            error_style: crate::ErrorStyle::Scim,
+            attributes: RVec::new(),
+        }
+    }
+}
