@@ -16,8 +16,11 @@ use crate::types::{
 /// Establishes who is calling.
 #[sabi_trait]
 pub trait FfiAuthenticator: Send + Sync {
-    #[sabi(last_prefix_field)]
     fn authenticate(&self, req: &Request) -> AuthOutcome;
+    /// The `WWW-Authenticate` challenge for a 401 when no authenticator
+    /// recognised the request (`Bearer realm="scim"`); empty for none.
+    #[sabi(last_prefix_field)]
+    fn challenge(&self) -> RString;
 }
 
 /// Decides whether a request may go on.

@@ -27,6 +27,11 @@ use crate::types::{
 /// credentials of another kind so the next authenticator can try.
 pub trait Authenticator: Send + Sync + 'static {
     fn authenticate(&self, req: &Request) -> AuthOutcome;
+    /// The `WWW-Authenticate` challenge sent with a 401 when no authenticator
+    /// of the route recognised the request, e.g. `Bearer realm="scim"`.
+    fn challenge(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Decides whether a request may go on. Pure: (request, caller, now) in,
@@ -427,6 +432,10 @@ impl<T: Authenticator> ffi::FfiAuthenticator for GuardedAuthenticator<T> {
             || self.0.authenticate(req),
             |m| AuthOutcome::Rejected(panic_error_message(&self.1, m)),
         )
+    }
+
+    fn challenge(&self) -> RString {
+        guard(|| self.0.challenge().unwrap_or_default(), |_| String::new()).into()
     }
 }
 

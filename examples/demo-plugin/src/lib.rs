@@ -1,1 +1,204 @@
-//! placeholder
+//! `demo`: a plugin library written the way a third-party author would, against
+//! `scimgate-abi` only. It has one component of each kind for the end-to-end
+//! tests (an API-key authenticator, a header-requiring policy, a tagging
+//! profile, an echo endpoint that can panic or sleep on demand) and no-op
+//! components for measuring the cost of the pipeline itself.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use scimgate_abi::sdk::{Authenticator, Component, Endpoint, Policy, Profile};
+use scimgate_abi::{
+    AuthOutcome, Caller, PluginError, PolicyDecision, Principal, Request, Response,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+fn components() -> Vec<Component> {
+    vec![
+        Component::authenticator_with_config("api-key", "authenticates `X-Api-Key` (or another header) against a key → provider map", |c: ApiKeyConfig, _| Ok(ApiKey(c)))
+            .with_schema(r#"{"type":"object","properties":{"header":{"type":"string"},"keys":{"type":"object"}},"required":["keys"]}"#),
+        Component::policy_with_config("require-header", "denies requests without a given header", |c: RequireHeaderConfig, _| Ok(RequireHeader(c))),
+        Component::profile_with_config("tag", "marks requests and responses so tests can see the profile ran", |c: TagConfig, _| Ok(Tag(c))),
+        Component::endpoint("echo", "answers with what it received; `?panic=1` panics, `?sleep_ms=N` sleeps", |_| Ok(Echo)),
+        Component::authenticator_with_config("anyone", "no-op authenticator: everyone is the configured provider", |c: AnyoneConfig, _| Ok(Anyone(Principal::new(&c.provider, &c.provider, "anyone")))),
+        Component::policy("allow", "no-op policy", |_| Ok(Allow)),
+        Component::profile("noop", "no-op profile", |_| Ok(Noop)),
+        Component::endpoint("empty", "no-op endpoint: 204", |_| Ok(Empty)),
+    ]
+}
+
+scimgate_abi::export_plugin!("demo", components);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApiKeyConfig {
+    #[serde(default = "default_key_header")]
+    header: String,
+    /// key → provider id
+    keys: BTreeMap<String, String>,
+}
+
+fn default_key_header() -> String {
+    "x-api-key".into()
+}
+
+struct ApiKey(ApiKeyConfig);
+
+impl Authenticator for ApiKey {
+    fn authenticate(&self, req: &Request) -> AuthOutcome {
+        let Some(key) = req.header(&self.0.header) else {
+            return AuthOutcome::NotMine;
+        };
+        match self.0.keys.get(key) {
+            Some(provider) => {
+                AuthOutcome::Authenticated(Principal::new(provider, provider, "api-key"))
+            }
+            None => AuthOutcome::Rejected(
+                PluginError::new(401, "unknown API key").with_code("invalidCredentials"),
+            ),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequireHeaderConfig {
+    header: String,
+    #[serde(default = "default_deny_status")]
+    status: u16,
+}
+
+fn default_deny_status() -> u16 {
+    403
+}
+
+struct RequireHeader(RequireHeaderConfig);
+
+impl Policy for RequireHeader {
+    fn check(&self, req: &Request, _caller: Caller<'_>) -> PolicyDecision {
+        if req.header(&self.0.header).is_some() {
+            PolicyDecision::Allow
+        } else {
+            PolicyDecision::Deny(PluginError::new(
+                self.0.status,
+                format!("the request lacks the `{}` header", self.0.header),
+            ))
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TagConfig {
+    tag: String,
+}
+
+struct Tag(TagConfig);
+
+impl Profile for Tag {
+    fn inbound(&self, req: &mut Request, _caller: Caller<'_>) -> Result<(), PluginError> {
+        let seen = req.header("x-demo-profile").map(str::to_string);
+        let value = match seen {
+            Some(prev) => format!("{prev},{}", self.0.tag),
+            None => self.0.tag.clone(),
+        };
+        req.set_header("x-demo-profile", &value);
+        tracing::debug!(tag = %self.0.tag, "demo profile tagged a request");
+        Ok(())
+    }
+
+    fn outbound(
+        &self,
+        _req: &Request,
+        _caller: Caller<'_>,
+        resp: &mut Response,
+    ) -> Result<(), PluginError> {
+        let value = match resp.header("x-demo-outbound") {
+            Some(prev) => format!("{prev},{}", self.0.tag),
+            None => self.0.tag.clone(),
+        };
+        resp.set_header("x-demo-outbound", &value);
+        if let Ok(Value::Object(mut body)) = serde_json::from_slice::<Value>(&resp.body) {
+            body.insert("profiled".into(), Value::String(value));
+            resp.body = serde_json::to_vec(&body).unwrap_or_default().into();
+        }
+        Ok(())
+    }
+}
+
+struct Echo;
+
+impl Endpoint for Echo {
+    fn handle(&self, req: &Request, caller: Caller<'_>) -> Result<Response, PluginError> {
+        if req.query_param("panic").as_deref() == Some("1") {
+            panic!("panic requested by the client");
+        }
+        if let Some(ms) = req
+            .query_param("sleep_ms")
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            std::thread::sleep(Duration::from_millis(ms.min(10_000)));
+        }
+        if let Some(status) = req.query_param("fail").and_then(|v| v.parse::<u16>().ok()) {
+            return Err(PluginError::new(status, "failure requested by the client")
+                .with_code("invalidValue"));
+        }
+        let headers: BTreeMap<&str, &str> = req
+            .headers
+            .iter()
+            .map(|h| (h.name.as_str(), h.value.as_str()))
+            .collect();
+        let principal = caller.principal().map(|p| {
+            json!({"provider_id": p.provider_id.as_str(), "client_id": p.client_id.as_str(), "auth_method": p.auth_method.as_str()})
+        });
+        let body = json!({
+            "method": req.method.as_str(),
+            "path": req.path.as_str(),
+            "query": req.query.as_str(),
+            "mount": req.mount.as_str(),
+            "base_url": req.base_url.as_str(),
+            "client_ip": req.client_ip.as_str(),
+            "request_id": req.request_id.as_str(),
+            "headers": headers,
+            "body": String::from_utf8_lossy(&req.body),
+            "principal": principal,
+            "provider": caller.provider().map(|p| p.id.as_str()),
+        });
+        Ok(Response::json(200, "application/json", &body))
+    }
+}
+
+struct Anyone(Principal);
+
+impl Authenticator for Anyone {
+    fn authenticate(&self, _req: &Request) -> AuthOutcome {
+        AuthOutcome::Authenticated(self.0.clone())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AnyoneConfig {
+    provider: String,
+}
+
+struct Allow;
+
+impl Policy for Allow {
+    fn check(&self, _req: &Request, _caller: Caller<'_>) -> PolicyDecision {
+        PolicyDecision::Allow
+    }
+}
+
+struct Noop;
+
+impl Profile for Noop {}
+
+struct Empty;
+
+impl Endpoint for Empty {
+    fn handle(&self, _req: &Request, _caller: Caller<'_>) -> Result<Response, PluginError> {
+        Ok(Response::new(204))
+    }
+}
