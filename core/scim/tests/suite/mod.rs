@@ -1,0 +1,10 @@
+//! Test modules of the integration binary.
+
+mod dialects;
+mod discovery;
+mod fixtures;
+mod projection_sort;
+mod properties;
+mod rfc_filters;
+mod rfc_patch;
+mod validation;
