@@ -1,1 +1,424 @@
-//! End-to-end test support (placeholder).
+//! Test support for the end-to-end suite: start the real `scimgate` binary
+//! (built by `cargo build --workspace`) with a config written to a temporary
+//! folder, find the port it bound, talk HTTP to it, read its logs, stop it.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+pub use serde_json::{json, Value};
+
+/// `target/<profile>`: where cargo put the binary and the plugin `.so`s.
+pub fn target_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("SCIMGATE_TARGET_DIR") {
+        return PathBuf::from(dir);
+    }
+    // The test binary lives in target/<profile>/deps/.
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf()
+}
+
+pub fn scimgate_bin() -> PathBuf {
+    let bin = target_dir().join("scimgate");
+    assert!(
+        bin.is_file(),
+        "{} is missing: run `cargo build --workspace` before the end-to-end tests (the README's test command does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A fresh temporary folder, removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let dir =
+            std::env::temp_dir().join(format!("scimgate-e2e-{}-{tag}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::env::var_os("SCIMGATE_KEEP_TEMP").is_none() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// Runs `scimgate ARGS…` to completion: (exit code, stdout, stderr).
+pub fn run_cli(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = Command::new(scimgate_bin());
+    cmd.args(args).env_remove("SCIMGATE_CONFIG");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run scimgate");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A running scimgate process.
+pub struct Server {
+    child: Option<Child>,
+    pub base: String,
+    pub dir: TempDir,
+    pub config_path: PathBuf,
+    pub log_path: PathBuf,
+    pub stdout_lines: Vec<String>,
+}
+
+impl Server {
+    /// Starts scimgate with this config. `{plugin_dir}` and `{data_dir}` in
+    /// the text are replaced; `listen` should be `127.0.0.1:0` (the port is
+    /// read from the banner).
+    pub fn start(config: &str) -> Server {
+        Server::start_with_env(config, &[])
+    }
+
+    pub fn start_with_env(config: &str, envs: &[(&str, &str)]) -> Server {
+        let dir = TempDir::new("server");
+        let config_path = dir.path().join("scimgate.toml");
+        std::fs::write(&config_path, expand(config, dir.path())).expect("write config");
+        Server::start_at(dir, config_path, envs)
+    }
+
+    pub fn start_at(dir: TempDir, config_path: PathBuf, envs: &[(&str, &str)]) -> Server {
+        let config = config_path.display().to_string();
+        Server::spawn(dir, config_path, &["serve", "--config", &config], envs)
+    }
+
+    /// Starts `scimgate ARGS…` in a fresh folder (e.g. with no config at all).
+    pub fn start_cli(args: &[&str]) -> Server {
+        let dir = TempDir::new("cli");
+        let config_path = dir.path().join("none.toml");
+        Server::spawn(dir, config_path, args, &[])
+    }
+
+    fn spawn(dir: TempDir, config_path: PathBuf, args: &[&str], envs: &[(&str, &str)]) -> Server {
+        let log_path = dir.path().join("scimgate.log");
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let mut cmd = Command::new(scimgate_bin());
+        cmd.args(args)
+            .current_dir(dir.path())
+            .env_remove("SCIMGATE_CONFIG")
+            .env(
+                "SCIMGATE_LOG",
+                std::env::var("SCIMGATE_TEST_LOG").unwrap_or_else(|_| "debug".into()),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log));
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn scimgate");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut lines = Vec::new();
+        let mut base = None;
+        while base.is_none() && Instant::now() < deadline {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(line) => {
+                    if let Some(rest) = line.split("listening on ").nth(1) {
+                        base = rest.split_whitespace().next().map(str::to_string);
+                    }
+                    lines.push(line);
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if let Ok(Some(status)) = child.try_wait() {
+                        panic!(
+                            "scimgate exited with {status} before listening:\n{}",
+                            std::fs::read_to_string(&log_path).unwrap_or_default()
+                        );
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        let Some(base) = base else {
+            let _ = child.kill();
+            panic!(
+                "scimgate did not report a listening address; stdout: {lines:?}\nlog:\n{}",
+                std::fs::read_to_string(&log_path).unwrap_or_default()
+            );
+        };
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || while rx.recv().is_ok() {});
+        Server {
+            child: Some(child),
+            base,
+            dir,
+            config_path,
+            log_path,
+            stdout_lines: lines,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{sig} failed");
+    }
+
+    /// Rewrites the config file and sends SIGHUP; waits for the reload log line.
+    pub fn reload_with(&self, config: &str) {
+        let before = self.logs().matches("configuration reloaded").count();
+        std::fs::write(&self.config_path, expand(config, self.dir.path())).expect("write config");
+        self.signal("HUP");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let logs = self.logs();
+            if logs.matches("configuration reloaded").count() > before {
+                return;
+            }
+            if logs.contains("reload failed") {
+                panic!("reload failed:\n{logs}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("no reload within 10 s:\n{}", self.logs());
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Waits for the process to exit (after a signal); its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut()?;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status.code().unwrap_or(-1));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// `kill -9`, no chance to flush anything.
+    pub fn kill_hard(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Replaces `{plugin_dir}` and `{data_dir}` placeholders.
+pub fn expand(config: &str, dir: &Path) -> String {
+    config
+        .replace("{plugin_dir}", &target_dir().display().to_string())
+        .replace("{data_dir}", &dir.join("data").display().to_string())
+}
+
+/// An HTTP response, whatever its status.
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn header_all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
+
+/// Sends a request; never fails on HTTP error statuses.
+pub fn send(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&str>) -> Reply {
+    send_from(None, method, url, headers, body)
+}
+
+/// POSTs a JSON value with `Content-Type: application/scim+json`.
+pub fn send_json(method: &str, url: &str, headers: &[(&str, &str)], body: &Value) -> Reply {
+    let mut all: Vec<(&str, &str)> = headers.to_vec();
+    all.push(("content-type", "application/scim+json"));
+    send(method, url, &all, Some(&body.to_string()))
+}
+
+/// Like [`send`], binding the client socket to `local` (e.g. 127.0.0.2).
+/// A deliberately small HTTP/1.1 client (`Connection: close`) so that tests
+/// can choose their source address anywhere in 127.0.0.0/8.
+pub fn send_from(
+    local: Option<std::net::IpAddr>,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Reply {
+    send_bytes_from(local, method, url, headers, body.map(str::as_bytes))
+}
+
+pub fn send_bytes_from(
+    local: Option<std::net::IpAddr>,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Reply {
+    use std::io::{Read, Write};
+    let rest = url
+        .strip_prefix("http://")
+        .unwrap_or_else(|| panic!("only http:// URLs: {url}"));
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let addr: std::net::SocketAddr = authority
+        .parse()
+        .or_else(|_| {
+            use std::net::ToSocketAddrs;
+            authority
+                .to_socket_addrs()
+                .map(|mut a| a.next().expect("address"))
+        })
+        .unwrap_or_else(|e| panic!("bad address {authority}: {e}"));
+    let domain = if addr.is_ipv4() {
+        socket2::Domain::IPV4
+    } else {
+        socket2::Domain::IPV6
+    };
+    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, None).expect("socket");
+    if let Some(ip) = local {
+        socket
+            .bind(&std::net::SocketAddr::new(ip, 0).into())
+            .unwrap_or_else(|e| panic!("bind {ip}: {e}"));
+    }
+    socket
+        .connect_timeout(&addr.into(), Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{method} {url}: connect: {e}"));
+    let mut stream: std::net::TcpStream = socket.into();
+    stream.set_read_timeout(Some(Duration::from_secs(60))).ok();
+    let mut head =
+        format!("{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if let Some(b) = body {
+        head.push_str(&format!("Content-Length: {}\r\n", b.len()));
+    }
+    head.push_str("\r\n");
+    stream
+        .write_all(head.as_bytes())
+        .expect("write request head");
+    if let Some(b) = body {
+        // The server may answer (413) and close before reading everything.
+        let _ = stream.write_all(b);
+    }
+    let mut raw = Vec::new();
+    if let Err(e) = stream.read_to_end(&mut raw) {
+        if raw.is_empty() {
+            panic!("{method} {url}: read: {e}");
+        }
+    }
+    parse_reply(&raw).unwrap_or_else(|| {
+        panic!(
+            "{method} {url}: malformed response: {}",
+            String::from_utf8_lossy(&raw)
+        )
+    })
+}
+
+fn parse_reply(raw: &[u8]) -> Option<Reply> {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&raw[..split]).ok()?;
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
+    if chunked {
+        body = dechunk(&body)?;
+    }
+    Some(Reply {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(&data[..line_end]).ok()?;
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(data.get(..size)?);
+        data = data.get(size + 2..)?;
+    }
+}
+
+pub fn get(url: &str, headers: &[(&str, &str)]) -> Reply {
+    send("GET", url, headers, None)
+}

@@ -54,10 +54,12 @@ impl Authenticator for ApiKey {
             Some(provider) => {
                 AuthOutcome::Authenticated(Principal::new(provider, provider, "api-key"))
             }
-            None => AuthOutcome::Rejected(
-                PluginError::new(401, "unknown API key").with_code("invalidCredentials"),
-            ),
+            None => AuthOutcome::Rejected(PluginError::new(401, "unknown API key")),
         }
+    }
+
+    fn challenge(&self) -> Option<String> {
+        Some(format!("ApiKey header=\"{}\"", self.0.header))
     }
 }
 

@@ -1,0 +1,244 @@
+//! `[server]`: where to listen, where plugins and data live, request limits.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use super::check::Checker;
+use super::diagnostic::Diagnostic;
+use super::tree::{Kind, Table, Val};
+use super::units::{parse_duration, parse_size};
+use super::{LogFormat, ServerConfig};
+
+const KEYS: &[&str] = &[
+    "listen",
+    "plugin_dir",
+    "data_dir",
+    "trusted_proxies",
+    "max_body_size",
+    "request_timeout",
+    "blocking_threads",
+    "public_url",
+    "log_format",
+];
+
+/// Reads `[server]`; anything missing or wrong keeps its default (and is reported).
+pub(crate) fn server(ck: &mut Checker, table: &Table, base: Option<&Path>) -> ServerConfig {
+    ck.unknown_keys(table, "server", KEYS);
+    let mut server = ServerConfig {
+        data_dir: resolve(base, Path::new("scimgate-data")),
+        ..ServerConfig::default()
+    };
+
+    if let Some((text, val)) = ck.opt_str(table, "listen", "server") {
+        match text.parse::<SocketAddr>() {
+            Ok(addr) => server.listen = addr,
+            Err(_) => ck.push(
+                Diagnostic::error(
+                    format!("invalid listen address {}", val.shown()),
+                    val.span.clone(),
+                )
+                .with_label("expected IP:port")
+                .with_help(
+                    "write an IP address and a port, e.g. \"127.0.0.1:8080\" or \"[::]:8443\"",
+                ),
+            ),
+        }
+    }
+    if let Some((text, val)) = ck.opt_str(table, "plugin_dir", "server") {
+        if non_empty_path(ck, text, val, "server.plugin_dir") {
+            server.plugin_dir = Some(resolve(base, Path::new(text)));
+        }
+    }
+    if let Some((text, val)) = ck.opt_str(table, "data_dir", "server") {
+        if non_empty_path(ck, text, val, "server.data_dir") {
+            server.data_dir = resolve(base, Path::new(text));
+        }
+    }
+    if let Some(entry) = table.get("trusted_proxies") {
+        for (text, val) in ck.str_array(&entry.val, "server.trusted_proxies") {
+            match parse_net(text) {
+                Some(net) => server.trusted_proxies.push(net),
+                None => ck.push(
+                    Diagnostic::error(
+                        format!("invalid trusted proxy {}", val.shown()),
+                        val.span.clone(),
+                    )
+                    .with_label("expected an IP address or CIDR")
+                    .with_help("e.g. \"10.0.0.1\", \"10.0.0.0/8\" or \"fd00::/8\""),
+                ),
+            }
+        }
+    }
+    if let Some(entry) = table.get("max_body_size") {
+        let val = &entry.val;
+        let parsed = match &val.kind {
+            Kind::Str(s) => Some(parse_size(s)),
+            Kind::Int(i) => {
+                Some(usize::try_from(*i).map_err(|_| "a size cannot be negative".to_string()))
+            }
+            _ => {
+                ck.wrong_type(
+                    val,
+                    "server.max_body_size",
+                    "a size (\"2MiB\") or a number of bytes",
+                );
+                None
+            }
+        };
+        match parsed {
+            Some(Ok(0)) => ck.push(
+                Diagnostic::error(
+                    "`server.max_body_size` must be greater than zero",
+                    val.span.clone(),
+                )
+                .with_label("zero bytes"),
+            ),
+            Some(Ok(size)) => server.max_body_size = size,
+            Some(Err(msg)) => ck.push(invalid(val, "server.max_body_size", &msg)),
+            None => {}
+        }
+    }
+    if let Some((text, val)) = ck.opt_str(table, "request_timeout", "server") {
+        match parse_duration(text) {
+            Ok(d) if d.is_zero() => ck.push(
+                Diagnostic::error(
+                    "`server.request_timeout` must be greater than zero",
+                    val.span.clone(),
+                )
+                .with_label("zero duration"),
+            ),
+            Ok(d) => server.request_timeout = d,
+            Err(msg) => ck.push(invalid(val, "server.request_timeout", &msg)),
+        }
+    }
+    if let Some(entry) = table.get("blocking_threads") {
+        if let Some(n) = ck.int(&entry.val, "server.blocking_threads") {
+            match usize::try_from(n) {
+                Ok(n @ 1..=1024) => server.blocking_threads = n,
+                _ => ck.push(
+                    Diagnostic::error(
+                        format!("`server.blocking_threads` must be between 1 and 1024, found {n}"),
+                        entry.val.span.clone(),
+                    )
+                    .with_label("out of range"),
+                ),
+            }
+        }
+    }
+    if let Some((text, val)) = ck.opt_str(table, "public_url", "server") {
+        match check_public_url(text) {
+            Ok(url) => server.public_url = Some(url),
+            Err(msg) => ck.push(
+                Diagnostic::error(
+                    format!("invalid `server.public_url` {}", val.shown()),
+                    val.span.clone(),
+                )
+                .with_label(msg)
+                .with_help("e.g. \"https://vault.example.com\" or \"https://example.com/gateway\""),
+            ),
+        }
+    }
+    if let Some((text, val)) = ck.opt_str(table, "log_format", "server") {
+        match text {
+            "human" => server.log_format = LogFormat::Human,
+            "json" => server.log_format = LogFormat::Json,
+            _ => ck.push(
+                Diagnostic::error(
+                    format!("unknown log format {}", val.shown()),
+                    val.span.clone(),
+                )
+                .with_label("expected \"human\" or \"json\""),
+            ),
+        }
+    }
+    server
+}
+
+/// A CIDR or a single address (as a /32 or /128).
+pub(crate) fn parse_net(text: &str) -> Option<ipnet::IpNet> {
+    text.parse::<ipnet::IpNet>()
+        .ok()
+        .or_else(|| text.parse::<IpAddr>().ok().map(ipnet::IpNet::from))
+}
+
+/// Relative paths are taken from the config file's folder.
+fn resolve(base: Option<&Path>, path: &Path) -> PathBuf {
+    match base {
+        Some(base) if path.is_relative() => base.join(path),
+        _ => path.to_path_buf(),
+    }
+}
+
+fn non_empty_path(ck: &mut Checker, text: &str, val: &Val, path: &str) -> bool {
+    if text.trim().is_empty() {
+        ck.push(
+            Diagnostic::error(format!("`{path}` is empty"), val.span.clone())
+                .with_label("expected a folder"),
+        );
+        return false;
+    }
+    true
+}
+
+fn invalid(val: &Val, path: &str, msg: &str) -> Diagnostic {
+    // `msg` quotes the text; hide it when it came from the environment.
+    let label = if val.expanded {
+        "invalid expanded value".to_string()
+    } else {
+        msg.to_string()
+    };
+    Diagnostic::error(format!("invalid `{path}`"), val.span.clone()).with_label(label)
+}
+
+/// `http(s)://host[:port][/path]`, no query or fragment; the trailing `/` is dropped.
+fn check_public_url(text: &str) -> Result<String, &'static str> {
+    let rest = text
+        .strip_prefix("https://")
+        .or_else(|| text.strip_prefix("http://"))
+        .ok_or("must start with http:// or https://")?;
+    if text.contains(['?', '#']) {
+        return Err("must not have a query or fragment");
+    }
+    if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("must not contain spaces");
+    }
+    let host = rest.split('/').next().unwrap_or("");
+    if host.is_empty() || host.starts_with(':') || host.contains('@') {
+        return Err("missing host");
+    }
+    Ok(text.trim_end_matches('/').to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_urls() {
+        assert_eq!(
+            check_public_url("https://vault.example.com/"),
+            Ok("https://vault.example.com".into())
+        );
+        assert_eq!(
+            check_public_url("http://h:8080/x"),
+            Ok("http://h:8080/x".into())
+        );
+        assert!(check_public_url("ftp://h").is_err());
+        assert!(check_public_url("https://").is_err());
+        assert!(check_public_url("https://h/?a").is_err());
+    }
+
+    #[test]
+    fn nets() {
+        assert_eq!(
+            parse_net("10.0.0.1").map(|n| n.to_string()),
+            Some("10.0.0.1/32".into())
+        );
+        assert_eq!(
+            parse_net("fd00::/8").map(|n| n.to_string()),
+            Some("fd00::/8".into())
+        );
+        assert!(parse_net("10.0.0.0/33").is_none());
+        assert!(parse_net("*").is_none());
+    }
+}

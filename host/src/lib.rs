@@ -1,0 +1,12 @@
+//! The scimgate host as a library: configuration, plugin loading, pipelines
+//! and the HTTP server. `main.rs` is the CLI glue around it; end-to-end tests
+//! and benchmarks use it in-process.
+
+pub mod config;
+pub mod defaults;
+pub mod host_services;
+pub mod loader;
+pub mod pipeline;
+pub mod registry;
+pub mod render;
+pub mod server;

@@ -1,0 +1,614 @@
+//! Pipelines: assembling routes from a checked config and loaded libraries,
+//! and running one request through them (DESIGN.md §3).
+//!
+//! authenticators and policies (interleaved, in order; the first
+//! `Authenticated` wins) → profiles inbound → the endpoint → profiles
+//! outbound in reverse order. Assembly reports every problem at once as
+//! located [`Diagnostic`]s; execution never panics (plugins are guarded on
+//! their side of the boundary).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use abi_stable::std_types::{ROption, RResult, RString};
+use scimgate_abi::ffi::{
+    AuthenticatorBox, ComponentInstance, CreateEnvelope, FfiHostServices_TO, HostServicesBox,
+};
+use scimgate_abi::{
+    AuthOutcome, Caller, ComponentKind, ErrorStyle, PluginError, PolicyDecision, Principal,
+    ProviderRecord, Request, Response,
+};
+
+use crate::config::{Config, Diagnostic, ServerConfig};
+use crate::host_services::TracingHostServices;
+use crate::loader::LibraryCache;
+use crate::registry::ProviderRegistry;
+
+/// A created stage, shared by every route that names it.
+pub struct StageInstance {
+    pub name: String,
+    /// `library/component`.
+    pub uses: String,
+    pub instance: ComponentInstance,
+}
+
+/// Everything one configuration produces; swapped whole on reload.
+pub struct Runtime {
+    /// Longest mount first, for prefix matching.
+    pub routes: Vec<Arc<Route>>,
+    pub providers: ProviderRegistry,
+    pub server: ServerConfig,
+}
+
+impl Runtime {
+    /// The route whose mount is the longest prefix of `path` on a segment
+    /// boundary.
+    pub fn route_for(&self, path: &str) -> Option<&Arc<Route>> {
+        self.routes.iter().find(|r| mount_matches(&r.mount, path))
+    }
+
+    /// Every endpoint instance with its stage name (for `/readyz`).
+    pub fn endpoints(&self) -> Vec<(String, Arc<StageInstance>)> {
+        let mut seen = HashMap::new();
+        for r in &self.routes {
+            seen.entry(r.endpoint.name.clone())
+                .or_insert_with(|| r.endpoint.clone());
+        }
+        let mut list: Vec<_> = seen.into_iter().collect();
+        list.sort_by(|a, b| a.0.cmp(&b.0));
+        list
+    }
+}
+
+pub fn mount_matches(mount: &str, path: &str) -> bool {
+    if mount == "/" {
+        return true;
+    }
+    match path.strip_prefix(mount) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
+}
+
+/// One route: the mount path and its stages by kind.
+pub struct Route {
+    pub mount: String,
+    /// Authenticators and policies, in pipeline order.
+    pub pre: Vec<Arc<StageInstance>>,
+    /// Index in `pre` of the last authenticator; once past it without a
+    /// principal the request is refused (401).
+    pub last_authenticator: Option<usize>,
+    pub profiles: Vec<Arc<StageInstance>>,
+    pub endpoint: Arc<StageInstance>,
+    pub error_style: ErrorStyle,
+    /// `WWW-Authenticate` challenges of the route's authenticators.
+    pub challenges: Vec<String>,
+}
+
+/// Who the request is from, once the pre-stages ran.
+#[derive(Default, Clone)]
+pub struct Authn {
+    pub principal: Option<Principal>,
+    pub provider: Option<Arc<ProviderRecord>>,
+}
+
+impl Authn {
+    pub fn caller(&self) -> Caller<'_> {
+        Caller {
+            principal: self
+                .principal
+                .as_ref()
+                .map_or(ROption::RNone, ROption::RSome),
+            provider: self
+                .provider
+                .as_deref()
+                .map_or(ROption::RNone, ROption::RSome),
+        }
+    }
+}
+
+/// Why a request was stopped, and by which stage.
+#[derive(Debug, Clone)]
+pub struct Rejection {
+    pub error: PluginError,
+    pub stage: String,
+    pub kind: ComponentKind,
+}
+
+impl Rejection {
+    fn new(error: PluginError, stage: &str, kind: ComponentKind) -> Self {
+        Rejection {
+            error,
+            stage: stage.to_string(),
+            kind,
+        }
+    }
+}
+
+impl Route {
+    /// Runs authenticators and policies in order.
+    pub fn authorize(
+        &self,
+        req: &Request,
+        providers: &ProviderRegistry,
+    ) -> Result<Authn, Rejection> {
+        let mut authn = Authn::default();
+        for (index, stage) in self.pre.iter().enumerate() {
+            match &stage.instance {
+                ComponentInstance::Authenticator(auth) if authn.principal.is_none() => {
+                    self.authenticate(auth, stage, req, providers, &mut authn)?;
+                }
+                ComponentInstance::Policy(policy) => {
+                    if let PolicyDecision::Deny(error) = policy.check(req, authn.caller()) {
+                        return Err(Rejection::new(error, &stage.name, ComponentKind::Policy));
+                    }
+                }
+                _ => {}
+            }
+            if Some(index) == self.last_authenticator && authn.principal.is_none() {
+                return Err(self.unauthenticated(stage));
+            }
+        }
+        Ok(authn)
+    }
+
+    fn authenticate(
+        &self,
+        auth: &AuthenticatorBox,
+        stage: &StageInstance,
+        req: &Request,
+        providers: &ProviderRegistry,
+        authn: &mut Authn,
+    ) -> Result<(), Rejection> {
+        match auth.authenticate(req) {
+            AuthOutcome::NotMine => Ok(()),
+            AuthOutcome::Rejected(mut error) => {
+                if error.status == 401 && !has_header(&error, "www-authenticate") {
+                    for c in &self.challenges {
+                        error = error.with_header("www-authenticate", c);
+                    }
+                }
+                Err(Rejection::new(
+                    error,
+                    &stage.name,
+                    ComponentKind::Authenticator,
+                ))
+            }
+            AuthOutcome::Authenticated(principal) => {
+                let Some(provider) = providers.get(principal.provider_id.as_str()) else {
+                    let error = PluginError::new(
+                        401,
+                        format!(
+                            "the credentials belong to provider `{}`, which is not registered",
+                            principal.provider_id
+                        ),
+                    );
+                    return Err(Rejection::new(
+                        error,
+                        &stage.name,
+                        ComponentKind::Authenticator,
+                    ));
+                };
+                authn.provider = Some(provider.clone());
+                authn.principal = Some(principal);
+                Ok(())
+            }
+        }
+    }
+
+    fn unauthenticated(&self, stage: &StageInstance) -> Rejection {
+        let mut error = match self.error_style {
+            ErrorStyle::OAuth => PluginError::new(401, "client authentication is required")
+                .with_code("invalid_client"),
+            ErrorStyle::Scim => PluginError::new(401, "authentication is required"),
+        };
+        for c in &self.challenges {
+            error = error.with_header("www-authenticate", c);
+        }
+        Rejection::new(error, &stage.name, ComponentKind::Authenticator)
+    }
+
+    /// Profiles, inbound, in pipeline order.
+    pub fn inbound(&self, req: &mut Request, authn: &Authn) -> Result<(), Rejection> {
+        for stage in &self.profiles {
+            if let ComponentInstance::Profile(profile) = &stage.instance {
+                if let RResult::RErr(error) = profile.inbound(req, authn.caller()) {
+                    return Err(Rejection::new(error, &stage.name, ComponentKind::Profile));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The endpoint (call it on the blocking pool).
+    pub fn call_endpoint(&self, req: &Request, authn: &Authn) -> Result<Response, Rejection> {
+        match &self.endpoint.instance {
+            ComponentInstance::Endpoint(endpoint) => match endpoint.handle(req, authn.caller()) {
+                RResult::ROk(resp) => Ok(resp),
+                RResult::RErr(error) => Err(Rejection::new(
+                    error,
+                    &self.endpoint.name,
+                    ComponentKind::Endpoint,
+                )),
+            },
+            _ => Err(Rejection::new(
+                PluginError::internal("the route's last stage is not an endpoint"),
+                &self.endpoint.name,
+                ComponentKind::Endpoint,
+            )),
+        }
+    }
+
+    /// Profiles, outbound, in reverse order.
+    pub fn outbound(
+        &self,
+        req: &Request,
+        authn: &Authn,
+        resp: &mut Response,
+    ) -> Result<(), Rejection> {
+        for stage in self.profiles.iter().rev() {
+            if let ComponentInstance::Profile(profile) = &stage.instance {
+                if let RResult::RErr(error) = profile.outbound(req, authn.caller(), resp) {
+                    return Err(Rejection::new(error, &stage.name, ComponentKind::Profile));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The whole pipeline inline, on this thread (tests and benchmarks; the
+    /// server runs the endpoint on its blocking pool instead).
+    pub fn run_inline(
+        &self,
+        req: &mut Request,
+        providers: &ProviderRegistry,
+    ) -> Result<Response, Rejection> {
+        let authn = self.authorize(req, providers)?;
+        self.inbound(req, &authn)?;
+        let mut resp = self.call_endpoint(req, &authn)?;
+        self.outbound(req, &authn, &mut resp)?;
+        Ok(resp)
+    }
+}
+
+fn has_header(error: &PluginError, name: &str) -> bool {
+    error
+        .headers
+        .iter()
+        .any(|h| h.name.as_str().eq_ignore_ascii_case(name))
+}
+
+/// How far [`assemble`] goes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum AssembleMode {
+    /// Load, check and validate; create nothing (`scimgate validate`).
+    ValidateOnly,
+    /// Also create every stage and build the routes.
+    Create,
+}
+
+/// [`assemble`] after the config's own checks: when the config already has
+/// problems, the plugins still validate what they can (nothing is created),
+/// so that every problem is reported at once.
+pub fn check_and_assemble(
+    config: &Config,
+    config_diags: Vec<Diagnostic>,
+    plugin_dir: &Path,
+    cache: &mut LibraryCache,
+    mode: AssembleMode,
+) -> Result<Option<Runtime>, Vec<Diagnostic>> {
+    if config_diags.is_empty() {
+        return assemble(config, plugin_dir, cache, mode);
+    }
+    let mut diags = config_diags;
+    if let Err(more) = assemble(config, plugin_dir, cache, AssembleMode::ValidateOnly) {
+        diags.extend(more);
+    }
+    crate::config::sort_diagnostics(&mut diags);
+    Err(diags)
+}
+
+/// Loads the libraries the config names, checks every stage and route, and
+/// (in `Create` mode) creates the stages. All problems are returned at once.
+pub fn assemble(
+    config: &Config,
+    plugin_dir: &Path,
+    cache: &mut LibraryCache,
+    mode: AssembleMode,
+) -> Result<Option<Runtime>, Vec<Diagnostic>> {
+    let mut diags = Vec::new();
+    let providers = ProviderRegistry::from_config(&config.providers);
+    let server_json = serde_json::json!({
+        "listen": config.server.listen.to_string(),
+        "trusted_proxies": config.server.trusted_proxies.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+        "public_url": config.server.public_url,
+    })
+    .to_string();
+    let data_dir = config.server.data_dir.display().to_string();
+
+    // 1. Libraries and component descriptors.
+    let mut kinds: HashMap<&str, (ComponentKind, ErrorStyle)> = HashMap::new();
+    for stage in &config.stages {
+        let lib = match cache.load(plugin_dir, &stage.library) {
+            Ok(lib) => lib,
+            Err(message) => {
+                diags.push(Diagnostic::error(message, Some(stage.span.clone())));
+                continue;
+            }
+        };
+        let Some(desc) = lib.component(&stage.component) else {
+            let known: Vec<&str> = lib.components.iter().map(|c| c.name.as_str()).collect();
+            diags.push(
+                Diagnostic::error(
+                    format!(
+                        "library `{}` has no component `{}`",
+                        stage.library, stage.component
+                    ),
+                    Some(stage.span.clone()),
+                )
+                .with_label("unknown component")
+                .with_help(format!(
+                    "`{}` exports: {}",
+                    stage.library,
+                    known.join(", ")
+                )),
+            );
+            continue;
+        };
+        kinds.insert(stage.name.as_str(), (desc.kind, desc.error_style));
+        // 2. The plugin's own validation, mapped back to TOML positions.
+        let envelope = envelope(stage, &providers, &data_dir, &server_json);
+        for issue in (lib.module.validate())(stage.component.as_str().into(), &envelope) {
+            let path = issue.path.as_str();
+            let span = config
+                .span_of_stage_key(&stage.name, path)
+                .or_else(|| Some(stage.header_span.clone()));
+            let message = if path.is_empty() {
+                format!(
+                    "stage `{}` ({}/{}): {}",
+                    stage.name, stage.library, stage.component, issue.message
+                )
+            } else {
+                format!(
+                    "stage `{}` ({}/{}): `{path}`: {}",
+                    stage.name, stage.library, stage.component, issue.message
+                )
+            };
+            diags.push(Diagnostic::error(message, span));
+        }
+    }
+
+    // 3. Routes: kinds and order.
+    for route in &config.routes {
+        check_route(route, &kinds, &mut diags);
+    }
+    if !diags.is_empty() {
+        return Err(diags);
+    }
+    if mode == AssembleMode::ValidateOnly {
+        return Ok(None);
+    }
+
+    // 4. Create the stages that routes use, once each.
+    let host: HostServicesBox = FfiHostServices_TO::from_ptr(
+        abi_stable::std_types::RArc::new(TracingHostServices),
+        abi_stable::sabi_trait::TD_Opaque,
+    );
+    let mut instances: HashMap<&str, Arc<StageInstance>> = HashMap::new();
+    for stage in &config.stages {
+        let used = config
+            .routes
+            .iter()
+            .any(|r| r.pipeline.iter().any(|(name, _)| name == &stage.name));
+        if !used {
+            tracing::warn!(stage = %stage.name, "stage is defined but no route uses it; not created");
+            continue;
+        }
+        let Ok(lib) = cache.load(plugin_dir, &stage.library) else {
+            continue;
+        };
+        let envelope = envelope(stage, &providers, &data_dir, &server_json);
+        match (lib.module.create())(stage.component.as_str().into(), &envelope, host.clone()) {
+            RResult::ROk(instance) => {
+                instances.insert(
+                    stage.name.as_str(),
+                    Arc::new(StageInstance {
+                        name: stage.name.clone(),
+                        uses: format!("{}/{}", stage.library, stage.component),
+                        instance,
+                    }),
+                );
+            }
+            RResult::RErr(error) => diags.push(Diagnostic::error(
+                format!("stage `{}` could not be created: {error}", stage.name),
+                Some(stage.span.clone()),
+            )),
+        }
+    }
+    if !diags.is_empty() {
+        return Err(diags);
+    }
+
+    let mut routes = Vec::new();
+    for route in &config.routes {
+        let mut pre = Vec::new();
+        let mut profiles = Vec::new();
+        let mut endpoint = None;
+        let mut last_authenticator = None;
+        let mut challenges = Vec::new();
+        for (name, _) in &route.pipeline {
+            let Some(stage) = instances.get(name.as_str()) else {
+                continue;
+            };
+            match &stage.instance {
+                ComponentInstance::Authenticator(auth) => {
+                    last_authenticator = Some(pre.len());
+                    let challenge = auth.challenge();
+                    if !challenge.is_empty() && !challenges.contains(&challenge.to_string()) {
+                        challenges.push(challenge.to_string());
+                    }
+                    pre.push(stage.clone());
+                }
+                ComponentInstance::Policy(_) => pre.push(stage.clone()),
+                ComponentInstance::Profile(_) => profiles.push(stage.clone()),
+                ComponentInstance::Endpoint(_) => endpoint = Some(stage.clone()),
+            }
+        }
+        let Some(endpoint) = endpoint else { continue };
+        let error_style = kinds
+            .get(endpoint.name.as_str())
+            .map_or(ErrorStyle::Scim, |(_, style)| *style);
+        if challenges.is_empty() && last_authenticator.is_some() {
+            challenges.push("Bearer realm=\"scimgate\"".to_string());
+        }
+        routes.push(Arc::new(Route {
+            mount: route.path.clone(),
+            pre,
+            last_authenticator,
+            profiles,
+            endpoint,
+            error_style,
+            challenges,
+        }));
+    }
+    routes.sort_by_key(|r| std::cmp::Reverse(r.mount.len()));
+    Ok(Some(Runtime {
+        routes,
+        providers,
+        server: config.server.clone(),
+    }))
+}
+
+fn envelope(
+    stage: &crate::config::StageConfig,
+    providers: &ProviderRegistry,
+    data_dir: &str,
+    server_json: &str,
+) -> CreateEnvelope {
+    CreateEnvelope {
+        stage: stage.name.as_str().into(),
+        config_json: RString::from(stage.config.to_string()),
+        providers_json: providers.json().into(),
+        data_dir: data_dir.into(),
+        server_json: server_json.into(),
+    }
+}
+
+/// Kind order: authenticators and policies (interleaved), then profiles,
+/// then exactly one endpoint, last. Without an authenticator the route must
+/// say `anonymous = true`.
+fn check_route(
+    route: &crate::config::RouteConfig,
+    kinds: &HashMap<&str, (ComponentKind, ErrorStyle)>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let mut endpoints = 0;
+    let mut authenticators = Vec::new();
+    let mut seen_profile = false;
+    let last = route.pipeline.len().saturating_sub(1);
+    for (i, (name, span)) in route.pipeline.iter().enumerate() {
+        let Some((kind, _)) = kinds.get(name.as_str()) else {
+            continue; // unknown stage or component: reported already
+        };
+        match kind {
+            ComponentKind::Authenticator | ComponentKind::Policy => {
+                if *kind == ComponentKind::Authenticator {
+                    authenticators.push(name.as_str());
+                }
+                if seen_profile {
+                    diags.push(
+                        Diagnostic::error(
+                            format!(
+                                "{} `{name}` comes after a profile in route `{}`",
+                                kind.as_str(),
+                                route.path
+                            ),
+                            Some(span.clone()),
+                        )
+                        .with_label("out of order")
+                        .with_help(
+                            "order: authenticators and policies, then profiles, then one endpoint",
+                        ),
+                    );
+                }
+            }
+            ComponentKind::Profile => seen_profile = true,
+            ComponentKind::Endpoint => {
+                endpoints += 1;
+                if endpoints > 1 {
+                    diags.push(
+                        Diagnostic::error(
+                            format!("route `{}` has more than one endpoint", route.path),
+                            Some(span.clone()),
+                        )
+                        .with_label("second endpoint")
+                        .with_help("a pipeline ends in exactly one endpoint"),
+                    );
+                } else if i != last {
+                    diags.push(
+                        Diagnostic::error(
+                            format!(
+                                "endpoint `{name}` must be the last stage of route `{}`",
+                                route.path
+                            ),
+                            Some(span.clone()),
+                        )
+                        .with_label("not last")
+                        .with_help(
+                            "order: authenticators and policies, then profiles, then one endpoint",
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    if endpoints == 0 {
+        diags.push(
+            Diagnostic::error(
+                format!("route `{}` has no endpoint", route.path),
+                Some(route.span.clone()),
+            )
+            .with_help("end the pipeline with an endpoint stage, e.g. `scim-server/scim`"),
+        );
+    }
+    if authenticators.is_empty() && !route.anonymous {
+        diags.push(
+            Diagnostic::error(
+                format!("route `{}` has no authenticator", route.path),
+                Some(route.span.clone()),
+            )
+            .with_label("anyone could call this route")
+            .with_help(
+                "add an authenticator stage, or say `anonymous = true` if that is what you want",
+            ),
+        );
+    }
+    if !authenticators.is_empty() && route.anonymous {
+        diags.push(
+            Diagnostic::error(
+                format!(
+                    "route `{}` says `anonymous = true` but authenticates with `{}`",
+                    route.path,
+                    authenticators.join("`, `")
+                ),
+                Some(route.span.clone()),
+            )
+            .with_help("remove `anonymous = true` or the authenticators"),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mounts_match_on_segment_boundaries() {
+        assert!(mount_matches("/iso/scim/v2", "/iso/scim/v2"));
+        assert!(mount_matches("/iso/scim/v2", "/iso/scim/v2/Users"));
+        assert!(!mount_matches("/iso/scim/v2", "/iso/scim/v20"));
+        assert!(!mount_matches("/iso/scim/v2", "/iso/scim"));
+        assert!(mount_matches("/", "/anything"));
+    }
+}
