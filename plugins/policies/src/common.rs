@@ -1,0 +1,331 @@
+//! What every policy of this library shares: how a refusal is rendered per
+//! route style, how the caller's provider is found, how a request is
+//! classified (read or write, resource type), and a per-provider cache of
+//! pre-parsed provider lists.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use scimgate_abi::std_types::RString;
+use scimgate_abi::{
+    Caller, ConfigIssue, ErrorStyle, PluginError, PolicyDecision, ProviderRecord, Request,
+};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+/// Refuses a request for a rule bound to the client or its provider
+/// (inactive, outside its validity window, wrong address or referrer).
+///
+/// SCIM routes: 403 with an empty `scimType` (RFC 7644 §3.12 has none that
+/// fits). Token routes: 401 `invalid_client` (RFC 6749 §5.2: the client may
+/// not authenticate here); when the client used HTTP Basic, the RFC requires
+/// a matching `WWW-Authenticate` challenge, which is added.
+pub(crate) fn refuse_client(req: &Request, reason: String) -> PolicyDecision {
+    PolicyDecision::Deny(match req.error_style {
+        ErrorStyle::Scim => PluginError::new(403, reason),
+        ErrorStyle::OAuth => {
+            let err = PluginError::new(401, reason).with_code("invalid_client");
+            if used_basic_auth(req) {
+                err.with_header("WWW-Authenticate", "Basic realm=\"scimgate\"")
+            } else {
+                err
+            }
+        }
+    })
+}
+
+fn used_basic_auth(req: &Request) -> bool {
+    req.header("authorization")
+        .and_then(|v| v.trim_start().get(..6))
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("basic "))
+}
+
+/// The provider a provider-bound rule applies to.
+///
+/// - `Ok(Some(record))`: an authenticated caller with its current record.
+/// - `Ok(None)`: no principal yet (the policy runs before any authenticator):
+///   nothing to check.
+/// - `Err(reason)`: a principal whose provider is not registered (any
+///   more): to be refused with [`refuse_client`], fail closed.
+pub(crate) fn provider_of(caller: Caller<'_>) -> Result<Option<&ProviderRecord>, String> {
+    match (caller.provider(), caller.principal()) {
+        (Some(record), _) => Ok(Some(record)),
+        (None, None) => Ok(None),
+        (None, Some(principal)) => Err(format!(
+            "provider `{}` of client `{}` is not registered",
+            shown(&principal.provider_id),
+            shown(&principal.client_id)
+        )),
+    }
+}
+
+/// Whether a request only reads: `GET`, `HEAD`, or a `POST` to a `/.search`
+/// endpoint (RFC 7644 §3.4.3).
+pub(crate) fn is_read(method: &str, path: &str) -> bool {
+    match method {
+        "GET" | "HEAD" => true,
+        "POST" => is_search(path),
+        _ => false,
+    }
+}
+
+pub(crate) fn is_search(path: &str) -> bool {
+    path.ends_with("/.search")
+}
+
+/// The resource type a path addresses: its first segment (`Users` for
+/// `/Users/123`, `.search` for `/.search`, `Bulk` for `/Bulk`).
+pub(crate) fn resource_type(path: &str) -> &str {
+    let path = path.trim_start_matches('/');
+    path.split(['/', '?']).next().unwrap_or("")
+}
+
+/// Client-supplied text as it goes into a reason: cut to 120 characters and
+/// with control characters escaped, so that a hostile header cannot flood or
+/// forge audit lines.
+pub(crate) fn shown(text: &str) -> String {
+    const MAX: usize = 120;
+    let mut out = String::with_capacity(text.len().min(MAX + 3));
+    for (i, c) in text.chars().enumerate() {
+        if i == MAX {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A Unix time in seconds as RFC 3339 (`2027-01-01T00:00:00Z`).
+pub(crate) fn rfc3339(unix_seconds: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(unix_seconds)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| format!("@{unix_seconds}"))
+}
+
+/// Issues found while building a component, as the error `create` returns.
+pub(crate) fn config_error(stage: &str, issues: &[ConfigIssue]) -> PluginError {
+    let text: Vec<String> = issues
+        .iter()
+        .map(|i| {
+            if i.path.is_empty() {
+                i.message.to_string()
+            } else {
+                format!("{}: {}", i.path, i.message)
+            }
+        })
+        .collect();
+    PluginError::new(
+        500,
+        format!("stage `{stage}`: invalid config: {}", text.join("; ")),
+    )
+}
+
+/// Provider lists (`allowed_ips`, `allowed_referrers`) parsed once at create
+/// time, by provider id. A lookup only hits when the record's strings are
+/// still the ones parsed, so a record that changed since is parsed afresh.
+pub(crate) struct ProviderCache<T> {
+    by_id: HashMap<String, Cached<T>, BuildHasherDefault<Fnv1a>>,
+}
+
+/// FNV-1a: a few ns for a short provider id where SipHash takes tens. The
+/// keys are the operator's provider ids, not client input, so HashDoS
+/// resistance buys nothing here.
+#[derive(Default)]
+pub(crate) struct Fnv1a(u64);
+
+impl Hasher for Fnv1a {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut hash = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for b in bytes {
+            hash ^= u64::from(*b);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = hash;
+    }
+}
+
+struct Cached<T> {
+    raw: Vec<String>,
+    parsed: Result<T, String>,
+}
+
+impl<T> ProviderCache<T> {
+    /// Parses `auth.<field>` of every provider object of the create context.
+    pub(crate) fn from_providers(
+        providers: &[serde_json::Value],
+        field: &str,
+        parse: impl Fn(&[&str]) -> Result<T, String>,
+    ) -> Self {
+        let mut by_id = HashMap::default();
+        for provider in providers {
+            let Some(id) = provider.get("id").and_then(|v| v.as_str()) else {
+                continue;
+            };
+            let list = provider
+                .get("auth")
+                .and_then(|auth| auth.get(field))
+                .or_else(|| provider.get(field));
+            let raw: Vec<String> = match list {
+                None | Some(serde_json::Value::Null) => Vec::new(),
+                Some(serde_json::Value::Array(items)) => {
+                    match items
+                        .iter()
+                        .map(|v| v.as_str().map(str::to_string))
+                        .collect()
+                    {
+                        Some(raw) => raw,
+                        // Not a list of strings: leave it to the runtime path.
+                        None => continue,
+                    }
+                }
+                Some(_) => continue,
+            };
+            let refs: Vec<&str> = raw.iter().map(String::as_str).collect();
+            let parsed = parse(&refs);
+            if let Err(err) = &parsed {
+                tracing::warn!(
+                    provider = id,
+                    field,
+                    "provider list is invalid, requests will be refused: {err}"
+                );
+            }
+            by_id.insert(id.to_string(), Cached { raw, parsed });
+        }
+        ProviderCache { by_id }
+    }
+
+    /// The pre-parsed list of this provider, if `raw` is what was parsed.
+    pub(crate) fn lookup(&self, id: &str, raw: &[RString]) -> Option<&Result<T, String>> {
+        let cached = self.by_id.get(id)?;
+        let same = cached.raw.len() == raw.len()
+            && cached
+                .raw
+                .iter()
+                .zip(raw)
+                .all(|(a, b)| a.as_str() == b.as_str());
+        same.then_some(&cached.parsed)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.by_id.len()
+    }
+}
+
+/// Parses a human duration (`"30s"`, `"500ms"`, `"2m"`, `"1h"`, `"1d"` or a
+/// sum such as `"1m30s"`) into milliseconds. Same grammar as the host's.
+pub(crate) fn parse_duration_ms(text: &str) -> Result<i64, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("empty duration; write e.g. \"30s\", \"500ms\", \"2m\" or \"1h\"".into());
+    }
+    let mut rest = text;
+    let mut total: i64 = 0;
+    while !rest.is_empty() {
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        if digits == 0 {
+            return Err(format!(
+                "invalid duration `{text}`: expected a number, e.g. \"30s\""
+            ));
+        }
+        let number: i64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("invalid duration `{text}`: number too large"))?;
+        rest = rest[digits..].trim_start();
+        let unit_len = rest.len()
+            - rest
+                .trim_start_matches(|c: char| c.is_ascii_alphabetic())
+                .len();
+        let unit = &rest[..unit_len];
+        rest = rest[unit_len..].trim_start();
+        let factor: i64 = match unit {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            "" => {
+                return Err(format!(
+                    "invalid duration `{text}`: missing unit (ms, s, m, h or d), e.g. \"{number}s\""
+                ))
+            }
+            other => {
+                return Err(format!(
+                    "invalid duration `{text}`: unknown unit `{other}` (use ms, s, m, h or d)"
+                ))
+            }
+        };
+        total = number
+            .checked_mul(factor)
+            .and_then(|part| total.checked_add(part))
+            .ok_or_else(|| format!("invalid duration `{text}`: too large"))?;
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_are_get_head_and_search_posts() {
+        assert!(is_read("GET", "/Users/1"));
+        assert!(is_read("HEAD", "/Users"));
+        assert!(is_read("POST", "/.search"));
+        assert!(is_read("POST", "/Users/.search"));
+        assert!(!is_read("POST", "/Users"));
+        assert!(!is_read("POST", "/Users/.searchx"));
+        assert!(!is_read("PUT", "/.search"));
+        assert!(!is_read("POST", "/Bulk"));
+    }
+
+    #[test]
+    fn resource_type_is_the_first_segment() {
+        assert_eq!(resource_type("/Users/123"), "Users");
+        assert_eq!(resource_type("/Groups/.search"), "Groups");
+        assert_eq!(resource_type("/.search"), ".search");
+        assert_eq!(resource_type("/Bulk"), "Bulk");
+        assert_eq!(resource_type(""), "");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_ms("0s"), Ok(0));
+        assert_eq!(parse_duration_ms("30s"), Ok(30_000));
+        assert_eq!(parse_duration_ms("1m30s"), Ok(90_000));
+        assert_eq!(parse_duration_ms("250ms"), Ok(250));
+        assert!(parse_duration_ms("30")
+            .unwrap_err()
+            .contains("missing unit"));
+        assert!(parse_duration_ms("3x")
+            .unwrap_err()
+            .contains("unknown unit"));
+        assert!(parse_duration_ms("").is_err());
+        assert!(parse_duration_ms("99999999999999999999d").is_err());
+    }
+
+    #[test]
+    fn shown_cuts_and_escapes() {
+        assert_eq!(shown("a\nb"), "a\\nb");
+        assert_eq!(shown(&"x".repeat(500)).chars().count(), 121);
+    }
+
+    #[test]
+    fn rfc3339_formats_utc() {
+        assert_eq!(rfc3339(1_798_761_600), "2027-01-01T00:00:00Z");
+    }
+}

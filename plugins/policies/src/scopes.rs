@@ -1,0 +1,322 @@
+//! `scopes`: the caller's token must carry the scope that the request's
+//! method and resource type require (RFC 6750 §3.1 `insufficient_scope`).
+
+use scimgate_abi::sdk::{CreateContext, Policy};
+use scimgate_abi::{Caller, ConfigIssue, ErrorStyle, PluginError, PolicyDecision, Request};
+use serde::Deserialize;
+
+use crate::common::{is_read, is_search, resource_type, shown};
+
+/// `policies/scopes`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopesConfig {
+    /// Scope required for reads (`GET`, `HEAD`, `POST …/.search`) that no
+    /// rule matches. Absent: none required.
+    #[serde(default)]
+    pub read: Option<String>,
+    /// Scope required for writes that no rule matches. Absent: none.
+    #[serde(default)]
+    pub write: Option<String>,
+    /// Checked in order; the first rule that matches decides.
+    #[serde(default)]
+    pub rules: Vec<ScopeRuleConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeRuleConfig {
+    /// Resource type (first path segment, case-insensitive). Absent: any.
+    #[serde(default)]
+    pub resource: Option<String>,
+    /// Methods (case-insensitive). Absent: any. `POST …/.search` matches as
+    /// `GET`.
+    #[serde(default)]
+    pub methods: Option<Vec<String>>,
+    /// Required scope; several separated by spaces are all required.
+    pub scope: String,
+}
+
+pub struct Scopes {
+    read: Vec<String>,
+    write: Vec<String>,
+    rules: Vec<ScopeRule>,
+}
+
+struct ScopeRule {
+    resource: Option<String>,
+    /// Upper-case; empty: any.
+    methods: Vec<String>,
+    scopes: Vec<String>,
+}
+
+const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+
+impl Scopes {
+    pub fn build(config: ScopesConfig, _ctx: &CreateContext) -> Result<Self, Vec<ConfigIssue>> {
+        let mut issues = Vec::new();
+        let mut scope_list = |text: &str, path: String| {
+            let scopes: Vec<String> = text.split_whitespace().map(str::to_string).collect();
+            if scopes.is_empty() {
+                issues.push(ConfigIssue::new(path, "a scope must not be empty"));
+            }
+            scopes
+        };
+        let read = config
+            .read
+            .as_deref()
+            .map(|s| scope_list(s, "read".into()))
+            .unwrap_or_default();
+        let write = config
+            .write
+            .as_deref()
+            .map(|s| scope_list(s, "write".into()))
+            .unwrap_or_default();
+        let mut rules = Vec::new();
+        for (i, rule) in config.rules.iter().enumerate() {
+            let scopes = scope_list(&rule.scope, format!("rules[{i}].scope"));
+            rules.push((i, rule, scopes));
+        }
+        let rules = rules
+            .into_iter()
+            .map(|(i, rule, scopes)| {
+                let mut methods = Vec::new();
+                for (j, method) in rule.methods.iter().flatten().enumerate() {
+                    let upper = method.to_ascii_uppercase();
+                    if METHODS.contains(&upper.as_str()) {
+                        methods.push(upper);
+                    } else {
+                        issues.push(ConfigIssue::new(
+                            format!("rules[{i}].methods[{j}]"),
+                            format!("unknown method `{method}` (use {})", METHODS.join(", ")),
+                        ));
+                    }
+                }
+                if rule.methods.as_ref().is_some_and(Vec::is_empty) {
+                    issues.push(ConfigIssue::new(
+                        format!("rules[{i}].methods"),
+                        "an empty list matches nothing; leave `methods` out to match any method",
+                    ));
+                }
+                if let Some(resource) = &rule.resource {
+                    if resource.is_empty() || resource.contains('/') {
+                        issues.push(ConfigIssue::new(
+                            format!("rules[{i}].resource"),
+                            "a resource type is one path segment, e.g. `Users`",
+                        ));
+                    }
+                }
+                ScopeRule {
+                    resource: rule.resource.clone(),
+                    methods,
+                    scopes,
+                }
+            })
+            .collect();
+        if issues.is_empty() {
+            Ok(Scopes { read, write, rules })
+        } else {
+            Err(issues)
+        }
+    }
+
+    /// The scopes this request needs.
+    fn required(&self, method: &str, path: &str) -> &[String] {
+        let read = is_read(method, path);
+        let method = if method == "POST" && is_search(path) {
+            "GET"
+        } else {
+            method
+        };
+        let resource = resource_type(path);
+        let rule = self.rules.iter().find(|rule| {
+            rule.resource
+                .as_deref()
+                .is_none_or(|r| r.eq_ignore_ascii_case(resource))
+                && (rule.methods.is_empty() || rule.methods.iter().any(|m| m == method))
+        });
+        match rule {
+            Some(rule) => &rule.scopes,
+            None if read => &self.read,
+            None => &self.write,
+        }
+    }
+}
+
+impl Policy for Scopes {
+    fn check(&self, req: &Request, caller: Caller<'_>) -> PolicyDecision {
+        // The token endpoint grants scopes itself; only resource requests
+        // are checked here.
+        if req.error_style == ErrorStyle::OAuth {
+            return PolicyDecision::Allow;
+        }
+        let method = req.method.as_str();
+        let path = req.path.as_str();
+        let required = self.required(method, path);
+        if required.is_empty() {
+            return PolicyDecision::Allow;
+        }
+        let wanted = required.join(" ");
+        let Some(principal) = caller.principal() else {
+            return PolicyDecision::Deny(
+                PluginError::new(
+                    401,
+                    format!("{method} {} requires scope `{wanted}` and the request is not authenticated", shown(path)),
+                )
+                .with_header("WWW-Authenticate", &format!("Bearer scope=\"{wanted}\"")),
+            );
+        };
+        let missing: Vec<&str> = required
+            .iter()
+            .filter(|s| !principal.has_scope(s))
+            .map(String::as_str)
+            .collect();
+        if missing.is_empty() {
+            return PolicyDecision::Allow;
+        }
+        PolicyDecision::Deny(
+            PluginError::new(
+                403,
+                format!(
+                    "client `{}` of provider `{}` lacks scope `{}` required for {method} {}",
+                    principal.client_id,
+                    principal.provider_id,
+                    missing.join(" "),
+                    shown(path)
+                ),
+            )
+            .with_header(
+                "WWW-Authenticate",
+                &format!("Bearer error=\"insufficient_scope\", scope=\"{wanted}\""),
+            ),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::*;
+    use serde_json::json;
+
+    fn policy(config: serde_json::Value) -> Scopes {
+        let config: ScopesConfig = scimgate_abi::sdk::deserialize_config(&config).unwrap();
+        Scopes::build(config, &ctx(json!({}))).unwrap()
+    }
+
+    fn standard() -> Scopes {
+        policy(json!({
+            "read": "scim:read",
+            "write": "scim:write",
+            "rules": [{"resource": "Users", "methods": ["POST", "PUT", "patch", "DELETE"], "scope": "scim:users:write"}]
+        }))
+    }
+
+    fn check(policy: &Scopes, scopes: &[&str], method: &str, path: &str) -> PolicyDecision {
+        let p = provider("x");
+        let who = principal("x", scopes);
+        policy.check(&scim(method, path), caller(&who, &p))
+    }
+
+    #[test]
+    fn read_and_write_defaults() {
+        let policy = standard();
+        assert_allow(check(&policy, &["scim:read"], "GET", "/Groups"));
+        assert_allow(check(&policy, &["scim:read"], "HEAD", "/Groups"));
+        assert_allow(check(&policy, &["scim:read"], "POST", "/.search"));
+        assert_allow(check(&policy, &["scim:read"], "POST", "/Users/.search"));
+        assert_allow(check(&policy, &["scim:write"], "PATCH", "/Groups/1"));
+        let err = deny(check(&policy, &["scim:read"], "PATCH", "/Groups/1"));
+        assert_eq!(err.status, 403);
+        assert_eq!(err.code.as_str(), "");
+        assert_eq!(
+            header_of(&err, "www-authenticate"),
+            Some("Bearer error=\"insufficient_scope\", scope=\"scim:write\"")
+        );
+        assert_eq!(
+            err.message.as_str(),
+            "client `x` of provider `x` lacks scope `scim:write` required for PATCH /Groups/1"
+        );
+        deny(check(&policy, &["scim:write"], "GET", "/Users"));
+    }
+
+    #[test]
+    fn rules_take_precedence_over_defaults() {
+        let policy = standard();
+        assert_allow(check(&policy, &["scim:users:write"], "POST", "/Users"));
+        assert_allow(check(&policy, &["scim:users:write"], "DELETE", "/users/3"));
+        let err = deny(check(&policy, &["scim:write"], "POST", "/Users"));
+        assert_eq!(
+            header_of(&err, "www-authenticate"),
+            Some("Bearer error=\"insufficient_scope\", scope=\"scim:users:write\"")
+        );
+        // A search POST is a read, not the rule's POST.
+        assert_allow(check(&policy, &["scim:read"], "POST", "/Users/.search"));
+    }
+
+    #[test]
+    fn several_scopes_in_a_rule_are_all_required() {
+        let policy =
+            policy(json!({"rules": [{"resource": "Bulk", "scope": "scim:write scim:bulk"}]}));
+        assert_allow(check(
+            &policy,
+            &["scim:write", "scim:bulk"],
+            "POST",
+            "/Bulk",
+        ));
+        let err = deny(check(&policy, &["scim:write"], "POST", "/Bulk"));
+        assert!(
+            err.message.contains("lacks scope `scim:bulk`"),
+            "{}",
+            err.message
+        );
+        // Nothing configured for other requests.
+        assert_allow(check(&policy, &[], "DELETE", "/Users/1"));
+    }
+
+    #[test]
+    fn no_principal_with_a_required_scope_is_401() {
+        let policy = standard();
+        let err = deny(policy.check(&scim("GET", "/Users"), scimgate_abi::Caller::ANONYMOUS));
+        assert_eq!(err.status, 401);
+        assert_eq!(
+            header_of(&err, "www-authenticate"),
+            Some("Bearer scope=\"scim:read\"")
+        );
+        let open = super::tests::policy(json!({}));
+        assert_allow(open.check(&scim("GET", "/Users"), scimgate_abi::Caller::ANONYMOUS));
+    }
+
+    #[test]
+    fn token_route_is_not_checked() {
+        let policy = standard();
+        let p = provider("x");
+        let who = principal("x", &[]);
+        assert_allow(policy.check(&token_request(), caller(&who, &p)));
+    }
+
+    #[test]
+    fn config_issues_are_located() {
+        let config: ScopesConfig = scimgate_abi::sdk::deserialize_config(&json!({
+            "read": " ",
+            "rules": [{"methods": ["GET", "FETCH"], "scope": "a"}, {"methods": [], "scope": "b", "resource": "Users/x"}]
+        }))
+        .unwrap();
+        let issues = Scopes::build(config, &ctx(json!({}))).err().unwrap();
+        let paths: Vec<&str> = issues.iter().map(|i| i.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "read",
+                "rules[0].methods[1]",
+                "rules[1].methods",
+                "rules[1].resource"
+            ]
+        );
+        let issue = scimgate_abi::sdk::deserialize_config::<ScopesConfig>(
+            &json!({"rules": [{"scope": "a", "method": ["GET"]}]}),
+        )
+        .unwrap_err();
+        assert_eq!(issue.path.as_str(), "rules[0].method");
+    }
+}
