@@ -1,0 +1,261 @@
+//! `oauth2/basic`: provider credentials over HTTP Basic (RFC 7617) for IGA
+//! tools that speak nothing else. Passwords are stored as `$argon2id$…` (or
+//! `sha256:…` for generated secrets). Argon2 is deliberately slow and runs
+//! inline on the host's worker, so a successful verification is remembered
+//! for `cache_ttl` (keyed by SHA-256 of username, password and stored hash).
+
+use std::collections::HashMap;
+
+use scimgate_abi::sdk::{Authenticator, CreateContext};
+use scimgate_abi::{AuthOutcome, PluginError, Principal, Request};
+use serde::Deserialize;
+
+use crate::client_credentials::{
+    default_cache_ttl, default_failure_window, default_max_failures, default_max_tracked,
+};
+use crate::credentials::basic_credentials;
+use crate::duration::Seconds;
+use crate::errors::{basic_challenge, config_error, unauthenticated};
+use crate::providers;
+use crate::secret::{SecretHash, SecretVerifier};
+use crate::throttle::FailureLockout;
+
+pub const METHOD: &str = "basic";
+
+/// `[stage.x] use = "oauth2/basic"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicConfig {
+    /// How long a successful password verification is remembered.
+    #[serde(default = "default_cache_ttl")]
+    pub cache_ttl: Seconds,
+    /// Remembered verifications (oldest dropped first).
+    #[serde(default = "default_cache_size")]
+    pub cache_size: usize,
+    /// Failed logins of one username (or from one IP) within
+    /// `failure_window` before it is locked out; 0 disables.
+    #[serde(default = "default_max_failures")]
+    pub max_failures: u32,
+    #[serde(default = "default_failure_window")]
+    pub failure_window: Seconds,
+    #[serde(default = "default_max_tracked")]
+    pub max_tracked: usize,
+    /// Reject unknown usernames (401) instead of passing them on (NotMine).
+    #[serde(default = "default_true")]
+    pub reject_unknown: bool,
+}
+
+fn default_cache_size() -> usize {
+    10_000
+}
+fn default_true() -> bool {
+    true
+}
+
+struct Account {
+    provider_id: String,
+    client_id: String,
+    password: SecretHash,
+    scopes: Vec<String>,
+}
+
+pub struct Basic {
+    accounts: HashMap<String, Account>,
+    verifier: SecretVerifier,
+    lockout: FailureLockout,
+    reject_unknown: bool,
+}
+
+impl Basic {
+    pub fn build(config: BasicConfig, ctx: &CreateContext) -> Result<Self, PluginError> {
+        let mut problems = Vec::new();
+        let mut accounts = HashMap::new();
+        for p in providers::parse(&ctx.providers) {
+            if p.method != METHOD {
+                continue;
+            }
+            let Some(username) = p.auth_str("username").map(str::to_string) else {
+                problems.push(format!("provider `{}`: auth.username is missing", p.id));
+                continue;
+            };
+            let password = match p.auth_str("password_hash").map(SecretHash::parse) {
+                Some(Ok(h)) => h,
+                Some(Err(e)) => {
+                    problems.push(format!("provider `{}`: auth.password_hash: {e}", p.id));
+                    continue;
+                }
+                None => {
+                    problems.push(format!(
+                        "provider `{}`: auth.password_hash is missing",
+                        p.id
+                    ));
+                    continue;
+                }
+            };
+            if accounts.contains_key(&username) {
+                problems.push(format!(
+                    "provider `{}`: username `{username}` is used by another provider",
+                    p.id
+                ));
+                continue;
+            }
+            let client_id = p.client_id.clone().unwrap_or_else(|| username.clone());
+            accounts.insert(
+                username,
+                Account {
+                    provider_id: p.id,
+                    client_id,
+                    password,
+                    scopes: p.scopes,
+                },
+            );
+        }
+        if !problems.is_empty() {
+            return Err(config_error(&ctx.stage, &problems));
+        }
+        Ok(Basic {
+            accounts,
+            verifier: SecretVerifier::new(config.cache_ttl.as_millis(), config.cache_size),
+            lockout: FailureLockout::new(
+                config.max_failures,
+                config.failure_window.as_millis(),
+                config.max_tracked,
+            ),
+            reject_unknown: config.reject_unknown,
+        })
+    }
+
+    fn reject(&self, req: &Request, message: &str) -> AuthOutcome {
+        AuthOutcome::Rejected(
+            unauthenticated(req, "invalid_client", message)
+                .with_header("www-authenticate", &basic_challenge()),
+        )
+    }
+}
+
+impl Authenticator for Basic {
+    fn authenticate(&self, req: &Request) -> AuthOutcome {
+        let (username, password) = match basic_credentials(req) {
+            None => return AuthOutcome::NotMine,
+            Some(Err(())) => return self.reject(req, "malformed Basic authorization header"),
+            Some(Ok(pair)) => pair,
+        };
+        let account = self.accounts.get(&username);
+        if account.is_none() && !self.reject_unknown {
+            return AuthOutcome::NotMine;
+        }
+        let now = req.received_at_unix_ms;
+        let user_key = format!("user:{username}");
+        let ip_key = format!("ip:{}", req.client_ip);
+        let keys = [user_key.as_str(), ip_key.as_str()];
+        if let Some(retry_after) = self.lockout.locked(&keys, now) {
+            return AuthOutcome::Rejected(
+                PluginError::new(
+                    429,
+                    format!("too many failed logins; retry in {retry_after} s"),
+                )
+                .with_header("retry-after", &retry_after.to_string()),
+            );
+        }
+        let verified =
+            account.filter(|a| self.verifier.verify(&a.password, &username, &password, now));
+        let Some(account) = verified else {
+            self.lockout.record_failure(&keys, now);
+            return self.reject(req, "invalid username or password");
+        };
+        self.lockout.reset(&user_key);
+        let mut principal = Principal::new(&account.provider_id, &account.client_id, METHOD);
+        principal.subject = username.as_str().into();
+        principal.scopes = account.scopes.iter().map(|s| s.as_str().into()).collect();
+        AuthOutcome::Authenticated(principal)
+    }
+
+    fn challenge(&self) -> Option<String> {
+        Some(basic_challenge())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::tests::{argon2id_ref, sha256_ref};
+    use crate::testutil::{basic, ctx, rejected, request};
+    use serde_json::{json, Value};
+
+    fn build(config: Value) -> Basic {
+        let c = ctx(
+            config,
+            vec![
+                json!({"id": "iga-a", "auth": {"method": METHOD, "username": "alice", "password_hash": argon2id_ref("correct horse"), "scopes": ["scim:read"]}}),
+                json!({"id": "iga-b", "auth": {"method": METHOD, "username": "bob", "password_hash": sha256_ref("generated-secret")}}),
+            ],
+        );
+        Basic::build(c.deserialize().unwrap(), &c).unwrap()
+    }
+
+    fn login(b: &Basic, user: &str, password: &str, now: i64) -> AuthOutcome {
+        b.authenticate(&request("GET", &[basic(user, password)], "", now))
+    }
+
+    #[test]
+    fn argon2id_and_sha256_passwords() {
+        let b = build(json!({}));
+        match login(&b, "alice", "correct horse", 0) {
+            AuthOutcome::Authenticated(p) => {
+                assert_eq!(p.provider_id.as_str(), "iga-a");
+                assert_eq!(p.subject.as_str(), "alice");
+                assert_eq!(p.auth_method.as_str(), METHOD);
+                assert!(p.has_scope("scim:read"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(b.verifier.cached(), 1);
+        assert!(matches!(
+            login(&b, "alice", "correct horse", 1000),
+            AuthOutcome::Authenticated(_)
+        ));
+        assert!(matches!(
+            login(&b, "bob", "generated-secret", 0),
+            AuthOutcome::Authenticated(_)
+        ));
+        let e = rejected(login(&b, "alice", "wrong", 0));
+        assert_eq!(e.status, 401);
+        assert!(e
+            .headers
+            .iter()
+            .any(|h| h.value.starts_with("Basic realm=\"scimgate\"")));
+        assert_eq!(rejected(login(&b, "mallory", "x", 0)).status, 401);
+        // Basic passwords are not form-encoded (RFC 7617), unlike client secrets.
+        assert!(matches!(
+            login(&b, "alice", "correct+horse", 0),
+            AuthOutcome::Rejected(_)
+        ));
+        assert!(matches!(
+            b.authenticate(&request("GET", &[("authorization", "Bearer x")], "", 0)),
+            AuthOutcome::NotMine
+        ));
+    }
+
+    #[test]
+    fn unknown_users_pass_on_when_configured() {
+        let b = build(json!({"reject_unknown": false}));
+        assert!(matches!(login(&b, "mallory", "x", 0), AuthOutcome::NotMine));
+        assert!(matches!(
+            login(&b, "alice", "x", 0),
+            AuthOutcome::Rejected(_)
+        ));
+    }
+
+    #[test]
+    fn repeated_failures_lock_the_user_out() {
+        let b = build(json!({"max_failures": 2, "failure_window": "1m"}));
+        rejected(login(&b, "bob", "x", 0));
+        rejected(login(&b, "bob", "y", 0));
+        let e = rejected(login(&b, "bob", "generated-secret", 1000));
+        assert_eq!(e.status, 429);
+        assert!(matches!(
+            login(&b, "bob", "generated-secret", 61_000),
+            AuthOutcome::Authenticated(_)
+        ));
+    }
+}
