@@ -6,6 +6,10 @@ use std::path::PathBuf;
 /// The name diagnostics use for the embedded configuration.
 pub const DEFAULT_CONFIG_NAME: &str = "<embedded default config>";
 
+/// The data folder of the embedded configuration (relative to the working
+/// directory).
+pub const DEFAULT_DATA_DIR: &str = "scimgate-data";
+
 /// The embedded default configuration: safe (nothing but `/healthz` is
 /// reachable without credentials).
 pub const DEFAULT_CONFIG: &str = include_str!("default.toml");

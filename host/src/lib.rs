@@ -3,10 +3,13 @@
 //! and benchmarks use it in-process.
 
 pub mod config;
+pub mod credentials;
 pub mod defaults;
 pub mod host_services;
 pub mod loader;
+pub mod mint;
 pub mod pipeline;
+pub mod quickstart;
 pub mod registry;
 pub mod render;
 pub mod server;

@@ -6,10 +6,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use scimgate_host::config::{Config, Diagnostic, LogFormat};
-use scimgate_host::defaults::{binary_dir, DEFAULT_CONFIG, DEFAULT_CONFIG_NAME};
+use scimgate_host::defaults::{binary_dir, DEFAULT_CONFIG, DEFAULT_CONFIG_NAME, DEFAULT_DATA_DIR};
 use scimgate_host::loader::{library_names_in, LibraryCache};
 use scimgate_host::pipeline::{check_and_assemble, AssembleMode};
 use scimgate_host::server::{self, App, ConfigSource};
+use scimgate_host::{credentials, quickstart};
 
 #[derive(Parser)]
 #[command(
@@ -44,6 +45,72 @@ enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Register IGA providers.
+    Provider {
+        #[command(subcommand)]
+        command: ProviderCommand,
+    },
+    /// Hash secrets for the configuration.
+    Secret {
+        #[command(subcommand)]
+        command: SecretCommand,
+    },
+    /// Mint an access token for a provider with the configuration's `oauth2/token` stage
+    /// (for tests and first steps; clients use the token route).
+    Token {
+        /// The provider id.
+        #[arg(long)]
+        provider: String,
+        /// Space-separated scopes (default: all the provider's scopes).
+        #[arg(long)]
+        scope: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProviderCommand {
+    /// Print a fresh client ID, a 256-bit client secret (shown once) and a ready
+    /// `[[provider]]` block holding only the secret's hash.
+    New {
+        /// Display name (the vendor form's "Name").
+        #[arg(long)]
+        name: String,
+        /// Provider id; also the client ID. Default: derived from the name.
+        #[arg(long)]
+        id: Option<String>,
+        #[arg(long, default_value = "")]
+        description: String,
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        /// Allowed client address or CIDR (repeatable; none: any).
+        #[arg(long = "allowed-ip")]
+        allowed_ips: Vec<String>,
+        /// Allowed referrer (repeatable; none: any).
+        #[arg(long = "allowed-referrer")]
+        allowed_referrers: Vec<String>,
+        /// Start of the validity window (RFC 3339).
+        #[arg(long)]
+        valid_from: Option<String>,
+        /// End of the validity window (RFC 3339).
+        #[arg(long)]
+        valid_until: Option<String>,
+        /// `read-only` or `read-write`.
+        #[arg(long, default_value = "read-write")]
+        access: String,
+        /// Scopes tokens of this provider may carry (repeatable).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum SecretCommand {
+    /// Read a secret from standard input and print its hash: `sha256:…` for
+    /// generated secrets, `--argon2id` for human-chosen passwords.
+    Hash {
+        #[arg(long)]
+        argon2id: bool,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -56,15 +123,48 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let source = match &cli.config {
         Some(path) => ConfigSource::File(path.clone()),
-        None => ConfigSource::Embedded {
-            name: DEFAULT_CONFIG_NAME.to_string(),
-            text: DEFAULT_CONFIG.to_string(),
+        None => match embedded_source(matches!(cli.command, Command::Serve { .. })) {
+            Ok(source) => source,
+            Err(message) => {
+                eprintln!("error: {message}");
+                return ExitCode::FAILURE;
+            }
         },
     };
     match cli.command {
         Command::Serve { log_format, listen } => serve(source, log_format, listen),
         Command::Validate => validate(&source),
         Command::Plugins { dir } => plugins(&source, dir),
+        Command::Provider {
+            command:
+                ProviderCommand::New {
+                    name,
+                    id,
+                    description,
+                    tags,
+                    allowed_ips,
+                    allowed_referrers,
+                    valid_from,
+                    valid_until,
+                    access,
+                    scopes,
+                },
+        } => provider_new(NewProviderArgs {
+            name,
+            id,
+            description,
+            tags,
+            allowed_ips,
+            allowed_referrers,
+            valid_from,
+            valid_until,
+            access,
+            scopes,
+        }),
+        Command::Secret {
+            command: SecretCommand::Hash { argon2id },
+        } => secret_hash(argon2id),
+        Command::Token { provider, scope } => token(&source, &provider, scope.as_deref()),
     }
 }
 
@@ -271,5 +371,177 @@ fn list_plugins(dir: &Path, names: &[String]) -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// The embedded quickstart configuration. Serving creates the quickstart
+/// provider on first start (and prints its secret once); other commands use
+/// a stored one, or a placeholder.
+fn embedded_source(serving: bool) -> Result<ConfigSource, String> {
+    let data_dir = Path::new(DEFAULT_DATA_DIR);
+    let vars = if serving || data_dir.join(quickstart::QUICKSTART_FILE).is_file() {
+        let qs = quickstart::ensure(data_dir)?;
+        if let Some(secret) = &qs.new_secret {
+            print_quickstart(&qs.client_id, secret, &qs.file);
+        }
+        qs.variables()
+    } else {
+        std::collections::HashMap::from([
+            (
+                "SCIMGATE_QUICKSTART_CLIENT_ID".to_string(),
+                "quickstart-not-created-yet".to_string(),
+            ),
+            (
+                "SCIMGATE_QUICKSTART_SECRET_HASH".to_string(),
+                format!("sha256:{}", "0".repeat(64)),
+            ),
+        ])
+    };
+    Ok(ConfigSource::Embedded {
+        name: DEFAULT_CONFIG_NAME.to_string(),
+        text: DEFAULT_CONFIG.to_string(),
+        vars,
+    })
+}
+
+fn print_quickstart(client_id: &str, secret: &str, file: &Path) {
+    println!("First start: created the quickstart provider (read-write).");
+    println!("  client ID:     {client_id}");
+    println!("  client secret: {secret}");
+    println!(
+        "  The secret is shown only now; {} keeps only its hash.",
+        file.display()
+    );
+    println!("  Get a token (then call SCIM with `Authorization: Bearer <access_token>`):");
+    println!("    curl -s -u '{client_id}:{secret}' -d grant_type=client_credentials http://127.0.0.1:8080/oauth2/token");
+}
+
+struct NewProviderArgs {
+    name: String,
+    id: Option<String>,
+    description: String,
+    tags: Vec<String>,
+    allowed_ips: Vec<String>,
+    allowed_referrers: Vec<String>,
+    valid_from: Option<String>,
+    valid_until: Option<String>,
+    access: String,
+    scopes: Vec<String>,
+}
+
+fn provider_new(args: NewProviderArgs) -> ExitCode {
+    let id = args.id.unwrap_or_else(|| {
+        let slug: String = args
+            .name
+            .to_ascii_lowercase()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        let slug = slug
+            .split('-')
+            .filter(|p| !p.is_empty())
+            .collect::<Vec<_>>()
+            .join("-");
+        if slug.is_empty() {
+            "provider".to_string()
+        } else {
+            slug
+        }
+    });
+    let secret = match credentials::new_secret() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let block = credentials::NewProvider {
+        id: id.clone(),
+        name: args.name,
+        description: args.description,
+        tags: args.tags,
+        client_id: id.clone(),
+        secret_hash: credentials::sha256_hash(&secret),
+        allowed_ips: args.allowed_ips,
+        allowed_referrers: args.allowed_referrers,
+        valid_from: args.valid_from,
+        valid_until: args.valid_until,
+        access: args.access,
+        scopes: if args.scopes.is_empty() {
+            vec!["scim:read".into(), "scim:write".into()]
+        } else {
+            args.scopes
+        },
+    }
+    .to_toml();
+    // Check the block the way `serve` will, before handing it out.
+    let source = scimgate_host::config::SourceFile::new("<provider new>", block.clone());
+    if let Err((source, diags)) = scimgate_host::config::parse_str(source, &|_| None) {
+        eprintln!(
+            "{}",
+            scimgate_host::config::render_diagnostics(&source, &diags)
+        );
+        return ExitCode::from(2);
+    }
+    println!("Client ID:     {id}");
+    println!("Client secret: {secret}");
+    println!("  (shown once: enter it in the IGA system now; the block below holds only its hash)");
+    println!();
+    println!("{block}");
+    ExitCode::SUCCESS
+}
+
+fn secret_hash(argon2id: bool) -> ExitCode {
+    let mut input = String::new();
+    if let Err(e) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut input) {
+        eprintln!("error: cannot read standard input: {e}");
+        return ExitCode::FAILURE;
+    }
+    let secret = input
+        .strip_suffix('\n')
+        .map(|s| s.strip_suffix('\r').unwrap_or(s))
+        .unwrap_or(&input);
+    if secret.is_empty() {
+        eprintln!("error: the secret read from standard input is empty");
+        return ExitCode::from(2);
+    }
+    let hashed = if argon2id {
+        credentials::argon2id_hash(secret)
+    } else {
+        Ok(credentials::sha256_hash(secret))
+    };
+    match hashed {
+        Ok(h) => {
+            println!("{h}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn token(source: &ConfigSource, provider: &str, scope: Option<&str>) -> ExitCode {
+    let (config, diags) = match load_or_report(source) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if !diags.is_empty() {
+        eprintln!(
+            "{}",
+            scimgate_host::config::render_diagnostics(&config.source, &diags)
+        );
+        return ExitCode::from(2);
+    }
+    match scimgate_host::mint::mint_token(&config, &plugin_dir(&config), provider, scope) {
+        Ok(value) => {
+            println!("{}", value["access_token"].as_str().unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -319,13 +319,7 @@ pub fn assemble(
 ) -> Result<Option<Runtime>, Vec<Diagnostic>> {
     let mut diags = Vec::new();
     let providers = ProviderRegistry::from_config(&config.providers);
-    let server_json = serde_json::json!({
-        "listen": config.server.listen.to_string(),
-        "trusted_proxies": config.server.trusted_proxies.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
-        "public_url": config.server.public_url,
-    })
-    .to_string();
-    let data_dir = config.server.data_dir.display().to_string();
+    let factory = StageFactory::new(config, &providers);
 
     // 1. Libraries and component descriptors.
     let mut kinds: HashMap<&str, (ComponentKind, ErrorStyle)> = HashMap::new();
@@ -358,7 +352,7 @@ pub fn assemble(
         };
         kinds.insert(stage.name.as_str(), (desc.kind, desc.error_style));
         // 2. The plugin's own validation, mapped back to TOML positions.
-        let envelope = envelope(stage, &providers, &data_dir, &server_json);
+        let envelope = factory.envelope(stage);
         for issue in (lib.module.validate())(stage.component.as_str().into(), &envelope) {
             let path = issue.path.as_str();
             let span = config
@@ -391,10 +385,6 @@ pub fn assemble(
     }
 
     // 4. Create the stages that routes use, once each.
-    let host: HostServicesBox = FfiHostServices_TO::from_ptr(
-        abi_stable::std_types::RArc::new(TracingHostServices),
-        abi_stable::sabi_trait::TD_Opaque,
-    );
     let mut instances: HashMap<&str, Arc<StageInstance>> = HashMap::new();
     for stage in &config.stages {
         let used = config
@@ -408,19 +398,11 @@ pub fn assemble(
         let Ok(lib) = cache.load(plugin_dir, &stage.library) else {
             continue;
         };
-        let envelope = envelope(stage, &providers, &data_dir, &server_json);
-        match (lib.module.create())(stage.component.as_str().into(), &envelope, host.clone()) {
-            RResult::ROk(instance) => {
-                instances.insert(
-                    stage.name.as_str(),
-                    Arc::new(StageInstance {
-                        name: stage.name.clone(),
-                        uses: format!("{}/{}", stage.library, stage.component),
-                        instance,
-                    }),
-                );
+        match factory.create(lib, stage) {
+            Ok(instance) => {
+                instances.insert(stage.name.as_str(), Arc::new(instance));
             }
-            RResult::RErr(error) => diags.push(Diagnostic::error(
+            Err(error) => diags.push(Diagnostic::error(
                 format!("stage `{}` could not be created: {error}", stage.name),
                 Some(stage.span.clone()),
             )),
@@ -480,18 +462,62 @@ pub fn assemble(
     }))
 }
 
-fn envelope(
-    stage: &crate::config::StageConfig,
-    providers: &ProviderRegistry,
-    data_dir: &str,
-    server_json: &str,
-) -> CreateEnvelope {
-    CreateEnvelope {
-        stage: stage.name.as_str().into(),
-        config_json: RString::from(stage.config.to_string()),
-        providers_json: providers.json().into(),
-        data_dir: data_dir.into(),
-        server_json: server_json.into(),
+/// Builds create envelopes and stage instances for one configuration.
+pub struct StageFactory {
+    providers_json: String,
+    data_dir: String,
+    server_json: String,
+    host: HostServicesBox,
+}
+
+impl StageFactory {
+    pub fn new(config: &Config, providers: &ProviderRegistry) -> Self {
+        let server_json = serde_json::json!({
+            "listen": config.server.listen.to_string(),
+            "trusted_proxies": config.server.trusted_proxies.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+            "public_url": config.server.public_url,
+        })
+        .to_string();
+        StageFactory {
+            providers_json: providers.json().to_string(),
+            data_dir: config.server.data_dir.display().to_string(),
+            server_json,
+            host: FfiHostServices_TO::from_ptr(
+                abi_stable::std_types::RArc::new(TracingHostServices),
+                abi_stable::sabi_trait::TD_Opaque,
+            ),
+        }
+    }
+
+    pub fn envelope(&self, stage: &crate::config::StageConfig) -> CreateEnvelope {
+        CreateEnvelope {
+            stage: stage.name.as_str().into(),
+            config_json: RString::from(stage.config.to_string()),
+            providers_json: self.providers_json.as_str().into(),
+            data_dir: self.data_dir.as_str().into(),
+            server_json: self.server_json.as_str().into(),
+        }
+    }
+
+    /// Creates one stage through its library's `create`.
+    pub fn create(
+        &self,
+        lib: &crate::loader::LoadedLibrary,
+        stage: &crate::config::StageConfig,
+    ) -> Result<StageInstance, PluginError> {
+        let envelope = self.envelope(stage);
+        match (lib.module.create())(
+            stage.component.as_str().into(),
+            &envelope,
+            self.host.clone(),
+        ) {
+            RResult::ROk(instance) => Ok(StageInstance {
+                name: stage.name.clone(),
+                uses: format!("{}/{}", stage.library, stage.component),
+                instance,
+            }),
+            RResult::RErr(error) => Err(error),
+        }
     }
 }
 

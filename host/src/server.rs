@@ -30,7 +30,13 @@ use crate::render::error_response;
 #[derive(Clone)]
 pub enum ConfigSource {
     File(PathBuf),
-    Embedded { name: String, text: String },
+    /// A configuration compiled into the binary, with variables of its own
+    /// (looked up before the environment).
+    Embedded {
+        name: String,
+        text: String,
+        vars: std::collections::HashMap<String, String>,
+    },
 }
 
 impl ConfigSource {
@@ -38,15 +44,16 @@ impl ConfigSource {
     /// TOML yields a possibly partial config next to its diagnostics; see
     /// [`config::load_partial`]. `Err` is a printable report.
     pub fn load(&self) -> Result<(Config, Vec<config::Diagnostic>), String> {
-        let env = |name: &str| std::env::var(name).ok();
         let result = match self {
-            ConfigSource::File(path) => config::load_partial(path, &env),
-            ConfigSource::Embedded { name, text } => config::parse_partial(
+            ConfigSource::File(path) => {
+                config::load_partial(path, &|name: &str| std::env::var(name).ok())
+            }
+            ConfigSource::Embedded { name, text, vars } => config::parse_partial(
                 config::SourceFile {
                     path: PathBuf::from(name),
                     text: text.clone(),
                 },
-                &env,
+                &|name: &str| vars.get(name).cloned().or_else(|| std::env::var(name).ok()),
             ),
         };
         result.map_err(|(source, diags)| config::render_diagnostics(&source, &diags))

@@ -1,0 +1,103 @@
+//! `scimgate token`: mints an access token for a provider by calling the
+//! configuration's own `oauth2/token` stage in-process, through the ABI —
+//! the same key, issuer, audience and TTL as the running server. For tests
+//! and first steps; production clients use the token route.
+
+use std::path::Path;
+
+use abi_stable::std_types::{ROption, RResult, RString, RVec};
+use scimgate_abi::ffi::ComponentInstance;
+use scimgate_abi::{Caller, ErrorStyle, Header, Principal, Request};
+
+use crate::config::Config;
+use crate::loader::LibraryCache;
+use crate::pipeline::StageFactory;
+use crate::registry::ProviderRegistry;
+
+/// The token response (`access_token`, `expires_in`, …) or a printable error.
+pub fn mint_token(
+    config: &Config,
+    plugin_dir: &Path,
+    provider_id: &str,
+    scope: Option<&str>,
+) -> Result<serde_json::Value, String> {
+    let stage = config
+        .stages
+        .iter()
+        .find(|s| s.library == "oauth2" && s.component == "token")
+        .ok_or("the configuration has no `oauth2/token` stage to mint tokens with")?;
+    let providers = ProviderRegistry::from_config(&config.providers);
+    let record = providers.get(provider_id).ok_or_else(|| {
+        let known: Vec<&str> = config.providers.iter().map(|p| p.id.as_str()).collect();
+        format!(
+            "no provider `{provider_id}` in the configuration (it has: {})",
+            known.join(", ")
+        )
+    })?;
+    let mut cache = LibraryCache::default();
+    let lib = cache.load(plugin_dir, &stage.library)?;
+    let factory = StageFactory::new(config, &providers);
+    let instance = factory
+        .create(lib, stage)
+        .map_err(|e| format!("stage `{}` could not be created: {e}", stage.name))?;
+    let ComponentInstance::Endpoint(endpoint) = &instance.instance else {
+        return Err(format!("stage `{}` is not an endpoint", stage.name));
+    };
+    let client_id = if record.client_id.is_empty() {
+        record.id.clone()
+    } else {
+        record.client_id.clone()
+    };
+    let principal = Principal {
+        provider_id: record.id.clone(),
+        client_id: client_id.clone(),
+        subject: client_id,
+        scopes: record.scopes.clone(),
+        auth_method: "oauth2-client-credentials".into(),
+        attributes: RVec::new(),
+    };
+    let mut body = String::from("grant_type=client_credentials");
+    if let Some(scope) = scope {
+        body.push_str("&scope=");
+        body.push_str(&scope.replace(' ', "+"));
+    }
+    let now = time::OffsetDateTime::now_utc();
+    let req = Request {
+        method: "POST".into(),
+        path: RString::new(),
+        query: RString::new(),
+        headers: vec![Header::new(
+            "content-type",
+            "application/x-www-form-urlencoded",
+        )]
+        .into(),
+        body: body.into_bytes().into(),
+        peer_addr: "127.0.0.1:0".into(),
+        client_ip: "127.0.0.1".into(),
+        request_id: "scimgate-token-cli".into(),
+        mount: "/".into(),
+        base_url: "http://localhost".into(),
+        received_at_unix_ms: (now.unix_timestamp_nanos() / 1_000_000) as i64,
+        error_style: ErrorStyle::OAuth,
+        attributes: RVec::new(),
+    };
+    let caller = Caller {
+        principal: ROption::RSome(&principal),
+        provider: ROption::RSome(&**record),
+    };
+    match endpoint.handle(&req, caller) {
+        RResult::ROk(resp) => {
+            let value: serde_json::Value = serde_json::from_slice(&resp.body)
+                .map_err(|e| format!("the token stage answered with non-JSON ({e})"))?;
+            if resp.status == 200 {
+                Ok(value)
+            } else {
+                Err(format!(
+                    "the token stage refused ({}): {value}",
+                    resp.status
+                ))
+            }
+        }
+        RResult::RErr(e) => Err(format!("the token stage refused: {e}")),
+    }
+}
