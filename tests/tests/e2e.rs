@@ -2,3 +2,7 @@
 //! `scimgate` binary and real plugin `.so`s over real HTTP.
 
 mod host;
+mod oauth2;
+mod policies;
+mod scim;
+mod sessions;

@@ -14,6 +14,7 @@ use crate::schema::{AttrType, Attribute};
 pub fn normalize_patch_request(body: &Value, context: &SchemaCtx<'_>) -> Value {
     let mut body = body.clone();
     normalize_op_case(&mut body);
+    drop_extension_schemas(&mut body, context);
     expand_pathless_paths(&mut body, context);
     value_array_removal_to_filter(&mut body);
     drop_value_of_filtered_removal(&mut body);
@@ -94,6 +95,41 @@ pub fn expand_pathless_paths(body: &mut Value, context: &SchemaCtx<'_>) {
         rewritten.extend(expanded);
     }
     *operations = rewritten;
+}
+
+/// An extension object given as a whole may carry its own `schemas` member
+/// (clients serialising the extension model): `{"op":"add","path":"urn:…:enterprise:2.0:User",
+/// "value":{"schemas":[…],"department":"x"}}` → the same without `schemas`, also
+/// for URN-keyed objects inside a pathless value.
+pub fn drop_extension_schemas(body: &mut Value, context: &SchemaCtx<'_>) {
+    let Some(operations) = operations_mut(body) else {
+        return;
+    };
+    for operation in operations.iter_mut().filter_map(Value::as_object_mut) {
+        let path = object_keys::get(operation, "path")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let Some(value) = object_keys::get_mut(operation, "value") else {
+            continue;
+        };
+        match path {
+            Some(path) if context.extension(&path).is_some() => {
+                if let Value::Object(members) = value {
+                    object_keys::remove(members, "schemas");
+                }
+            }
+            Some(_) => {}
+            None => {
+                if let Value::Object(members) = value {
+                    for (key, member) in members.iter_mut() {
+                        if let (Some(_), Value::Object(inner)) = (context.extension(key), member) {
+                            object_keys::remove(inner, "schemas");
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// `{"op":"remove","path":"members","value":[{"value":"id1"},{"value":"id2"}]}` →

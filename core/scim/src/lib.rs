@@ -80,6 +80,7 @@ pub mod dialect;
 pub mod discovery;
 pub mod error;
 pub mod filter;
+pub mod mapping;
 pub mod message;
 mod object_keys;
 pub mod patch;
@@ -92,6 +93,7 @@ pub mod validate;
 
 pub use error::{ScimError, ScimType};
 pub use filter::{parse_filter, AttrPath, CompValue, CompareOp, Filter, PatchPath};
+pub use mapping::{Mapping, MappingIssue};
 pub use message::list_response;
 pub use patch::{apply_patch, PatchOpKind, PatchOperation, PatchRequest};
 pub use projection::{project, strip_never, AttributeSelection};

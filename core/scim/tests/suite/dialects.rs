@@ -2,7 +2,8 @@
 
 use super::fixtures::{bjensen, group};
 use scimgate_scim::dialect::{
-    coerce_string_booleans, drop_value_of_filtered_removal, expand_pathless_paths,
+    coerce_string_booleans, drop_extension_schemas, drop_value_of_filtered_removal,
+    expand_pathless_paths,
     normalize_op_case, normalize_patch_request, value_array_removal_to_filter,
 };
 use scimgate_scim::patch::{apply_patch, PatchRequest};
@@ -107,4 +108,26 @@ fn normalized_requests_apply() {
         PatchRequest::parse(&normalize_patch_request(&one_identity, &groups)).expect("parses");
     let emptied = apply_patch(&groups, &group(), &request).expect("applies");
     assert!(emptied.get("members").is_none());
+}
+
+#[test]
+fn extension_objects_may_carry_their_own_schemas() {
+    let registry = Registry::core();
+    let context = registry.context_for("User").expect("User");
+    let mut request = body(json!([
+        {"op": "add", "path": ENTERPRISE, "value": {"schemas": [ENTERPRISE], "department": "Tour"}},
+        {"op": "replace", "value": {ENTERPRISE: {"schemas": [ENTERPRISE], "division": "North"}}},
+        {"op": "add", "path": "title", "value": {"schemas": "kept"}}
+    ]));
+    drop_extension_schemas(&mut request, &context);
+    let ops = &request["Operations"];
+    assert_eq!(ops[0]["value"], json!({"department": "Tour"}));
+    assert_eq!(ops[1]["value"][ENTERPRISE], json!({"division": "North"}));
+    assert_eq!(ops[2]["value"], json!({"schemas": "kept"}));
+    if let Some(ops) = request["Operations"].as_array_mut() {
+        ops.truncate(2);
+    }
+    let patch = PatchRequest::parse(&normalize_patch_request(&request, &context)).expect("parse");
+    let patched = apply_patch(&context, &bjensen(), &patch).expect("apply");
+    assert_eq!(patched[ENTERPRISE]["department"], "Tour");
 }
