@@ -114,6 +114,8 @@ pub struct Rejection {
     pub error: PluginError,
     pub stage: String,
     pub kind: ComponentKind,
+    /// `(provider id, client id)` when the caller was already authenticated.
+    pub caller: Option<(String, String)>,
 }
 
 impl Rejection {
@@ -122,7 +124,16 @@ impl Rejection {
             error,
             stage: stage.to_string(),
             kind,
+            caller: None,
         }
+    }
+
+    fn by(mut self, authn: &Authn) -> Self {
+        self.caller = authn
+            .principal
+            .as_ref()
+            .map(|p| (p.provider_id.to_string(), p.client_id.to_string()));
+        self
     }
 }
 
@@ -141,7 +152,9 @@ impl Route {
                 }
                 ComponentInstance::Policy(policy) => {
                     if let PolicyDecision::Deny(error) = policy.check(req, authn.caller()) {
-                        return Err(Rejection::new(error, &stage.name, ComponentKind::Policy));
+                        return Err(
+                            Rejection::new(error, &stage.name, ComponentKind::Policy).by(&authn)
+                        );
                     }
                 }
                 _ => {}
@@ -214,7 +227,9 @@ impl Route {
         for stage in &self.profiles {
             if let ComponentInstance::Profile(profile) = &stage.instance {
                 if let RResult::RErr(error) = profile.inbound(req, authn.caller()) {
-                    return Err(Rejection::new(error, &stage.name, ComponentKind::Profile));
+                    return Err(
+                        Rejection::new(error, &stage.name, ComponentKind::Profile).by(authn)
+                    );
                 }
             }
         }
@@ -226,11 +241,12 @@ impl Route {
         match &self.endpoint.instance {
             ComponentInstance::Endpoint(endpoint) => match endpoint.handle(req, authn.caller()) {
                 RResult::ROk(resp) => Ok(resp),
-                RResult::RErr(error) => Err(Rejection::new(
-                    error,
-                    &self.endpoint.name,
-                    ComponentKind::Endpoint,
-                )),
+                RResult::RErr(error) => {
+                    Err(
+                        Rejection::new(error, &self.endpoint.name, ComponentKind::Endpoint)
+                            .by(authn),
+                    )
+                }
             },
             _ => Err(Rejection::new(
                 PluginError::internal("the route's last stage is not an endpoint"),
@@ -250,7 +266,9 @@ impl Route {
         for stage in self.profiles.iter().rev() {
             if let ComponentInstance::Profile(profile) = &stage.instance {
                 if let RResult::RErr(error) = profile.outbound(req, authn.caller(), resp) {
-                    return Err(Rejection::new(error, &stage.name, ComponentKind::Profile));
+                    return Err(
+                        Rejection::new(error, &stage.name, ComponentKind::Profile).by(authn)
+                    );
                 }
             }
         }

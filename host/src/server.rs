@@ -366,6 +366,10 @@ fn rejected(
     };
     audit.stage = rejection.stage.clone();
     audit.reason = rejection.error.to_string();
+    if let Some((provider, client_id)) = &rejection.caller {
+        audit.provider = provider.clone();
+        audit.client_id = client_id.clone();
+    }
     error_response(style, &rejection.error, request_id)
 }
 

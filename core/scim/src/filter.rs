@@ -972,9 +972,9 @@ impl<'v, 'a> Target<'v, 'a> {
     fn values(&self, use_value_member: bool) -> Vec<&'v Value> {
         let mut out = Vec::new();
         let Some(raw) = self.raw else { return out };
-        let elements: Vec<&Value> = match raw {
-            Value::Array(items) => items.iter().collect(),
-            other => vec![other],
+        let elements: &[Value] = match raw {
+            Value::Array(items) => items,
+            other => std::slice::from_ref(other),
         };
         for element in elements {
             let picked = match (self.sub_attr, element) {
@@ -1193,10 +1193,43 @@ pub(crate) fn compare_strings(actual: &str, wanted: &str, case_exact: bool, op: 
     if case_exact {
         return string_op(actual, wanted, op);
     }
-    if actual.is_ascii() && wanted.is_ascii() && op == CompareOp::Eq {
-        return actual.eq_ignore_ascii_case(wanted);
+    if actual.is_ascii() && wanted.is_ascii() {
+        // For ASCII, `to_lowercase` is byte-wise: compare without building copies.
+        return ascii_caseless_op(actual.as_bytes(), wanted.as_bytes(), op);
     }
     string_op(&actual.to_lowercase(), &wanted.to_lowercase(), op)
+}
+
+/// [`string_op`] on the ASCII-lower-cased forms of `actual` and `wanted`.
+fn ascii_caseless_op(actual: &[u8], wanted: &[u8], op: CompareOp) -> bool {
+    let ordering = || {
+        actual
+            .iter()
+            .map(u8::to_ascii_lowercase)
+            .cmp(wanted.iter().map(u8::to_ascii_lowercase))
+    };
+    match op {
+        CompareOp::Eq => actual.eq_ignore_ascii_case(wanted),
+        CompareOp::Ne => !actual.eq_ignore_ascii_case(wanted),
+        CompareOp::Co => {
+            wanted.is_empty()
+                || actual
+                    .windows(wanted.len())
+                    .any(|window| window.eq_ignore_ascii_case(wanted))
+        }
+        CompareOp::Sw => actual
+            .get(..wanted.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(wanted)),
+        CompareOp::Ew => actual
+            .len()
+            .checked_sub(wanted.len())
+            .and_then(|start| actual.get(start..))
+            .is_some_and(|tail| tail.eq_ignore_ascii_case(wanted)),
+        CompareOp::Gt => ordering() == Ordering::Greater,
+        CompareOp::Ge => ordering() != Ordering::Less,
+        CompareOp::Lt => ordering() == Ordering::Less,
+        CompareOp::Le => ordering() != Ordering::Greater,
+    }
 }
 
 fn string_op(actual: &str, wanted: &str, op: CompareOp) -> bool {

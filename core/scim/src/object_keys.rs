@@ -23,6 +23,9 @@ pub(crate) fn get<'m>(object: &'m Map<String, Value>, name: &str) -> Option<&'m 
 
 /// The member named `name` (ignoring case), mutably.
 pub(crate) fn get_mut<'m>(object: &'m mut Map<String, Value>, name: &str) -> Option<&'m mut Value> {
+    if object.contains_key(name) {
+        return object.get_mut(name);
+    }
     let key = find_key(object, name)?.clone();
     object.get_mut(&key)
 }
@@ -50,6 +53,44 @@ pub(crate) fn remove(object: &mut Map<String, Value>, name: &str) -> Option<Valu
 
 /// Sets `name` to `value`, replacing any member whose name differs only in case.
 pub(crate) fn set(object: &mut Map<String, Value>, name: &str, value: Value) {
+    if !has_other_spelling(object, name) {
+        // Nothing to remove but `name` itself: overwrite in place (no key copy).
+        match object.get_mut(name) {
+            Some(slot) => *slot = value,
+            None => {
+                object.insert(name.to_string(), value);
+            }
+        }
+        return;
+    }
     remove(object, name);
     object.insert(name.to_string(), value);
+}
+
+/// Whether a member is named `name` in a different letter case.
+fn has_other_spelling(object: &Map<String, Value>, name: &str) -> bool {
+    object
+        .keys()
+        .any(|key| key.eq_ignore_ascii_case(name) && key != name)
+}
+
+/// [`set`] with an owned name (no copy of the key).
+pub(crate) fn set_owned(object: &mut Map<String, Value>, name: String, value: Value) {
+    if has_other_spelling(object, &name) {
+        remove(object, &name);
+    }
+    object.insert(name, value);
+}
+
+/// Takes out the member [`get`] would return; other members whose names differ
+/// only in case stay (a following [`set`] removes them).
+pub(crate) fn take(object: &mut Map<String, Value>, name: &str) -> Option<Value> {
+    if let Some(value) = object.remove(name) {
+        return Some(value);
+    }
+    let key = object
+        .keys()
+        .find(|key| key.eq_ignore_ascii_case(name))?
+        .clone();
+    object.remove(&key)
 }

@@ -4,6 +4,8 @@
 //! Operations work on a clone; the result is re-validated (types, required
 //! attributes, `primary`) before it is returned, so an error leaves nothing half-done.
 
+use std::fmt;
+
 use serde_json::{Map, Value};
 
 use crate::error::{ScimError, ScimType};
@@ -158,7 +160,7 @@ pub fn apply_patch(
         apply_operation(context, &mut working, operation)
             .map_err(|error| prefixed(index, error))?;
     }
-    validate::validate_stored(context, &working)
+    validate::validate_stored_owned(context, working)
 }
 
 fn apply_operation(
@@ -276,7 +278,7 @@ fn resolve_target<'a, 'p>(
 ) -> Result<Target<'a, 'p>, ScimError> {
     if path.filter.is_none() && path.attr.sub_attr.is_none() {
         if let Some(urn) = &path.attr.urn {
-            if let Some(extension) = context.extension(&format!("{urn}:{}", path.attr.attr)) {
+            if let Some(extension) = qualified_extension(context, urn, &path.attr.attr) {
                 return Ok(Target {
                     location: Location::Extension(extension),
                     attribute: None,
@@ -289,18 +291,14 @@ fn resolve_target<'a, 'p>(
     if path.attr.attr.eq_ignore_ascii_case("schemas") {
         return Err(ScimError::invalid_path("'schemas' cannot be a PATCH path"));
     }
-    let resolved = context
-        .resolve(&AttrPath {
-            sub_attr: None,
-            ..path.attr.clone()
-        })
+    let (location, attribute) = context
+        .resolve_name(path.attr.urn.as_deref(), &path.attr.attr)
         .ok_or_else(|| {
             ScimError::invalid_path(format!(
                 "unknown attribute '{}' in path '{path}'",
                 path.attr.attr
             ))
         })?;
-    let attribute = resolved.attribute;
     let sub_name = path.attr.sub_attr.as_deref().or(path.sub_attr.as_deref());
     let sub = match sub_name {
         Some(name) => Some(attribute.sub_attribute(name).ok_or_else(|| {
@@ -326,11 +324,63 @@ fn resolve_target<'a, 'p>(
         )));
     }
     Ok(Target {
-        location: resolved.location,
+        location,
         attribute: Some(attribute),
         sub,
         filter: path.filter.as_ref(),
     })
+}
+
+/// The extension whose URN is `urn:attr` (as `context.extension(&format!("{urn}:{attr}"))`,
+/// without building the string).
+fn qualified_extension<'a>(context: &SchemaCtx<'a>, urn: &str, attr: &str) -> Option<&'a Schema> {
+    let (urn, attr) = (urn.as_bytes(), attr.as_bytes());
+    context
+        .extensions
+        .iter()
+        .map(|(schema, _)| *schema)
+        .find(|schema| {
+            let id = schema.id.as_bytes();
+            id.len() == urn.len() + 1 + attr.len()
+                && id
+                    .get(..urn.len())
+                    .is_some_and(|head| head.eq_ignore_ascii_case(urn))
+                && id.get(urn.len()) == Some(&b':')
+                && id
+                    .get(urn.len() + 1..)
+                    .is_some_and(|tail| tail.eq_ignore_ascii_case(attr))
+        })
+}
+
+/// How an error message names a PATCH target (`emails[type eq "work"].value`);
+/// formatted only when an error is actually built.
+enum Label<'a> {
+    /// `attr.sub`
+    Sub { attribute: &'a str, sub: &'a str },
+    /// `attr[filter]` or `attr[filter].sub`
+    Filtered {
+        attribute: &'a str,
+        filter: &'a Filter,
+        sub: Option<&'a str>,
+    },
+}
+
+impl fmt::Display for Label<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Label::Sub { attribute, sub } => write!(f, "{attribute}.{sub}"),
+            Label::Filtered {
+                attribute,
+                filter,
+                sub: Some(sub),
+            } => write!(f, "{attribute}[{filter}].{sub}"),
+            Label::Filtered {
+                attribute,
+                filter,
+                sub: None,
+            } => write!(f, "{attribute}[{filter}]"),
+        }
+    }
 }
 
 fn apply_target(
@@ -488,9 +538,9 @@ fn remove_schema_urn(resource: &mut Value, urn: &str) {
 
 /// Refuses to change a readOnly attribute, or an immutable one that already has a
 /// different value. Returns `true` when the write is a no-op (same value).
-fn check_mutability(
+fn check_mutability<L: fmt::Display + ?Sized>(
     attribute: &Attribute,
-    label: &str,
+    label: &L,
     existing: Option<&Value>,
     new: Option<&Value>,
 ) -> Result<bool, ScimError> {
@@ -518,7 +568,10 @@ fn check_mutability(
     }
 }
 
-fn refuse_required_removal(attribute: &Attribute, label: &str) -> Result<(), ScimError> {
+fn refuse_required_removal<L: fmt::Display + ?Sized>(
+    attribute: &Attribute,
+    label: &L,
+) -> Result<(), ScimError> {
     if attribute.required {
         return Err(ScimError::invalid_value(format!(
             "attribute '{label}' is required and cannot be removed"
@@ -535,11 +588,11 @@ fn apply_attribute(
     value: Option<&Value>,
 ) -> Result<(), ScimError> {
     let name = attribute.name.as_str();
-    let existing = object_keys::get(container, name);
     if op == PatchOpKind::Remove {
         if let (Some(selection), true) = (value, attribute.multi_valued) {
             return remove_listed_values(container, attribute, selection);
         }
+        let existing = object_keys::get(container, name);
         if existing.map_or(true, Value::is_null) {
             return Ok(());
         }
@@ -550,8 +603,8 @@ fn apply_attribute(
     }
     let Some(value) = value else { return Ok(()) };
     if attribute.mutability == Mutability::ReadOnly {
-        let unchanged =
-            existing.is_some_and(|existing| validate::values_equal(attribute, existing, value));
+        let unchanged = object_keys::get(container, name)
+            .is_some_and(|existing| validate::values_equal(attribute, existing, value));
         return if unchanged {
             Ok(())
         } else {
@@ -566,6 +619,41 @@ fn apply_attribute(
         }
         return Ok(());
     };
+    if matches!(
+        attribute.mutability,
+        Mutability::ReadWrite | Mutability::WriteOnly
+    ) {
+        // `check_mutability` lets these through unexamined: merge into the existing
+        // value taken out of the container instead of a copy of it.
+        let merged = match (op, attribute.multi_valued, attribute.attr_type) {
+            (PatchOpKind::Add, true, _) => {
+                let Value::Array(new_items) = cleaned else {
+                    return Ok(());
+                };
+                let mut items = match object_keys::take(container, name) {
+                    Some(Value::Array(items)) => items,
+                    _ => Vec::new(),
+                };
+                for item in new_items {
+                    add_element(&mut items, attribute, item);
+                }
+                Value::Array(items)
+            }
+            (_, false, AttrType::Complex) => match (object_keys::take(container, name), cleaned) {
+                (Some(Value::Object(mut merged)), Value::Object(new)) => {
+                    for (key, member) in new {
+                        object_keys::set(&mut merged, &key, member);
+                    }
+                    Value::Object(merged)
+                }
+                (_, new) => new,
+            },
+            (_, _, _) => cleaned,
+        };
+        object_keys::set(container, name, merged);
+        return Ok(());
+    }
+    let existing = object_keys::get(container, name);
     let merged = match (op, attribute.multi_valued, attribute.attr_type) {
         (PatchOpKind::Add, true, _) => {
             let mut items = match existing {
@@ -629,22 +717,21 @@ fn same_element(attribute: &Attribute, existing: &Value, new: &Value) -> bool {
     let (Some(old), Some(new_object)) = (existing.as_object(), new.as_object()) else {
         return false;
     };
-    let value_of = |object: &Map<String, Value>, key: &str| object_keys::get(object, key).cloned();
     match (
-        value_of(old, "value"),
-        value_of(new_object, "value"),
+        object_keys::get(old, "value"),
+        object_keys::get(new_object, "value"),
         attribute.sub_attribute("value"),
     ) {
         (Some(left), Some(right), Some(value_attribute)) => {
-            validate::values_equal(value_attribute, &left, &right) && {
+            validate::values_equal(value_attribute, left, right) && {
                 let type_attribute = attribute.sub_attribute("type");
                 match (
-                    value_of(old, "type"),
-                    value_of(new_object, "type"),
+                    object_keys::get(old, "type"),
+                    object_keys::get(new_object, "type"),
                     type_attribute,
                 ) {
                     (Some(left), Some(right), Some(type_attribute)) => {
-                        validate::values_equal(type_attribute, &left, &right)
+                        validate::values_equal(type_attribute, left, right)
                     }
                     _ => true,
                 }
@@ -713,7 +800,10 @@ fn apply_sub(
     sub: &Attribute,
     value: Option<&Value>,
 ) -> Result<(), ScimError> {
-    let label = format!("{}.{}", attribute.name, sub.name);
+    let label = Label::Sub {
+        attribute: &attribute.name,
+        sub: &sub.name,
+    };
     if attribute.mutability == Mutability::ReadOnly {
         return Err(ScimError::mutability(format!(
             "attribute '{}' is readOnly",
@@ -752,19 +842,19 @@ fn apply_sub(
     Ok(())
 }
 
-fn set_sub(
+fn set_sub<L: fmt::Display + ?Sized>(
     parent: &mut Map<String, Value>,
     op: PatchOpKind,
     sub: &Attribute,
-    label: &str,
+    label: &L,
     value: Option<&Value>,
 ) -> Result<(), ScimError> {
-    let existing = object_keys::get(parent, &sub.name).cloned();
     if op == PatchOpKind::Remove {
+        let existing = object_keys::get(parent, &sub.name);
         if existing.is_none() {
             return Ok(());
         }
-        check_mutability(sub, label, existing.as_ref(), None)?;
+        check_mutability(sub, label, existing, None)?;
         refuse_required_removal(sub, label)?;
         object_keys::remove(parent, &sub.name);
         return Ok(());
@@ -774,7 +864,7 @@ fn set_sub(
     let merged = match (op, sub.multi_valued, cleaned) {
         (_, _, None) => return set_sub(parent, PatchOpKind::Remove, sub, label, None),
         (PatchOpKind::Add, true, Some(Value::Array(new))) => {
-            let mut items = match &existing {
+            let mut items = match object_keys::get(parent, &sub.name) {
                 Some(Value::Array(items)) => items.clone(),
                 _ => Vec::new(),
             };
@@ -790,19 +880,20 @@ fn set_sub(
         }
         (_, _, Some(new)) => new,
     };
-    if check_mutability(sub, label, existing.as_ref(), Some(&merged))? {
+    let existing = object_keys::get(parent, &sub.name);
+    if check_mutability(sub, label, existing, Some(&merged))? {
         return Ok(());
     }
     object_keys::set(parent, &sub.name, merged);
     Ok(())
 }
 
-fn set_sub_on_elements(
+fn set_sub_on_elements<L: fmt::Display + ?Sized>(
     items: &mut [Value],
     indices: &[usize],
     op: PatchOpKind,
     sub: &Attribute,
-    label: &str,
+    label: &L,
     value: Option<&Value>,
 ) -> Result<(), ScimError> {
     for &index in indices {
@@ -846,9 +937,10 @@ fn apply_filtered(
             matched.push(index);
         }
     }
-    let label = match sub {
-        Some(sub) => format!("{}[{filter}].{}", attribute.name, sub.name),
-        None => format!("{}[{filter}]", attribute.name),
+    let label = Label::Filtered {
+        attribute: &attribute.name,
+        filter,
+        sub: sub.map(|sub| sub.name.as_str()),
     };
     if matched.is_empty() {
         match (op, filter.equality_assignments()) {
@@ -910,12 +1002,12 @@ fn apply_filtered(
 }
 
 /// Builds the element an `add` to `attr[a eq x and b eq y](.sub)` creates when none matches.
-fn element_from_assignments(
+fn element_from_assignments<L: fmt::Display + ?Sized>(
     attribute: &Attribute,
     assignments: &[(&AttrPath, &CompValue)],
     sub: Option<&Attribute>,
     value: Option<&Value>,
-    label: &str,
+    label: &L,
 ) -> Result<Value, ScimError> {
     let mut element = Map::new();
     for (path, literal) in assignments {

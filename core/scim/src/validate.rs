@@ -3,6 +3,9 @@
 //! The output is the cleaned resource: readOnly attributes dropped, attribute names
 //! and schema URNs in the schema's canonical spelling, nulls and empty arrays removed.
 
+use std::borrow::Cow;
+use std::fmt;
+
 use serde_json::{Map, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -52,6 +55,290 @@ pub fn validate_stored(context: &SchemaCtx<'_>, resource: &Value) -> Result<Valu
     clean_resource(context, resource, Mode::Stored)
 }
 
+/// [`validate_stored`] on a resource the caller owns: values are moved into the
+/// result instead of copied (PATCH re-validates its working copy this way).
+pub(crate) fn validate_stored_owned(
+    context: &SchemaCtx<'_>,
+    mut resource: Value,
+) -> Result<Value, ScimError> {
+    if let (Some(core), Value::Object(input)) = (context.core, &mut resource) {
+        if let Some(kinds) = canonical_members(context, core, input) {
+            clean_stored_in_place(context, core, input, &kinds)?;
+            return Ok(resource);
+        }
+    }
+    clean_resource_owned(context, resource, Mode::Stored)
+}
+
+/// What a top-level member of a resource is, for [`clean_stored_in_place`].
+enum MemberKind<'a> {
+    Schemas,
+    Extension(&'a Schema),
+    Core(&'a Attribute),
+}
+
+/// The kind of every member, when each key already is the canonical spelling
+/// [`clean_resource`] would give it (so cleaning renames, merges and moves nothing
+/// and can work in place); `None` otherwise.
+fn canonical_members<'a>(
+    context: &SchemaCtx<'a>,
+    core: &'a Schema,
+    input: &Map<String, Value>,
+) -> Option<Vec<MemberKind<'a>>> {
+    let mut kinds = Vec::with_capacity(input.len());
+    for key in input.keys() {
+        let kind = if key == "schemas" {
+            MemberKind::Schemas
+        } else if key.eq_ignore_ascii_case("schemas") {
+            return None;
+        } else if let Some(extension) = context.extension(key) {
+            if extension.id != *key {
+                return None;
+            }
+            MemberKind::Extension(extension)
+        } else {
+            match resolve_key(context, core, key) {
+                Ok((Location::Core, attribute)) if attribute.name == *key => {
+                    MemberKind::Core(attribute)
+                }
+                _ => return None,
+            }
+        };
+        kinds.push(kind);
+    }
+    Some(kinds)
+}
+
+/// [`clean_resource`] in [`Mode::Stored`] on a resource whose keys are canonical
+/// (`kinds` from [`canonical_members`]): same checks in the same order, same result,
+/// but values are cleaned where they are. Cleaned values are never `null`, so
+/// `null` marks what cleaning drops.
+fn clean_stored_in_place(
+    context: &SchemaCtx<'_>,
+    core: &Schema,
+    input: &mut Map<String, Value>,
+    kinds: &[MemberKind<'_>],
+) -> Result<(), ScimError> {
+    let mut schemas = declared_schemas(context, core, input)?;
+    let mut dropped = false;
+    for ((_, value), kind) in input.iter_mut().zip(kinds) {
+        let kept = match kind {
+            MemberKind::Schemas => true,
+            MemberKind::Extension(extension) => match value {
+                Value::Object(members) => clean_extension_in_place(extension, members)?,
+                Value::Null => false,
+                _ => {
+                    return Err(ScimError::invalid_syntax(format!(
+                        "extension '{}' must be a JSON object of its attributes",
+                        extension.id
+                    )))
+                }
+            },
+            MemberKind::Core(attribute) => {
+                clean_in_place(attribute, value, attribute.name.as_str())?
+            }
+        };
+        if !kept {
+            *value = Value::Null;
+            dropped = true;
+        }
+    }
+    if dropped {
+        input.retain(|_, value| !value.is_null());
+    }
+    input.remove("schemas");
+    check_required(&core.attributes, input, &core.id, Mode::Stored)?;
+    for (extension, required) in &context.extensions {
+        match input.get(&extension.id).and_then(Value::as_object) {
+            Some(members) => {
+                check_required(&extension.attributes, members, &extension.id, Mode::Stored)?;
+                if !schemas.iter().any(|urn| extension.is(urn)) {
+                    schemas.push(extension.id.clone());
+                }
+            }
+            None if *required => {
+                return Err(ScimError::invalid_value(format!(
+                    "the required extension '{}' is missing",
+                    extension.id
+                )))
+            }
+            None => {}
+        }
+    }
+    input.insert(
+        "schemas".into(),
+        Value::Array(schemas.into_iter().map(Value::String).collect()),
+    );
+    Ok(())
+}
+
+/// [`clean_extension`] in [`Mode::Stored`], in place; `false` when nothing is left.
+fn clean_extension_in_place(
+    extension: &Schema,
+    members: &mut Map<String, Value>,
+) -> Result<bool, ScimError> {
+    let canonical = members.keys().all(|key| {
+        extension
+            .attribute(key)
+            .is_some_and(|attribute| attribute.name == *key)
+    });
+    if !canonical {
+        let cleaned =
+            clean_extension(extension, Cow::Owned(std::mem::take(members)), Mode::Stored)?;
+        *members = cleaned;
+        return Ok(!members.is_empty());
+    }
+    let mut dropped = false;
+    for (key, value) in members.iter_mut() {
+        let Some(attribute) = extension.attribute(key) else {
+            continue;
+        };
+        let kept = clean_in_place(attribute, value, attribute.name.as_str())
+            .map_err(|error| relabel_prefix(error, &extension.id, &attribute.name))?;
+        if !kept {
+            *value = Value::Null;
+            dropped = true;
+        }
+    }
+    if dropped {
+        members.retain(|_, value| !value.is_null());
+    }
+    Ok(!members.is_empty())
+}
+
+/// [`clean_any`] in [`Mode::Stored`], in place: on `Ok(true)` `value` holds what
+/// `clean_any` would return; `Ok(false)` means "unassigned".
+fn clean_in_place<P: fmt::Display + ?Sized>(
+    attribute: &Attribute,
+    value: &mut Value,
+    path: &P,
+) -> Result<bool, ScimError> {
+    match value {
+        Value::Null => Ok(false),
+        Value::Array(items) if attribute.multi_valued => {
+            let mut dropped = false;
+            for item in items.iter_mut() {
+                if item.is_array() {
+                    return Err(ScimError::invalid_syntax(format!(
+                        "values of '{path}' cannot be nested arrays"
+                    )));
+                }
+                if !clean_single_in_place(attribute, item, path)? {
+                    *item = Value::Null;
+                    dropped = true;
+                }
+            }
+            if dropped {
+                items.retain(|item| !item.is_null());
+            }
+            if attribute.attr_type == AttrType::Complex {
+                let primaries = items
+                    .iter()
+                    .filter(|item| {
+                        item.as_object()
+                            .and_then(|object| object_keys::get(object, "primary"))
+                            == Some(&Value::Bool(true))
+                    })
+                    .count();
+                if primaries > 1 {
+                    return Err(ScimError::invalid_value(format!(
+                        "at most one value of '{path}' may have \"primary\": true, found {primaries}"
+                    )));
+                }
+            }
+            Ok(!items.is_empty())
+        }
+        _ if attribute.multi_valued => {
+            let cleaned = clean_any(
+                attribute,
+                Cow::Owned(std::mem::take(value)),
+                path,
+                Mode::Stored,
+            )?;
+            Ok(put_back(value, cleaned))
+        }
+        Value::Array(_) => Err(ScimError::invalid_syntax(format!(
+            "attribute '{path}' is single-valued but an array was given"
+        ))),
+        _ => clean_single_in_place(attribute, value, path),
+    }
+}
+
+/// [`clean_single`] in [`Mode::Stored`], in place.
+fn clean_single_in_place<P: fmt::Display + ?Sized>(
+    attribute: &Attribute,
+    value: &mut Value,
+    path: &P,
+) -> Result<bool, ScimError> {
+    if value.is_null() {
+        return Ok(false);
+    }
+    if attribute.attr_type != AttrType::Complex {
+        check_type(attribute.attr_type, value, path)?;
+        return Ok(true);
+    }
+    let Value::Object(members) = value else {
+        return Err(ScimError::invalid_value(format!(
+            "attribute '{path}' is complex; expected a JSON object, found {}",
+            json_kind(value)
+        )));
+    };
+    let canonical = members.keys().all(|key| {
+        attribute
+            .sub_attribute(key)
+            .is_some_and(|sub| sub.name == *key)
+    });
+    if !canonical {
+        let cleaned = clean_single(
+            attribute,
+            Cow::Owned(std::mem::take(value)),
+            path,
+            Mode::Stored,
+        )?;
+        return Ok(put_back(value, cleaned));
+    }
+    let mut dropped = false;
+    for (key, member) in members.iter_mut() {
+        let Some(sub) = attribute.sub_attribute(key) else {
+            continue;
+        };
+        let kept =
+            clean_in_place(sub, member, "").map_err(|error| relabel(error, path, &sub.name))?;
+        if !kept {
+            *member = Value::Null;
+            dropped = true;
+        }
+    }
+    if dropped {
+        members.retain(|_, member| !member.is_null());
+    }
+    if members.is_empty() {
+        return Ok(false);
+    }
+    for sub in &attribute.sub_attributes {
+        if sub.required
+            && sub.mutability != Mutability::ReadOnly
+            && !members.contains_key(&sub.name)
+        {
+            return Err(ScimError::invalid_value(format!(
+                "required sub-attribute '{path}.{}' is missing",
+                sub.name
+            )));
+        }
+    }
+    Ok(true)
+}
+
+fn put_back(slot: &mut Value, cleaned: Option<Value>) -> bool {
+    match cleaned {
+        Some(cleaned) => {
+            *slot = cleaned;
+            true
+        }
+        None => false,
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mode {
     /// Client input: readOnly attributes are dropped.
@@ -91,41 +378,69 @@ fn clean_resource(
     resource: &Value,
     mode: Mode,
 ) -> Result<Value, ScimError> {
-    let input = resource
-        .as_object()
-        .ok_or_else(|| ScimError::invalid_syntax("a resource must be a JSON object"))?;
-    let Some(core) = context.core else {
-        return Ok(resource.clone());
+    clean_resource_any(context, Cow::Borrowed(resource), mode)
+}
+
+/// [`clean_resource`] on an owned resource: kept values are moved (with their key,
+/// when already canonical) into the output instead of copied.
+fn clean_resource_owned(
+    context: &SchemaCtx<'_>,
+    resource: Value,
+    mode: Mode,
+) -> Result<Value, ScimError> {
+    clean_resource_any(context, Cow::Owned(resource), mode)
+}
+
+fn clean_resource_any(
+    context: &SchemaCtx<'_>,
+    resource: Cow<'_, Value>,
+    mode: Mode,
+) -> Result<Value, ScimError> {
+    let input = match resource {
+        Cow::Borrowed(Value::Object(input)) => Cow::Borrowed(input),
+        Cow::Owned(Value::Object(input)) => Cow::Owned(input),
+        _ => {
+            return Err(ScimError::invalid_syntax(
+                "a resource must be a JSON object",
+            ))
+        }
     };
-    let mut schemas = declared_schemas(context, core, input)?;
+    let Some(core) = context.core else {
+        return Ok(Value::Object(input.into_owned()));
+    };
+    let mut schemas = declared_schemas(context, core, &input)?;
     let mut output = Map::new();
-    for (key, value) in input {
+    for (key, value) in members(input) {
         if key.eq_ignore_ascii_case("schemas") {
             continue;
         }
-        if let Some(extension) = context.extension(key) {
-            let Value::Object(members) = value else {
-                if value.is_null() {
-                    continue;
+        if let Some(extension) = context.extension(&key) {
+            let members = match value {
+                Cow::Borrowed(Value::Object(members)) => Cow::Borrowed(members),
+                Cow::Owned(Value::Object(members)) => Cow::Owned(members),
+                value if value.is_null() => continue,
+                _ => {
+                    return Err(ScimError::invalid_syntax(format!(
+                        "extension '{}' must be a JSON object of its attributes",
+                        extension.id
+                    )))
                 }
-                return Err(ScimError::invalid_syntax(format!(
-                    "extension '{}' must be a JSON object of its attributes",
-                    extension.id
-                )));
             };
             let cleaned = clean_extension(extension, members, mode)?;
             merge_extension(&mut output, extension, cleaned);
             continue;
         }
-        let (location, attribute) = resolve_key(context, core, key)?;
+        let (location, attribute) = resolve_key(context, core, &key)?;
         if attribute.mutability == Mutability::ReadOnly && mode == Mode::Input {
             continue;
         }
-        let Some(cleaned) = clean_value(attribute, value, &attribute.name, mode)? else {
+        let Some(cleaned) = clean_any(attribute, value, attribute.name.as_str(), mode)? else {
             continue;
         };
         match location {
-            Location::Core => object_keys::set(&mut output, &attribute.name, cleaned),
+            Location::Core => {
+                object_keys::set_owned(&mut output, canonical_key(key, &attribute.name), cleaned)
+            }
             Location::Extension(extension) => {
                 let mut members = Map::new();
                 members.insert(attribute.name.clone(), cleaned);
@@ -237,27 +552,63 @@ fn resolve_key<'a>(
 
 fn clean_extension(
     extension: &Schema,
-    members: &Map<String, Value>,
+    input: Cow<'_, Map<String, Value>>,
     mode: Mode,
 ) -> Result<Map<String, Value>, ScimError> {
     let mut cleaned = Map::new();
-    for (key, value) in members {
-        let attribute = extension.attribute(key).ok_or_else(|| {
-            ScimError::invalid_syntax(format!(
+    for (key, value) in members(input) {
+        let Some(attribute) = extension.attribute(&key) else {
+            return Err(ScimError::invalid_syntax(format!(
                 "unknown attribute '{key}' in extension '{}'",
                 extension.id
-            ))
-        })?;
+            )));
+        };
         if attribute.mutability == Mutability::ReadOnly && mode == Mode::Input {
             continue;
         }
-        let cleaned_value = clean_value(attribute, value, &attribute.name, mode)
+        let cleaned_value = clean_any(attribute, value, attribute.name.as_str(), mode)
             .map_err(|error| relabel_prefix(error, &extension.id, &attribute.name))?;
         if let Some(value) = cleaned_value {
-            cleaned.insert(attribute.name.clone(), value);
+            cleaned.insert(canonical_key(key, &attribute.name), value);
         }
     }
     Ok(cleaned)
+}
+
+/// The members of an object, borrowed or moved out of it.
+fn members(object: Cow<'_, Map<String, Value>>) -> Members<'_> {
+    match object {
+        Cow::Borrowed(object) => Members::Borrowed(object.iter()),
+        Cow::Owned(object) => Members::Owned(object.into_iter()),
+    }
+}
+
+enum Members<'v> {
+    Borrowed(serde_json::map::Iter<'v>),
+    Owned(serde_json::map::IntoIter),
+}
+
+impl<'v> Iterator for Members<'v> {
+    type Item = (Cow<'v, str>, Cow<'v, Value>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Members::Borrowed(members) => members
+                .next()
+                .map(|(key, value)| (Cow::Borrowed(key.as_str()), Cow::Borrowed(value))),
+            Members::Owned(members) => members
+                .next()
+                .map(|(key, value)| (Cow::Owned(key), Cow::Owned(value))),
+        }
+    }
+}
+
+/// An owned `key` when it already is the canonical `name` (no copy), else `name`.
+fn canonical_key(key: Cow<'_, str>, name: &str) -> String {
+    match key {
+        Cow::Owned(key) if key == name => key,
+        _ => name.to_string(),
+    }
 }
 
 fn merge_extension(
@@ -301,28 +652,31 @@ fn check_required(
     Ok(())
 }
 
-/// Checks and normalises one attribute value; `None` means "unassigned".
-pub(crate) fn clean_value(
+/// Checks and normalises one attribute value; `None` means "unassigned". `path`
+/// names the attribute in error messages and is only formatted on error.
+pub(crate) fn clean_value<P: fmt::Display + ?Sized>(
     attribute: &Attribute,
     value: &Value,
-    path: &str,
+    path: &P,
     mode: Mode,
 ) -> Result<Option<Value>, ScimError> {
-    clean_value_in(attribute, value, path, mode)
+    clean_any(attribute, Cow::Borrowed(value), path, mode)
 }
 
-fn clean_value_in(
+/// [`clean_value`] on a borrowed or owned value; owned members are moved, not copied.
+fn clean_any<P: fmt::Display + ?Sized>(
     attribute: &Attribute,
-    value: &Value,
-    path: &str,
+    value: Cow<'_, Value>,
+    path: &P,
     mode: Mode,
 ) -> Result<Option<Value>, ScimError> {
     if value.is_null() {
         return Ok(None);
     }
     if attribute.multi_valued {
-        let items: Vec<&Value> = match value {
-            Value::Array(items) => items.iter().collect(),
+        let items: Vec<Cow<'_, Value>> = match value {
+            Cow::Borrowed(Value::Array(items)) => items.iter().map(Cow::Borrowed).collect(),
+            Cow::Owned(Value::Array(items)) => items.into_iter().map(Cow::Owned).collect(),
             single => vec![single],
         };
         let mut cleaned = Vec::with_capacity(items.len());
@@ -365,37 +719,43 @@ fn clean_value_in(
     clean_single(attribute, value, path, mode)
 }
 
-fn clean_single(
+fn clean_single<P: fmt::Display + ?Sized>(
     attribute: &Attribute,
-    value: &Value,
-    path: &str,
+    value: Cow<'_, Value>,
+    path: &P,
     mode: Mode,
 ) -> Result<Option<Value>, ScimError> {
     if value.is_null() {
         return Ok(None);
     }
     if attribute.attr_type != AttrType::Complex {
-        check_type(attribute.attr_type, value, path)?;
-        return Ok(Some(value.clone()));
+        check_type(attribute.attr_type, &value, path)?;
+        return Ok(Some(value.into_owned()));
     }
-    let Value::Object(members) = value else {
-        return Err(ScimError::invalid_value(format!(
-            "attribute '{path}' is complex; expected a JSON object, found {}",
-            json_kind(value)
-        )));
+    let input = match value {
+        Cow::Borrowed(Value::Object(input)) => Cow::Borrowed(input),
+        Cow::Owned(Value::Object(input)) => Cow::Owned(input),
+        other => {
+            return Err(ScimError::invalid_value(format!(
+                "attribute '{path}' is complex; expected a JSON object, found {}",
+                json_kind(&other)
+            )))
+        }
     };
     let mut cleaned = Map::new();
-    for (key, member) in members {
-        let sub = attribute.sub_attribute(key).ok_or_else(|| {
-            ScimError::invalid_syntax(format!("unknown sub-attribute '{key}' of '{path}'"))
-        })?;
+    for (key, member) in members(input) {
+        let Some(sub) = attribute.sub_attribute(&key) else {
+            return Err(ScimError::invalid_syntax(format!(
+                "unknown sub-attribute '{key}' of '{path}'"
+            )));
+        };
         if sub.mutability == Mutability::ReadOnly && mode == Mode::Input {
             continue;
         }
-        let member = clean_value_in(sub, member, "", mode)
-            .map_err(|error| relabel(error, path, &sub.name))?;
+        let member =
+            clean_any(sub, member, "", mode).map_err(|error| relabel(error, path, &sub.name))?;
         if let Some(member) = member {
-            cleaned.insert(sub.name.clone(), member);
+            cleaned.insert(canonical_key(key, &sub.name), member);
         }
     }
     if cleaned.is_empty() {
@@ -417,7 +777,7 @@ fn clean_single(
 
 /// Sub-attribute errors are built with an empty path (no allocation on the happy
 /// path) and get their `parent.sub` label here.
-fn relabel(error: ScimError, parent: &str, sub: &str) -> ScimError {
+fn relabel<P: fmt::Display + ?Sized>(error: ScimError, parent: &P, sub: &str) -> ScimError {
     let detail = error.detail.replacen("''", &format!("'{parent}.{sub}'"), 1);
     ScimError { detail, ..error }
 }
@@ -430,7 +790,11 @@ fn relabel_prefix(error: ScimError, urn: &str, name: &str) -> ScimError {
 }
 
 /// Checks a simple value against its type; `invalidValue` names the attribute.
-pub(crate) fn check_type(attr_type: AttrType, value: &Value, path: &str) -> Result<(), ScimError> {
+pub(crate) fn check_type<P: fmt::Display + ?Sized>(
+    attr_type: AttrType,
+    value: &Value,
+    path: &P,
+) -> Result<(), ScimError> {
     let ok = match attr_type {
         AttrType::String | AttrType::Reference => value.is_string(),
         AttrType::Boolean => value.is_boolean(),

@@ -863,7 +863,7 @@ access = "read-mostly"
     fn unknown_keys_elsewhere() {
         let (diags, out) = errors(
             "colour = 1\n[[route]]\npath = \"/\"\npipeline = [\"a\"]\nverb = \"GET\"\n[stage.a]\nuse = \"x/y\"\n\
-             [[provider]]\nid = \"p\"\nnmae = \"x\"\n[provider.auth]\nmethod = \"static-bearer\"\ntoken_hash = \"sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\"\nclient_id = \"c\"\nfoo = 1\n",
+             [[provider]]\nid = \"p\"\nnmae = \"x\"\n[provider.auth]\nmethod = \"static-bearer\"\ntoken_hash = \"sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\"\nclient_secret = \"c\"\nfoo = 1\n",
         );
         assert_eq!(diags.len(), 5, "{out}");
         assert!(out.contains("unknown key `colour` in [top level]"), "{out}");
@@ -877,7 +877,7 @@ access = "read-mostly"
         );
         assert!(
             out.contains(
-                "error: `client_id` belongs to method oauth2-client-credentials\n  --> x.toml:14:1"
+                "error: `client_secret` belongs to method oauth2-client-credentials\n  --> x.toml:14:1"
             ),
             "{out}"
         );

@@ -31,6 +31,7 @@ const PROVIDER_KEYS: &[&str] = &[
 ];
 const COMMON_AUTH_KEYS: &[&str] = &[
     "method",
+    "client_id",
     "valid_from",
     "valid_until",
     "allowed_ips",
@@ -39,14 +40,12 @@ const COMMON_AUTH_KEYS: &[&str] = &[
     "scopes",
 ];
 const JWS_ALGORITHMS: &[&str] = &[
-    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
 ];
 
 fn method_keys(method: AuthMethod) -> &'static [&'static str] {
     match method {
-        AuthMethod::OAuth2ClientCredentials => {
-            &["client_id", "client_secret_hash", "client_secret"]
-        }
+        AuthMethod::OAuth2ClientCredentials => &["client_secret_hash", "client_secret"],
         AuthMethod::StaticBearer => &["token_hash", "token"],
         AuthMethod::Basic => &["username", "password_hash", "password"],
         AuthMethod::Jwks => &[
@@ -335,18 +334,27 @@ fn auth(
     let method = method?;
     let mut client_id = None;
     let mut client_id_span = None;
+    // Required for client credentials; optional for the other methods, where
+    // it names the client in principals and audit events.
+    let client_id_entry = if method == AuthMethod::OAuth2ClientCredentials {
+        ck.req_str(table, "client_id", PATH)
+    } else if table.get("client_id").is_some() {
+        ck.req_str(table, "client_id", PATH)
+    } else {
+        None
+    };
+    if let Some((text, val)) = client_id_entry {
+        if text.is_empty() || text.chars().any(|c| c.is_control()) {
+            ck.push(
+                Diagnostic::error("empty or invalid `client_id`", val.span.clone())
+                    .with_label("expected a client id"),
+            );
+        }
+        client_id = Some(text.to_string());
+        client_id_span = val.span.clone();
+    }
     match method {
         AuthMethod::OAuth2ClientCredentials => {
-            if let Some((text, val)) = ck.req_str(table, "client_id", PATH) {
-                if text.is_empty() || text.chars().any(|c| c.is_control()) {
-                    ck.push(
-                        Diagnostic::error("empty or invalid `client_id`", val.span.clone())
-                            .with_label("expected a client id"),
-                    );
-                }
-                client_id = Some(text.to_string());
-                client_id_span = val.span.clone();
-            }
             secret(ck, table, "client_secret_hash", "client_secret", &mut json);
         }
         AuthMethod::StaticBearer => secret(ck, table, "token_hash", "token", &mut json),

@@ -3,8 +3,8 @@
 use super::fixtures::{bjensen, group};
 use scimgate_scim::dialect::{
     coerce_string_booleans, drop_extension_schemas, drop_value_of_filtered_removal,
-    expand_pathless_paths,
-    normalize_op_case, normalize_patch_request, value_array_removal_to_filter,
+    expand_pathless_paths, normalize_op_case, normalize_patch_request,
+    value_array_removal_to_filter,
 };
 use scimgate_scim::patch::{apply_patch, PatchRequest};
 use scimgate_scim::Registry;
