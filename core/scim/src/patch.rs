@@ -924,7 +924,9 @@ fn apply_filtered(
         )));
     }
     // Taken out of the container: on error the whole (cloned) resource is discarded.
-    let mut items = match object_keys::remove(container, &attribute.name) {
+    let taken = object_keys::remove(container, &attribute.name);
+    let existed = taken.is_some();
+    let mut items = match taken {
         Some(Value::Array(items)) => items,
         _ => Vec::new(),
     };
@@ -952,10 +954,15 @@ fn apply_filtered(
                 return Ok(());
             }
             _ => {
+                // Put the values back: a `replace` with no value turns this
+                // error into "nothing to do", and must not lose them.
+                if existed {
+                    object_keys::set(container, &attribute.name, Value::Array(items));
+                }
                 return Err(ScimError::no_target(format!(
                     "no value of '{}' matches '{label}'",
                     attribute.name
-                )))
+                )));
             }
         }
     }

@@ -5,6 +5,7 @@ mod discovery;
 mod fixtures;
 mod projection_sort;
 mod properties;
+mod regression;
 mod rfc_filters;
 mod rfc_patch;
 mod validation;
