@@ -1,5 +1,6 @@
 //! `oauth2/jwks`: access tokens from an external issuer (Entra ID, Okta, …),
-//! verified against the issuer's JWKS (a file or an `https://` URL). Keys
+//! verified against the issuer's JWKS (a file, an `https://` URL, or an
+//! `http://` URL whose host is a loopback address, for sidecars). Keys
 //! are cached and refreshed lazily inside `authenticate` every `refresh`,
 //! or sooner when a token names an unknown `kid` (at most once per
 //! `unknown_kid_cooldown`). Allowed algorithms: RS256/384/512,
@@ -13,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use scimgate_abi::sdk::{Authenticator, CreateContext};
-use scimgate_abi::{AuthOutcome, Header, PluginError, Principal, Request};
+use scimgate_abi::{AuthOutcome, ConfigIssue, Header, PluginError, Principal, Request};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -34,7 +35,7 @@ const MAX_JWKS_BYTES: u64 = 1 << 20;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JwksConfig {
-    /// How often a JWKS is re-read (file) or re-fetched (https).
+    /// How often a JWKS is re-read (file) or re-fetched (URL).
     #[serde(default = "default_refresh")]
     pub refresh: Seconds,
     /// Least time between two fetches forced by an unknown `kid` (or
@@ -44,7 +45,7 @@ pub struct JwksConfig {
     /// Clock skew tolerated on `exp` and `nbf`.
     #[serde(default = "default_leeway")]
     pub leeway: Seconds,
-    /// Timeout of one https fetch.
+    /// Timeout of one URL fetch.
     #[serde(default = "default_timeout")]
     pub fetch_timeout: Seconds,
     /// Verified tokens remembered (oldest dropped first).
@@ -236,6 +237,53 @@ fn parse_jwk(k: &Map<String, Value>) -> Option<Jwk> {
 enum Location {
     File(PathBuf),
     Https(String),
+    /// `http://` to `localhost`, 127.0.0.0/8 or `[::1]`: fetched without
+    /// TLS and without following redirects (a redirect could leave the host).
+    LoopbackHttp(String),
+}
+
+/// Whether `url` is `http://` with a loopback host: `localhost`, an address
+/// in 127.0.0.0/8 or `[::1]` (dotted-quad and bracketed forms only; anything
+/// unusual is treated as not loopback).
+fn is_loopback_http(url: &str) -> bool {
+    let Some(rest) = url.get(..7).filter(|s| s.eq_ignore_ascii_case("http://")) else {
+        return false;
+    };
+    let rest = &url[rest.len()..];
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.contains('@') || authority.contains('%') {
+        return false;
+    }
+    if let Some(v6) = authority.strip_prefix('[') {
+        let Some((addr, after)) = v6.split_once(']') else {
+            return false;
+        };
+        return valid_port(after)
+            && addr
+                .parse::<std::net::Ipv6Addr>()
+                .is_ok_and(|a| a.is_loopback());
+    }
+    let (host, port) = match authority.split_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (authority, None),
+    };
+    if let Some(p) = port {
+        if !valid_port(&format!(":{p}")) {
+            return false;
+        }
+    }
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|a| a.is_loopback())
+}
+
+/// Empty, or `:` followed by a port number.
+fn valid_port(after_host: &str) -> bool {
+    match after_host.strip_prefix(':') {
+        None => after_host.is_empty(),
+        Some(p) => !p.is_empty() && p.parse::<u16>().is_ok(),
+    }
 }
 
 #[derive(Default)]
@@ -278,11 +326,34 @@ pub struct Jwks {
     cooldown_ms: i64,
     leeway_ms: i64,
     agent: ureq::Agent,
+    /// For `http://` loopback URLs: plain HTTP, no redirects.
+    loopback_agent: ureq::Agent,
     cache: Mutex<BoundedCache<[u8; 32], Verified>>,
 }
 
 impl Jwks {
     pub fn build(config: JwksConfig, ctx: &CreateContext) -> Result<Self, PluginError> {
+        Self::assemble(config, ctx).map_err(|problems| config_error(&ctx.stage, &problems))
+    }
+
+    /// The providers' `jwks` settings checked the way `build` checks them
+    /// (URL forms, algorithms, readable key files), so that `scimgate
+    /// validate` reports what `serve` would refuse.
+    pub fn validate(ctx: &CreateContext) -> Vec<ConfigIssue> {
+        match ctx.deserialize::<JwksConfig>() {
+            Ok(config) => match Self::assemble(config, ctx) {
+                Ok(_) => Vec::new(),
+                Err(problems) => problems
+                    .into_iter()
+                    .map(|p| ConfigIssue::new("", p))
+                    .collect(),
+            },
+            // The schema check reports stage settings.
+            Err(_) => Vec::new(),
+        }
+    }
+
+    fn assemble(config: JwksConfig, ctx: &CreateContext) -> Result<Self, Vec<String>> {
         let mut problems = Vec::new();
         let mut providers = Vec::new();
         let mut sources: Vec<Source> = Vec::new();
@@ -305,9 +376,11 @@ impl Jwks {
             };
             let location = if jwks.starts_with("https://") {
                 Location::Https(jwks.clone())
+            } else if is_loopback_http(&jwks) {
+                Location::LoopbackHttp(jwks.clone())
             } else if jwks.contains("://") {
                 problems.push(format!(
-                    "provider `{}`: auth.jwks must be an https:// URL or a file path",
+                    "provider `{}`: auth.jwks must be an https:// URL, an http:// URL to a loopback address (localhost, 127.0.0.0/8, [::1]) or a file path",
                     p.id
                 ));
                 continue;
@@ -355,11 +428,15 @@ impl Jwks {
             }
         }
         if !problems.is_empty() {
-            return Err(config_error(&ctx.stage, &problems));
+            return Err(problems);
         }
         let agent = ureq::AgentBuilder::new()
             .timeout(Duration::from_secs(config.fetch_timeout.0.max(1)))
             .https_only(true)
+            .build();
+        let loopback_agent = ureq::AgentBuilder::new()
+            .timeout(Duration::from_secs(config.fetch_timeout.0.max(1)))
+            .redirects(0)
             .build();
         Ok(Jwks {
             providers,
@@ -368,6 +445,7 @@ impl Jwks {
             cooldown_ms: config.unknown_kid_cooldown.as_millis(),
             leeway_ms: config.leeway.as_millis(),
             agent,
+            loopback_agent,
             cache: Mutex::new(BoundedCache::new(config.cache_size)),
         })
     }
@@ -394,7 +472,11 @@ impl Jwks {
                 return Err("the issuer's keys are unavailable".into());
             }
         }
-        let result = fetch(&source.location, Some(&self.agent)).and_then(|b| parse_jwks(&b));
+        let agent = match source.location {
+            Location::LoopbackHttp(_) => &self.loopback_agent,
+            _ => &self.agent,
+        };
+        let result = fetch(&source.location, Some(agent)).and_then(|b| parse_jwks(&b));
         let mut st = source.state.lock().map_err(|_| "jwks state poisoned")?;
         st.refreshing = false;
         match result {
@@ -546,7 +628,7 @@ impl Jwks {
     }
 }
 
-/// Reads a JWKS: a file directly, an https URL with a blocking fetch.
+/// Reads a JWKS: a file directly, a URL with a blocking fetch.
 fn fetch(location: &Location, agent: Option<&ureq::Agent>) -> Result<Vec<u8>, String> {
     let mut bytes = Vec::new();
     match location {
@@ -555,12 +637,16 @@ fn fetch(location: &Location, agent: Option<&ureq::Agent>) -> Result<Vec<u8>, St
                 .and_then(|f| f.take(MAX_JWKS_BYTES).read_to_end(&mut bytes))
                 .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         }
-        Location::Https(url) => {
+        Location::Https(url) | Location::LoopbackHttp(url) => {
             let agent = agent.ok_or("no http agent")?;
             let response = agent
                 .get(url)
                 .call()
                 .map_err(|e| format!("GET {url}: {e}"))?;
+            if response.status() != 200 {
+                // A redirect (not followed for loopback http) or another non-error status.
+                return Err(format!("GET {url}: status {}", response.status()));
+            }
             response
                 .into_reader()
                 .take(MAX_JWKS_BYTES)
@@ -865,6 +951,122 @@ mod tests {
             j.authenticate(&bearer(&ed2, NOW + 62_000 + 3_600_000)),
             AuthOutcome::Rejected(_)
         ));
+    }
+
+    #[test]
+    fn http_urls_are_loopback_only() {
+        for ok in [
+            "http://127.0.0.1/keys",
+            "http://127.0.0.1:8081/keys",
+            "http://127.9.8.7:1/.well-known/jwks.json",
+            "http://localhost:9000/keys",
+            "HTTP://LOCALHOST/keys",
+            "http://[::1]:9000/keys",
+            "http://[::1]",
+            "http://127.0.0.1?x=1",
+        ] {
+            assert!(is_loopback_http(ok), "{ok}");
+        }
+        for refused in [
+            "http://example.com/keys",
+            "http://10.0.0.1/keys",
+            "http://128.0.0.1/keys",
+            "http://localhost.example.com/keys",
+            "http://127.0.0.1.example.com/keys",
+            "http://127.0.0.1@evil.example/keys",
+            "http://evil.example#@127.0.0.1/",
+            "http://[::2]/keys",
+            "http://[::ffff:10.0.0.1]/keys",
+            "http://127.0.0.1:99999/keys",
+            "http://127.0.0.1:/keys",
+            "http://127.1/keys",
+            "http://%31%32%37.0.0.1/keys",
+            "https://127.0.0.1/keys",
+            "ftp://127.0.0.1/keys",
+        ] {
+            assert!(!is_loopback_http(refused), "{refused}");
+        }
+        let build = |jwks: &str| {
+            let c = ctx(
+                json!({}),
+                vec![
+                    json!({"id": "side", "auth": {"method": METHOD, "issuer": ISS, "audience": "x", "jwks": jwks}}),
+                ],
+            );
+            Jwks::build(c.deserialize().unwrap(), &c).map(|_| ())
+        };
+        assert!(build("http://127.0.0.1:1/keys").is_ok());
+        assert!(build("http://localhost:1/keys").is_ok());
+        assert!(build("http://[::1]:1/keys").is_ok());
+        let e = build("http://keys.example.com/keys").err().unwrap();
+        assert!(e.message.contains("loopback"), "{}", e.message);
+        // `scimgate validate` sees the same problem.
+        let c = ctx(
+            json!({}),
+            vec![
+                json!({"id": "side", "auth": {"method": METHOD, "issuer": ISS, "audience": "x", "jwks": "http://keys.example.com/keys"}}),
+            ],
+        );
+        let issues = Jwks::validate(&c);
+        assert_eq!(issues.len(), 1, "{issues:?}");
+        assert!(issues[0].message.contains("loopback"));
+        let c = ctx(
+            json!({}),
+            vec![
+                json!({"id": "side", "auth": {"method": METHOD, "issuer": ISS, "audience": "x", "jwks": "http://127.0.0.1:1/keys"}}),
+            ],
+        );
+        assert!(Jwks::validate(&c).is_empty());
+    }
+
+    /// Serves `body` to every GET on a loopback port; the URL of `/keys`.
+    fn serve_once_per_request(body: String, status: &'static str) -> String {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(&stream);
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let _ = (&stream).write_all(
+                    format!(
+                        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nLocation: http://example.com/keys\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .as_bytes(),
+                );
+            }
+        });
+        format!("http://{addr}/keys")
+    }
+
+    #[test]
+    fn loopback_http_jwks_is_fetched_and_redirects_are_not_followed() {
+        let body = serde_json::to_string(&json!({"keys": [ed_jwk("ed1")]})).unwrap();
+        let url = serve_once_per_request(body.clone(), "200 OK");
+        let c = ctx(
+            json!({}),
+            vec![
+                json!({"id": "side", "auth": {"method": METHOD, "issuer": ISS, "audience": "api://scimgate", "jwks": url}}),
+            ],
+        );
+        let j = Jwks::build(c.deserialize().unwrap(), &c).unwrap();
+        let p = principal(j.authenticate(&bearer(&token("EdDSA", "ed1", &claims("svc-1")), NOW)));
+        assert_eq!(p.provider_id.as_str(), "side");
+        // A redirecting sidecar: the redirect is not followed, the keys stay unavailable.
+        let url = serve_once_per_request(body, "302 Found");
+        let c = ctx(
+            json!({}),
+            vec![
+                json!({"id": "side", "auth": {"method": METHOD, "issuer": ISS, "audience": "api://scimgate", "jwks": url}}),
+            ],
+        );
+        let j = Jwks::build(c.deserialize().unwrap(), &c).unwrap();
+        let e = rejected(j.authenticate(&bearer(&token("EdDSA", "ed1", &claims("svc-1")), NOW)));
+        assert!(e.message.contains("unavailable"), "{}", e.message);
     }
 
     #[test]

@@ -61,9 +61,10 @@ pub fn components() -> Vec<Component> {
         .with_schema(BASIC_SCHEMA),
         Component::authenticator_with_config(
             "jwks",
-            "JWTs of an external issuer (auth.method = \"jwks\") verified against its JWKS (file or https URL); RS*/PS*/ES256/ES384/EdDSA",
+            "JWTs of an external issuer (auth.method = \"jwks\") verified against its JWKS (file, https URL, or http URL on loopback); RS*/PS*/ES256/ES384/EdDSA",
             jwks::Jwks::build,
         )
+        .with_validate(jwks::Jwks::validate)
         .with_schema(JWKS_SCHEMA),
     ]
 }
