@@ -1,0 +1,551 @@
+//! `POST /Bulk` (RFC 7644 §3.7): every operation of a request runs in one
+//! store transaction, each in its own savepoint (a failed operation leaves
+//! no trace), `bulkId:` references are resolved in any order, and circular
+//! references between new groups are resolved by creating the resources
+//! first and adding the pending members once their ids are known (§3.7.1).
+
+use std::collections::{BTreeSet, HashMap};
+
+use scimgate_abi::{PluginError, Response};
+use scimgate_scim::urn;
+use serde_json::{json, Value};
+
+use crate::endpoint::{json_body, Call, ScimEndpoint, SCIM_JSON};
+use crate::errors::{bad, invalid_syntax, invalid_value, not_found, to_json};
+use crate::resources::etag;
+use crate::store::{Member, StoreTx};
+
+/// One parsed operation.
+struct Op {
+    method: String,
+    bulk_id: Option<String>,
+    version: Option<String>,
+    path: String,
+    data: Option<Value>,
+}
+
+/// What happened to one operation.
+enum Outcome {
+    Done {
+        location: Option<String>,
+        version: Option<i64>,
+        status: u16,
+    },
+    Failed(PluginError),
+}
+
+impl ScimEndpoint {
+    pub(crate) fn bulk(&self, call: &Call<'_>) -> Result<Response, PluginError> {
+        if !self.settings.bulk_enabled {
+            return Err(PluginError::new(
+                501,
+                "Bulk is not enabled on this endpoint",
+            ));
+        }
+        let size = call.req.body.len() as u64;
+        if size > self.settings.bulk_max_payload_size {
+            return Err(PluginError::new(
+                413,
+                format!(
+                    "the bulk request is {size} bytes; at most {} are accepted (maxPayloadSize)",
+                    self.settings.bulk_max_payload_size
+                ),
+            ));
+        }
+        let body = json_body(call.req)?;
+        let object = body
+            .as_object()
+            .ok_or_else(|| invalid_syntax("a BulkRequest must be a JSON object"))?;
+        let lists_urn = object
+            .get("schemas")
+            .and_then(Value::as_array)
+            .is_some_and(|s| {
+                s.iter().any(|u| {
+                    u.as_str()
+                        .is_some_and(|u| u.eq_ignore_ascii_case(urn::BULK_REQUEST))
+                })
+            });
+        if !lists_urn {
+            return Err(invalid_syntax(format!(
+                "a BulkRequest must have \"schemas\": [\"{}\"]",
+                urn::BULK_REQUEST
+            )));
+        }
+        let items = object
+            .get("Operations")
+            .and_then(Value::as_array)
+            .ok_or_else(|| invalid_syntax("a BulkRequest needs an 'Operations' array"))?;
+        if items.len() as u64 > self.settings.bulk_max_operations {
+            return Err(PluginError::new(
+                413,
+                format!(
+                    "the bulk request has {} operations; at most {} are accepted (maxOperations)",
+                    items.len(),
+                    self.settings.bulk_max_operations
+                ),
+            ));
+        }
+        let fail_on_errors = match object.get("failOnErrors") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(
+                v.as_u64()
+                    .filter(|n| *n >= 1)
+                    .ok_or_else(|| invalid_syntax("'failOnErrors' must be a positive integer"))?,
+            ),
+        };
+        let mut ops = Vec::with_capacity(items.len());
+        let mut parse_errors: HashMap<usize, PluginError> = HashMap::new();
+        let mut bulk_ids: HashMap<String, usize> = HashMap::new();
+        for (index, item) in items.iter().enumerate() {
+            match parse_op(item) {
+                Ok(op) => {
+                    if let Some(id) = &op.bulk_id {
+                        if bulk_ids.insert(id.clone(), index).is_some() {
+                            parse_errors.insert(
+                                index,
+                                invalid_value(format!("bulkId '{id}' is used twice")),
+                            );
+                        }
+                    }
+                    ops.push(op);
+                }
+                Err(e) => {
+                    parse_errors.insert(index, e);
+                    ops.push(Op {
+                        method: String::new(),
+                        bulk_id: None,
+                        version: None,
+                        path: String::new(),
+                        data: None,
+                    });
+                }
+            }
+        }
+
+        let mut outcomes: Vec<Option<Outcome>> = Vec::new();
+        self.store.write(&mut |tx| {
+            outcomes = self.run_ops(tx, call, &ops, &bulk_ids, &parse_errors, fail_on_errors);
+            Ok(())
+        })?;
+
+        let results: Vec<Value> = ops
+            .iter()
+            .zip(outcomes)
+            .filter_map(|(op, outcome)| {
+                let outcome = outcome?;
+                let mut entry = json!({ "method": op.method });
+                if let Some(id) = &op.bulk_id {
+                    entry["bulkId"] = json!(id);
+                }
+                match outcome {
+                    Outcome::Done {
+                        location,
+                        version,
+                        status,
+                    } => {
+                        if let Some(l) = location {
+                            entry["location"] = json!(l);
+                        }
+                        if let Some(v) = version {
+                            entry["version"] = json!(etag(v));
+                        }
+                        entry["status"] = json!(status.to_string());
+                    }
+                    Outcome::Failed(e) => {
+                        entry["status"] = json!(e.status.to_string());
+                        entry["response"] = to_json(&e);
+                    }
+                }
+                Some(entry)
+            })
+            .collect();
+        let body = json!({ "schemas": [urn::BULK_RESPONSE], "Operations": results });
+        Ok(Response::json(200, SCIM_JSON, &body))
+    }
+
+    /// Runs the operations inside the bulk transaction; `None` for those
+    /// not attempted because `failOnErrors` was reached.
+    fn run_ops(
+        &self,
+        tx: &mut dyn StoreTx,
+        call: &Call<'_>,
+        ops: &[Op],
+        bulk_ids: &HashMap<String, usize>,
+        parse_errors: &HashMap<usize, PluginError>,
+        fail_on_errors: Option<u64>,
+    ) -> Vec<Option<Outcome>> {
+        let mut outcomes: Vec<Option<Outcome>> = (0..ops.len()).map(|_| None).collect();
+        // bulkId → (resource type, id) once created; failed bulkIds.
+        let mut resolved: HashMap<String, (String, String)> = HashMap::new();
+        let mut failed_ids: BTreeSet<String> = BTreeSet::new();
+        let mut pending: Vec<usize> = (0..ops.len()).collect();
+        // Members removed to break a cycle: (group type, group id, member entries).
+        let mut deferred: Vec<(String, String, Vec<Value>)> = Vec::new();
+        let mut errors = 0u64;
+        let stop = |errors: u64| fail_on_errors.is_some_and(|limit| errors >= limit);
+
+        while !pending.is_empty() && !stop(errors) {
+            let mut progressed = false;
+            let mut still = Vec::new();
+            for &i in &pending {
+                if stop(errors) {
+                    still.push(i);
+                    continue;
+                }
+                let op = &ops[i];
+                if let Some(e) = parse_errors.get(&i) {
+                    outcomes[i] = Some(Outcome::Failed(e.clone()));
+                    errors += 1;
+                    progressed = true;
+                    continue;
+                }
+                let refs = references(op);
+                if let Some(unknown) = refs.iter().find(|r| !bulk_ids.contains_key(*r)) {
+                    outcomes[i] = Some(Outcome::Failed(invalid_value(format!(
+                        "bulkId '{unknown}' is not defined in this request"
+                    ))));
+                    errors += 1;
+                    progressed = true;
+                    if let Some(b) = &op.bulk_id {
+                        failed_ids.insert(b.clone());
+                    }
+                    continue;
+                }
+                if let Some(failed) = refs.iter().find(|r| failed_ids.contains(*r)) {
+                    outcomes[i] = Some(Outcome::Failed(PluginError::new(
+                        409,
+                        format!("bulkId '{failed}' failed, so this operation cannot run"),
+                    )));
+                    errors += 1;
+                    progressed = true;
+                    if let Some(b) = &op.bulk_id {
+                        failed_ids.insert(b.clone());
+                    }
+                    continue;
+                }
+                if refs.iter().all(|r| resolved.contains_key(r)) {
+                    let outcome = self.run_op(tx, call, op, &resolved, false, &mut deferred);
+                    self.record(
+                        op,
+                        outcome,
+                        &mut outcomes[i],
+                        &mut resolved,
+                        &mut failed_ids,
+                        &mut errors,
+                    );
+                    progressed = true;
+                } else {
+                    still.push(i);
+                }
+            }
+            pending = still;
+            if !progressed && !pending.is_empty() && !stop(errors) {
+                // A cycle: create the first waiting POST without its
+                // unresolved member references; they are added afterwards.
+                let pick = pending
+                    .iter()
+                    .position(|&i| ops[i].method == "POST")
+                    .unwrap_or(0);
+                let i = pending.remove(pick);
+                let outcome = self.run_op(tx, call, &ops[i], &resolved, true, &mut deferred);
+                self.record(
+                    &ops[i],
+                    outcome,
+                    &mut outcomes[i],
+                    &mut resolved,
+                    &mut failed_ids,
+                    &mut errors,
+                );
+            }
+        }
+        for (type_name, group_id, entries) in deferred {
+            let added = tx.savepoint(&mut |tx| {
+                let mut members = tx.members(&group_id)?;
+                for entry in &entries {
+                    let Some(value) = entry.get("value").and_then(Value::as_str) else {
+                        continue;
+                    };
+                    let Some(bulk_id) = value.strip_prefix("bulkId:") else {
+                        continue;
+                    };
+                    let Some((member_type, id)) = resolved.get(bulk_id) else {
+                        continue;
+                    };
+                    if !members.iter().any(|m| &m.id == id) {
+                        let display = entry
+                            .get("display")
+                            .and_then(Value::as_str)
+                            .map(str::to_string);
+                        members.push(Member {
+                            id: id.clone(),
+                            member_type: member_type.clone(),
+                            display,
+                        });
+                    }
+                }
+                tx.set_members(&group_id, &members)?;
+                let mut touched: Vec<String> = members
+                    .iter()
+                    .filter(|m| {
+                        self.kind_named(&m.member_type)
+                            .is_some_and(|k| k.has_groups)
+                    })
+                    .map(|m| m.id.clone())
+                    .collect();
+                touched.push(group_id.clone());
+                tx.touch(&touched, &call.now)?;
+                Ok(())
+            });
+            if let Err(e) = added {
+                tracing::warn!(group = %group_id, resource_type = %type_name, error = %e, "bulk: pending members could not be added");
+            }
+        }
+        outcomes
+    }
+
+    fn record(
+        &self,
+        op: &Op,
+        outcome: Result<(Outcome, Option<(String, String)>), PluginError>,
+        slot: &mut Option<Outcome>,
+        resolved: &mut HashMap<String, (String, String)>,
+        failed_ids: &mut BTreeSet<String>,
+        errors: &mut u64,
+    ) {
+        match outcome {
+            Ok((done, created)) => {
+                if let (Some(bulk_id), Some(created)) = (&op.bulk_id, created) {
+                    resolved.insert(bulk_id.clone(), created);
+                }
+                *slot = Some(done);
+            }
+            Err(e) => {
+                if let Some(b) = &op.bulk_id {
+                    failed_ids.insert(b.clone());
+                }
+                *errors += 1;
+                *slot = Some(Outcome::Failed(e));
+            }
+        }
+    }
+
+    /// One operation in its own savepoint. With `break_cycle`, member
+    /// entries that still reference unknown bulkIds are set aside.
+    fn run_op(
+        &self,
+        tx: &mut dyn StoreTx,
+        call: &Call<'_>,
+        op: &Op,
+        resolved: &HashMap<String, (String, String)>,
+        break_cycle: bool,
+        deferred: &mut Vec<(String, String, Vec<Value>)>,
+    ) -> Result<(Outcome, Option<(String, String)>), PluginError> {
+        let path = substitute_str(&op.path, resolved);
+        let mut data = op.data.as_ref().map(|d| substitute(d, resolved));
+        let mut set_aside = Vec::new();
+        if break_cycle {
+            if let Some(Value::Object(object)) = data.as_mut() {
+                if let Some(Value::Array(members)) = object.get_mut("members") {
+                    let (waiting, ready): (Vec<Value>, Vec<Value>) =
+                        members.drain(..).partition(|m| {
+                            m.get("value")
+                                .and_then(Value::as_str)
+                                .is_some_and(|v| v.starts_with("bulkId:"))
+                        });
+                    *members = ready;
+                    set_aside = waiting;
+                }
+            }
+        }
+        let trimmed = path.trim_start_matches('/');
+        let (endpoint, id) = match trimmed.split_once('/') {
+            Some((e, id)) => (e, Some(id)),
+            None => (trimmed, None),
+        };
+        let rt = self
+            .registry
+            .resource_types()
+            .iter()
+            .find(|rt| rt.endpoint.trim_start_matches('/') == endpoint)
+            .ok_or_else(|| not_found(format!("no SCIM endpoint /{endpoint}")))?;
+        let kind = self.kind(rt)?;
+        let need_data = || {
+            data.clone()
+                .ok_or_else(|| invalid_syntax(format!("{} needs 'data'", op.method)))
+        };
+        let mut result = None;
+        tx.savepoint(&mut |tx| {
+            let outcome = match (op.method.as_str(), id) {
+                ("POST", None) => {
+                    let rec = self.create_in(tx, &kind, &need_data()?, &call.now)?;
+                    let location = self.location(call.base, &rt.name, &rec.id);
+                    (
+                        Outcome::Done {
+                            location: Some(location),
+                            version: Some(rec.version),
+                            status: 201,
+                        },
+                        Some((rt.name.clone(), rec.id)),
+                    )
+                }
+                ("PUT", Some(id)) => {
+                    let rec = self.replace_in(
+                        tx,
+                        &kind,
+                        id,
+                        &need_data()?,
+                        op.version.as_deref(),
+                        &call.now,
+                    )?;
+                    (
+                        Outcome::Done {
+                            location: Some(self.location(call.base, &rt.name, id)),
+                            version: Some(rec.version),
+                            status: 200,
+                        },
+                        None,
+                    )
+                }
+                ("PATCH", Some(id)) => {
+                    let rec = self.patch_in(
+                        tx,
+                        &kind,
+                        id,
+                        &need_data()?,
+                        op.version.as_deref(),
+                        &call.now,
+                    )?;
+                    (
+                        Outcome::Done {
+                            location: Some(self.location(call.base, &rt.name, id)),
+                            version: Some(rec.version),
+                            status: 200,
+                        },
+                        None,
+                    )
+                }
+                ("DELETE", Some(id)) => {
+                    self.delete_in(tx, &kind, id, op.version.as_deref(), &call.now)?;
+                    (
+                        Outcome::Done {
+                            location: Some(self.location(call.base, &rt.name, id)),
+                            version: None,
+                            status: 204,
+                        },
+                        None,
+                    )
+                }
+                ("POST", Some(_)) => {
+                    return Err(invalid_syntax(
+                        "POST takes a resource endpoint path such as /Users",
+                    ))
+                }
+                (_, None) => {
+                    return Err(invalid_syntax(format!(
+                        "{} needs a path with a resource id",
+                        op.method
+                    )))
+                }
+                (other, _) => {
+                    return Err(bad(
+                        400,
+                        "invalidSyntax",
+                        format!("unknown bulk method '{other}'"),
+                    ))
+                }
+            };
+            result = Some(outcome);
+            Ok(())
+        })?;
+        let (outcome, created) =
+            result.ok_or_else(|| PluginError::internal("bulk operation produced nothing"))?;
+        if !set_aside.is_empty() {
+            if let Some((type_name, id)) = &created {
+                deferred.push((type_name.clone(), id.clone(), set_aside));
+            }
+        }
+        Ok((outcome, created))
+    }
+}
+
+fn parse_op(item: &Value) -> Result<Op, PluginError> {
+    let object = item
+        .as_object()
+        .ok_or_else(|| invalid_syntax("each operation must be a JSON object"))?;
+    let text = |key: &str| object.get(key).and_then(Value::as_str).map(str::to_string);
+    let method = text("method")
+        .ok_or_else(|| invalid_syntax("an operation needs a 'method'"))?
+        .to_ascii_uppercase();
+    if !["POST", "PUT", "PATCH", "DELETE"].contains(&method.as_str()) {
+        return Err(invalid_syntax(format!("unknown bulk method '{method}'")));
+    }
+    let path = text("path").ok_or_else(|| invalid_syntax("an operation needs a 'path'"))?;
+    let bulk_id = text("bulkId");
+    if method == "POST" && bulk_id.is_none() {
+        return Err(invalid_syntax("a POST operation needs a 'bulkId'"));
+    }
+    Ok(Op {
+        method,
+        bulk_id,
+        version: text("version"),
+        path,
+        data: object.get("data").cloned(),
+    })
+}
+
+/// Every `bulkId:X` an operation refers to (in `path` and `data`).
+fn references(op: &Op) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    if let Some(rest) = op.path.split('/').find_map(|s| s.strip_prefix("bulkId:")) {
+        out.insert(rest.to_string());
+    }
+    fn walk(value: &Value, out: &mut BTreeSet<String>) {
+        match value {
+            Value::String(s) => {
+                if let Some(id) = s.strip_prefix("bulkId:") {
+                    out.insert(id.to_string());
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|v| walk(v, out)),
+            Value::Object(map) => map.values().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    if let Some(data) = &op.data {
+        walk(data, &mut out);
+    }
+    out
+}
+
+fn substitute_str(text: &str, resolved: &HashMap<String, (String, String)>) -> String {
+    text.split('/')
+        .map(|segment| {
+            match segment
+                .strip_prefix("bulkId:")
+                .and_then(|b| resolved.get(b))
+            {
+                Some((_, id)) => id.clone(),
+                None => segment.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn substitute(value: &Value, resolved: &HashMap<String, (String, String)>) -> Value {
+    match value {
+        Value::String(s) => match s.strip_prefix("bulkId:").and_then(|b| resolved.get(b)) {
+            Some((_, id)) => Value::String(id.clone()),
+            None => value.clone(),
+        },
+        Value::Array(items) => {
+            Value::Array(items.iter().map(|v| substitute(v, resolved)).collect())
+        }
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), substitute(v, resolved)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}

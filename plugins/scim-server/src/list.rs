@@ -1,0 +1,763 @@
+//! Queries: `GET /Users?filter=…`, `POST /.search`. The indexable part of the
+//! filter becomes a store [`Cond`]; the full filter is always re-checked in
+//! memory. Index paging (`startIndex`/`count`) continues from the last key
+//! of the previous page when a client walks pages in order (bounded memory
+//! of recent walks, validated by the store generation); RFC 9865 cursors
+//! carry their position themselves.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::VecDeque;
+use std::hash::{Hash, Hasher};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use scimgate_abi::{PluginError, Request};
+use scimgate_scim::filter::MAX_FILTER_DEPTH;
+use scimgate_scim::registry::Location;
+use scimgate_scim::sort::{compare, SortOrder};
+use scimgate_scim::{
+    list_response, parse_filter, project, strip_never, AttrPath, AttributeSelection, CompValue,
+    CompareOp, Filter, SchemaCtx,
+};
+use serde_json::{json, Value};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::endpoint::{Call, ScimEndpoint};
+use crate::errors::{bad, from_scim, invalid_value};
+use crate::resources::{timestamp, Kind};
+use crate::store::{Cmp, Cond, Record, Scan, Visit};
+
+/// How many recent page walks (and totals) are remembered.
+const MEMORY: usize = 64;
+
+/// The query parameters of a list or search.
+#[derive(Debug, Default)]
+pub struct ListParams {
+    pub filter: Option<String>,
+    pub sort_by: Option<String>,
+    pub sort_order: Option<String>,
+    pub start_index: Option<i64>,
+    pub count: Option<i64>,
+    /// RFC 9865: `Some("")` asks for the first page.
+    pub cursor: Option<String>,
+    pub selection: AttributeSelection,
+}
+
+fn int_param(name: &str, text: &str) -> Result<i64, PluginError> {
+    text.trim()
+        .parse::<i64>()
+        .map_err(|_| invalid_value(format!("{name} must be an integer, not '{text}'")))
+}
+
+impl ListParams {
+    pub fn from_query(req: &Request) -> Result<ListParams, PluginError> {
+        let mut params = ListParams::default();
+        let (mut attributes, mut excluded) = (None, None);
+        for (key, value) in req.query_pairs() {
+            match key.to_ascii_lowercase().as_str() {
+                "filter" => params.filter = Some(value),
+                "sortby" => params.sort_by = Some(value),
+                "sortorder" => params.sort_order = Some(value),
+                "startindex" => params.start_index = Some(int_param("startIndex", &value)?),
+                "count" => params.count = Some(int_param("count", &value)?),
+                "cursor" => params.cursor = Some(value),
+                "attributes" => attributes = Some(value),
+                "excludedattributes" => excluded = Some(value),
+                _ => {}
+            }
+        }
+        params.selection = AttributeSelection::parse(attributes.as_deref(), excluded.as_deref())
+            .map_err(from_scim)?;
+        Ok(params)
+    }
+
+    /// A SearchRequest body (RFC 7644 §3.4.3).
+    pub fn from_search(body: &Value) -> Result<ListParams, PluginError> {
+        let object = body.as_object().ok_or_else(|| {
+            bad(
+                400,
+                "invalidSyntax",
+                "a SearchRequest must be a JSON object",
+            )
+        })?;
+        let mut params = ListParams::default();
+        let (mut attributes, mut excluded) = (Vec::new(), Vec::new());
+        for (key, value) in object {
+            let text = || match value {
+                Value::String(s) => Ok(s.clone()),
+                _ => Err(bad(
+                    400,
+                    "invalidSyntax",
+                    format!("'{key}' must be a string"),
+                )),
+            };
+            let int = || match value {
+                Value::Number(n) => n
+                    .as_i64()
+                    .ok_or_else(|| invalid_value(format!("'{key}' must be an integer"))),
+                Value::String(s) => int_param(key, s),
+                _ => Err(invalid_value(format!("'{key}' must be an integer"))),
+            };
+            let list = || -> Result<Vec<String>, PluginError> {
+                match value {
+                    Value::String(s) => Ok(s
+                        .split(',')
+                        .map(|p| p.trim().to_string())
+                        .filter(|p| !p.is_empty())
+                        .collect()),
+                    Value::Array(items) => items
+                        .iter()
+                        .map(|i| {
+                            i.as_str().map(str::to_string).ok_or_else(|| {
+                                bad(400, "invalidSyntax", format!("'{key}' must hold strings"))
+                            })
+                        })
+                        .collect(),
+                    _ => Err(bad(
+                        400,
+                        "invalidSyntax",
+                        format!("'{key}' must be an array of strings"),
+                    )),
+                }
+            };
+            match key.to_ascii_lowercase().as_str() {
+                "filter" => params.filter = Some(text()?),
+                "sortby" => params.sort_by = Some(text()?),
+                "sortorder" => params.sort_order = Some(text()?),
+                "startindex" => params.start_index = Some(int()?),
+                "count" => params.count = Some(int()?),
+                "cursor" => params.cursor = Some(text()?),
+                "attributes" => attributes = list()?,
+                "excludedattributes" => excluded = list()?,
+                _ => {}
+            }
+        }
+        params.selection =
+            AttributeSelection::from_lists(&attributes, &excluded).map_err(from_scim)?;
+        Ok(params)
+    }
+}
+
+/// Recent index walks and totals, each validated by the store generation.
+#[derive(Debug, Default)]
+pub struct PageMemory {
+    /// (shape, count, next startIndex) → (last seq returned, generation).
+    walks: VecDeque<((u64, u64, u64), i64, u64)>,
+    /// shape → (generation, totalResults).
+    totals: VecDeque<(u64, u64, u64)>,
+}
+
+impl PageMemory {
+    fn continuation(&mut self, key: (u64, u64, u64), generation: u64) -> Option<i64> {
+        let at = self.walks.iter().position(|(k, _, _)| *k == key)?;
+        let (_, seq, gen) = self.walks.remove(at)?;
+        (gen == generation).then_some(seq)
+    }
+
+    fn remember(&mut self, key: (u64, u64, u64), seq: i64, generation: u64) {
+        self.walks.retain(|(k, _, _)| *k != key);
+        if self.walks.len() >= MEMORY {
+            self.walks.pop_back();
+        }
+        self.walks.push_front((key, seq, generation));
+    }
+
+    fn total(&self, shape: u64, generation: u64) -> Option<u64> {
+        self.totals
+            .iter()
+            .find(|(s, g, _)| *s == shape && *g == generation)
+            .map(|(_, _, t)| *t)
+    }
+
+    fn remember_total(&mut self, shape: u64, generation: u64, total: u64) {
+        self.totals.retain(|(s, _, _)| *s != shape);
+        if self.totals.len() >= MEMORY {
+            self.totals.pop_back();
+        }
+        self.totals.push_front((shape, generation, total));
+    }
+}
+
+/// An RFC 9865 cursor: where the next page starts, for which query, since when.
+#[derive(Debug, Clone, PartialEq)]
+struct Cursor {
+    /// 0-based position of the first result.
+    offset: u64,
+    /// The `seq` after which the page starts (unsorted queries).
+    after: Option<i64>,
+    issued_ms: i64,
+    shape: u64,
+}
+
+impl Cursor {
+    fn encode(&self) -> String {
+        let body = json!({"o": self.offset, "k": self.after, "t": self.issued_ms, "h": format!("{:016x}", self.shape)});
+        URL_SAFE_NO_PAD.encode(body.to_string())
+    }
+
+    fn decode(text: &str, shape: u64, now_ms: i64, timeout_ms: i64) -> Result<Cursor, PluginError> {
+        let invalid = || {
+            bad(
+                400,
+                "invalidCursor",
+                format!("'{text}' is not a cursor this server issued"),
+            )
+        };
+        let bytes = URL_SAFE_NO_PAD.decode(text.trim()).map_err(|_| invalid())?;
+        let body: Value = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
+        let offset = body.get("o").and_then(Value::as_u64).ok_or_else(invalid)?;
+        let after = match body.get("k") {
+            Some(Value::Null) | None => None,
+            Some(v) => Some(v.as_i64().ok_or_else(invalid)?),
+        };
+        let issued_ms = body.get("t").and_then(Value::as_i64).ok_or_else(invalid)?;
+        let hash = body.get("h").and_then(Value::as_str).ok_or_else(invalid)?;
+        if hash != format!("{shape:016x}") {
+            return Err(bad(
+                400,
+                "invalidCursor",
+                "the cursor belongs to a different query (filter, sort or resource type changed)",
+            ));
+        }
+        if now_ms.saturating_sub(issued_ms) > timeout_ms {
+            return Err(bad(
+                400,
+                "expiredCursor",
+                "the cursor has expired; start again with an empty cursor",
+            ));
+        }
+        Ok(Cursor {
+            offset,
+            after,
+            issued_ms,
+            shape,
+        })
+    }
+}
+
+/// Where a page starts.
+enum Position {
+    Index { start: u64 },
+    Cursor { offset: u64, after: Option<i64> },
+}
+
+/// Whether a filter or sort path names a derived attribute (members/groups).
+fn names_relations(path: &AttrPath) -> bool {
+    path.attr.eq_ignore_ascii_case("members") || path.attr.eq_ignore_ascii_case("groups")
+}
+
+fn filter_needs_relations(filter: &Filter) -> bool {
+    match filter {
+        Filter::Compare { path, .. } | Filter::Present(path) => names_relations(path),
+        Filter::ValuePath { attr, .. } => names_relations(attr),
+        Filter::And(a, b) | Filter::Or(a, b) => {
+            filter_needs_relations(a) || filter_needs_relations(b)
+        }
+        Filter::Not(inner) => filter_needs_relations(inner),
+    }
+}
+
+fn depth(filter: &Filter) -> usize {
+    match filter {
+        Filter::And(a, b) | Filter::Or(a, b) => 1 + depth(a).max(depth(b)),
+        Filter::Not(inner) => 1 + depth(inner),
+        Filter::ValuePath { filter, .. } => 1 + depth(filter),
+        _ => 1,
+    }
+}
+
+/// The indexable part of `filter` as a store condition, and whether it
+/// selects exactly what the filter does (then counts and pages can be
+/// answered by the store alone).
+pub fn translate(filter: &Filter, ctx: &SchemaCtx<'_>) -> (Option<Cond>, bool) {
+    match filter {
+        Filter::Compare { path, op, value } => compare_cond(path, *op, value, ctx),
+        Filter::ValuePath { attr, filter } => match filter.as_ref() {
+            Filter::Compare {
+                path,
+                op: CompareOp::Eq,
+                value: CompValue::String(v),
+            } if path.sub_attr.is_none() && path.attr.eq_ignore_ascii_case("value") => {
+                let p = AttrPath {
+                    urn: attr.urn.clone(),
+                    attr: attr.attr.clone(),
+                    sub_attr: Some("value".into()),
+                };
+                compare_cond(&p, CompareOp::Eq, &CompValue::String(v.clone()), ctx)
+            }
+            _ => (None, false),
+        },
+        Filter::And(a, b) => match (translate(a, ctx), translate(b, ctx)) {
+            ((Some(x), ex), (Some(y), ey)) => (Some(Cond::And(Box::new(x), Box::new(y))), ex && ey),
+            ((Some(x), _), (None, _)) | ((None, _), (Some(x), _)) => (Some(x), false),
+            _ => (None, false),
+        },
+        Filter::Or(a, b) => match (translate(a, ctx), translate(b, ctx)) {
+            ((Some(x), ex), (Some(y), ey)) => (Some(Cond::Or(Box::new(x), Box::new(y))), ex && ey),
+            _ => (None, false),
+        },
+        _ => (None, false),
+    }
+}
+
+fn compare_cond(
+    path: &AttrPath,
+    op: CompareOp,
+    value: &CompValue,
+    ctx: &SchemaCtx<'_>,
+) -> (Option<Cond>, bool) {
+    let Some(resolved) = ctx.resolve(path) else {
+        return (None, false);
+    };
+    if resolved.location != Location::Core {
+        return (None, false);
+    }
+    let attr = resolved.attribute;
+    let CompValue::String(text) = value else {
+        return (None, false);
+    };
+    let sub = resolved.sub_attribute;
+    match (attr.name.as_str(), sub.map(|s| s.name.as_str()), op) {
+        ("id", None, CompareOp::Eq) => (Some(Cond::Id(text.clone())), attr.case_exact),
+        ("externalId", None, CompareOp::Eq) if attr.case_exact => {
+            (Some(Cond::ExternalId(text.clone())), true)
+        }
+        ("userName", None, CompareOp::Eq) => {
+            (Some(Cond::UserName(text.to_lowercase())), !attr.case_exact)
+        }
+        ("displayName", None, CompareOp::Eq) => (
+            Some(Cond::DisplayName(text.to_lowercase())),
+            !attr.case_exact,
+        ),
+        ("emails", Some("value"), CompareOp::Eq) => {
+            let exact = sub.is_some_and(|s| !s.case_exact);
+            (Some(Cond::Email(text.to_lowercase())), exact)
+        }
+        ("meta", Some("lastModified"), op) => last_modified_cond(op, text),
+        _ => (None, false),
+    }
+}
+
+fn last_modified_cond(op: CompareOp, text: &str) -> (Option<Cond>, bool) {
+    let Ok(instant) = OffsetDateTime::parse(text, &Rfc3339) else {
+        return (None, false);
+    };
+    let nanos = instant.unix_timestamp_nanos();
+    if !(0..=253_402_300_799_999_999_999).contains(&nanos) {
+        return (None, false);
+    }
+    let floor_ms = (nanos / 1_000_000) as i64;
+    let whole = nanos % 1_000_000 == 0;
+    let ceil_ms = if whole { floor_ms } else { floor_ms + 1 };
+    let (floor, ceil) = (timestamp(floor_ms), timestamp(ceil_ms));
+    let cond = match (op, whole) {
+        (CompareOp::Gt, true) => Cond::LastModified(Cmp::Gt, floor),
+        (CompareOp::Ge, true) => Cond::LastModified(Cmp::Ge, floor),
+        (CompareOp::Lt, true) => Cond::LastModified(Cmp::Lt, floor),
+        (CompareOp::Le, true) => Cond::LastModified(Cmp::Le, floor),
+        (CompareOp::Gt | CompareOp::Ge, false) => Cond::LastModified(Cmp::Ge, floor),
+        (CompareOp::Lt | CompareOp::Le, false) => Cond::LastModified(Cmp::Le, ceil),
+        (CompareOp::Eq, _) => Cond::And(
+            Box::new(Cond::LastModified(Cmp::Ge, floor)),
+            Box::new(Cond::LastModified(Cmp::Le, ceil)),
+        ),
+        _ => return (None, false),
+    };
+    (Some(cond), whole)
+}
+
+impl ScimEndpoint {
+    /// Runs a list or search over `kinds` and renders the ListResponse.
+    pub(crate) fn run_list(
+        &self,
+        call: &Call<'_>,
+        kinds: &[Kind<'_>],
+        params: &ListParams,
+    ) -> Result<Value, PluginError> {
+        let filter = match params.filter.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(text) => {
+                let filter = parse_filter(text).map_err(from_scim)?;
+                if depth(&filter) > MAX_FILTER_DEPTH {
+                    return Err(bad(400, "invalidFilter", "the filter is nested too deeply"));
+                }
+                Some(filter)
+            }
+        };
+        let sort_by = match params.sort_by.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(text) => Some(AttrPath::parse(text).map_err(|e| invalid_value(e.detail))?),
+        };
+        let order = SortOrder::parse(params.sort_order.as_deref()).map_err(from_scim)?;
+        let count = match params.count {
+            None => self.settings.default_page_size,
+            Some(n) if n < 0 => 0,
+            Some(n) => (n as u64).min(self.settings.max_results),
+        };
+        let types: Vec<String> = kinds.iter().map(|k| k.rt.name.clone()).collect();
+        let shape = {
+            let mut h = DefaultHasher::new();
+            types.hash(&mut h);
+            filter.as_ref().map(ToString::to_string).hash(&mut h);
+            sort_by
+                .as_ref()
+                .map(ToString::to_string)
+                .map(|s| s.to_ascii_lowercase())
+                .hash(&mut h);
+            (order == SortOrder::Descending).hash(&mut h);
+            h.finish()
+        };
+        let position = match (&params.cursor, params.start_index) {
+            (Some(_), Some(_)) => {
+                return Err(invalid_value(
+                    "'cursor' and 'startIndex' cannot be combined",
+                ))
+            }
+            (Some(c), None) if c.trim().is_empty() => Position::Cursor {
+                offset: 0,
+                after: None,
+            },
+            (Some(c), None) => {
+                let cursor =
+                    Cursor::decode(c, shape, call.now_ms, self.settings.cursor_timeout_ms)?;
+                Position::Cursor {
+                    offset: cursor.offset,
+                    after: cursor.after,
+                }
+            }
+            (None, start) => Position::Index {
+                start: start.unwrap_or(1).max(1) as u64,
+            },
+        };
+        let (cond, exact) = match (&filter, kinds) {
+            (None, _) => (None, true),
+            (Some(f), [kind]) => translate(f, &kind.ctx),
+            (Some(_), _) => (None, false),
+        };
+        let relations = filter.as_ref().is_some_and(filter_needs_relations)
+            || sort_by.as_ref().is_some_and(names_relations);
+        let scan = Scan {
+            resource_types: types,
+            cond,
+            ..Scan::default()
+        };
+        let page = if sort_by.is_none() && exact {
+            self.page_from_store(call, kinds, &scan, filter.as_ref(), &position, count, shape)?
+        } else {
+            self.page_in_memory(
+                call,
+                kinds,
+                &scan,
+                filter.as_ref(),
+                sort_by.as_ref(),
+                order,
+                &position,
+                count,
+                relations,
+            )?
+        };
+        let resources: Vec<Value> = page
+            .docs
+            .into_iter()
+            .map(|(kind_index, doc)| {
+                let ctx = &kinds[kind_index].ctx;
+                project(ctx, &strip_never(ctx, &doc), &params.selection)
+            })
+            .collect();
+        let returned = resources.len() as u64;
+        match position {
+            Position::Index { start } => Ok(list_response(resources, page.total, start)),
+            Position::Cursor { offset, .. } => {
+                let mut body = list_response(resources, page.total, offset + 1);
+                if let Some(object) = body.as_object_mut() {
+                    object.remove("startIndex");
+                    if offset + returned < page.total && returned > 0 {
+                        let next = Cursor {
+                            offset: offset + returned,
+                            after: page.last_seq,
+                            issued_ms: call.now_ms,
+                            shape,
+                        };
+                        object.insert("nextCursor".into(), Value::String(next.encode()));
+                    }
+                    if offset > 0 {
+                        let previous = Cursor {
+                            offset: offset.saturating_sub(count.max(1)),
+                            after: None,
+                            issued_ms: call.now_ms,
+                            shape,
+                        };
+                        object.insert("previousCursor".into(), Value::String(previous.encode()));
+                    }
+                }
+                Ok(body)
+            }
+        }
+    }
+
+    /// Exact filter, insertion order: the store counts and pages.
+    #[allow(clippy::too_many_arguments)]
+    fn page_from_store(
+        &self,
+        call: &Call<'_>,
+        kinds: &[Kind<'_>],
+        scan: &Scan,
+        filter: Option<&Filter>,
+        position: &Position,
+        count: u64,
+        shape: u64,
+    ) -> Result<Page, PluginError> {
+        let generation = self.store.generation();
+        let cached = self
+            .pages
+            .lock()
+            .ok()
+            .and_then(|p| p.total(shape, generation));
+        let total = match cached {
+            Some(total) => total,
+            None => {
+                let total = self.store.count(scan)?;
+                if let Ok(mut pages) = self.pages.lock() {
+                    pages.remember_total(shape, generation, total);
+                }
+                total
+            }
+        };
+        let mut page = Page {
+            total,
+            docs: Vec::new(),
+            last_seq: None,
+        };
+        if count == 0 {
+            return Ok(page);
+        }
+        let mut scan = scan.clone();
+        scan.limit = Some(count);
+        match position {
+            Position::Index { start } => {
+                let key = (shape, count, *start);
+                let resume = self
+                    .pages
+                    .lock()
+                    .ok()
+                    .and_then(|mut p| p.continuation(key, generation));
+                match resume {
+                    Some(after) => scan.after = Some(after),
+                    None => scan.offset = start - 1,
+                }
+            }
+            Position::Cursor { offset, after } => match after {
+                Some(after) => scan.after = Some(*after),
+                None => scan.offset = *offset,
+            },
+        }
+        self.store.scan(&scan, &mut |rec| {
+            page.last_seq = Some(rec.seq);
+            if let Some((i, doc)) = self.match_doc(call, kinds, &rec, filter, true)? {
+                page.docs.push((i, doc));
+            }
+            Ok(Visit::Continue)
+        })?;
+        if let (Position::Index { start }, Some(last)) = (position, page.last_seq) {
+            if let Ok(mut pages) = self.pages.lock() {
+                pages.remember(
+                    (shape, count, start + page.docs.len() as u64),
+                    last,
+                    generation,
+                );
+            }
+        }
+        Ok(page)
+    }
+
+    /// Anything else: stream the narrowed rows, filter (and sort) in memory,
+    /// keeping only sort keys, then load the page.
+    #[allow(clippy::too_many_arguments)]
+    fn page_in_memory(
+        &self,
+        call: &Call<'_>,
+        kinds: &[Kind<'_>],
+        scan: &Scan,
+        filter: Option<&Filter>,
+        sort_by: Option<&AttrPath>,
+        order: SortOrder,
+        position: &Position,
+        count: u64,
+        relations: bool,
+    ) -> Result<Page, PluginError> {
+        let offset = match position {
+            Position::Index { start } => start - 1,
+            Position::Cursor { offset, .. } => *offset,
+        };
+        let end = offset.saturating_add(count);
+        let mut page = Page {
+            total: 0,
+            docs: Vec::new(),
+            last_seq: None,
+        };
+        match sort_by {
+            None => {
+                self.store.scan(scan, &mut |rec| {
+                    if let Some((i, doc)) = self.match_doc(call, kinds, &rec, filter, relations)? {
+                        if page.total >= offset && page.total < end {
+                            let doc = if relations {
+                                doc
+                            } else {
+                                self.render(&kinds[i], &rec, call.base, true)?
+                            };
+                            page.docs.push((i, doc));
+                        }
+                        page.total += 1;
+                    }
+                    Ok(Visit::Continue)
+                })?;
+            }
+            Some(sort_by) => {
+                let selection = AttributeSelection {
+                    attributes: vec![sort_by.clone()],
+                    excluded: Vec::new(),
+                };
+                let mut keys: Vec<(Value, usize, String)> = Vec::new();
+                self.store.scan(scan, &mut |rec| {
+                    if let Some((i, doc)) = self.match_doc(call, kinds, &rec, filter, relations)? {
+                        keys.push((project(&kinds[i].ctx, &doc, &selection), i, rec.id));
+                    }
+                    Ok(Visit::Continue)
+                })?;
+                // Stable: ties keep insertion order.
+                keys.sort_by(|a, b| compare(&kinds[a.1].ctx, &a.0, &b.0, sort_by, order));
+                page.total = keys.len() as u64;
+                let window = keys
+                    .into_iter()
+                    .skip(offset.min(usize::MAX as u64) as usize)
+                    .take(count.min(usize::MAX as u64) as usize);
+                for (_, i, id) in window {
+                    if let Some(rec) = self.store.get(&kinds[i].rt.name, &id)? {
+                        page.docs
+                            .push((i, self.render(&kinds[i], &rec, call.base, true)?));
+                    }
+                }
+            }
+        }
+        Ok(page)
+    }
+
+    /// The rendered resource if it matches the filter.
+    fn match_doc(
+        &self,
+        call: &Call<'_>,
+        kinds: &[Kind<'_>],
+        rec: &Record,
+        filter: Option<&Filter>,
+        relations: bool,
+    ) -> Result<Option<(usize, Value)>, PluginError> {
+        let Some(i) = kinds.iter().position(|k| k.rt.name == rec.resource_type) else {
+            return Ok(None);
+        };
+        let doc = self.render(&kinds[i], rec, call.base, relations)?;
+        if let Some(filter) = filter {
+            if !filter.matches(&doc, &kinds[i].ctx).map_err(from_scim)? {
+                return Ok(None);
+            }
+        }
+        Ok(Some((i, doc)))
+    }
+}
+
+struct Page {
+    total: u64,
+    docs: Vec<(usize, Value)>,
+    last_seq: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use scimgate_scim::Registry;
+
+    fn cond(text: &str) -> (Option<Cond>, bool) {
+        let registry = Registry::core();
+        let ctx = registry.context_for("User").expect("User");
+        translate(&parse_filter(text).expect("filter"), &ctx)
+    }
+
+    #[test]
+    fn indexable_filters_become_conditions() {
+        assert_eq!(
+            cond(r#"userName eq "BJensen""#),
+            (Some(Cond::UserName("bjensen".into())), true)
+        );
+        assert_eq!(cond(r#"id eq "A""#), (Some(Cond::Id("A".into())), true));
+        assert_eq!(
+            cond(r#"externalId eq "X""#),
+            (Some(Cond::ExternalId("X".into())), true)
+        );
+        assert_eq!(
+            cond(r#"emails.value eq "A@B""#),
+            (Some(Cond::Email("a@b".into())), true)
+        );
+        assert_eq!(
+            cond(r#"emails[value eq "A@B"]"#),
+            (Some(Cond::Email("a@b".into())), true)
+        );
+        let (c, exact) = cond(r#"userName eq "a" or userName eq "b""#);
+        assert!(exact && matches!(c, Some(Cond::Or(..))));
+        let (c, exact) = cond(r#"userName eq "a" and title co "x""#);
+        assert_eq!((c, exact), (Some(Cond::UserName("a".into())), false));
+        assert_eq!(cond(r#"userName eq "a" or title co "x""#), (None, false));
+        assert_eq!(cond(r#"not (userName eq "a")"#), (None, false));
+        assert_eq!(cond(r#"userName sw "a""#), (None, false));
+        assert_eq!(
+            cond(r#"meta.lastModified gt "2024-01-01T00:00:00Z""#),
+            (
+                Some(Cond::LastModified(
+                    Cmp::Gt,
+                    "2024-01-01T00:00:00.000Z".into()
+                )),
+                true
+            )
+        );
+        assert_eq!(
+            cond(r#"meta.lastModified gt "2024-01-01T00:00:00.0005Z""#),
+            (
+                Some(Cond::LastModified(
+                    Cmp::Ge,
+                    "2024-01-01T00:00:00.000Z".into()
+                )),
+                false
+            )
+        );
+    }
+
+    #[test]
+    fn cursors_round_trip_and_expire() {
+        let c = Cursor {
+            offset: 100,
+            after: Some(42),
+            issued_ms: 1_000,
+            shape: 7,
+        };
+        let text = c.encode();
+        assert_eq!(Cursor::decode(&text, 7, 2_000, 60_000).expect("valid"), c);
+        let e = Cursor::decode(&text, 7, 100_000, 60_000).expect_err("expired");
+        assert_eq!(e.code(), Some("expiredCursor"));
+        let e = Cursor::decode(&text, 8, 2_000, 60_000).expect_err("other query");
+        assert_eq!(e.code(), Some("invalidCursor"));
+        let e = Cursor::decode("garbage!", 7, 2_000, 60_000).expect_err("garbage");
+        assert_eq!(e.code(), Some("invalidCursor"));
+    }
+
+    #[test]
+    fn page_memory_is_bounded_and_generation_checked() {
+        let mut memory = PageMemory::default();
+        memory.remember((1, 100, 101), 100, 5);
+        assert_eq!(memory.continuation((1, 100, 101), 6), None, "data changed");
+        memory.remember((1, 100, 101), 100, 5);
+        assert_eq!(memory.continuation((1, 100, 101), 5), Some(100));
+        for i in 0..200 {
+            memory.remember((i, 1, 1), 1, 1);
+        }
+        assert!(memory.walks.len() <= MEMORY);
+    }
+}

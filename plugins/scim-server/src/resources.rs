@@ -1,0 +1,529 @@
+//! Resource writes (create, replace, patch, delete) against a [`StoreTx`],
+//! and the read-side rendering that adds what is derived: `id`, `meta`,
+//! group `members` (with `display`, `$ref`, `type`) and `User.groups`.
+
+use std::collections::BTreeSet;
+
+use scimgate_abi::PluginError;
+use scimgate_scim::dialect::normalize_patch_request;
+use scimgate_scim::schema::Uniqueness;
+use scimgate_scim::{
+    apply_patch, validate_create, validate_replace, PatchRequest, ResourceType, SchemaCtx,
+};
+use serde_json::{json, Map, Value};
+
+use crate::endpoint::ScimEndpoint;
+use crate::errors::{from_scim, invalid_value, not_found, precondition_failed};
+use crate::store::{Member, NewRecord, Record, StoreError, StoreTx, UniqueColumn};
+
+/// A resource type with its schema view and what the endpoint derives for it.
+pub struct Kind<'r> {
+    pub rt: &'r ResourceType,
+    pub ctx: SchemaCtx<'r>,
+    /// Members are kept in the membership table (Group).
+    pub has_members: bool,
+    /// `groups` is derived from memberships (User).
+    pub has_groups: bool,
+    pub has_user_name: bool,
+    pub unique_user_name: bool,
+    pub unique_display_name: bool,
+}
+
+/// `W/"<version>"`.
+pub fn etag(version: i64) -> String {
+    format!("W/\"{version}\"")
+}
+
+/// Whether an `If-Match`/`If-None-Match` value names `version` (`*` names any).
+pub fn etag_matches(header: &str, version: i64) -> bool {
+    let wanted = version.to_string();
+    header.split(',').map(str::trim).any(|tag| {
+        tag == "*" || {
+            let tag = tag.strip_prefix("W/").unwrap_or(tag);
+            tag.trim_matches('"') == wanted
+        }
+    })
+}
+
+impl ScimEndpoint {
+    pub(crate) fn kind<'r>(&'r self, rt: &'r ResourceType) -> Result<Kind<'r>, PluginError> {
+        let ctx = self.registry.context(rt).map_err(from_scim)?;
+        let core = ctx.core;
+        let attr = |name: &str| core.and_then(|c| c.attribute(name));
+        let has_members = attr("members").is_some_and(|a| a.sub_attribute("value").is_some());
+        let has_groups =
+            attr("groups").is_some_and(|a| a.mutability == scimgate_scim::Mutability::ReadOnly);
+        let user_name = attr("userName");
+        let is_group = core.is_some_and(|c| c.is(scimgate_scim::urn::GROUP));
+        Ok(Kind {
+            has_members,
+            has_groups,
+            has_user_name: user_name.is_some(),
+            unique_user_name: user_name.is_some_and(|a| a.uniqueness != Uniqueness::None),
+            unique_display_name: self.settings.unique_group_names && is_group,
+            rt,
+            ctx,
+        })
+    }
+
+    pub(crate) fn kind_named(&self, name: &str) -> Option<Kind<'_>> {
+        self.registry
+            .resource_type(name)
+            .and_then(|rt| self.kind(rt).ok())
+    }
+
+    fn derives_groups(&self, type_name: &str) -> bool {
+        self.kind_named(type_name).is_some_and(|k| k.has_groups)
+    }
+
+    /// `base/Endpoint/id`.
+    pub(crate) fn location(&self, base: &str, type_name: &str, id: &str) -> String {
+        let endpoint = self
+            .registry
+            .resource_type(type_name)
+            .map_or("", |rt| rt.endpoint.as_str());
+        format!("{}{}/{}", base.trim_end_matches('/'), endpoint, id)
+    }
+
+    /// The full resource a client sees (before projection): body, `id`,
+    /// `meta`, and with `relations` the derived `members`/`groups`.
+    pub(crate) fn render(
+        &self,
+        kind: &Kind<'_>,
+        rec: &Record,
+        base: &str,
+        relations: bool,
+    ) -> Result<Value, PluginError> {
+        let mut body = match &rec.body {
+            Value::Object(map) => map.clone(),
+            _ => Map::new(),
+        };
+        body.insert("id".into(), Value::String(rec.id.clone()));
+        body.insert(
+            "meta".into(),
+            json!({
+                "resourceType": kind.rt.name,
+                "created": rec.created,
+                "lastModified": rec.last_modified,
+                "location": self.location(base, &kind.rt.name, &rec.id),
+                "version": etag(rec.version),
+            }),
+        );
+        if relations && kind.has_members {
+            let members: Vec<Value> = self
+                .store
+                .members(&rec.id)?
+                .into_iter()
+                .map(|m| {
+                    let mut entry = json!({
+                        "value": m.id,
+                        "type": m.member_type,
+                        "$ref": self.location(base, &m.member_type, &m.id),
+                    });
+                    if let Some(display) =
+                        m.display.or_else(|| m.body.as_ref().and_then(display_of))
+                    {
+                        entry["display"] = Value::String(display);
+                    }
+                    entry
+                })
+                .collect();
+            if !members.is_empty() {
+                body.insert("members".into(), Value::Array(members));
+            }
+        }
+        if relations && kind.has_groups {
+            let groups: Vec<Value> = self
+                .store
+                .groups_of(&rec.id)?
+                .into_iter()
+                .map(|g| {
+                    let mut entry = json!({
+                        "value": g.id,
+                        "$ref": self.location(base, &g.resource_type, &g.id),
+                        "type": "direct",
+                    });
+                    if let Some(display) = display_of(&g.body) {
+                        entry["display"] = Value::String(display);
+                    }
+                    entry
+                })
+                .collect();
+            if !groups.is_empty() {
+                body.insert("groups".into(), Value::Array(groups));
+            }
+        }
+        Ok(Value::Object(body))
+    }
+
+    /// POST: validates, assigns the id, stores.
+    pub(crate) fn create_in(
+        &self,
+        tx: &mut dyn StoreTx,
+        kind: &Kind<'_>,
+        input: &Value,
+        now: &str,
+    ) -> Result<Record, PluginError> {
+        let cleaned = validate_create(&kind.ctx, input).map_err(from_scim)?;
+        let id = uuid::Uuid::new_v4().to_string();
+        self.store_in(tx, kind, &id, cleaned, None, false, now)
+    }
+
+    /// PUT: replaces the resource (immutable attributes checked).
+    pub(crate) fn replace_in(
+        &self,
+        tx: &mut dyn StoreTx,
+        kind: &Kind<'_>,
+        id: &str,
+        input: &Value,
+        if_match: Option<&str>,
+        now: &str,
+    ) -> Result<Record, PluginError> {
+        let existing = self.existing(tx, kind, id, if_match)?;
+        let mut current = existing.body.clone();
+        if kind.has_members {
+            let members: Vec<Value> = tx.members(id)?.into_iter().map(member_json).collect();
+            if !members.is_empty() {
+                current["members"] = Value::Array(members);
+            }
+        }
+        let cleaned = validate_replace(&kind.ctx, input, &current).map_err(from_scim)?;
+        self.store_in(
+            tx,
+            kind,
+            id,
+            cleaned,
+            Some(&existing),
+            if_match.is_some(),
+            now,
+        )
+    }
+
+    /// PATCH: applies the operations to the current resource, all or nothing.
+    pub(crate) fn patch_in(
+        &self,
+        tx: &mut dyn StoreTx,
+        kind: &Kind<'_>,
+        id: &str,
+        body: &Value,
+        if_match: Option<&str>,
+        now: &str,
+    ) -> Result<Record, PluginError> {
+        let normalized = normalize_patch_request(body, &kind.ctx);
+        let request = PatchRequest::parse(&normalized).map_err(from_scim)?;
+        let existing = self.existing(tx, kind, id, if_match)?;
+        let mut current = existing.body.clone();
+        current["id"] = Value::String(id.to_string());
+        if kind.has_members {
+            let members: Vec<Value> = tx.members(id)?.into_iter().map(member_json).collect();
+            if !members.is_empty() {
+                current["members"] = Value::Array(members);
+            }
+        }
+        let patched = apply_patch(&kind.ctx, &current, &request).map_err(from_scim)?;
+        self.store_in(
+            tx,
+            kind,
+            id,
+            patched,
+            Some(&existing),
+            if_match.is_some(),
+            now,
+        )
+    }
+
+    /// DELETE: removes the resource and its memberships both ways.
+    pub(crate) fn delete_in(
+        &self,
+        tx: &mut dyn StoreTx,
+        kind: &Kind<'_>,
+        id: &str,
+        if_match: Option<&str>,
+        now: &str,
+    ) -> Result<(), PluginError> {
+        let existing = self.existing(tx, kind, id, if_match)?;
+        let mut touched = tx.group_ids_of(id)?;
+        if kind.has_members {
+            for member in tx.members(id)? {
+                if self.derives_groups(&member.member_type) {
+                    touched.push(member.id);
+                }
+            }
+        }
+        match tx.delete(&kind.rt.name, id, Some(existing.version)) {
+            Ok(true) => {}
+            Ok(false) => return Err(not_found(format!("{} '{id}' not found", kind.rt.name))),
+            Err(StoreError::VersionMismatch) => {
+                return Err(precondition_failed("the resource changed; fetch it again"))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        tx.touch(&touched, now)?;
+        Ok(())
+    }
+
+    /// The current row, checking `If-Match`.
+    fn existing(
+        &self,
+        tx: &mut dyn StoreTx,
+        kind: &Kind<'_>,
+        id: &str,
+        if_match: Option<&str>,
+    ) -> Result<Record, PluginError> {
+        let existing = tx
+            .get(&kind.rt.name, id)?
+            .ok_or_else(|| not_found(format!("{} '{id}' not found", kind.rt.name)))?;
+        if let Some(header) = if_match {
+            if !etag_matches(header, existing.version) {
+                return Err(precondition_failed(format!(
+                    "If-Match {header} does not match the current version {}",
+                    etag(existing.version)
+                )));
+            }
+        }
+        Ok(existing)
+    }
+
+    /// Stores a validated resource: members into the membership table,
+    /// indexed columns, uniqueness, optimistic concurrency, and bumps the
+    /// version of resources whose derived attributes changed.
+    #[allow(clippy::too_many_arguments)]
+    fn store_in(
+        &self,
+        tx: &mut dyn StoreTx,
+        kind: &Kind<'_>,
+        id: &str,
+        cleaned: Value,
+        existing: Option<&Record>,
+        if_match_given: bool,
+        now: &str,
+    ) -> Result<Record, PluginError> {
+        let Value::Object(mut body) = cleaned else {
+            return Err(invalid_value("a resource must be a JSON object"));
+        };
+        body.remove("meta");
+        if kind.has_groups {
+            body.remove("groups");
+        }
+        let members = if kind.has_members {
+            let raw = body.remove("members");
+            Some(self.resolve_members(tx, id, raw)?)
+        } else {
+            None
+        };
+        body.insert("id".into(), Value::String(id.to_string()));
+
+        let text = |key: &str| body.get(key).and_then(Value::as_str).map(str::to_string);
+        let user_name = if kind.has_user_name {
+            text("userName").map(|s| s.to_lowercase())
+        } else {
+            None
+        };
+        let display_name = text("displayName").map(|s| s.to_lowercase());
+        let external_id = text("externalId");
+        let emails: Vec<String> = body
+            .get("emails")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.get("value").and_then(Value::as_str))
+            .map(str::to_lowercase)
+            .collect();
+        let name = &kind.rt.name;
+        if let (true, Some(value)) = (kind.unique_user_name, &user_name) {
+            if tx.taken(name, UniqueColumn::UserName, value, id)? {
+                return Err(crate::errors::bad(
+                    409,
+                    "uniqueness",
+                    format!(
+                        "userName '{}' is already in use",
+                        text("userName").unwrap_or_default()
+                    ),
+                ));
+            }
+        }
+        if let (true, Some(value)) = (kind.unique_display_name, &display_name) {
+            if tx.taken(name, UniqueColumn::DisplayName, value, id)? {
+                return Err(crate::errors::bad(
+                    409,
+                    "uniqueness",
+                    format!(
+                        "displayName '{}' is already in use",
+                        text("displayName").unwrap_or_default()
+                    ),
+                ));
+            }
+        }
+        let display_changed = existing
+            .is_some_and(|old| display_of(&old.body) != display_of(&Value::Object(body.clone())));
+        let record = NewRecord {
+            id: id.to_string(),
+            resource_type: name.clone(),
+            user_name,
+            external_id,
+            display_name,
+            emails,
+            now: now.to_string(),
+            body: Value::Object(body),
+        };
+        let stored = match existing {
+            None => tx.insert(&record).map_err(|e| match e {
+                StoreError::Conflict(_) => {
+                    crate::errors::bad(409, "uniqueness", "a unique value is already in use")
+                }
+                other => other.into(),
+            })?,
+            Some(old) => match tx.update(&record, old.version) {
+                Ok(stored) => stored,
+                Err(StoreError::VersionMismatch) if if_match_given => {
+                    return Err(precondition_failed("the resource changed; fetch it again"))
+                }
+                Err(StoreError::VersionMismatch) => {
+                    return Err(PluginError::new(
+                        409,
+                        "the resource was modified concurrently; retry",
+                    ))
+                }
+                Err(StoreError::Conflict(_)) => {
+                    return Err(crate::errors::bad(
+                        409,
+                        "uniqueness",
+                        "a unique value is already in use",
+                    ))
+                }
+                Err(e) => return Err(e.into()),
+            },
+        };
+        let mut touched: Vec<String> = Vec::new();
+        if let Some(new_members) = members {
+            let old_members = if existing.is_some() {
+                tx.members(id)?
+            } else {
+                Vec::new()
+            };
+            if old_members != new_members {
+                let old: BTreeSet<(&str, &str)> = old_members
+                    .iter()
+                    .map(|m| (m.id.as_str(), m.member_type.as_str()))
+                    .collect();
+                let new: BTreeSet<(&str, &str)> = new_members
+                    .iter()
+                    .map(|m| (m.id.as_str(), m.member_type.as_str()))
+                    .collect();
+                for (member, member_type) in old.symmetric_difference(&new) {
+                    if self.derives_groups(member_type) {
+                        touched.push(member.to_string());
+                    }
+                }
+                tx.set_members(id, &new_members)?;
+            }
+        }
+        if display_changed {
+            touched.extend(tx.group_ids_of(id)?);
+        }
+        touched.sort();
+        touched.dedup();
+        tx.touch(&touched, now)?;
+        Ok(stored)
+    }
+
+    /// Checks that every member exists and has the stated type.
+    fn resolve_members(
+        &self,
+        tx: &mut dyn StoreTx,
+        group_id: &str,
+        raw: Option<Value>,
+    ) -> Result<Vec<Member>, PluginError> {
+        let items = match raw {
+            None | Some(Value::Null) => return Ok(Vec::new()),
+            Some(Value::Array(items)) => items,
+            Some(_) => return Err(invalid_value("'members' must be an array")),
+        };
+        let mut out: Vec<Member> = Vec::with_capacity(items.len());
+        for item in items {
+            let value = item.get("value").and_then(Value::as_str).ok_or_else(|| {
+                invalid_value("every member needs a string 'value' (the member's id)")
+            })?;
+            let actual = tx
+                .type_of(value)?
+                .ok_or_else(|| invalid_value(format!("member '{value}' does not exist")))?;
+            if let Some(stated) = item.get("type").and_then(Value::as_str) {
+                if !stated.eq_ignore_ascii_case(&actual) {
+                    return Err(invalid_value(format!(
+                        "member '{value}' is a {actual}, not a {stated}"
+                    )));
+                }
+            }
+            if value == group_id {
+                return Err(invalid_value("a group cannot be a member of itself"));
+            }
+            let display = item
+                .get("display")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            if !out.iter().any(|m| m.id == value) {
+                out.push(Member {
+                    id: value.to_string(),
+                    member_type: actual,
+                    display,
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A stored member as the PATCH engine sees it.
+fn member_json(m: Member) -> Value {
+    let mut entry = json!({"value": m.id, "type": m.member_type});
+    if let Some(display) = m.display {
+        entry["display"] = Value::String(display);
+    }
+    entry
+}
+
+/// What `display` shows for a resource: `displayName`, else `userName`.
+pub fn display_of(body: &Value) -> Option<String> {
+    body.get("displayName")
+        .or_else(|| body.get("userName"))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+/// RFC 3339 UTC with milliseconds: fixed width, so it sorts as text.
+pub fn timestamp(unix_ms: i64) -> String {
+    let nanos = i128::from(unix_ms) * 1_000_000;
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etags_match_weak_strong_lists_and_star() {
+        assert!(etag_matches("W/\"3\"", 3));
+        assert!(etag_matches("\"3\"", 3));
+        assert!(etag_matches("W/\"1\", W/\"3\"", 3));
+        assert!(etag_matches("*", 9));
+        assert!(!etag_matches("W/\"2\"", 3));
+        assert_eq!(etag(5), "W/\"5\"");
+    }
+
+    #[test]
+    fn timestamps_are_fixed_width_utc() {
+        assert_eq!(timestamp(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(timestamp(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+    }
+}

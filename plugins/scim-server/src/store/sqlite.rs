@@ -1,0 +1,685 @@
+//! The embedded SQLite [`Store`]: one writer connection behind a mutex (WAL,
+//! `synchronous=FULL`, so an acknowledged write survives `kill -9`), a small
+//! pool of reader connections that run in parallel, and versioned schema
+//! migrations kept in [`MIGRATIONS`].
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
+
+use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtension, Row};
+use scimgate_abi::PluginError;
+use serde_json::Value;
+
+use super::{
+    Cmp, Cond, GroupRef, Member, MemberView, NewRecord, Record, Scan, Store, StoreError,
+    StoreResult, StoreTx, UniqueColumn, Visit, Visitor, Work,
+};
+
+/// The schema, one step per entry; entry `n` brings the database to version
+/// `n + 1`. Append only: never edit a released step.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: resources with their indexed columns, email values, memberships.
+    "CREATE TABLE resources (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        resource_type TEXT NOT NULL,
+        user_name TEXT,
+        external_id TEXT,
+        display_name TEXT,
+        created TEXT NOT NULL,
+        last_modified TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX resources_user_name ON resources(resource_type, user_name)
+        WHERE user_name IS NOT NULL;
+    CREATE INDEX resources_type_seq ON resources(resource_type, seq);
+    CREATE INDEX resources_external_id ON resources(external_id) WHERE external_id IS NOT NULL;
+    CREATE INDEX resources_display_name ON resources(resource_type, display_name);
+    CREATE INDEX resources_last_modified ON resources(resource_type, last_modified);
+    CREATE TABLE emails (
+        seq INTEGER NOT NULL,
+        value TEXT NOT NULL
+    );
+    CREATE INDEX emails_value ON emails(value);
+    CREATE INDEX emails_seq ON emails(seq);
+    CREATE TABLE memberships (
+        group_id TEXT NOT NULL,
+        member_id TEXT NOT NULL,
+        member_type TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        PRIMARY KEY (group_id, member_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX memberships_member ON memberships(member_id, group_id);",
+    // 2: the client's `display` of a member, kept as sent.
+    "ALTER TABLE memberships ADD COLUMN display TEXT;",
+];
+
+const READERS: usize = 4;
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An SQLite database file used as a [`Store`].
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+    generation: AtomicU64,
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating) the database at `path`. Instances for
+    /// the same file are shared within the process, so a configuration
+    /// reload keeps one writer.
+    pub fn open(path: &Path) -> StoreResult<Arc<SqliteStore>> {
+        static OPEN: OnceLock<Mutex<HashMap<PathBuf, Weak<SqliteStore>>>> = OnceLock::new();
+        let key = path.to_path_buf();
+        let mut open = OPEN
+            .get_or_init(Default::default)
+            .lock()
+            .map_err(|_| backend("store registry poisoned"))?;
+        if let Some(store) = open.get(&key).and_then(Weak::upgrade) {
+            return Ok(store);
+        }
+        let store = Arc::new(SqliteStore::open_new(path)?);
+        open.retain(|_, weak| weak.strong_count() > 0);
+        open.insert(key, Arc::downgrade(&store));
+        Ok(store)
+    }
+
+    fn open_new(path: &Path) -> StoreResult<SqliteStore> {
+        if let Some(parent) = path.parent() {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| backend(format!("cannot create {}: {e}", parent.display())))?;
+            }
+        }
+        let writer = connect(path)?;
+        migrate(&writer)?;
+        Ok(SqliteStore {
+            path: path.to_path_buf(),
+            writer: Mutex::new(writer),
+            readers: Mutex::new(Vec::new()),
+            generation: AtomicU64::new(1),
+        })
+    }
+
+    /// Runs `f` on a reader connection (taken from the pool or opened).
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> T) -> StoreResult<T> {
+        let pooled = self
+            .readers
+            .lock()
+            .map_err(|_| backend("reader pool poisoned"))?
+            .pop();
+        let conn = match pooled {
+            Some(conn) => conn,
+            None => connect(&self.path)?,
+        };
+        let out = f(&conn);
+        if let Ok(mut pool) = self.readers.lock() {
+            if pool.len() < READERS {
+                pool.push(conn);
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn connect(path: &Path) -> StoreResult<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)
+        .map_err(|e| backend(format!("cannot open {}: {e}", path.display())))?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(sql)?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(sql)?;
+    conn.pragma_update(None, "foreign_keys", "OFF")
+        .map_err(sql)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+fn migrate(conn: &Connection) -> StoreResult<()> {
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        .map_err(sql)?;
+    let current: i64 = conn
+        .query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_version",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(sql)?;
+    if current > MIGRATIONS.len() as i64 {
+        return Err(backend(format!(
+            "the database is at schema version {current}, newer than this build knows ({})",
+            MIGRATIONS.len()
+        )));
+    }
+    for (index, step) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let version = index as i64 + 1;
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(sql)?;
+        let applied = conn.execute_batch(step).and_then(|_| {
+            conn.execute(
+                "INSERT INTO schema_version (version) VALUES (?1)",
+                [version],
+            )
+        });
+        match applied {
+            Ok(_) => conn.execute_batch("COMMIT").map_err(sql)?,
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(backend(format!(
+                    "migration to schema version {version} failed: {e}"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn backend(message: impl Into<String>) -> StoreError {
+    StoreError::Backend(message.into())
+}
+
+fn sql(error: rusqlite::Error) -> StoreError {
+    if let rusqlite::Error::SqliteFailure(code, _) = &error {
+        if code.code == rusqlite::ErrorCode::ConstraintViolation {
+            return StoreError::Conflict(error.to_string());
+        }
+    }
+    StoreError::Backend(error.to_string())
+}
+
+const COLUMNS: &str = "seq, id, resource_type, version, created, last_modified, body";
+
+fn record(row: &Row<'_>) -> rusqlite::Result<Record> {
+    let body: String = row.get(6)?;
+    let body = serde_json::from_str(&body).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(6, rusqlite::types::Type::Text, Box::new(e))
+    })?;
+    Ok(Record {
+        seq: row.get(0)?,
+        id: row.get(1)?,
+        resource_type: row.get(2)?,
+        version: row.get(3)?,
+        created: row.get(4)?,
+        last_modified: row.get(5)?,
+        body,
+    })
+}
+
+/// Builds `WHERE …` and its bound parameters for a scan (values are never
+/// spliced into the SQL text).
+fn where_clause(scan: &Scan, with_keys: bool) -> (String, Vec<String>) {
+    let mut sql = String::from(" WHERE resource_type IN (");
+    let mut params = Vec::new();
+    for (i, rt) in scan.resource_types.iter().enumerate() {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push('?');
+        params.push(rt.clone());
+    }
+    sql.push(')');
+    if let Some(cond) = &scan.cond {
+        sql.push_str(" AND ");
+        cond_sql(cond, &mut sql, &mut params);
+    }
+    if with_keys {
+        if let Some(after) = scan.after {
+            sql.push_str(&format!(" AND seq > {after}"));
+        }
+        if let Some(before) = scan.before {
+            sql.push_str(&format!(" AND seq < {before}"));
+        }
+    }
+    (sql, params)
+}
+
+fn cond_sql(cond: &Cond, sql: &mut String, params: &mut Vec<String>) {
+    let mut bind = |sql: &mut String, text: &str, value: &str| {
+        sql.push_str(text);
+        params.push(value.to_string());
+    };
+    match cond {
+        Cond::Id(v) => bind(sql, "id = ?", v),
+        Cond::UserName(v) => bind(sql, "user_name = ?", v),
+        Cond::ExternalId(v) => bind(sql, "external_id = ?", v),
+        Cond::DisplayName(v) => bind(sql, "display_name = ?", v),
+        Cond::Email(v) => bind(sql, "seq IN (SELECT seq FROM emails WHERE value = ?)", v),
+        Cond::LastModified(cmp, v) => {
+            let op = match cmp {
+                Cmp::Gt => ">",
+                Cmp::Ge => ">=",
+                Cmp::Lt => "<",
+                Cmp::Le => "<=",
+            };
+            bind(sql, &format!("last_modified {op} ?"), v)
+        }
+        Cond::And(a, b) | Cond::Or(a, b) => {
+            let joiner = if matches!(cond, Cond::And(..)) {
+                " AND "
+            } else {
+                " OR "
+            };
+            sql.push('(');
+            cond_sql(a, sql, params);
+            sql.push_str(joiner);
+            cond_sql(b, sql, params);
+            sql.push(')');
+        }
+    }
+}
+
+impl Store for SqliteStore {
+    fn get(&self, resource_type: &str, id: &str) -> StoreResult<Option<Record>> {
+        self.read(|conn| get_record(conn, resource_type, id))?
+    }
+
+    fn scan(&self, scan: &Scan, visit: &mut Visitor<'_>) -> Result<(), PluginError> {
+        if scan.resource_types.is_empty() {
+            return Ok(());
+        }
+        let (clause, params) = where_clause(scan, true);
+        let order = if scan.descending { "DESC" } else { "ASC" };
+        let limit = scan.limit.map_or(-1, |l| l.min(i64::MAX as u64) as i64);
+        let text = format!(
+            "SELECT {COLUMNS} FROM resources{clause} ORDER BY seq {order} LIMIT {limit} OFFSET {}",
+            scan.offset.min(i64::MAX as u64)
+        );
+        self.read(|conn| -> Result<(), PluginError> {
+            let mut stmt = conn.prepare_cached(&text).map_err(sql)?;
+            let mut rows = stmt.query(params_from_iter(params.iter())).map_err(sql)?;
+            while let Some(row) = rows.next().map_err(sql)? {
+                let rec = record(row).map_err(sql)?;
+                if visit(rec)? == Visit::Stop {
+                    break;
+                }
+            }
+            Ok(())
+        })?
+    }
+
+    fn count(&self, scan: &Scan) -> StoreResult<u64> {
+        if scan.resource_types.is_empty() {
+            return Ok(0);
+        }
+        let (clause, params) = where_clause(scan, false);
+        let text = format!("SELECT COUNT(*) FROM resources{clause}");
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(&text).map_err(sql)?;
+            let n: i64 = stmt
+                .query_row(params_from_iter(params.iter()), |r| r.get(0))
+                .map_err(sql)?;
+            Ok(n.max(0) as u64)
+        })?
+    }
+
+    fn members(&self, group_id: &str) -> StoreResult<Vec<MemberView>> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT m.member_id, m.member_type, r.body, m.display FROM memberships m
+                     LEFT JOIN resources r ON r.id = m.member_id
+                     WHERE m.group_id = ?1 ORDER BY m.position",
+                )
+                .map_err(sql)?;
+            let rows = stmt
+                .query_map([group_id], |row| {
+                    let body: Option<String> = row.get(2)?;
+                    Ok(MemberView {
+                        id: row.get(0)?,
+                        member_type: row.get(1)?,
+                        display: row.get(3)?,
+                        body: body.and_then(|b| serde_json::from_str(&b).ok()),
+                    })
+                })
+                .map_err(sql)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(sql)
+        })?
+    }
+
+    fn groups_of(&self, member_id: &str) -> StoreResult<Vec<GroupRef>> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT r.id, r.resource_type, r.body FROM memberships m
+                     JOIN resources r ON r.id = m.group_id
+                     WHERE m.member_id = ?1 ORDER BY r.seq",
+                )
+                .map_err(sql)?;
+            let rows = stmt
+                .query_map([member_id], |row| {
+                    let body: String = row.get(2)?;
+                    Ok(GroupRef {
+                        id: row.get(0)?,
+                        resource_type: row.get(1)?,
+                        body: serde_json::from_str(&body).unwrap_or(Value::Null),
+                    })
+                })
+                .map_err(sql)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(sql)
+        })?
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    fn write(&self, work: &mut Work<'_>) -> Result<(), PluginError> {
+        let conn = self
+            .writer
+            .lock()
+            .map_err(|_| PluginError::internal("store writer poisoned"))?;
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(sql)?;
+        let mut tx = SqliteTx {
+            conn: &conn,
+            depth: 0,
+        };
+        let result = work(&mut tx);
+        match result {
+            Ok(()) => match conn.execute_batch("COMMIT") {
+                Ok(()) => {
+                    self.generation.fetch_add(1, Ordering::SeqCst);
+                    Ok(())
+                }
+                Err(e) => {
+                    let _ = conn.execute_batch("ROLLBACK");
+                    Err(sql(e).into())
+                }
+            },
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    fn ready(&self) -> Result<(), String> {
+        self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())))
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
+    }
+}
+
+fn get_record(conn: &Connection, resource_type: &str, id: &str) -> StoreResult<Option<Record>> {
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM resources WHERE id = ?1 AND resource_type = ?2"
+        ))
+        .map_err(sql)?;
+    stmt.query_row(params![id, resource_type], record)
+        .optional()
+        .map_err(sql)
+}
+
+struct SqliteTx<'c> {
+    conn: &'c Connection,
+    depth: usize,
+}
+
+impl SqliteTx<'_> {
+    fn write_emails(&self, seq: i64, emails: &[String]) -> StoreResult<()> {
+        self.conn
+            .prepare_cached("DELETE FROM emails WHERE seq = ?1")
+            .and_then(|mut s| s.execute([seq]))
+            .map_err(sql)?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("INSERT INTO emails (seq, value) VALUES (?1, ?2)")
+            .map_err(sql)?;
+        for email in emails {
+            stmt.execute(params![seq, email]).map_err(sql)?;
+        }
+        Ok(())
+    }
+}
+
+impl StoreTx for SqliteTx<'_> {
+    fn get(&mut self, resource_type: &str, id: &str) -> StoreResult<Option<Record>> {
+        get_record(self.conn, resource_type, id)
+    }
+
+    fn type_of(&mut self, id: &str) -> StoreResult<Option<String>> {
+        self.conn
+            .prepare_cached("SELECT resource_type FROM resources WHERE id = ?1")
+            .and_then(|mut s| s.query_row([id], |r| r.get(0)).optional())
+            .map_err(sql)
+    }
+
+    fn insert(&mut self, rec: &NewRecord) -> StoreResult<Record> {
+        let body = rec.body.to_string();
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "INSERT INTO resources (id, resource_type, user_name, external_id, display_name,
+                    created, last_modified, version, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 1, ?7) RETURNING {COLUMNS}"
+            ))
+            .map_err(sql)?;
+        let stored = stmt
+            .query_row(
+                params![
+                    rec.id,
+                    rec.resource_type,
+                    rec.user_name,
+                    rec.external_id,
+                    rec.display_name,
+                    rec.now,
+                    body
+                ],
+                record,
+            )
+            .map_err(sql)?;
+        self.write_emails(stored.seq, &rec.emails)?;
+        Ok(stored)
+    }
+
+    fn update(&mut self, rec: &NewRecord, expected_version: i64) -> StoreResult<Record> {
+        let body = rec.body.to_string();
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "UPDATE resources SET user_name = ?3, external_id = ?4, display_name = ?5,
+                    last_modified = ?6, version = version + 1, body = ?7
+                 WHERE id = ?1 AND resource_type = ?2 AND version = ?8 RETURNING {COLUMNS}"
+            ))
+            .map_err(sql)?;
+        let stored = stmt
+            .query_row(
+                params![
+                    rec.id,
+                    rec.resource_type,
+                    rec.user_name,
+                    rec.external_id,
+                    rec.display_name,
+                    rec.now,
+                    body,
+                    expected_version
+                ],
+                record,
+            )
+            .optional()
+            .map_err(sql)?
+            .ok_or(StoreError::VersionMismatch)?;
+        self.write_emails(stored.seq, &rec.emails)?;
+        Ok(stored)
+    }
+
+    fn delete(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+        expected_version: Option<i64>,
+    ) -> StoreResult<bool> {
+        let Some(existing) = get_record(self.conn, resource_type, id)? else {
+            return Ok(false);
+        };
+        if expected_version.is_some_and(|v| v != existing.version) {
+            return Err(StoreError::VersionMismatch);
+        }
+        let conn = self.conn;
+        conn.prepare_cached("DELETE FROM emails WHERE seq = ?1")
+            .and_then(|mut s| s.execute([existing.seq]))
+            .map_err(sql)?;
+        conn.prepare_cached("DELETE FROM memberships WHERE group_id = ?1 OR member_id = ?1")
+            .and_then(|mut s| s.execute([id]))
+            .map_err(sql)?;
+        conn.prepare_cached("DELETE FROM resources WHERE seq = ?1")
+            .and_then(|mut s| s.execute([existing.seq]))
+            .map_err(sql)?;
+        Ok(true)
+    }
+
+    fn taken(
+        &mut self,
+        resource_type: &str,
+        column: UniqueColumn,
+        value: &str,
+        except_id: &str,
+    ) -> StoreResult<bool> {
+        let text = match column {
+            UniqueColumn::UserName => {
+                "SELECT 1 FROM resources WHERE resource_type = ?1 AND user_name = ?2 AND id <> ?3 LIMIT 1"
+            }
+            UniqueColumn::DisplayName => {
+                "SELECT 1 FROM resources WHERE resource_type = ?1 AND display_name = ?2 AND id <> ?3 LIMIT 1"
+            }
+        };
+        self.conn
+            .prepare_cached(text)
+            .and_then(|mut s| {
+                s.query_row(params![resource_type, value, except_id], |_| Ok(()))
+                    .optional()
+            })
+            .map(|found| found.is_some())
+            .map_err(sql)
+    }
+
+    fn set_members(&mut self, group_id: &str, members: &[Member]) -> StoreResult<()> {
+        self.conn
+            .prepare_cached("DELETE FROM memberships WHERE group_id = ?1")
+            .and_then(|mut s| s.execute([group_id]))
+            .map_err(sql)?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "INSERT OR IGNORE INTO memberships (group_id, member_id, member_type, position, display)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .map_err(sql)?;
+        for (position, member) in members.iter().enumerate() {
+            stmt.execute(params![
+                group_id,
+                member.id,
+                member.member_type,
+                position as i64,
+                member.display
+            ])
+            .map_err(sql)?;
+        }
+        Ok(())
+    }
+
+    fn members(&mut self, group_id: &str) -> StoreResult<Vec<Member>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT member_id, member_type, display FROM memberships WHERE group_id = ?1 ORDER BY position",
+            )
+            .map_err(sql)?;
+        let rows = stmt
+            .query_map([group_id], |r| {
+                Ok(Member {
+                    id: r.get(0)?,
+                    member_type: r.get(1)?,
+                    display: r.get(2)?,
+                })
+            })
+            .map_err(sql)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(sql)
+    }
+
+    fn group_ids_of(&mut self, member_id: &str) -> StoreResult<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT group_id FROM memberships WHERE member_id = ?1")
+            .map_err(sql)?;
+        let rows = stmt.query_map([member_id], |r| r.get(0)).map_err(sql)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(sql)
+    }
+
+    fn touch(&mut self, ids: &[String], now: &str) -> StoreResult<()> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "UPDATE resources SET version = version + 1, last_modified = ?2 WHERE id = ?1",
+            )
+            .map_err(sql)?;
+        for id in ids {
+            stmt.execute(params![id, now]).map_err(sql)?;
+        }
+        Ok(())
+    }
+
+    fn savepoint(&mut self, work: &mut Work<'_>) -> Result<(), PluginError> {
+        self.depth += 1;
+        let name = format!("sp{}", self.depth);
+        let conn = self.conn;
+        let result = conn
+            .execute_batch(&format!("SAVEPOINT {name}"))
+            .map_err(|e| PluginError::from(sql(e)))
+            .and_then(|()| work(self));
+        let finish = match &result {
+            Ok(()) => conn.execute_batch(&format!("RELEASE {name}")),
+            Err(_) => conn.execute_batch(&format!("ROLLBACK TO {name}; RELEASE {name}")),
+        };
+        self.depth -= 1;
+        finish.map_err(sql)?;
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_db(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "scim-server-test-{}-{tag}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4()
+        ));
+        dir.join("scim.db")
+    }
+
+    #[test]
+    fn the_store_suite_passes_on_sqlite() {
+        let path = temp_db("suite");
+        let store = SqliteStore::open(&path).expect("open");
+        super::super::suite::run_all(store.as_ref());
+        let _ = std::fs::remove_dir_all(path.parent().expect("parent"));
+    }
+
+    #[test]
+    fn migrations_are_recorded_and_reopening_keeps_data() {
+        let path = temp_db("reopen");
+        {
+            let store = SqliteStore::open_new(&path).expect("open");
+            super::super::suite::insert_user(&store, "u1", "alice");
+        }
+        let store = SqliteStore::open_new(&path).expect("reopen");
+        assert!(store.get("User", "u1").expect("get").is_some());
+        let version: i64 = store
+            .read(|c| c.query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0)))
+            .expect("read")
+            .expect("query");
+        assert_eq!(version, MIGRATIONS.len() as i64);
+        let _ = std::fs::remove_dir_all(path.parent().expect("parent"));
+    }
+}
