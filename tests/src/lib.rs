@@ -107,9 +107,19 @@ impl Server {
 
     /// Starts `scimgate ARGS…` in a fresh folder (e.g. with no config at all).
     pub fn start_cli(args: &[&str]) -> Server {
-        let dir = TempDir::new("cli");
+        Server::start_cli_in(TempDir::new("cli"), args)
+    }
+
+    /// Like [`Server::start_cli`], in a given folder (e.g. to restart on the
+    /// same data; take it from a stopped server with [`Server::take_dir`]).
+    pub fn start_cli_in(dir: TempDir, args: &[&str]) -> Server {
         let config_path = dir.path().join("none.toml");
         Server::spawn(dir, config_path, args, &[])
+    }
+
+    /// The server's folder, for starting another process on it.
+    pub fn take_dir(&mut self) -> TempDir {
+        std::mem::replace(&mut self.dir, TempDir::new("taken"))
     }
 
     fn spawn(dir: TempDir, config_path: PathBuf, args: &[&str], envs: &[(&str, &str)]) -> Server {

@@ -333,25 +333,89 @@ fn plugins_lists_libraries_and_components() {
 }
 
 #[test]
-fn the_embedded_default_serves_health_and_nothing_anonymous() {
+fn the_embedded_quickstart_creates_a_provider_once_and_serves_scim() {
     let (code, out, err) = run_cli(&["validate"], &[]);
     assert_eq!(code, 0, "{out}{err}");
     let mut server = Server::start_cli(&["serve", "--listen", "127.0.0.1:0"]);
-    assert!(
+    let stdout = server.stdout_lines.join("\n");
+    assert!(stdout.contains("embedded default"), "{stdout}");
+    let field = |name: &str| {
         server
             .stdout_lines
             .iter()
-            .any(|l| l.contains("embedded default")),
-        "{:?}",
-        server.stdout_lines
-    );
+            .find_map(|l| l.trim().strip_prefix(name).map(|v| v.trim().to_string()))
+            .unwrap_or_else(|| panic!("no `{name}` line in {stdout}"))
+    };
+    let client_id = field("client ID:");
+    let secret = field("client secret:");
+    assert_eq!(secret.len(), 43, "a 256-bit secret, base64url");
     assert_eq!(get(&server.url("/healthz"), &[]).status, 200);
-    let other = get(&server.url("/anything"), &[]);
-    assert!(
-        other.status == 404 || other.status == 401,
-        "{}",
-        other.status
+    // Nothing but health is reachable without credentials.
+    assert_eq!(get(&server.url("/scim/v2/Users"), &[]).status, 401);
+    assert_eq!(get(&server.url("/anything"), &[]).status, 404);
+    let basic = format!("Basic {}", base64_encode(&format!("{client_id}:{secret}")));
+    let token = send(
+        "POST",
+        &server.url("/oauth2/token"),
+        &[
+            ("authorization", &basic),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ],
+        Some("grant_type=client_credentials"),
     );
+    assert_eq!(token.status, 200, "{}", token.body);
+    let access = token.json()["access_token"].as_str().unwrap().to_string();
+    let bearer = format!("Bearer {access}");
+    let created = send_json(
+        "POST",
+        &server.url("/scim/v2/Users"),
+        &[("authorization", &bearer)],
+        &json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "bjensen"}),
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    // Only the hash is kept, and neither secret nor token reach the log.
+    let stored = std::fs::read_to_string(
+        server
+            .dir
+            .path()
+            .join("scimgate-data/quickstart-provider.json"),
+    )
+    .unwrap();
+    assert!(!stored.contains(&secret));
+    assert!(!server.logs().contains(&secret) && !server.logs().contains(&access));
     server.signal("TERM");
     assert_eq!(server.wait_exit(Duration::from_secs(10)), Some(0));
+
+    // A second start reuses the provider, prints no secret, keeps the data.
+    let dir = server.take_dir();
+    let again = Server::start_cli_in(dir, &["serve", "--listen", "127.0.0.1:0"]);
+    assert!(
+        !again
+            .stdout_lines
+            .iter()
+            .any(|l| l.contains("client secret")),
+        "{:?}",
+        again.stdout_lines
+    );
+    let token = send(
+        "POST",
+        &again.url("/oauth2/token"),
+        &[
+            ("authorization", &basic),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ],
+        Some("grant_type=client_credentials"),
+    );
+    assert_eq!(token.status, 200, "{}", token.body);
+    let bearer = format!("Bearer {}", token.json()["access_token"].as_str().unwrap());
+    let list = get(
+        &again.url("/scim/v2/Users?filter=userName%20eq%20%22bjensen%22"),
+        &[("authorization", &bearer)],
+    );
+    assert_eq!(list.json()["totalResults"], 1, "{}", list.body);
+}
+
+fn base64_encode(text: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(text)
 }
