@@ -175,7 +175,7 @@ fn explain(path: &Path, name: &str, err: LibraryError) -> String {
         LibraryError::AbiInstability(_) => format!(
             "{file} was built against a different layout of the scimgate plugin types (same version number, \
              different definitions). Rebuild the plugin against this scimgate's `scimgate-abi`; run with \
-             RUST_LOG=debug for abi_stable's full layout report."
+             SCIMGATE_LOG=debug for abi_stable's full layout report."
         ),
         other => format!("{file} could not be loaded as plugin `{name}`: {other}"),
     };

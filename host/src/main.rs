@@ -55,6 +55,10 @@ enum Command {
         #[command(subcommand)]
         command: SecretCommand,
     },
+    /// Create (and so migrate) the store of every `scim-server/scim` stage,
+    /// print which stages were migrated, and exit. Serving migrates on start
+    /// too; this runs it explicitly, e.g. before rolling out new nodes.
+    Migrate,
     /// Mint an access token for a provider with the configuration's `oauth2/token` stage
     /// (for tests and first steps; clients use the token route).
     Token {
@@ -131,6 +135,11 @@ fn main() -> ExitCode {
             }
         },
     };
+    if !matches!(cli.command, Command::Serve { .. }) {
+        // Other commands log warnings only, unless SCIMGATE_LOG/RUST_LOG says more
+        // (e.g. `SCIMGATE_LOG=debug scimgate plugins` shows abi_stable's layout reports).
+        init_logging(LogFormat::Human, "warn");
+    }
     match cli.command {
         Command::Serve { log_format, listen } => serve(source, log_format, listen),
         Command::Validate => validate(&source),
@@ -165,6 +174,7 @@ fn main() -> ExitCode {
             command: SecretCommand::Hash { argon2id },
         } => secret_hash(argon2id),
         Command::Token { provider, scope } => token(&source, &provider, scope.as_deref()),
+        Command::Migrate => migrate(&source),
     }
 }
 
@@ -180,11 +190,11 @@ fn plugin_dir(config: &Config) -> PathBuf {
     config.server.plugin_dir.clone().unwrap_or_else(binary_dir)
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, default_filter: &str) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("SCIMGATE_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+        .unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -206,11 +216,14 @@ fn serve(
     if let Some(listen) = listen {
         config.server.listen = listen;
     }
-    init_logging(match log_format {
-        Some(LogFormatArg::Json) => LogFormat::Json,
-        Some(LogFormatArg::Human) => LogFormat::Human,
-        None => config.server.log_format,
-    });
+    init_logging(
+        match log_format {
+            Some(LogFormatArg::Json) => LogFormat::Json,
+            Some(LogFormatArg::Human) => LogFormat::Human,
+            None => config.server.log_format,
+        },
+        "info",
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .max_blocking_threads(config.server.blocking_threads)
@@ -351,13 +364,14 @@ fn list_plugins(dir: &Path, names: &[String]) -> ExitCode {
                     lib.abi_epoch
                 );
                 for c in &lib.components {
+                    let kind = if c.may_block {
+                        format!("{} (may block)", c.kind.as_str())
+                    } else {
+                        c.kind.as_str().to_string()
+                    };
                     println!(
-                        "  {}/{:<22} {:<13} {}  {}",
-                        lib.name,
-                        c.name,
-                        c.kind.as_str(),
-                        c.version,
-                        c.description
+                        "  {}/{:<22} {:<28} {}  {}",
+                        lib.name, c.name, kind, c.version, c.description
                     );
                 }
             }
@@ -543,5 +557,69 @@ fn token(source: &ConfigSource, provider: &str, scope: Option<&str>) -> ExitCode
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The stages whose creation opens and migrates a store.
+const MIGRATING_COMPONENTS: &[(&str, &str)] = &[("scim-server", "scim")];
+
+fn migrate(source: &ConfigSource) -> ExitCode {
+    let (config, config_diags) = match load_or_report(source) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    // Logging is already set up (warnings; SCIMGATE_LOG for more).
+    let dir = plugin_dir(&config);
+    let mut cache = LibraryCache::default();
+    // Every problem at once, exactly as `validate` reports them.
+    if let Err(diags) = check_and_assemble(
+        &config,
+        config_diags,
+        &dir,
+        &mut cache,
+        AssembleMode::ValidateOnly,
+    ) {
+        eprintln!(
+            "{}",
+            scimgate_host::config::render_diagnostics(&config.source, &diags)
+        );
+        return ExitCode::from(2);
+    }
+    let providers = scimgate_host::registry::ProviderRegistry::from_config(&config.providers);
+    let factory = scimgate_host::pipeline::StageFactory::new(&config, &providers);
+    let (mut migrated, mut failed) = (0, 0);
+    for stage in config.stages.iter().filter(|s| {
+        MIGRATING_COMPONENTS
+            .iter()
+            .any(|(lib, component)| s.library == *lib && s.component == *component)
+    }) {
+        let created = cache
+            .load(&dir, &stage.library)
+            .and_then(|lib| factory.create(lib, stage).map_err(|e| e.to_string()));
+        match created {
+            Ok(_) => {
+                migrated += 1;
+                println!(
+                    "stage `{}` ({}/{}): store migrated",
+                    stage.name, stage.library, stage.component
+                );
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!(
+                    "error: stage `{}` ({}/{}): {e}",
+                    stage.name, stage.library, stage.component
+                );
+            }
+        }
+    }
+    println!(
+        "{}: {migrated} stage(s) migrated, {failed} failed",
+        config.source.path.display()
+    );
+    if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }

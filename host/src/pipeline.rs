@@ -84,6 +84,9 @@ pub struct Route {
     pub error_style: ErrorStyle,
     /// `WWW-Authenticate` challenges of the route's authenticators.
     pub challenges: Vec<String>,
+    /// A stage before the endpoint may block: run the whole pipeline on the
+    /// blocking pool.
+    pub blocking: bool,
 }
 
 /// Who the request is from, once the pre-stages ran.
@@ -341,6 +344,7 @@ pub fn assemble(
 
     // 1. Libraries and component descriptors.
     let mut kinds: HashMap<&str, (ComponentKind, ErrorStyle)> = HashMap::new();
+    let mut may_block: HashMap<&str, bool> = HashMap::new();
     for stage in &config.stages {
         let lib = match cache.load(plugin_dir, &stage.library) {
             Ok(lib) => lib,
@@ -369,6 +373,7 @@ pub fn assemble(
             continue;
         };
         kinds.insert(stage.name.as_str(), (desc.kind, desc.error_style));
+        may_block.insert(stage.name.as_str(), desc.may_block);
         // 2. The plugin's own validation, mapped back to TOML positions.
         let envelope = factory.envelope(stage);
         for issue in (lib.module.validate())(stage.component.as_str().into(), &envelope) {
@@ -462,7 +467,12 @@ pub fn assemble(
         if challenges.is_empty() && last_authenticator.is_some() {
             challenges.push("Bearer realm=\"scimgate\"".to_string());
         }
+        let blocking = route.pipeline.iter().any(|(name, _)| {
+            may_block.get(name.as_str()).copied().unwrap_or(false)
+                && kinds.get(name.as_str()).map(|(k, _)| *k) != Some(ComponentKind::Endpoint)
+        });
         routes.push(Arc::new(Route {
+            blocking,
             mount: route.path.clone(),
             pre,
             last_authenticator,

@@ -318,6 +318,39 @@ async fn run_pipeline(
 ) -> Response {
     let request_id = req.request_id.to_string();
     let style = route.error_style;
+    if route.blocking {
+        // A stage may block (argon2, a JWKS fetch): keep it off the async workers.
+        let task = tokio::task::spawn_blocking(move || {
+            let authn = route.authorize(&req, &runtime.providers)?;
+            let caller = authn
+                .principal
+                .as_ref()
+                .map(|p| (p.provider_id.to_string(), p.client_id.to_string()));
+            route.inbound(&mut req, &authn)?;
+            let mut resp = route.call_endpoint(&req, &authn)?;
+            route.outbound(&req, &authn, &mut resp)?;
+            Ok::<_, Rejection>((resp, caller))
+        });
+        return match task.await {
+            Ok(Ok((resp, caller))) => {
+                if let Some((provider, client_id)) = caller {
+                    audit.provider = provider;
+                    audit.client_id = client_id;
+                }
+                resp
+            }
+            Ok(Err(rejection)) => rejected(style, rejection, audit, &request_id),
+            Err(join_error) => {
+                audit.decision = "error";
+                audit.reason = format!("pipeline task failed: {join_error}");
+                error_response(
+                    style,
+                    &PluginError::internal("pipeline task failed"),
+                    &request_id,
+                )
+            }
+        };
+    }
     let authn = match route.authorize(&req, &runtime.providers) {
         Ok(authn) => authn,
         Err(rejection) => return rejected(style, rejection, audit, &request_id),

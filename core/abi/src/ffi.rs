@@ -103,6 +103,10 @@ pub struct ComponentDescriptor {
     pub config_schema: RString,
     /// For endpoints: how errors are rendered on routes they end.
     pub error_style: ErrorStyle,
+    /// For authenticators, policies and profiles: the component may block
+    /// (argon2 hashing, a JWKS fetch). The host then runs the routes that use
+    /// it on its blocking pool instead of the async workers.
+    pub may_block: bool,
 }
 
 /// Everything a component is created from. Config crosses the boundary once,

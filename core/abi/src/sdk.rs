@@ -164,6 +164,7 @@ pub struct Component {
     pub version: String,
     pub config_schema: String,
     pub error_style: ErrorStyle,
+    pub may_block: bool,
     validate: Box<ValidateFn>,
     create: Box<CreateFn>,
 }
@@ -219,6 +220,7 @@ impl Component {
             version: String::new(),
             config_schema: "{}".to_string(),
             error_style: ErrorStyle::Scim,
+            may_block: false,
             validate: Box::new(|_| Vec::new()),
             create: Box::new(create),
         }
@@ -268,6 +270,13 @@ impl Component {
         self
     }
 
+    /// Declares that calls may block (CPU-heavy hashing, network I/O): the
+    /// host then runs routes using this component on its blocking pool.
+    pub fn may_block(mut self) -> Component {
+        self.may_block = true;
+        self
+    }
+
     pub fn with_version(mut self, version: &str) -> Component {
         self.version = version.to_string();
         self
@@ -286,6 +295,7 @@ impl Component {
             description: self.description.as_str().into(),
             config_schema: self.config_schema.as_str().into(),
             error_style: self.error_style,
+            may_block: self.may_block,
         }
     }
 

@@ -33,6 +33,8 @@ pub fn components() -> Vec<Component> {
             "OAuth2 client authentication at the token endpoint: client_secret_basic (RFC 6749 §2.3.1 URL-decoded), client_secret_post, JSON body; lockout after repeated failures",
             client_credentials::ClientCredentials::build,
         )
+        // `$argon2id$` client secrets are verified inline.
+        .may_block()
         .with_schema(CLIENT_CREDENTIALS_SCHEMA),
         Component::endpoint_with_config(
             "token",
@@ -58,12 +60,16 @@ pub fn components() -> Vec<Component> {
             "HTTP Basic provider credentials (auth.method = \"basic\"), argon2id or sha256 password hashes, verified-login cache",
             basic::Basic::build,
         )
+        // argon2id verification of human-chosen passwords.
+        .may_block()
         .with_schema(BASIC_SCHEMA),
         Component::authenticator_with_config(
             "jwks",
             "JWTs of an external issuer (auth.method = \"jwks\") verified against its JWKS (file, https URL, or http URL on loopback); RS*/PS*/ES256/ES384/EdDSA",
             jwks::Jwks::build,
         )
+        // JWKS refreshes fetch over the network.
+        .may_block()
         .with_validate(jwks::Jwks::validate)
         .with_schema(JWKS_SCHEMA),
     ]
