@@ -429,6 +429,64 @@ fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
+/// Percent-encodes a query or form value (unreserved characters kept;
+/// a space becomes `%20`).
+pub fn percent_encode(text: &str) -> String {
+    let mut out = String::new();
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `application/x-www-form-urlencoded` encoding of one value (a space is `+`).
+pub fn form_encode(text: &str) -> String {
+    percent_encode(text).replace("%20", "+")
+}
+
+/// Standard Base64 with padding.
+pub fn base64_encode(bytes: impl AsRef<[u8]>) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Plain RFC 7617 `Authorization: Basic` value.
+pub fn basic_auth(user: &str, password: &str) -> String {
+    format!("Basic {}", base64_encode(format!("{user}:{password}")))
+}
+
+/// `client_secret_basic` (RFC 6749 §2.3.1): id and secret form-encoded,
+/// then Base64.
+pub fn client_basic(id: &str, secret: &str) -> String {
+    basic_auth(&form_encode(id), &form_encode(secret))
+}
+
+/// Runs the public SCIM compliance suite (`tests/scim-compliance`) against a
+/// base URL; (passed with zero failures, the whole output).
+pub fn run_compliance(base_url: &str, token: &str) -> (bool, String) {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scim-compliance");
+    let out = Command::new(&script)
+        .arg(base_url)
+        .arg(token)
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", script.display()));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("scim2-tester:"))
+        .unwrap_or_default();
+    (out.status.success() && last.contains(" 0 failed"), text)
+}
+
 pub fn get(url: &str, headers: &[(&str, &str)]) -> Reply {
     send("GET", url, headers, None)
 }

@@ -329,6 +329,21 @@ fn plugins_lists_libraries_and_components() {
     assert!(out.contains("demo/api-key"), "{out}{err}");
     assert!(out.contains("authenticator"));
     assert!(out.contains("ABI epoch 1"));
+    // Components that may block are declared so; the host runs their routes
+    // on the blocking pool.
+    let basic = out
+        .lines()
+        .find(|l| l.contains("oauth2/basic"))
+        .unwrap_or_default();
+    assert!(basic.contains("authenticator (may block)"), "{out}");
+    let bearer = out
+        .lines()
+        .find(|l| l.contains("oauth2/bearer "))
+        .unwrap_or_default();
+    assert!(
+        bearer.contains("authenticator ") && !bearer.contains("may block"),
+        "{out}"
+    );
     let _ = code;
 }
 
@@ -353,7 +368,7 @@ fn the_embedded_quickstart_creates_a_provider_once_and_serves_scim() {
     // Nothing but health is reachable without credentials.
     assert_eq!(get(&server.url("/scim/v2/Users"), &[]).status, 401);
     assert_eq!(get(&server.url("/anything"), &[]).status, 404);
-    let basic = format!("Basic {}", base64_encode(&format!("{client_id}:{secret}")));
+    let basic = basic_auth(&client_id, &secret);
     let token = send(
         "POST",
         &server.url("/oauth2/token"),
@@ -415,7 +430,104 @@ fn the_embedded_quickstart_creates_a_provider_once_and_serves_scim() {
     assert_eq!(list.json()["totalResults"], 1, "{}", list.body);
 }
 
-fn base64_encode(text: &str) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(text)
+/// Builds the demo plugin against a modified copy of `scimgate-abi` (offline,
+/// in a cached target folder next to the main one) and returns the `.so`.
+fn demo_plugin_built_against(tag: &str, patch: impl Fn(&std::path::Path)) -> TempDir {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
+    let work = TempDir::new(tag);
+    let root = work.path().to_path_buf();
+    let copy = |from: &str| {
+        let status = std::process::Command::new("cp")
+            .args([
+                "-r",
+                repo.join(from).to_str().unwrap(),
+                root.join(from).to_str().unwrap(),
+            ])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    std::fs::create_dir_all(root.join("core")).unwrap();
+    std::fs::create_dir_all(root.join("examples")).unwrap();
+    copy("core/abi");
+    copy("examples/demo-plugin");
+    std::fs::copy(repo.join("Cargo.lock"), root.join("Cargo.lock")).unwrap();
+    let manifest = std::fs::read_to_string(repo.join("Cargo.toml")).unwrap();
+    let deps = &manifest[manifest.find("[workspace.dependencies]").unwrap()
+        ..manifest.find("[workspace.lints.rust]").unwrap()];
+    std::fs::write(
+        root.join("Cargo.toml"),
+        format!(
+            "[workspace]\nresolver = \"2\"\nmembers = [\"core/abi\", \"examples/demo-plugin\"]\n\
+             [workspace.package]\nversion = \"0.1.0\"\nedition = \"2021\"\nlicense = \"Apache-2.0\"\n\
+             {deps}\n[workspace.lints.rust]\nunsafe_code = \"deny\"\n"
+        ),
+    )
+    .unwrap();
+    patch(&root);
+    let target = target_dir().parent().unwrap().join("abi-variant");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .args(["build", "--offline", "-q", "-p", "scimgate-demo-plugin"])
+        .current_dir(&root)
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let built = target.join("debug").join("libdemo.so");
+    let plugin_dir = TempDir::new(&format!("{tag}-plugins"));
+    std::fs::copy(&built, plugin_dir.path().join("libdemo.so")).unwrap();
+    plugin_dir
+}
+
+#[test]
+fn plugins_built_against_another_abi_are_refused_with_one_paragraph() {
+    // Another layout of a contract type (a field added to Request).
+    let changed_layout = demo_plugin_built_against("abi-layout", |root| {
+        let path = root.join("core/abi/src/types.rs");
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(
+            &path,
+            text.replacen(
+                "    pub request_id: RString,\n",
+                "    pub request_id: RString,\n    pub extra: u64,\n",
+                1,
+            ),
+        )
+        .unwrap();
+    });
+    let dir = changed_layout.path().to_str().unwrap().to_string();
+    let (code, _out, err) = run_cli(&["plugins", "--dir", &dir], &[]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains(
+            "libdemo.so was built against a different layout of the scimgate plugin types"
+        ),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "one paragraph: {err}");
+
+    // Same layout, a newer ABI epoch.
+    let newer_epoch = demo_plugin_built_against("abi-epoch", |root| {
+        let path = root.join("core/abi/src/lib.rs");
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(
+            &path,
+            text.replace(
+                "pub const ABI_EPOCH: u32 = 1;",
+                "pub const ABI_EPOCH: u32 = 2;",
+            ),
+        )
+        .unwrap();
+    });
+    let dir = newer_epoch.path().to_str().unwrap().to_string();
+    let (code, _out, err) = run_cli(&["plugins", "--dir", &dir], &[]);
+    assert_ne!(code, 0);
+    assert!(err.contains("was built for scimgate plugin ABI epoch 2, but this scimgate understands epochs 1 to 1"), "{err}");
 }

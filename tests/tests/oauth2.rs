@@ -190,38 +190,6 @@ fn cli_with_stdin(args: &[&str], input: &str) -> (i32, String, String) {
     )
 }
 
-/// `application/x-www-form-urlencoded` encoding of one value.
-pub(crate) fn form_encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                out.push(b as char)
-            }
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
-/// `Basic base64(urlencode(id):urlencode(secret))` (RFC 6749 §2.3.1).
-pub(crate) fn client_basic(id: &str, secret: &str) -> String {
-    let pair = format!("{}:{}", form_encode(id), form_encode(secret));
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(pair)
-    )
-}
-
-/// Plain RFC 7617 Basic (no URL-encoding).
-fn plain_basic(user: &str, password: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-    )
-}
-
 const FORM: (&str, &str) = ("content-type", "application/x-www-form-urlencoded");
 
 /// A client-credentials token request with Basic authentication.
@@ -616,7 +584,7 @@ fn static_bearer_and_basic_share_a_route_with_bearer() {
     // HTTP Basic with an argon2id hash from `scimgate secret hash --argon2id`.
     let basic = get(
         &multi,
-        &[("authorization", &plain_basic(BASIC_USER, BASIC_PASSWORD))],
+        &[("authorization", &basic_auth(BASIC_USER, BASIC_PASSWORD))],
     );
     assert_eq!(basic.status, 200, "{}", basic.body);
     assert_eq!(basic.json()["principal"]["provider_id"], "iga-basic");
@@ -625,13 +593,13 @@ fn static_bearer_and_basic_share_a_route_with_bearer() {
     let write = send(
         "POST",
         &multi,
-        &[("authorization", &plain_basic(BASIC_USER, BASIC_PASSWORD))],
+        &[("authorization", &basic_auth(BASIC_USER, BASIC_PASSWORD))],
         Some("{}"),
     );
     assert_eq!(write.status, 403, "{}", write.body);
     let wrong = get(
         &multi,
-        &[("authorization", &plain_basic(BASIC_USER, "wrong password"))],
+        &[("authorization", &basic_auth(BASIC_USER, "wrong password"))],
     );
     assert_eq!(wrong.status, 401, "{}", wrong.body);
     // Our own JWTs work there too.
@@ -953,7 +921,7 @@ fn secrets_tokens_and_authorization_headers_never_reach_the_log() {
     );
     get(
         &server.url("/multi/scim/v2/Users"),
-        &[("authorization", &plain_basic(BASIC_USER, BASIC_PASSWORD))],
+        &[("authorization", &basic_auth(BASIC_USER, BASIC_PASSWORD))],
     );
     // Failures: wrong secrets, a tampered token, a refused address.
     let wrong_secret = format!("{OIM_SECRET}-wrong");
@@ -969,7 +937,7 @@ fn secrets_tokens_and_authorization_headers_never_reach_the_log() {
     );
     get(
         &server.url("/multi/scim/v2/Users"),
-        &[("authorization", &plain_basic(BASIC_USER, &wrong_password))],
+        &[("authorization", &basic_auth(BASIC_USER, &wrong_password))],
     );
     let tampered = format!("{}x", tokens[0]);
     get(
@@ -1020,7 +988,7 @@ fn secrets_tokens_and_authorization_headers_never_reach_the_log() {
         ),
         (
             "Basic password credentials",
-            plain_basic(BASIC_USER, BASIC_PASSWORD)[6..].to_string(),
+            basic_auth(BASIC_USER, BASIC_PASSWORD)[6..].to_string(),
         ),
         ("tampered token", tampered.clone()),
     ];

@@ -9,8 +9,8 @@ use std::time::Duration;
 use scimgate_e2e::*;
 
 use crate::oauth2::{
-    bearer, client_basic, env, oim_provider, oim_token, token_request, ECHO_ROUTE, OIM_CLIENT_ID,
-    SCIM_ROUTE, STAGES,
+    bearer, env, oim_provider, oim_token, token_request, ECHO_ROUTE, OIM_CLIENT_ID, SCIM_ROUTE,
+    STAGES,
 };
 
 fn ip(s: &str) -> Option<IpAddr> {

@@ -10,41 +10,6 @@ const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:
 const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 const LIST: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 
-/// RFC 4648 Base64 (the e2e crate has no base64 dependency).
-fn base64(input: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// Percent-encoding for query values.
-fn enc(text: &str) -> String {
-    let mut out = String::new();
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 fn patch(operations: Value) -> Value {
     json!({"schemas": [PATCH_OP], "Operations": operations})
 }
@@ -151,11 +116,7 @@ access = "read-write"
 
 /// `client_secret_basic`: id and secret form-encoded, then Base64 (RFC 6749 §2.3.1).
 fn oim_basic() -> String {
-    let form = |s: &str| enc(s).replace("%20", "+");
-    format!(
-        "Basic {}",
-        base64(format!("{}:{}", form("oim-prod"), form(OIM_SECRET)).as_bytes())
-    )
+    client_basic("oim-prod", OIM_SECRET)
 }
 
 fn oim_token(server: &Server) -> String {
@@ -321,7 +282,7 @@ fn one_identity_manager_session() {
     let reply = get(
         &format!(
             "{base}/Users?filter={}&startIndex=1&count=100",
-            enc(&filter)
+            percent_encode(&filter)
         ),
         h,
     );
@@ -455,7 +416,7 @@ fn entra_id_session() {
     for flag in ["", "aadOptscim062020&"] {
         let url = format!(
             "{base}/Users?{flag}filter={}",
-            enc("userName eq \"7a8c9f5e-6d0b-4c1e-9f3a-2b4d6e8f0a1c\"")
+            percent_encode("userName eq \"7a8c9f5e-6d0b-4c1e-9f3a-2b4d6e8f0a1c\"")
         );
         let reply = get(&url, h);
         assert_eq!(reply.status, 200, "{}", reply.body);
@@ -468,7 +429,7 @@ fn entra_id_session() {
     let reply = get(
         &format!(
             "{base}/Users?filter={}",
-            enc("userName eq \"bjensen@contoso.com\"")
+            percent_encode("userName eq \"bjensen@contoso.com\"")
         ),
         h,
     );
@@ -673,10 +634,7 @@ fn okta_user(user_name: &str, given: &str) -> Value {
 #[test]
 fn okta_session() {
     let server = Server::start(&okta_config());
-    let auth = format!(
-        "Basic {}",
-        base64(format!("okta-sync:{OKTA_PASSWORD}").as_bytes())
-    );
+    let auth = basic_auth("okta-sync", OKTA_PASSWORD);
     let h: &[(&str, &str)] = &[
         ("authorization", &auth),
         ("accept", "application/scim+json"),
@@ -691,7 +649,7 @@ fn okta_session() {
     let lookup = |name: &str| {
         let url = format!(
             "{base}/Users?filter={}&startIndex=1&count=100",
-            enc(&format!("userName eq \"{name}\""))
+            percent_encode(&format!("userName eq \"{name}\""))
         );
         let reply = get(&url, h);
         assert_eq!(reply.status, 200, "{}", reply.body);
@@ -823,4 +781,56 @@ fn profile_mapping_mistakes_are_reported_with_their_location() {
         "{text}"
     );
     assert!(text.contains("broken.toml:"), "{text}");
+}
+
+/// The public compliance suite passes through each profile's route, as it
+/// does on a plain route (`scim::compliance_suite_reports_zero_failures`).
+#[test]
+fn compliance_suite_passes_through_every_profile() {
+    let mut config = String::from(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+plugin_dir = "{plugin_dir}"
+data_dir = "{data_dir}"
+
+[stage.key]
+use = "demo/api-key"
+header = "authorization"
+keys = { "Bearer compliance-token" = "p1" }
+
+[stage.oim]
+use = "one-identity/profile"
+
+[stage.entra]
+use = "entra-id/profile"
+
+[stage.okta]
+use = "okta/profile"
+
+[[provider]]
+id = "p1"
+name = "Compliance"
+[provider.auth]
+method = "static-bearer"
+token_hash = "sha256:0000000000000000000000000000000000000000000000000000000000000000"
+"#,
+    );
+    for profile in ["oim", "entra", "okta"] {
+        config.push_str(&format!(
+            "\n[stage.scim-{profile}]\nuse = \"scim-server/scim\"\nstore = \"sqlite:{profile}.db\"\n\
+             \n[[route]]\npath = \"/{profile}/scim/v2\"\npipeline = [\"key\", \"{profile}\", \"scim-{profile}\"]\n"
+        ));
+    }
+    let server = Server::start(&config);
+    for profile in ["oim", "entra", "okta"] {
+        let (passed, output) = run_compliance(
+            &server.url(&format!("/{profile}/scim/v2")),
+            "compliance-token",
+        );
+        assert!(
+            passed,
+            "compliance suite through the {profile} profile:\n{output}"
+        );
+    }
 }
