@@ -531,3 +531,44 @@ fn plugins_built_against_another_abi_are_refused_with_one_paragraph() {
     assert_ne!(code, 0);
     assert!(err.contains("was built for scimgate plugin ABI epoch 2, but this scimgate understands epochs 1 to 1"), "{err}");
 }
+
+#[test]
+fn slow_requests_time_out_with_503_and_json_logs_carry_the_audit_fields() {
+    let config = DEMO
+        .replace("request_timeout = \"5s\"", "request_timeout = \"300ms\"")
+        .replace(
+            "max_body_size = \"64KiB\"",
+            "max_body_size = \"64KiB\"\nlog_format = \"json\"",
+        );
+    let server = Server::start(&config);
+    let slow = get(&server.url("/demo/slow?sleep_ms=1500"), &auth());
+    assert_eq!(slow.status, 503, "{}", slow.body);
+    assert_eq!(slow.header("retry-after"), Some("1"));
+    assert_eq!(slow.json()["status"], "503");
+    assert_eq!(get(&server.url("/demo/fast"), &auth()).status, 200);
+    // Every log line is a JSON object; the audit events carry their fields.
+    let logs = server.logs();
+    let events: Vec<Value> = logs
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let audit: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["target"] == "scimgate::audit")
+        .collect();
+    assert!(
+        audit
+            .iter()
+            .any(|e| e["status"] == 503 && e["path"] == "/demo/slow"),
+        "{logs}"
+    );
+    let ok = audit
+        .iter()
+        .find(|e| e["path"] == "/demo/fast")
+        .expect("audit event of the fast request");
+    assert_eq!(ok["provider"], "p1");
+    assert_eq!(ok["decision"], "allow");
+    assert_eq!(ok["route"], "/demo");
+    assert!(ok["latency_us"].is_u64());
+}
