@@ -336,13 +336,12 @@ fn auth(
     let mut client_id_span = None;
     // Required for client credentials; optional for the other methods, where
     // it names the client in principals and audit events.
-    let client_id_entry = if method == AuthMethod::OAuth2ClientCredentials {
-        ck.req_str(table, "client_id", PATH)
-    } else if table.get("client_id").is_some() {
-        ck.req_str(table, "client_id", PATH)
-    } else {
-        None
-    };
+    let client_id_entry =
+        if method == AuthMethod::OAuth2ClientCredentials || table.get("client_id").is_some() {
+            ck.req_str(table, "client_id", PATH)
+        } else {
+            None
+        };
     if let Some((text, val)) = client_id_entry {
         if text.is_empty() || text.chars().any(|c| c.is_control()) {
             ck.push(
