@@ -252,7 +252,26 @@ fn validate_passes_for_every_example_config() {
         if !config.is_file() {
             continue;
         }
-        let (code, out, err) = run_cli(&["validate", "--config", config.to_str().unwrap()], &[]);
+        // Examples take their secrets from the environment, with no default.
+        let text = std::fs::read_to_string(&config).unwrap();
+        let secrets: Vec<String> = text
+            .split("${")
+            .skip(1)
+            .filter_map(|rest| rest.split_once('}').map(|(name, _)| name))
+            .filter(|name| !name.contains(":-"))
+            .map(str::to_string)
+            .collect();
+        let path = config.to_str().unwrap();
+        if !secrets.is_empty() {
+            let (code, _, err) = run_cli(&["validate", "--config", path], &[]);
+            assert_eq!(code, 2, "{path} must not run without its secrets");
+            assert!(err.contains(&format!("`{}`", secrets[0])), "{err}");
+        }
+        let envs: Vec<(&str, &str)> = secrets
+            .iter()
+            .map(|n| (n.as_str(), "a-test-secret"))
+            .collect();
+        let (code, out, err) = run_cli(&["validate", "--config", path], &envs);
         assert_eq!(code, 0, "{}: {out}{err}", config.display());
         assert!(out.contains(": ok"), "{out}");
         checked += 1;
