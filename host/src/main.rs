@@ -305,11 +305,11 @@ fn validate(source: &ConfigSource) -> ExitCode {
     ) {
         Ok(_) => {
             println!(
-                "{}: ok ({} stages, {} routes, {} providers)",
+                "{}: ok ({}, {}, {})",
                 config.source.path.display(),
-                config.stages.len(),
-                config.routes.len(),
-                config.providers.len()
+                count(config.stages.len(), "stage"),
+                count(config.routes.len(), "route"),
+                count(config.providers.len(), "provider")
             );
             ExitCode::SUCCESS
         }
@@ -621,5 +621,14 @@ fn migrate(source: &ConfigSource) -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// `1 route`, `2 routes`.
+fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
     }
 }
