@@ -50,6 +50,7 @@ pub mod sdk;
 mod trace_bridge;
 #[allow(unsafe_code)]
 pub mod types;
+pub mod units;
 
 pub use error::{ConfigIssue, PluginError};
 pub use types::{

@@ -1,5 +1,5 @@
-//! Durations in stage configs: `"90s"`, `"15m"`, `"1h30m"`, `"1d"` or a plain
-//! number of seconds.
+//! Durations in stage configs: `"90s"`, `"15m"`, `"1h30m"`, `"1d"` (the
+//! grammar of `scimgate_abi::units`) or an integer number of seconds.
 
 use std::fmt;
 
@@ -16,47 +16,17 @@ impl Seconds {
     }
 }
 
-/// Parses `"1h30m"`, `"45s"`, `"2d"`, `"300"` into seconds.
+/// Parses `"1h30m"`, `"45s"`, `"2d"` into whole seconds (the grammar of
+/// `scimgate_abi::units`; a unit is required, sub-second parts are refused).
 pub fn parse_duration(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Err("empty duration".into());
-    }
-    if let Ok(n) = text.parse::<u64>() {
-        return Ok(n);
-    }
-    let mut total: u64 = 0;
-    let mut number = String::new();
-    for ch in text.chars() {
-        if ch.is_ascii_digit() {
-            number.push(ch);
-            continue;
-        }
-        let unit = match ch {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86_400,
-            _ => {
-                return Err(format!(
-                    "invalid duration `{text}`: unknown unit `{ch}` (use s, m, h, d)"
-                ))
-            }
-        };
-        let n: u64 = number
-            .parse()
-            .map_err(|_| format!("invalid duration `{text}`: a number must precede `{ch}`"))?;
-        total = total
-            .checked_add(n.saturating_mul(unit))
-            .ok_or_else(|| format!("invalid duration `{text}`: too large"))?;
-        number.clear();
-    }
-    if !number.is_empty() {
+    let duration = scimgate_abi::units::parse_duration(text)?;
+    if duration.subsec_nanos() != 0 {
         return Err(format!(
-            "invalid duration `{text}`: missing unit after `{number}`"
+            "invalid duration `{}`: use whole seconds here",
+            text.trim()
         ));
     }
-    Ok(total)
+    Ok(duration.as_secs())
 }
 
 impl<'de> Deserialize<'de> for Seconds {
@@ -94,10 +64,12 @@ mod tests {
         assert_eq!(parse_duration("1h30m"), Ok(5400));
         assert_eq!(parse_duration("30s"), Ok(30));
         assert_eq!(parse_duration("1d"), Ok(86_400));
-        assert_eq!(parse_duration("120"), Ok(120));
+        assert!(parse_duration("120").unwrap_err().contains("missing unit"));
+        assert!(parse_duration("1500ms")
+            .unwrap_err()
+            .contains("whole seconds"));
         assert!(parse_duration("1x").is_err());
         assert!(parse_duration("h").is_err());
-        assert!(parse_duration("10").is_ok());
         assert!(parse_duration("10m5").is_err());
         assert!(parse_duration("").is_err());
     }

@@ -226,55 +226,11 @@ impl<T> ProviderCache<T> {
     }
 }
 
-/// Parses a human duration (`"30s"`, `"500ms"`, `"2m"`, `"1h"`, `"1d"` or a
-/// sum such as `"1m30s"`) into milliseconds. Same grammar as the host's.
+/// Parses a human duration (`"30s"`, `"500ms"`, `"1m30s"`; the grammar of
+/// `scimgate_abi::units`) into milliseconds.
 pub(crate) fn parse_duration_ms(text: &str) -> Result<i64, String> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Err("empty duration; write e.g. \"30s\", \"500ms\", \"2m\" or \"1h\"".into());
-    }
-    let mut rest = text;
-    let mut total: i64 = 0;
-    while !rest.is_empty() {
-        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
-        if digits == 0 {
-            return Err(format!(
-                "invalid duration `{text}`: expected a number, e.g. \"30s\""
-            ));
-        }
-        let number: i64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("invalid duration `{text}`: number too large"))?;
-        rest = rest[digits..].trim_start();
-        let unit_len = rest.len()
-            - rest
-                .trim_start_matches(|c: char| c.is_ascii_alphabetic())
-                .len();
-        let unit = &rest[..unit_len];
-        rest = rest[unit_len..].trim_start();
-        let factor: i64 = match unit {
-            "ms" => 1,
-            "s" => 1_000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            "" => {
-                return Err(format!(
-                    "invalid duration `{text}`: missing unit (ms, s, m, h or d), e.g. \"{number}s\""
-                ))
-            }
-            other => {
-                return Err(format!(
-                    "invalid duration `{text}`: unknown unit `{other}` (use ms, s, m, h or d)"
-                ))
-            }
-        };
-        total = number
-            .checked_mul(factor)
-            .and_then(|part| total.checked_add(part))
-            .ok_or_else(|| format!("invalid duration `{text}`: too large"))?;
-    }
-    Ok(total)
+    let duration = scimgate_abi::units::parse_duration(text)?;
+    i64::try_from(duration.as_millis()).map_err(|_| format!("invalid duration `{text}`: too large"))
 }
 
 #[cfg(test)]
