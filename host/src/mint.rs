@@ -5,9 +5,9 @@
 
 use std::path::Path;
 
-use abi_stable::std_types::{ROption, RResult, RString, RVec};
+use abi_stable::std_types::{ROption, RResult, RVec};
 use scimgate_abi::ffi::ComponentInstance;
-use scimgate_abi::{Caller, ErrorStyle, Header, Principal, Request};
+use scimgate_abi::{Caller, ErrorStyle, Principal, Request};
 
 use crate::config::Config;
 use crate::loader::LibraryCache;
@@ -62,25 +62,11 @@ pub fn mint_token(
         body.push_str(&scope.replace(' ', "+"));
     }
     let now = time::OffsetDateTime::now_utc();
-    let req = Request {
-        method: "POST".into(),
-        path: RString::new(),
-        query: RString::new(),
-        headers: vec![Header::new(
-            "content-type",
-            "application/x-www-form-urlencoded",
-        )]
-        .into(),
-        body: body.into_bytes().into(),
-        peer_addr: "127.0.0.1:0".into(),
-        client_ip: "127.0.0.1".into(),
-        request_id: "scimgate-token-cli".into(),
-        mount: "/".into(),
-        base_url: "http://localhost".into(),
-        received_at_unix_ms: (now.unix_timestamp_nanos() / 1_000_000) as i64,
-        error_style: ErrorStyle::OAuth,
-        attributes: RVec::new(),
-    };
+    let req = Request::new("POST", "")
+        .with_header("content-type", "application/x-www-form-urlencoded")
+        .with_body(body)
+        .with_time((now.unix_timestamp_nanos() / 1_000_000) as i64)
+        .with_error_style(ErrorStyle::OAuth);
     let caller = Caller {
         principal: ROption::RSome(&principal),
         provider: ROption::RSome(&**record),

@@ -732,20 +732,6 @@ mod tests {
     }
 
     fn test_request() -> Request {
-        Request {
-            method: "GET".into(),
-            path: "/".into(),
-            query: RString::new(),
-            headers: RVec::new(),
-            body: RVec::new(),
-            peer_addr: "127.0.0.1:1".into(),
-            client_ip: "127.0.0.1".into(),
-            request_id: "r1".into(),
-            mount: "/".into(),
-            base_url: "http://localhost".into(),
-            received_at_unix_ms: 0,
-            error_style: crate::ErrorStyle::Scim,
-            attributes: RVec::new(),
-        }
+        Request::new("GET", "/")
     }
 }

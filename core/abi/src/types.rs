@@ -71,6 +71,65 @@ pub struct Request {
 }
 
 impl Request {
+    /// A request with everything but method and path defaulted (loopback
+    /// client, no headers or body, received at the Unix epoch, SCIM error
+    /// style): for tests, benchmarks and in-process calls. Chain the `with_*`
+    /// methods for the rest.
+    pub fn new(method: &str, path: &str) -> Request {
+        Request {
+            method: method.into(),
+            path: path.into(),
+            query: RString::new(),
+            headers: RVec::new(),
+            body: RVec::new(),
+            peer_addr: "127.0.0.1:0".into(),
+            client_ip: "127.0.0.1".into(),
+            request_id: RString::new(),
+            mount: RString::new(),
+            base_url: "http://localhost".into(),
+            received_at_unix_ms: 0,
+            error_style: ErrorStyle::Scim,
+            attributes: RVec::new(),
+        }
+    }
+
+    pub fn with_query(mut self, query: &str) -> Request {
+        self.query = query.into();
+        self
+    }
+
+    pub fn with_header(mut self, name: &str, value: &str) -> Request {
+        self.set_header(name, value);
+        self
+    }
+
+    pub fn with_body(mut self, body: impl Into<Vec<u8>>) -> Request {
+        self.body = body.into().into();
+        self
+    }
+
+    /// Sets the mount path and the absolute base URL it is reached at.
+    pub fn with_mount(mut self, mount: &str, base_url: &str) -> Request {
+        self.mount = mount.into();
+        self.base_url = base_url.into();
+        self
+    }
+
+    pub fn with_client_ip(mut self, ip: &str) -> Request {
+        self.client_ip = ip.into();
+        self
+    }
+
+    pub fn with_time(mut self, received_at_unix_ms: i64) -> Request {
+        self.received_at_unix_ms = received_at_unix_ms;
+        self
+    }
+
+    pub fn with_error_style(mut self, style: ErrorStyle) -> Request {
+        self.error_style = style;
+        self
+    }
+
     /// First header with this name (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers

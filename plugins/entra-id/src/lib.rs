@@ -344,8 +344,6 @@ fn manager_value(value: &mut Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use scimgate_abi::std_types::RVec;
-    use scimgate_abi::ErrorStyle;
     use scimgate_scim::{apply_patch, PatchRequest};
     use serde_json::json;
 
@@ -358,25 +356,15 @@ mod tests {
     }
 
     fn request(method: &str, path: &str, query: &str, body: &Value) -> Request {
-        Request {
-            method: method.into(),
-            path: path.into(),
-            query: query.into(),
-            headers: RVec::new(),
-            body: if body.is_null() {
-                RVec::new()
-            } else {
-                body.to_string().into_bytes().into()
-            },
-            peer_addr: "127.0.0.1:1".into(),
-            client_ip: "127.0.0.1".into(),
-            request_id: "r1".into(),
-            mount: "/scim/v2".into(),
-            base_url: "https://gw.example.com/scim/v2".into(),
-            received_at_unix_ms: 0,
-            error_style: ErrorStyle::Scim,
-            attributes: RVec::new(),
-        }
+        let body = if body.is_null() {
+            Vec::new()
+        } else {
+            body.to_string().into_bytes()
+        };
+        Request::new(method, path)
+            .with_query(query)
+            .with_body(body)
+            .with_mount("/scim/v2", "https://gw.example.com/scim/v2")
     }
 
     fn patched(p: &EntraId, path: &str, operations: Value) -> Value {

@@ -410,8 +410,7 @@ fn complete_member(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use scimgate_abi::std_types::RVec;
-    use scimgate_abi::{ErrorStyle, Header};
+    use scimgate_abi::Header;
     use serde_json::json;
 
     const BASE: &str = "https://vault.example.com/iso/scim/v2";
@@ -423,21 +422,10 @@ mod tests {
     }
 
     fn request(method: &str, path: &str, query: &str, body: &str) -> Request {
-        Request {
-            method: method.into(),
-            path: path.into(),
-            query: query.into(),
-            headers: RVec::new(),
-            body: body.as_bytes().to_vec().into(),
-            peer_addr: "127.0.0.1:1".into(),
-            client_ip: "127.0.0.1".into(),
-            request_id: "r1".into(),
-            mount: "/iso/scim/v2".into(),
-            base_url: BASE.into(),
-            received_at_unix_ms: 0,
-            error_style: ErrorStyle::Scim,
-            attributes: RVec::new(),
-        }
+        Request::new(method, path)
+            .with_query(query)
+            .with_body(body)
+            .with_mount("/iso/scim/v2", BASE)
     }
 
     fn inbound(profile: &OneIdentity, req: &mut Request) {
