@@ -2,6 +2,7 @@
 //! `scimgate` binary and real plugin `.so`s over real HTTP.
 
 mod host;
+mod multinode;
 mod oauth2;
 mod policies;
 mod scim;

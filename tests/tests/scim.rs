@@ -4,15 +4,219 @@
 //! derived `User.groups`, filters, sort, paging (index and RFC 9865
 //! cursors), projection, PATCH, ETags, Bulk with bulkId references, `/Me`,
 //! custom resource types, bad input, durability after `kill -9`, and the
-//! public compliance suite.
+//! public compliance suite — every test on both stores (SQLite and
+//! PostgreSQL, see [`on_every_store!`]) — and, on PostgreSQL only, the
+//! database going away and coming back, and `scimgate migrate`.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use scimgate_e2e::*;
 
 const TOKEN: &str = "compliance-token";
 const AUTH: (&str, &str) = ("authorization", "Bearer compliance-token");
+
+/// What PostgreSQL tests print when there is no server to test against.
+pub(crate) const SKIPPED: &str =
+    "SKIPPED: PostgreSQL tests need SCIMGATE_TEST_POSTGRES_URL (tests/run starts a cluster)";
+
+/// Where a test's resources live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StoreKind {
+    Sqlite,
+    Postgres,
+}
+
+impl StoreKind {
+    /// Whether the PostgreSQL tests can run: without
+    /// `SCIMGATE_TEST_POSTGRES_URL` they print [`SKIPPED`] (past the test
+    /// harness's capture, so it is seen) and are skipped, and under
+    /// `CI=true` they fail.
+    pub(crate) fn postgres_available() -> bool {
+        if PgServer::from_env().is_some() {
+            return true;
+        }
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true needs the PostgreSQL tests: {SKIPPED}"
+        );
+        let _ = writeln!(std::io::stderr().lock(), "{SKIPPED}");
+        false
+    }
+}
+
+/// Runs each named test body (`fn name(store: StoreKind)`) once per store:
+/// `scim::sqlite::name` and `scim::postgres::name`.
+macro_rules! on_every_store {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[test] fn $name() { super::$name(super::StoreKind::Sqlite) } )*
+        }
+        mod postgres {
+            $( #[test] fn $name() {
+                if super::StoreKind::postgres_available() {
+                    super::$name(super::StoreKind::Postgres)
+                }
+            } )*
+        }
+    };
+}
+
+on_every_store!(
+    compliance_suite_reports_zero_failures,
+    discovery_documents_tell_what_is_enabled,
+    users_crud_with_meta_location_and_case_insensitive_uniqueness,
+    bad_input_gets_the_right_scim_error_and_writes_nothing,
+    groups_members_and_derived_user_groups_stay_right,
+    etags_give_304_and_412,
+    filters_sort_projection_count_and_search,
+    index_paging_walks_every_user_once_even_when_data_changes,
+    cursor_paging_follows_next_and_previous_cursors,
+    expired_cursors_are_expired_cursor_errors,
+    patch_answers_the_resource_or_no_content,
+    bulk_resolves_bulk_ids_members_and_circular_references,
+    bulk_reports_the_stored_version_after_a_cycle_is_broken,
+    bulk_limits_are_413,
+    me_is_the_user_named_after_the_caller,
+    custom_resource_types_and_toggles,
+    acknowledged_writes_survive_kill_9,
+    migrate_creates_the_schema_and_reports_the_stages,
+    concurrent_if_match_patches_win_once_per_version,
+);
+
+/// The test PostgreSQL server (`SCIMGATE_TEST_POSTGRES_URL`, `…_PASSWORD`).
+#[derive(Debug, Clone)]
+pub(crate) struct PgServer {
+    pub url: String,
+    pub password: String,
+}
+
+impl PgServer {
+    pub(crate) fn from_env() -> Option<PgServer> {
+        let url = std::env::var("SCIMGATE_TEST_POSTGRES_URL")
+            .ok()
+            .filter(|u| !u.is_empty())?;
+        let password = std::env::var("SCIMGATE_TEST_POSTGRES_PASSWORD").unwrap_or_default();
+        Some(PgServer { url, password })
+    }
+
+    /// Runs SQL with `psql` (the cluster's own client); its output.
+    pub(crate) fn psql(&self, sql: &str) -> String {
+        let out = Command::new(psql_bin())
+            .args([
+                "-X",
+                "-q",
+                "-t",
+                "-A",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                &self.url,
+                "-c",
+                sql,
+            ])
+            .env("PGPASSWORD", &self.password)
+            .output()
+            .expect("run psql");
+        assert!(
+            out.status.success(),
+            "psql {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// A fresh schema only this test uses, dropped at the end.
+    pub(crate) fn fresh_schema(&self, tag: &str) -> PgSchema {
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let name = format!("scimgate_t_{tag}_{}_{n}_{nanos:x}", std::process::id());
+        self.psql(&format!("CREATE SCHEMA {name}"));
+        PgSchema {
+            server: self.clone(),
+            name,
+        }
+    }
+}
+
+/// `psql` of the newest installed PostgreSQL (as tests/pg-cluster finds it), else from PATH.
+pub(crate) fn psql_bin() -> PathBuf {
+    let mut bins: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("bin/psql"))
+        .filter(|p| p.is_file())
+        .collect();
+    bins.sort_by_key(|p| {
+        p.components()
+            .nth(4)
+            .and_then(|c| c.as_os_str().to_str()?.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    bins.pop().unwrap_or_else(|| PathBuf::from("psql"))
+}
+
+/// A schema in the test server; stores reach it by `search_path`.
+pub(crate) struct PgSchema {
+    pub server: PgServer,
+    pub name: String,
+}
+
+impl PgSchema {
+    /// The store URL (no password: that comes from `SCIMGATE_PG_PASSWORD`).
+    pub(crate) fn store_url(&self) -> String {
+        let joiner = if self.server.url.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
+        format!(
+            "{}{joiner}options=-csearch_path%3D{}",
+            self.server.url, self.name
+        )
+    }
+
+    /// The stage options that use this schema.
+    pub(crate) fn stage_options(&self) -> String {
+        format!(
+            "store = \"{}\"\nstore_password = \"${{SCIMGATE_PG_PASSWORD}}\"\n",
+            self.store_url()
+        )
+    }
+
+    /// The environment the stage options need.
+    pub(crate) fn env(&self) -> Vec<(String, String)> {
+        vec![(
+            "SCIMGATE_PG_PASSWORD".to_string(),
+            self.server.password.clone(),
+        )]
+    }
+
+    /// Runs SQL inside the schema.
+    pub(crate) fn psql(&self, sql: &str) -> String {
+        self.server
+            .psql(&format!("SET search_path = {}; {sql}", self.name))
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        if std::env::var_os("SCIMGATE_KEEP_TEMP").is_none() {
+            let _ = Command::new(psql_bin())
+                .args(["-X", "-q", "-d", &self.server.url, "-c"])
+                .arg(format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name))
+                .env("PGPASSWORD", &self.server.password)
+                .output();
+        }
+    }
+}
 
 /// A config with one SCIM route at `/scim/v2`; `options` go into the stage table.
 fn config(options: &str) -> String {
@@ -46,14 +250,40 @@ token_hash = "sha256:00000000000000000000000000000000000000000000000000000000000
     )
 }
 
+/// The stage options and environment of a store (a fresh schema for PostgreSQL).
+fn store_setup(store: StoreKind) -> (String, Vec<(String, String)>, Option<PgSchema>) {
+    match store {
+        StoreKind::Sqlite => (String::new(), Vec::new(), None),
+        StoreKind::Postgres => {
+            let server = PgServer::from_env().expect("checked by on_every_store!");
+            let schema = server.fresh_schema("scim");
+            (schema.stage_options(), schema.env(), Some(schema))
+        }
+    }
+}
+
+fn env_refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
+    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
 struct Scim {
     server: Server,
+    env: Vec<(String, String)>,
+    /// Dropped after the server (fields drop in order).
+    schema: Option<PgSchema>,
 }
 
 impl Scim {
-    fn start(options: &str) -> Scim {
+    fn start(store: StoreKind, options: &str) -> Scim {
+        let (store_options, env, schema) = store_setup(store);
+        let server = Server::start_with_env(
+            &config(&format!("{store_options}{options}")),
+            &env_refs(&env),
+        );
         Scim {
-            server: Server::start(&config(options)),
+            server,
+            env,
+            schema,
         }
     }
 
@@ -149,9 +379,8 @@ fn ids(list: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-#[test]
-fn compliance_suite_reports_zero_failures() {
-    let scim = Scim::start("");
+fn compliance_suite_reports_zero_failures(store: StoreKind) {
+    let scim = Scim::start(store, "");
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scim-compliance");
     let out = Command::new(&script)
         .arg(scim.base())
@@ -166,15 +395,18 @@ fn compliance_suite_reports_zero_failures() {
         out.status.code()
     );
     let last = stdout.lines().last().unwrap_or_default();
+    println!("{store:?}: {last}");
     assert!(
         last.starts_with("scim2-tester: ") && !last.starts_with("scim2-tester: 0 passed"),
         "{last}"
     );
 }
 
-#[test]
-fn discovery_documents_tell_what_is_enabled() {
-    let scim = Scim::start("bulk.max_operations = 7\nmax_results = 50\ndefault_page_size = 20");
+fn discovery_documents_tell_what_is_enabled(store: StoreKind) {
+    let scim = Scim::start(
+        store,
+        "bulk.max_operations = 7\nmax_results = 50\ndefault_page_size = 20",
+    );
     let spc = scim.get("/ServiceProviderConfig");
     assert_eq!(spc.status, 200);
     assert_eq!(spc.header("content-type"), Some("application/scim+json"));
@@ -220,9 +452,8 @@ fn discovery_documents_tell_what_is_enabled() {
     assert_eq!(get(&scim.url("/Users"), &[]).status, 401);
 }
 
-#[test]
-fn users_crud_with_meta_location_and_case_insensitive_uniqueness() {
-    let scim = Scim::start("");
+fn users_crud_with_meta_location_and_case_insensitive_uniqueness(store: StoreKind) {
+    let scim = Scim::start(store, "");
     let reply = scim.send("POST", "/Users", &user("bjensen"));
     assert_eq!(reply.status, 201, "{}", reply.body);
     let created = reply.json();
@@ -276,9 +507,8 @@ fn users_crud_with_meta_location_and_case_insensitive_uniqueness() {
     scim.create_user("bjensen");
 }
 
-#[test]
-fn bad_input_gets_the_right_scim_error_and_writes_nothing() {
-    let scim = Scim::start("");
+fn bad_input_gets_the_right_scim_error_and_writes_nothing(store: StoreKind) {
+    let scim = Scim::start(store, "");
     let reply = send(
         "POST",
         &scim.url("/Users"),
@@ -356,9 +586,8 @@ fn bad_input_gets_the_right_scim_error_and_writes_nothing() {
     assert_eq!(scim.get("/Users?count=0").json()["totalResults"], 3);
 }
 
-#[test]
-fn groups_members_and_derived_user_groups_stay_right() {
-    let scim = Scim::start("");
+fn groups_members_and_derived_user_groups_stay_right(store: StoreKind) {
+    let scim = Scim::start(store, "");
     let alice = scim.create_user("alice");
     let bob = scim.create_user("bob");
     let (a, b) = (
@@ -474,9 +703,8 @@ fn groups_members_and_derived_user_groups_stay_right() {
     );
 }
 
-#[test]
-fn etags_give_304_and_412() {
-    let scim = Scim::start("");
+fn etags_give_304_and_412(store: StoreKind) {
+    let scim = Scim::start(store, "");
     let created = scim.create_user("etag");
     let id = created["id"].as_str().expect("id");
     let path = format!("/Users/{id}");
@@ -512,9 +740,8 @@ fn etags_give_304_and_412() {
     assert_eq!(scim.delete(&path, &[("if-match", "W/\"2\"")]).status, 204);
 }
 
-#[test]
-fn filters_sort_projection_count_and_search() {
-    let scim = Scim::start("max_results = 3\ndefault_page_size = 2");
+fn filters_sort_projection_count_and_search(store: StoreKind) {
+    let scim = Scim::start(store, "max_results = 3\ndefault_page_size = 2");
     for name in ["carol", "Alice", "dave", "bob"] {
         scim.create_user(name);
     }
@@ -622,9 +849,8 @@ fn filters_sort_projection_count_and_search() {
     assert_scim_error(&scim.send("GET", "/.search", &json!({})), 405, None);
 }
 
-#[test]
-fn index_paging_walks_every_user_once_even_when_data_changes() {
-    let scim = Scim::start("");
+fn index_paging_walks_every_user_once_even_when_data_changes(store: StoreKind) {
+    let scim = Scim::start(store, "");
     let mut all = Vec::new();
     for i in 0..25 {
         all.push(
@@ -660,9 +886,8 @@ fn index_paging_walks_every_user_once_even_when_data_changes() {
     assert_eq!(ids(&second), all[11..21]);
 }
 
-#[test]
-fn cursor_paging_follows_next_and_previous_cursors() {
-    let scim = Scim::start("");
+fn cursor_paging_follows_next_and_previous_cursors(store: StoreKind) {
+    let scim = Scim::start(store, "");
     let mut all = Vec::new();
     for i in 0..7 {
         all.push(
@@ -714,9 +939,8 @@ fn cursor_paging_follows_next_and_previous_cursors() {
     );
 }
 
-#[test]
-fn expired_cursors_are_expired_cursor_errors() {
-    let scim = Scim::start("cursor_timeout = 1");
+fn expired_cursors_are_expired_cursor_errors(store: StoreKind) {
+    let scim = Scim::start(store, "cursor_timeout = 1");
     for i in 0..3 {
         scim.create_user(&format!("exp{i}"));
     }
@@ -730,9 +954,8 @@ fn expired_cursors_are_expired_cursor_errors() {
     );
 }
 
-#[test]
-fn patch_answers_the_resource_or_no_content() {
-    let scim = Scim::start("");
+fn patch_answers_the_resource_or_no_content(store: StoreKind) {
+    let scim = Scim::start(store, "");
     let id = scim.create_user("patcher")["id"]
         .as_str()
         .expect("id")
@@ -761,7 +984,7 @@ fn patch_answers_the_resource_or_no_content() {
         .json();
     assert_eq!(ids(&found), vec![id.clone()]);
 
-    let quiet = Scim::start(r#"patch_response = "no-content""#);
+    let quiet = Scim::start(store, r#"patch_response = "no-content""#);
     let id = quiet.create_user("quiet")["id"]
         .as_str()
         .expect("id")
@@ -772,9 +995,8 @@ fn patch_answers_the_resource_or_no_content() {
     assert_eq!(quiet.get(&format!("/Users/{id}")).json()["active"], false);
 }
 
-#[test]
-fn bulk_resolves_bulk_ids_members_and_circular_references() {
-    let scim = Scim::start("");
+fn bulk_resolves_bulk_ids_members_and_circular_references(store: StoreKind) {
+    let scim = Scim::start(store, "");
     let request = json!({"schemas": [BULK], "Operations": [
         // References before definitions are fine.
         {"method": "POST", "path": "/Groups", "bulkId": "g1", "data": {
@@ -846,9 +1068,11 @@ fn bulk_resolves_bulk_ids_members_and_circular_references() {
     assert_eq!(statuses, vec!["404", "201", "400"]);
 }
 
-#[test]
-fn bulk_limits_are_413() {
-    let scim = Scim::start("bulk = { max_operations = 2, max_payload_size = \"2KiB\" }");
+fn bulk_limits_are_413(store: StoreKind) {
+    let scim = Scim::start(
+        store,
+        "bulk = { max_operations = 2, max_payload_size = \"2KiB\" }",
+    );
     let op = |i: usize| json!({"method": "POST", "path": "/Users", "bulkId": format!("b{i}"), "data": user(&format!("lim{i}"))});
     let three = json!({"schemas": [BULK], "Operations": [op(1), op(2), op(3)]});
     assert_scim_error(&scim.send("POST", "/Bulk", &three), 413, None);
@@ -866,12 +1090,11 @@ fn bulk_limits_are_413() {
     );
 }
 
-#[test]
-fn me_is_the_user_named_after_the_caller() {
-    let off = Scim::start("");
+fn me_is_the_user_named_after_the_caller(store: StoreKind) {
+    let off = Scim::start(store, "");
     assert_scim_error(&off.get("/Me"), 501, None);
 
-    let scim = Scim::start("me = true");
+    let scim = Scim::start(store, "me = true");
     assert_scim_error(&scim.get("/Me"), 404, None);
     // The demo authenticator's subject is the provider id.
     let p1 = scim.create_user("P1");
@@ -882,8 +1105,7 @@ fn me_is_the_user_named_after_the_caller() {
     assert_eq!(scim.send("PATCH", "/Me", &patch).json()["nickName"], "me");
 }
 
-#[test]
-fn custom_resource_types_and_toggles() {
+fn custom_resource_types_and_toggles(store: StoreKind) {
     let options = r#"
 groups = false
 resource_types = [{ name = "Device", endpoint = "/Devices", schema = "urn:example:Device" }]
@@ -896,7 +1118,7 @@ attributes = [
   { name = "displayName", type = "string", multiValued = false, required = false, caseExact = false, mutability = "readWrite", returned = "default", uniqueness = "none" },
 ]
 "#;
-    let scim = Scim::start(options);
+    let scim = Scim::start(store, options);
     let types = scim.get("/ResourceTypes").json();
     let names: Vec<&str> = types["Resources"]
         .as_array()
@@ -949,9 +1171,8 @@ fn invalid_config_is_reported_with_its_key() {
     );
 }
 
-#[test]
-fn acknowledged_writes_survive_kill_9() {
-    let mut scim = Scim::start("");
+fn acknowledged_writes_survive_kill_9(store: StoreKind) {
+    let mut scim = Scim::start(store, "");
     let mut created = Vec::new();
     for i in 0..40 {
         created.push(
@@ -967,8 +1188,10 @@ fn acknowledged_writes_survive_kill_9() {
 
     let dir = std::mem::replace(&mut scim.server.dir, TempDir::new("scim-moved"));
     let config_path = scim.server.config_path.clone();
+    let env = std::mem::take(&mut scim.env);
+    let _schema = scim.schema.take();
     drop(scim);
-    let restarted = Server::start_at(dir, config_path, &[]);
+    let restarted = Server::start_at(dir, config_path, &env_refs(&env));
     let total = get(
         &format!("{}/scim/v2/Users?count=0", restarted.base),
         &[AUTH],
@@ -981,4 +1204,331 @@ fn acknowledged_writes_survive_kill_9() {
             200
         );
     }
+}
+
+/// Regression: the pending members of a group created to break a circular
+/// reference are added after the group (version 2), and a user becomes a
+/// member after it was created; Bulk reported the versions of the first
+/// writes (`W/"1"`) instead of the stored ones.
+fn bulk_reports_the_stored_version_after_a_cycle_is_broken(store: StoreKind) {
+    let scim = Scim::start(store, "");
+    let request = json!({"schemas": [BULK], "Operations": [
+        {"method": "POST", "path": "/Users", "bulkId": "u", "data": user("cyclist")},
+        {"method": "POST", "path": "/Groups", "bulkId": "ga", "data": {"schemas": [GROUP], "displayName": "Cycle A",
+            "members": [{"type": "Group", "value": "bulkId:gb"}, {"type": "User", "value": "bulkId:u"}]}},
+        {"method": "POST", "path": "/Groups", "bulkId": "gb", "data": {"schemas": [GROUP], "displayName": "Cycle B",
+            "members": [{"type": "Group", "value": "bulkId:ga"}]}}
+    ]});
+    let reply = scim.send("POST", "/Bulk", &request);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let ops = reply.json()["Operations"].as_array().expect("ops").clone();
+    assert_eq!(ops.len(), 3);
+    let mut bumped = 0;
+    for op in &ops {
+        assert_eq!(op["status"], "201", "{op}");
+        let location = op["location"].as_str().expect("location");
+        let stored = get(location, &[AUTH]);
+        assert_eq!(stored.status, 200, "{}", stored.body);
+        assert_eq!(
+            op["version"],
+            stored.json()["meta"]["version"],
+            "the Bulk response reports the stored version: {op}"
+        );
+        assert_eq!(
+            Some(op["version"].as_str().expect("v")),
+            stored.header("etag")
+        );
+        if op["version"] != "W/\"1\"" {
+            bumped += 1;
+        }
+    }
+    assert!(
+        bumped >= 2,
+        "the cycle and the membership bumped versions: {ops:?}"
+    );
+}
+
+/// `scimgate migrate` creates the store's schema without serving, says which
+/// stages it migrated, and may run again.
+fn migrate_creates_the_schema_and_reports_the_stages(store: StoreKind) {
+    let (store_options, env, schema) = store_setup(store);
+    let dir = TempDir::new("migrate");
+    let path = dir.path().join("scimgate.toml");
+    std::fs::write(&path, expand(&config(&store_options), dir.path())).expect("write");
+    let path = path.display().to_string();
+    for _ in 0..2 {
+        let (code, out, err) = run_cli(&["migrate", "--config", &path], &env_refs(&env));
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(
+            out.contains("stage `scim` (scim-server/scim): store migrated"),
+            "{out}"
+        );
+        assert!(out.contains("1 stage(s) migrated, 0 failed"), "{out}");
+        for (_, secret) in &env {
+            assert!(!out.contains(secret.as_str()) && !err.contains(secret.as_str()));
+        }
+    }
+    match &schema {
+        Some(schema) => {
+            assert_eq!(schema.psql("SELECT MAX(version) FROM schema_version"), "1");
+            assert_eq!(schema.psql("SELECT COUNT(*) FROM resources"), "0");
+        }
+        None => assert!(dir.path().join("data/scim.db").is_file()),
+    }
+    // A store that cannot be opened fails the command, naming the stage.
+    let broken = dir.path().join("broken.toml");
+    let options = match store {
+        StoreKind::Sqlite => "store = \"sqlite:/proc/no/such/dir/scim.db\"".to_string(),
+        StoreKind::Postgres => "store = \"postgres://nobody@127.0.0.1:1/none\"".to_string(),
+    };
+    std::fs::write(&broken, expand(&config(&options), dir.path())).expect("write");
+    let (code, out, err) = run_cli(&["migrate", "--config", &broken.display().to_string()], &[]);
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(err.contains("stage `scim`"), "{err}");
+    assert!(out.contains("0 stage(s) migrated, 1 failed"), "{out}");
+}
+
+/// `n` PATCHes of `group`, spread over `bases` round robin and run all at
+/// once, each adding its own member with `If-Match` and retrying on 412
+/// after reading the ETag again. Returns the `If-Match` versions that won.
+pub(crate) fn add_members_concurrently(
+    bases: &[String],
+    auth: (&str, &str),
+    group: &str,
+    members: &[String],
+) -> Vec<String> {
+    let won = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for (i, member) in members.iter().enumerate() {
+            let base = &bases[i % bases.len()];
+            let won = &won;
+            s.spawn(move || {
+                let url = format!("{base}/Groups/{group}");
+                let patch = json!({"schemas": [PATCH], "Operations": [
+                    {"op": "add", "path": "members", "value": [{"value": member}]}
+                ]});
+                for _ in 0..1000 {
+                    let current = get(&format!("{url}?attributes=id"), &[auth]);
+                    assert_eq!(current.status, 200, "{}", current.body);
+                    let etag = current.header("etag").expect("etag").to_string();
+                    let reply = send_json("PATCH", &url, &[auth, ("if-match", &etag)], &patch);
+                    match reply.status {
+                        200 => {
+                            let next = reply.header("etag").expect("etag").to_string();
+                            assert_ne!(next, etag);
+                            won.lock().expect("won").push(etag);
+                            return;
+                        }
+                        412 => continue,
+                        _ => panic!("PATCH {url}: {} {}", reply.status, reply.body),
+                    }
+                }
+                panic!("member {member} never got in");
+            });
+        }
+    });
+    won.into_inner().expect("won")
+}
+
+/// Checks what [`add_members_concurrently`] must leave: one success per
+/// version, every member in the group and the group in every member.
+pub(crate) fn assert_one_win_per_version(
+    base: &str,
+    auth: (&str, &str),
+    group: &str,
+    members: &[String],
+    mut won: Vec<String>,
+) {
+    assert_eq!(won.len(), members.len());
+    won.sort();
+    let before = won.len();
+    won.dedup();
+    assert_eq!(won.len(), before, "two PATCHes won with the same If-Match");
+    let final_group = get(&format!("{base}/Groups/{group}"), &[auth]).json();
+    let mut got: Vec<String> = final_group["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .filter_map(|m| m["value"].as_str().map(str::to_string))
+        .collect();
+    got.sort();
+    let mut want = members.to_vec();
+    want.sort();
+    assert_eq!(got, want, "no membership lost");
+    assert_eq!(
+        final_group["meta"]["version"],
+        format!("W/\"{}\"", members.len() + 1)
+    );
+    for member in members.iter().take(5) {
+        let user = get(&format!("{base}/Users/{member}"), &[auth]).json();
+        assert_eq!(user["groups"][0]["value"], group, "{user}");
+    }
+}
+
+fn concurrent_if_match_patches_win_once_per_version(store: StoreKind) {
+    let scim = Scim::start(store, "");
+    let members: Vec<String> = (0..20)
+        .map(|i| {
+            scim.create_user(&format!("concurrent{i}"))["id"]
+                .as_str()
+                .expect("id")
+                .to_string()
+        })
+        .collect();
+    let group = scim.create_group("Concurrent", &[])["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let base = scim.base();
+    let won = add_members_concurrently(std::slice::from_ref(&base), AUTH, &group, &members);
+    assert_one_win_per_version(&base, AUTH, &group, &members, won);
+}
+
+/// A throwaway PostgreSQL cluster of the test's own (tests/pg-cluster),
+/// which the test may stop and start; removed on drop.
+pub(crate) struct PrivateCluster {
+    dir: PathBuf,
+    pub server: PgServer,
+}
+
+impl PrivateCluster {
+    pub(crate) fn start(tag: &str) -> PrivateCluster {
+        let dir = std::env::temp_dir().join(format!(
+            "scimgate-pg-{tag}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0)
+        ));
+        let out = PrivateCluster::script("start", &dir);
+        let var = |name: &str| {
+            out.lines()
+                .find_map(|l| l.strip_prefix(&format!("export {name}=")))
+                .unwrap_or_else(|| panic!("tests/pg-cluster printed no {name}: {out}"))
+                .to_string()
+        };
+        let server = PgServer {
+            url: var("SCIMGATE_TEST_POSTGRES_URL"),
+            password: var("SCIMGATE_TEST_POSTGRES_PASSWORD"),
+        };
+        PrivateCluster { dir, server }
+    }
+
+    /// `pg_ctl stop -m fast`: the database goes away, the data stays.
+    pub(crate) fn pause(&self) {
+        PrivateCluster::script("pause", &self.dir);
+    }
+
+    pub(crate) fn resume(&self) {
+        PrivateCluster::script("resume", &self.dir);
+    }
+
+    fn script(verb: &str, dir: &std::path::Path) -> String {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("pg-cluster");
+        let out = Command::new(&script)
+            .arg(verb)
+            .arg(dir)
+            .output()
+            .expect("run tests/pg-cluster");
+        assert!(
+            out.status.success(),
+            "tests/pg-cluster {verb}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("pg-cluster");
+        let _ = Command::new(script).arg("stop").arg(&self.dir).output();
+    }
+}
+
+/// The database going away: SCIM calls are 503 with `Retry-After` (never
+/// 500, the process stays up), `/readyz` says which stage is not ready while
+/// `/healthz` stays 200; when the database is back, requests succeed again
+/// without a restart. The password never shows up in logs or answers.
+#[test]
+fn postgres_outage_is_503_with_retry_after_and_recovers_without_restart() {
+    if !StoreKind::postgres_available() {
+        return;
+    }
+    let cluster = PrivateCluster::start("outage");
+    let options = format!(
+        "store = \"{}\"\nstore_password = \"${{SCIMGATE_PG_PASSWORD}}\"\npool_size = 3\n",
+        cluster.server.url
+    );
+    let server = Server::start_with_env(
+        &config(&options),
+        &[("SCIMGATE_PG_PASSWORD", cluster.server.password.as_str())],
+    );
+    let scim = |path: &str| server.url(&format!("/scim/v2{path}"));
+    let created = send_json("POST", &scim("/Users"), &[AUTH], &user("outage"));
+    assert_eq!(created.status, 201, "{}", created.body);
+    let id = created.json()["id"].as_str().expect("id").to_string();
+    assert_eq!(get(&server.url("/readyz"), &[]).status, 200);
+
+    cluster.pause();
+    let requests = [
+        ("GET", scim("/Users"), None),
+        ("GET", scim(&format!("/Users/{id}")), None),
+        ("POST", scim("/Users"), Some(user("during-outage"))),
+        (
+            "GET",
+            scim("/Users?filter=userName%20eq%20%22outage%22"),
+            None,
+        ),
+    ];
+    for (method, url, body) in &requests {
+        for _ in 0..2 {
+            let reply = match body {
+                Some(body) => send_json(method, url, &[AUTH], body),
+                None => send(method, url, &[AUTH], None),
+            };
+            assert_scim_error(&reply, 503, None);
+            assert_eq!(reply.header("retry-after"), Some("2"), "{method} {url}");
+        }
+    }
+    let ready = get(&server.url("/readyz"), &[]);
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    let checks = ready.json();
+    assert_eq!(checks["status"], "not ready");
+    assert!(
+        checks["checks"]["scim"].as_str().is_some_and(|s| s != "ok"),
+        "{checks}"
+    );
+    assert_eq!(get(&server.url("/healthz"), &[]).status, 200);
+
+    cluster.resume();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut back = None;
+    while Instant::now() < deadline {
+        let reply = get(&scim(&format!("/Users/{id}")), &[AUTH]);
+        if reply.status == 200 {
+            back = Some(reply);
+            break;
+        }
+        assert_eq!(reply.status, 503, "{}", reply.body);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let back = back.expect("the store recovers within 10 s of the database");
+    assert_eq!(back.json()["userName"], "outage");
+    assert_eq!(get(&server.url("/readyz"), &[]).status, 200);
+    let write = send_json("POST", &scim("/Users"), &[AUTH], &user("after-outage"));
+    assert_eq!(write.status, 201, "{}", write.body);
+    let total = get(&scim("/Users?count=0"), &[AUTH]).json();
+    assert_eq!(
+        total["totalResults"], 2,
+        "nothing was written during the outage"
+    );
+
+    let logs = server.logs();
+    assert!(
+        !logs.contains(&cluster.server.password),
+        "the password leaked into the logs"
+    );
+    assert!(!ready.body.contains(&cluster.server.password));
 }

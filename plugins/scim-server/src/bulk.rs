@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use crate::endpoint::{json_body, Call, ScimEndpoint, SCIM_JSON};
 use crate::errors::{bad, invalid_syntax, invalid_value, not_found, to_json};
 use crate::resources::etag;
-use crate::store::{Member, StoreTx};
+use crate::store::{Member, NewRecord, Record, StoreResult, StoreTx, UniqueColumn, Work};
 
 /// One parsed operation.
 struct Op {
@@ -30,6 +30,8 @@ enum Outcome {
         location: Option<String>,
         version: Option<i64>,
         status: u16,
+        /// (resource type, id) of the resource the version belongs to.
+        resource: Option<(String, String)>,
     },
     Failed(PluginError),
 }
@@ -124,7 +126,32 @@ impl ScimEndpoint {
 
         let mut outcomes: Vec<Option<Outcome>> = Vec::new();
         self.store.write(&mut |tx| {
-            outcomes = self.run_ops(tx, call, &ops, &bulk_ids, &parse_errors, fail_on_errors);
+            let mut tx = Bumps::new(tx);
+            outcomes = self.run_ops(
+                &mut tx,
+                call,
+                &ops,
+                &bulk_ids,
+                &parse_errors,
+                fail_on_errors,
+            );
+            // A later operation (or the pending members added after a cycle
+            // was broken) may have bumped a resource an earlier outcome
+            // reported: report the version that is stored.
+            for outcome in outcomes.iter_mut().flatten() {
+                if let Outcome::Done {
+                    version: Some(version),
+                    resource: Some((type_name, id)),
+                    ..
+                } = outcome
+                {
+                    if tx.bumped.contains(id.as_str()) {
+                        if let Some(stored) = tx.get(type_name, id)? {
+                            *version = stored.version;
+                        }
+                    }
+                }
+            }
             Ok(())
         })?;
 
@@ -142,6 +169,7 @@ impl ScimEndpoint {
                         location,
                         version,
                         status,
+                        ..
                     } => {
                         if let Some(l) = location {
                             entry["location"] = json!(l);
@@ -384,6 +412,7 @@ impl ScimEndpoint {
                             location: Some(location),
                             version: Some(rec.version),
                             status: 201,
+                            resource: Some((rt.name.clone(), rec.id.clone())),
                         },
                         Some((rt.name.clone(), rec.id)),
                     )
@@ -402,6 +431,7 @@ impl ScimEndpoint {
                             location: Some(self.location(call.base, &rt.name, id)),
                             version: Some(rec.version),
                             status: 200,
+                            resource: Some((rt.name.clone(), id.to_string())),
                         },
                         None,
                     )
@@ -420,6 +450,7 @@ impl ScimEndpoint {
                             location: Some(self.location(call.base, &rt.name, id)),
                             version: Some(rec.version),
                             status: 200,
+                            resource: Some((rt.name.clone(), id.to_string())),
                         },
                         None,
                     )
@@ -431,6 +462,7 @@ impl ScimEndpoint {
                             location: Some(self.location(call.base, &rt.name, id)),
                             version: None,
                             status: 204,
+                            resource: None,
                         },
                         None,
                     )
@@ -465,6 +497,80 @@ impl ScimEndpoint {
             }
         }
         Ok((outcome, created))
+    }
+}
+
+/// The bulk transaction, noting every resource whose version a write
+/// bumped after it was created or updated (`touch`, `update`).
+struct Bumps<'t> {
+    inner: &'t mut dyn StoreTx,
+    bumped: BTreeSet<String>,
+}
+
+impl<'t> Bumps<'t> {
+    fn new(inner: &'t mut dyn StoreTx) -> Self {
+        Bumps {
+            inner,
+            bumped: BTreeSet::new(),
+        }
+    }
+}
+
+impl StoreTx for Bumps<'_> {
+    fn get(&mut self, resource_type: &str, id: &str) -> StoreResult<Option<Record>> {
+        self.inner.get(resource_type, id)
+    }
+    fn type_of(&mut self, id: &str) -> StoreResult<Option<String>> {
+        self.inner.type_of(id)
+    }
+    fn insert(&mut self, record: &NewRecord) -> StoreResult<Record> {
+        self.inner.insert(record)
+    }
+    fn update(&mut self, record: &NewRecord, expected_version: i64) -> StoreResult<Record> {
+        self.bumped.insert(record.id.clone());
+        self.inner.update(record, expected_version)
+    }
+    fn delete(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+        expected_version: Option<i64>,
+    ) -> StoreResult<bool> {
+        self.inner.delete(resource_type, id, expected_version)
+    }
+    fn taken(
+        &mut self,
+        resource_type: &str,
+        column: UniqueColumn,
+        value: &str,
+        except_id: &str,
+    ) -> StoreResult<bool> {
+        self.inner.taken(resource_type, column, value, except_id)
+    }
+    fn set_members(&mut self, group_id: &str, members: &[Member]) -> StoreResult<()> {
+        self.inner.set_members(group_id, members)
+    }
+    fn members(&mut self, group_id: &str) -> StoreResult<Vec<Member>> {
+        self.inner.members(group_id)
+    }
+    fn group_ids_of(&mut self, member_id: &str) -> StoreResult<Vec<String>> {
+        self.inner.group_ids_of(member_id)
+    }
+    fn touch(&mut self, ids: &[String], now: &str) -> StoreResult<()> {
+        self.bumped.extend(ids.iter().cloned());
+        self.inner.touch(ids, now)
+    }
+    fn savepoint(&mut self, work: &mut Work<'_>) -> Result<(), PluginError> {
+        let bumped = &mut self.bumped;
+        self.inner.savepoint(&mut |inner| {
+            let mut nested = Bumps {
+                inner,
+                bumped: std::mem::take(bumped),
+            };
+            let result = work(&mut nested);
+            *bumped = nested.bumped;
+            result
+        })
     }
 }
 

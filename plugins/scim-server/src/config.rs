@@ -12,14 +12,24 @@ use serde::de::{self, Deserializer};
 use serde::Deserialize;
 use serde_json::Value;
 
+pub use crate::store::postgres::{PgSettings, Secret};
+
 /// The stage table.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScimConfig {
     /// Where resources live: `sqlite:PATH` (relative paths are resolved
-    /// against `[server] data_dir`). Default `sqlite:scim.db`.
+    /// against `[server] data_dir`) or `postgres://user@host:port/db` (several
+    /// nodes may share it). Default `sqlite:scim.db`.
     #[serde(default = "default_store")]
     pub store: String,
+    /// The PostgreSQL password, usually `"${SCIMGATE_PG_PASSWORD}"`; wins over
+    /// a password inside the URL. Never logged.
+    #[serde(default)]
+    pub store_password: Option<Secret>,
+    /// Most connections one PostgreSQL store keeps open (per node).
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
     /// The most resources one list/search response returns (`count` above
     /// it is clamped); advertised as `filter.maxResults` and `maxPageSize`.
     #[serde(default = "default_max_results")]
@@ -214,6 +224,9 @@ fn yes() -> bool {
 fn default_store() -> String {
     "sqlite:scim.db".into()
 }
+fn default_pool_size() -> usize {
+    8
+}
 fn default_max_results() -> u64 {
     200
 }
@@ -234,7 +247,17 @@ fn default_cursor_timeout() -> Seconds {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreLocation {
     Sqlite(PathBuf),
+    Postgres(PgSettings),
 }
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Secret)
+    }
+}
+
+/// Most connections `pool_size` accepts.
+const MAX_POOL_SIZE: usize = 1000;
 
 impl ScimConfig {
     /// Every problem beyond types, each with its key path.
@@ -242,6 +265,18 @@ impl ScimConfig {
         let mut issues = Vec::new();
         if let Err(issue) = self.store_location(data_dir) {
             issues.push(issue);
+        }
+        if self.pool_size == 0 || self.pool_size > MAX_POOL_SIZE {
+            issues.push(ConfigIssue::new(
+                "pool_size",
+                format!("must be between 1 and {MAX_POOL_SIZE}"),
+            ));
+        }
+        if self.store_password.is_some() && !self.store.starts_with("postgres") {
+            issues.push(ConfigIssue::new(
+                "store_password",
+                "only a PostgreSQL store (store = \"postgres://…\") takes a password",
+            ));
         }
         if self.max_results == 0 {
             issues.push(ConfigIssue::new("max_results", "must be at least 1"));
@@ -285,13 +320,26 @@ impl ScimConfig {
                     data_dir.join(path)
                 }))
             }
-            Some(("postgres" | "postgresql", _)) => Err(ConfigIssue::new(
-                "store",
-                "the PostgreSQL store is not in this build yet; use \"sqlite:PATH\"",
-            )),
+            Some(("postgres" | "postgresql", rest)) if rest.starts_with("//") => {
+                let settings = PgSettings {
+                    url: Secret(self.store.clone()),
+                    password: self.store_password.clone(),
+                    pool_size: self.pool_size,
+                };
+                match settings.config() {
+                    Ok(_) => Ok(StoreLocation::Postgres(settings)),
+                    Err(message) => Err(ConfigIssue::new(
+                        "store",
+                        format!("{}: {message}", settings.label()),
+                    )),
+                }
+            }
             _ => Err(ConfigIssue::new(
                 "store",
-                format!("'{}' is not a store; expected \"sqlite:PATH\"", self.store),
+                format!(
+                    "'{}' is not a store; expected \"sqlite:PATH\" or \"postgres://user@host:port/db\"",
+                    crate::store::postgres::redact_url(&self.store)
+                ),
             )),
         }
     }
@@ -570,6 +618,48 @@ mod tests {
         let issues = config.check(Path::new("/tmp"));
         let paths: Vec<_> = issues.iter().map(|i| i.path.as_str()).collect();
         assert_eq!(paths, vec!["store", "default_page_size"]);
+    }
+
+    #[test]
+    fn postgres_urls_pool_size_and_password_are_checked() {
+        let config: ScimConfig = deserialize_config(&json!({
+            "store": "postgres://scim@db.example:5432/scim",
+            "store_password": "hunter2",
+            "pool_size": 16
+        }))
+        .expect("parse");
+        assert!(config.check(Path::new("/tmp")).is_empty());
+        match config.store_location(Path::new("/tmp")) {
+            Ok(StoreLocation::Postgres(settings)) => {
+                assert_eq!(settings.pool_size, 16);
+                assert_eq!(settings.password, Some(Secret("hunter2".into())));
+                assert_eq!(settings.label(), "postgres://scim@db.example:5432/scim");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            !format!("{config:?}").contains("hunter2"),
+            "secrets print redacted"
+        );
+        let defaults: ScimConfig =
+            deserialize_config(&json!({"store": "postgresql://db/scim"})).expect("parse");
+        assert_eq!(defaults.pool_size, 8);
+        let bad: ScimConfig = deserialize_config(&json!({
+            "store": "postgres://u:hunter2@db/scim?sslmode=require",
+            "pool_size": 0
+        }))
+        .expect("parse");
+        let issues = bad.check(Path::new("/tmp"));
+        let paths: Vec<_> = issues.iter().map(|i| i.path.as_str()).collect();
+        assert_eq!(paths, vec!["store", "pool_size"]);
+        assert!(
+            !issues[0].message.contains("hunter2"),
+            "{}",
+            issues[0].message
+        );
+        let stray: ScimConfig = deserialize_config(&json!({"store_password": "x"})).expect("parse");
+        let issues = stray.check(Path::new("/tmp"));
+        assert_eq!(issues[0].path.as_str(), "store_password");
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::config::{PatchResponse, ScimConfig, StoreLocation};
 use crate::errors::{from_scim, invalid_syntax, not_found};
 use crate::list::{ListParams, PageMemory};
 use crate::resources::{etag, etag_matches, timestamp, Kind};
+use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Cond, Scan, Store, Visit};
 
@@ -69,6 +70,22 @@ impl ScimEndpoint {
                     path.display()
                 ))
             })?,
+            Ok(StoreLocation::Postgres(settings)) => {
+                let store = PostgresStore::open(&settings).map_err(|e| {
+                    PluginError::internal(format!(
+                        "cannot open the PostgreSQL store {}: {e}",
+                        settings.label()
+                    ))
+                })?;
+                tracing::info!(
+                    stage = %ctx.stage,
+                    store = %store.label(),
+                    schema_version = store.schema_version(),
+                    pool_size = settings.pool_size,
+                    "SCIM store: PostgreSQL, migrated"
+                );
+                store
+            }
             Err(issue) => return Err(PluginError::internal(issue.message.to_string())),
         };
         Ok(ScimEndpoint::new(config, registry, store))

@@ -1,6 +1,7 @@
 //! `scim-server`: the SCIM 2.0 service provider of scimgate (RFC 7643/7644,
 //! RFC 9865 cursor paging) as one endpoint component, `scim-server/scim`,
-//! with an embedded SQLite store behind the [`store::Store`] trait.
+//! with an embedded SQLite store or a shared PostgreSQL store (several
+//! nodes) behind the [`store::Store`] trait.
 //!
 //! All SCIM rules (schemas, validation, filters, PATCH, projection, sort,
 //! discovery documents) come from `scimgate-scim`; this crate adds HTTP
@@ -22,7 +23,7 @@ pub use endpoint::ScimEndpoint;
 fn components() -> Vec<Component> {
     vec![Component::endpoint_with_config(
         "scim",
-        "SCIM 2.0 service provider: Users, Groups, custom resource types, Bulk, /Me, ETags, cursors; SQLite store",
+        "SCIM 2.0 service provider: Users, Groups, custom resource types, Bulk, /Me, ETags, cursors; SQLite or PostgreSQL store",
         |config: ScimConfig, ctx: &CreateContext| ScimEndpoint::from_config(config, ctx),
     )
     .with_validate(|ctx: &CreateContext| match ctx.deserialize::<ScimConfig>() {
@@ -36,6 +37,8 @@ scimgate_abi::export_plugin!("scim-server", components);
 
 const CONFIG_SCHEMA: &str = r#"{"type":"object","additionalProperties":false,"properties":{
 "store":{"type":"string","default":"sqlite:scim.db"},
+"store_password":{"type":"string"},
+"pool_size":{"type":"integer","minimum":1,"maximum":1000,"default":8},
 "max_results":{"type":"integer","minimum":1,"default":200},
 "default_page_size":{"type":"integer","minimum":1,"default":100},
 "bulk":{"type":"object","properties":{"enabled":{"type":"boolean","default":true},"max_operations":{"type":"integer","default":1000},"max_payload_size":{"type":["integer","string"],"default":"1MiB"}}},

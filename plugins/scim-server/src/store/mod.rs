@@ -3,9 +3,12 @@
 //! `externalId`, `displayName`, email values, memberships), answers narrowed
 //! scans in insertion order, and runs every write in a transaction.
 //!
-//! SQL dialects stay inside the implementations ([`sqlite`]); the endpoint
+//! SQL dialects stay inside the implementations ([`sqlite`], [`postgres`]),
+//! which share the dialect-independent translation in [`sql`]; the endpoint
 //! only speaks [`Cond`], [`Scan`] and [`StoreTx`].
 
+pub mod postgres;
+pub mod sql;
 pub mod sqlite;
 #[cfg(test)]
 pub mod suite;
@@ -130,14 +133,23 @@ pub enum StoreError {
     Conflict(String),
     /// `expected_version` did not match (or the row is gone).
     VersionMismatch,
+    /// The database cannot be reached (or is shutting down): 503 with
+    /// `Retry-After`, worth retrying shortly.
+    Unavailable(String),
     Backend(String),
 }
+
+/// Seconds a client is asked to wait after a 503 from the store.
+pub const RETRY_AFTER_SECONDS: &str = "2";
 
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StoreError::Conflict(what) => write!(f, "{what} is already in use"),
             StoreError::VersionMismatch => write!(f, "the resource was modified concurrently"),
+            StoreError::Unavailable(message) => {
+                write!(f, "the store is unavailable: {message}")
+            }
             StoreError::Backend(message) => write!(f, "store: {message}"),
         }
     }
@@ -152,6 +164,9 @@ impl From<StoreError> for PluginError {
                 PluginError::new(409, error.to_string()).with_code("uniqueness")
             }
             StoreError::VersionMismatch => PluginError::new(409, error.to_string()),
+            StoreError::Unavailable(_) => PluginError::new(503, error.to_string())
+                .with_header("retry-after", RETRY_AFTER_SECONDS)
+                .with_context("store"),
             StoreError::Backend(message) => PluginError::internal(message).with_context("store"),
         }
     }
@@ -172,8 +187,9 @@ pub type Visitor<'a> = dyn FnMut(Record) -> Result<Visit, PluginError> + 'a;
 /// The work of one write transaction.
 pub type Work<'a> = dyn FnMut(&mut dyn StoreTx) -> Result<(), PluginError> + 'a;
 
-/// A resource store. Reads may run in parallel; writes are serialised and
-/// each [`Store::write`] is one atomic transaction.
+/// A resource store. Reads may run in parallel; each [`Store::write`] is one
+/// atomic transaction (SQLite serialises them; PostgreSQL runs them in
+/// parallel, across nodes, with optimistic concurrency on `version`).
 pub trait Store: Send + Sync {
     fn get(&self, resource_type: &str, id: &str) -> StoreResult<Option<Record>>;
     /// Visits the rows of `scan` in order until the visitor says stop.
@@ -182,7 +198,9 @@ pub trait Store: Send + Sync {
     fn count(&self, scan: &Scan) -> StoreResult<u64>;
     fn members(&self, group_id: &str) -> StoreResult<Vec<MemberView>>;
     fn groups_of(&self, member_id: &str) -> StoreResult<Vec<GroupRef>>;
-    /// A counter that changes on every committed write.
+    /// A counter that changes on every committed write (by any node sharing
+    /// the store). Read data is at least as new as the generation read
+    /// before it, so caches keyed by it never serve older data.
     fn generation(&self) -> u64;
     /// Runs `work` in one transaction: committed if it returns `Ok`, rolled
     /// back (nothing written) otherwise.

@@ -13,9 +13,10 @@ use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtensio
 use scimgate_abi::PluginError;
 use serde_json::Value;
 
+use super::sql::{count_query, scan_query, Param, SQLITE};
 use super::{
-    Cmp, Cond, GroupRef, Member, MemberView, NewRecord, Record, Scan, Store, StoreError,
-    StoreResult, StoreTx, UniqueColumn, Visit, Visitor, Work,
+    GroupRef, Member, MemberView, NewRecord, Record, Scan, Store, StoreError, StoreResult, StoreTx,
+    UniqueColumn, Visit, Visitor, Work,
 };
 
 /// The schema, one step per entry; entry `n` brings the database to version
@@ -213,65 +214,11 @@ fn record(row: &Row<'_>) -> rusqlite::Result<Record> {
     })
 }
 
-/// Builds `WHERE …` and its bound parameters for a scan (values are never
-/// spliced into the SQL text).
-fn where_clause(scan: &Scan, with_keys: bool) -> (String, Vec<String>) {
-    let mut sql = String::from(" WHERE resource_type IN (");
-    let mut params = Vec::new();
-    for (i, rt) in scan.resource_types.iter().enumerate() {
-        if i > 0 {
-            sql.push(',');
-        }
-        sql.push('?');
-        params.push(rt.clone());
-    }
-    sql.push(')');
-    if let Some(cond) = &scan.cond {
-        sql.push_str(" AND ");
-        cond_sql(cond, &mut sql, &mut params);
-    }
-    if with_keys {
-        if let Some(after) = scan.after {
-            sql.push_str(&format!(" AND seq > {after}"));
-        }
-        if let Some(before) = scan.before {
-            sql.push_str(&format!(" AND seq < {before}"));
-        }
-    }
-    (sql, params)
-}
-
-fn cond_sql(cond: &Cond, sql: &mut String, params: &mut Vec<String>) {
-    let mut bind = |sql: &mut String, text: &str, value: &str| {
-        sql.push_str(text);
-        params.push(value.to_string());
-    };
-    match cond {
-        Cond::Id(v) => bind(sql, "id = ?", v),
-        Cond::UserName(v) => bind(sql, "user_name = ?", v),
-        Cond::ExternalId(v) => bind(sql, "external_id = ?", v),
-        Cond::DisplayName(v) => bind(sql, "display_name = ?", v),
-        Cond::Email(v) => bind(sql, "seq IN (SELECT seq FROM emails WHERE value = ?)", v),
-        Cond::LastModified(cmp, v) => {
-            let op = match cmp {
-                Cmp::Gt => ">",
-                Cmp::Ge => ">=",
-                Cmp::Lt => "<",
-                Cmp::Le => "<=",
-            };
-            bind(sql, &format!("last_modified {op} ?"), v)
-        }
-        Cond::And(a, b) | Cond::Or(a, b) => {
-            let joiner = if matches!(cond, Cond::And(..)) {
-                " AND "
-            } else {
-                " OR "
-            };
-            sql.push('(');
-            cond_sql(a, sql, params);
-            sql.push_str(joiner);
-            cond_sql(b, sql, params);
-            sql.push(')');
+impl rusqlite::ToSql for Param {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        match self {
+            Param::Text(text) => text.to_sql(),
+            Param::Int(n) => n.to_sql(),
         }
     }
 }
@@ -285,16 +232,12 @@ impl Store for SqliteStore {
         if scan.resource_types.is_empty() {
             return Ok(());
         }
-        let (clause, params) = where_clause(scan, true);
-        let order = if scan.descending { "DESC" } else { "ASC" };
-        let limit = scan.limit.map_or(-1, |l| l.min(i64::MAX as u64) as i64);
-        let text = format!(
-            "SELECT {COLUMNS} FROM resources{clause} ORDER BY seq {order} LIMIT {limit} OFFSET {}",
-            scan.offset.min(i64::MAX as u64)
-        );
+        let query = scan_query(SQLITE, scan, COLUMNS);
         self.read(|conn| -> Result<(), PluginError> {
-            let mut stmt = conn.prepare_cached(&text).map_err(sql)?;
-            let mut rows = stmt.query(params_from_iter(params.iter())).map_err(sql)?;
+            let mut stmt = conn.prepare_cached(&query.sql).map_err(sql)?;
+            let mut rows = stmt
+                .query(params_from_iter(query.params.iter()))
+                .map_err(sql)?;
             while let Some(row) = rows.next().map_err(sql)? {
                 let rec = record(row).map_err(sql)?;
                 if visit(rec)? == Visit::Stop {
@@ -309,12 +252,11 @@ impl Store for SqliteStore {
         if scan.resource_types.is_empty() {
             return Ok(0);
         }
-        let (clause, params) = where_clause(scan, false);
-        let text = format!("SELECT COUNT(*) FROM resources{clause}");
+        let query = count_query(SQLITE, scan);
         self.read(|conn| {
-            let mut stmt = conn.prepare_cached(&text).map_err(sql)?;
+            let mut stmt = conn.prepare_cached(&query.sql).map_err(sql)?;
             let n: i64 = stmt
-                .query_row(params_from_iter(params.iter()), |r| r.get(0))
+                .query_row(params_from_iter(query.params.iter()), |r| r.get(0))
                 .map_err(sql)?;
             Ok(n.max(0) as u64)
         })?

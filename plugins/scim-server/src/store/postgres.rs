@@ -1,0 +1,1074 @@
+//! The PostgreSQL [`Store`] for several nodes sharing one database: a small
+//! blocking connection pool around the synchronous `postgres` client,
+//! versioned migrations under an advisory lock, typed indexed columns beside
+//! a `jsonb` body, optimistic concurrency on `version`, memberships with
+//! foreign keys, and a store-wide generation kept in the database itself.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+use postgres::error::SqlState;
+use postgres::types::ToSql;
+use postgres::{Client, Config, NoTls, Row, Statement};
+use scimgate_abi::PluginError;
+use serde_json::Value;
+
+use super::sql::{count_query, scan_query, Param, POSTGRES};
+use super::{
+    GroupRef, Member, MemberView, NewRecord, Record, Scan, Store, StoreError, StoreResult, StoreTx,
+    UniqueColumn, Visit, Visitor, Work,
+};
+
+/// The schema, one step per entry; entry `n` brings the database to version
+/// `n + 1` (recorded in `schema_version`). Append only: never edit a
+/// released step.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: resources with typed indexed columns and a jsonb body, email values,
+    //    memberships with foreign keys, the store-wide write generation.
+    "CREATE TABLE resources (
+        seq bigserial PRIMARY KEY,
+        id text NOT NULL UNIQUE,
+        resource_type text NOT NULL,
+        user_name text,
+        external_id text,
+        display_name text,
+        created text NOT NULL,
+        last_modified text NOT NULL,
+        version bigint NOT NULL,
+        body jsonb NOT NULL
+    );
+    CREATE UNIQUE INDEX resources_user_name ON resources (resource_type, lower(user_name))
+        WHERE user_name IS NOT NULL;
+    CREATE INDEX resources_type_seq ON resources (resource_type, seq);
+    CREATE INDEX resources_external_id ON resources (external_id) WHERE external_id IS NOT NULL;
+    CREATE INDEX resources_display_name ON resources (resource_type, display_name);
+    CREATE INDEX resources_last_modified ON resources (resource_type, last_modified);
+    CREATE TABLE emails (
+        seq bigint NOT NULL REFERENCES resources (seq) ON DELETE CASCADE,
+        value text NOT NULL
+    );
+    CREATE INDEX emails_value ON emails (value);
+    CREATE INDEX emails_seq ON emails (seq);
+    CREATE TABLE memberships (
+        group_id text NOT NULL REFERENCES resources (id) ON DELETE CASCADE,
+        member_id text NOT NULL REFERENCES resources (id) ON DELETE CASCADE,
+        member_type text NOT NULL,
+        position integer NOT NULL,
+        display text,
+        PRIMARY KEY (group_id, member_id)
+    );
+    CREATE INDEX memberships_member ON memberships (member_id, group_id);
+    CREATE TABLE store_generation (
+        id integer PRIMARY KEY CHECK (id = 1),
+        value bigint NOT NULL
+    );
+    INSERT INTO store_generation (id, value) VALUES (1, 1);",
+];
+
+/// `pg_advisory_lock` key held while migrating ("scimgate" in ASCII).
+const MIGRATION_LOCK: i64 = 0x7363_696d_6761_7465;
+/// How long a request waits for a free pooled connection.
+const POOL_WAIT: Duration = Duration::from_secs(10);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Rows fetched per round trip while scanning (the connection goes back to
+/// the pool between batches, so visitors may read the store themselves).
+const SCAN_BATCH: u64 = 500;
+const COLUMNS: &str = "seq, id, resource_type, version, created, last_modified, body";
+
+/// A secret string: printed as `**REDACTED**`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("**REDACTED**")
+    }
+}
+
+/// Where and how to connect, from the stage config.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PgSettings {
+    /// `postgres://user@host:port/db?…` (may hold a password; never logged).
+    pub url: Secret,
+    /// `store_password`, if set (wins over a password in the URL).
+    pub password: Option<Secret>,
+    pub pool_size: usize,
+}
+
+impl fmt::Debug for PgSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgSettings")
+            .field("url", &self.label())
+            .field("password", &self.password)
+            .field("pool_size", &self.pool_size)
+            .finish()
+    }
+}
+
+impl PgSettings {
+    /// The connection config (URL parsed, password applied).
+    pub fn config(&self) -> Result<Config, String> {
+        let mut config: Config = self
+            .url
+            .0
+            .parse()
+            .map_err(|e| format!("not a PostgreSQL URL ({e})"))?;
+        if let Some(password) = &self.password {
+            config.password(password.0.as_str());
+        }
+        if config.get_ssl_mode() == postgres::config::SslMode::Require {
+            return Err("sslmode=require: TLS to PostgreSQL is not in this build; \
+                 connect over loopback, a private network or a local TLS proxy"
+                .into());
+        }
+        config.connect_timeout(CONNECT_TIMEOUT);
+        config.keepalives(true);
+        config.keepalives_idle(Duration::from_secs(30));
+        if config.get_application_name().is_none() {
+            config.application_name("scimgate");
+        }
+        Ok(config)
+    }
+
+    /// The URL without password or parameters, for logs and errors.
+    pub fn label(&self) -> String {
+        redact_url(&self.url.0)
+    }
+}
+
+/// `postgres://user:secret@host/db?password=…` → `postgres://user@host/db`.
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", url));
+    let rest = rest.split('?').next().unwrap_or_default();
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let authority = match authority.rsplit_once('@') {
+        Some((user, host)) => {
+            let user = user.split(':').next().unwrap_or_default();
+            format!("{user}@{host}")
+        }
+        None => authority.to_string(),
+    };
+    format!("{scheme}://{authority}{path}")
+}
+
+/// A PostgreSQL database used as a [`Store`].
+pub struct PostgresStore {
+    pool: Pool,
+    label: String,
+    /// Handed out as the generation while the database cannot be read:
+    /// never equal to a real one, so no cached page is trusted.
+    offline_generation: AtomicU64,
+    schema_version: usize,
+}
+
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("label", &self.label)
+            .finish()
+    }
+}
+
+impl PostgresStore {
+    /// Connects, migrates (under an advisory lock, so nodes starting
+    /// together do not race) and returns the store. Stores with the same
+    /// settings are shared within the process, so a reload keeps its pool.
+    pub fn open(settings: &PgSettings) -> StoreResult<Arc<PostgresStore>> {
+        type Open = Mutex<Vec<(PgSettings, Weak<PostgresStore>)>>;
+        static OPEN: OnceLock<Open> = OnceLock::new();
+        let mut open = OPEN
+            .get_or_init(Default::default)
+            .lock()
+            .map_err(|_| StoreError::Backend("store registry poisoned".into()))?;
+        open.retain(|(_, weak)| weak.strong_count() > 0);
+        if let Some(store) = open
+            .iter()
+            .find(|(s, _)| s == settings)
+            .and_then(|(_, weak)| weak.upgrade())
+        {
+            return Ok(store);
+        }
+        let store = Arc::new(PostgresStore::connect(settings)?);
+        open.push((settings.clone(), Arc::downgrade(&store)));
+        Ok(store)
+    }
+
+    /// A new store with its own pool (not shared).
+    pub fn connect(settings: &PgSettings) -> StoreResult<PostgresStore> {
+        let config = settings.config().map_err(StoreError::Backend)?;
+        let pool = Pool::new(config, settings.pool_size.max(1));
+        let schema_version = {
+            let mut lease = pool.get()?;
+            migrate(&mut lease.conn().client)?
+        };
+        Ok(PostgresStore {
+            pool,
+            label: settings.label(),
+            offline_generation: AtomicU64::new(0),
+            schema_version,
+        })
+    }
+
+    /// The URL without its password.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// The schema version after migrating.
+    pub fn schema_version(&self) -> usize {
+        self.schema_version
+    }
+
+    /// Runs `f` on a pooled connection. A connection error drops that
+    /// connection and every idle one (a restarted server leaves them all
+    /// dead) and tries once more on a fresh connection.
+    fn read<T>(
+        &self,
+        mut f: impl FnMut(&mut Conn) -> Result<T, postgres::Error>,
+    ) -> StoreResult<T> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut lease = self.pool.get()?;
+            match f(lease.conn()) {
+                Ok(value) => return Ok(value),
+                Err(e) if is_connection_error(&e) => {
+                    lease.broken = true;
+                    drop(lease);
+                    self.pool.clear_idle();
+                    if attempt >= 2 {
+                        return Err(pg(e));
+                    }
+                }
+                Err(e) => return Err(pg(e)),
+            }
+        }
+    }
+
+    /// A connection inside `BEGIN`, retried once on a connection error.
+    fn begin(&self) -> StoreResult<Lease<'_>> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut lease = self.pool.get()?;
+            match lease.conn().client.batch_execute("BEGIN") {
+                Ok(()) => return Ok(lease),
+                Err(e) if is_connection_error(&e) && attempt < 2 => {
+                    lease.broken = true;
+                    drop(lease);
+                    self.pool.clear_idle();
+                }
+                Err(e) => {
+                    lease.broken = is_connection_error(&e);
+                    return Err(pg(e));
+                }
+            }
+        }
+    }
+}
+
+/// Applies the missing migrations under the advisory lock; the version reached.
+fn migrate(client: &mut Client) -> StoreResult<usize> {
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .map_err(pg)?;
+    let result = migrate_locked(client);
+    let unlocked = client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]);
+    let version = result?;
+    unlocked.map_err(pg)?;
+    Ok(version)
+}
+
+fn migrate_locked(client: &mut Client) -> StoreResult<usize> {
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_version (
+                version integer PRIMARY KEY,
+                applied_at timestamptz NOT NULL DEFAULT now()
+            )",
+        )
+        .map_err(pg)?;
+    let current: i32 = client
+        .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_version", &[])
+        .and_then(|row| row.try_get(0))
+        .map_err(pg)?;
+    let current = usize::try_from(current).unwrap_or(0);
+    if current > MIGRATIONS.len() {
+        return Err(StoreError::Backend(format!(
+            "the database is at schema version {current}, newer than this build knows ({})",
+            MIGRATIONS.len()
+        )));
+    }
+    for (index, step) in MIGRATIONS.iter().enumerate().skip(current) {
+        let version = index as i32 + 1;
+        let mut tx = client.transaction().map_err(pg)?;
+        tx.batch_execute(step)
+            .and_then(|()| {
+                tx.execute(
+                    "INSERT INTO schema_version (version) VALUES ($1)",
+                    &[&version],
+                )
+            })
+            .map_err(|e| {
+                StoreError::Backend(format!(
+                    "migration to schema version {version} failed: {}",
+                    describe(&e)
+                ))
+            })?;
+        tx.commit().map_err(pg)?;
+        tracing::info!(version, "PostgreSQL store: schema migrated");
+    }
+    Ok(MIGRATIONS.len())
+}
+
+/// Whether the connection is gone (or the server is going away): the
+/// request is answered 503 and the connection is not reused.
+fn is_connection_error(error: &postgres::Error) -> bool {
+    if error.is_closed() {
+        return true;
+    }
+    if let Some(code) = error.code() {
+        let code = code.code();
+        return code.starts_with("08") || code.starts_with("57P") || code == "53300";
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(inner) = source {
+        if inner.is::<std::io::Error>() {
+            return true;
+        }
+        source = inner.source();
+    }
+    false
+}
+
+/// The database's own message when there is one.
+fn describe(error: &postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+        None => error.to_string(),
+    }
+}
+
+fn pg(error: postgres::Error) -> StoreError {
+    if is_connection_error(&error) {
+        return StoreError::Unavailable(format!("PostgreSQL: {}", describe(&error)));
+    }
+    match error.code() {
+        Some(code) if *code == SqlState::UNIQUE_VIOLATION => StoreError::Conflict(describe(&error)),
+        // A referenced row vanished, or PostgreSQL chose this transaction
+        // as the loser of a conflict: the caller's view is stale.
+        Some(code)
+            if *code == SqlState::FOREIGN_KEY_VIOLATION
+                || *code == SqlState::T_R_SERIALIZATION_FAILURE
+                || *code == SqlState::T_R_DEADLOCK_DETECTED
+                || *code == SqlState::LOCK_NOT_AVAILABLE =>
+        {
+            StoreError::VersionMismatch
+        }
+        Some(code) if *code == SqlState::QUERY_CANCELED => {
+            StoreError::Unavailable(format!("PostgreSQL: {}", describe(&error)))
+        }
+        _ => StoreError::Backend(describe(&error)),
+    }
+}
+
+fn record(row: &Row) -> Result<Record, postgres::Error> {
+    Ok(Record {
+        seq: row.try_get(0)?,
+        id: row.try_get(1)?,
+        resource_type: row.try_get(2)?,
+        version: row.try_get(3)?,
+        created: row.try_get(4)?,
+        last_modified: row.try_get(5)?,
+        body: row.try_get(6)?,
+    })
+}
+
+fn bind(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
+    params
+        .iter()
+        .map(|p| match p {
+            Param::Text(text) => text as &(dyn ToSql + Sync),
+            Param::Int(n) => n as &(dyn ToSql + Sync),
+        })
+        .collect()
+}
+
+/// A connection with its prepared statements.
+struct Conn {
+    client: Client,
+    statements: HashMap<&'static str, Statement>,
+    /// Scan texts vary with the filter; kept apart and bounded.
+    dynamic: HashMap<String, Statement>,
+}
+
+impl Conn {
+    fn prepare(&mut self, text: &'static str) -> Result<Statement, postgres::Error> {
+        if let Some(stmt) = self.statements.get(text) {
+            return Ok(stmt.clone());
+        }
+        let stmt = self.client.prepare(text)?;
+        self.statements.insert(text, stmt.clone());
+        Ok(stmt)
+    }
+
+    fn prepare_dynamic(&mut self, text: &str) -> Result<Statement, postgres::Error> {
+        if let Some(stmt) = self.dynamic.get(text) {
+            return Ok(stmt.clone());
+        }
+        let stmt = self.client.prepare(text)?;
+        if self.dynamic.len() >= 64 {
+            self.dynamic.clear();
+        }
+        self.dynamic.insert(text.to_string(), stmt.clone());
+        Ok(stmt)
+    }
+
+    fn query(
+        &mut self,
+        text: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, postgres::Error> {
+        let stmt = self.prepare(text)?;
+        self.client.query(&stmt, params)
+    }
+
+    fn execute(
+        &mut self,
+        text: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, postgres::Error> {
+        let stmt = self.prepare(text)?;
+        self.client.execute(&stmt, params)
+    }
+}
+
+/// A bounded pool of blocking connections: at most `size` open, requests
+/// wait up to [`POOL_WAIT`] for one.
+struct Pool {
+    config: Config,
+    size: usize,
+    state: Mutex<PoolState>,
+    freed: Condvar,
+}
+
+#[derive(Default)]
+struct PoolState {
+    idle: Vec<Conn>,
+    open: usize,
+}
+
+impl Pool {
+    fn new(config: Config, size: usize) -> Pool {
+        Pool {
+            config,
+            size,
+            state: Mutex::new(PoolState::default()),
+            freed: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> StoreResult<MutexGuard<'_, PoolState>> {
+        self.state
+            .lock()
+            .map_err(|_| StoreError::Backend("connection pool poisoned".into()))
+    }
+
+    fn get(&self) -> StoreResult<Lease<'_>> {
+        let deadline = Instant::now() + POOL_WAIT;
+        let mut state = self.lock()?;
+        loop {
+            if let Some(conn) = state.idle.pop() {
+                return Ok(Lease {
+                    pool: self,
+                    conn: Some(conn),
+                    broken: false,
+                });
+            }
+            if state.open < self.size {
+                state.open += 1;
+                drop(state);
+                return match self.config.connect(NoTls) {
+                    Ok(client) => Ok(Lease {
+                        pool: self,
+                        conn: Some(Conn {
+                            client,
+                            statements: HashMap::new(),
+                            dynamic: HashMap::new(),
+                        }),
+                        broken: false,
+                    }),
+                    Err(e) => {
+                        let mut state = self.lock()?;
+                        state.open -= 1;
+                        self.freed.notify_one();
+                        Err(StoreError::Unavailable(format!(
+                            "cannot connect to PostgreSQL: {}",
+                            describe(&e)
+                        )))
+                    }
+                };
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(StoreError::Unavailable(format!(
+                    "all {} database connections stayed busy for {} s (pool_size)",
+                    self.size,
+                    POOL_WAIT.as_secs()
+                )));
+            }
+            state = self
+                .freed
+                .wait_timeout(state, deadline - now)
+                .map_err(|_| StoreError::Backend("connection pool poisoned".into()))?
+                .0;
+        }
+    }
+
+    /// Closes every idle connection (after a connection error).
+    fn clear_idle(&self) {
+        if let Ok(mut state) = self.state.lock() {
+            let dropped = state.idle.len();
+            state.idle.clear();
+            state.open -= dropped;
+            self.freed.notify_all();
+        }
+    }
+}
+
+/// A connection borrowed from the pool; returned on drop unless broken.
+struct Lease<'p> {
+    pool: &'p Pool,
+    conn: Option<Conn>,
+    broken: bool,
+}
+
+impl Lease<'_> {
+    fn conn(&mut self) -> &mut Conn {
+        #[allow(clippy::expect_used)]
+        self.conn
+            .as_mut()
+            .expect("a lease holds its connection until it is dropped")
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        let Some(conn) = self.conn.take() else {
+            return;
+        };
+        if let Ok(mut state) = self.pool.state.lock() {
+            if self.broken || conn.client.is_closed() {
+                state.open -= 1;
+            } else {
+                state.idle.push(conn);
+            }
+            self.pool.freed.notify_one();
+        }
+    }
+}
+
+impl Store for PostgresStore {
+    fn get(&self, resource_type: &str, id: &str) -> StoreResult<Option<Record>> {
+        self.read(|conn| get_record(conn, resource_type, id))
+    }
+
+    fn scan(&self, scan: &Scan, visit: &mut Visitor<'_>) -> Result<(), PluginError> {
+        if scan.resource_types.is_empty() {
+            return Ok(());
+        }
+        let mut part = scan.clone();
+        let mut remaining = scan.limit;
+        loop {
+            let batch = remaining.map_or(SCAN_BATCH, |r| r.min(SCAN_BATCH));
+            if batch == 0 {
+                return Ok(());
+            }
+            part.limit = Some(batch);
+            let query = scan_query(POSTGRES, &part, COLUMNS);
+            let params = bind(&query.params);
+            let rows = self.read(|conn| {
+                let stmt = conn.prepare_dynamic(&query.sql)?;
+                conn.client.query(&stmt, &params)
+            })?;
+            let fetched = rows.len() as u64;
+            let mut last = None;
+            for row in &rows {
+                let rec = record(row).map_err(pg)?;
+                last = Some(rec.seq);
+                if visit(rec)? == Visit::Stop {
+                    return Ok(());
+                }
+            }
+            let Some(last) = last else {
+                return Ok(());
+            };
+            if fetched < batch {
+                return Ok(());
+            }
+            remaining = remaining.map(|r| r - fetched);
+            part.offset = 0;
+            if part.descending {
+                part.before = Some(last);
+            } else {
+                part.after = Some(last);
+            }
+        }
+    }
+
+    fn count(&self, scan: &Scan) -> StoreResult<u64> {
+        if scan.resource_types.is_empty() {
+            return Ok(0);
+        }
+        let query = count_query(POSTGRES, scan);
+        let params = bind(&query.params);
+        let n: i64 = self.read(|conn| {
+            let stmt = conn.prepare_dynamic(&query.sql)?;
+            conn.client.query_one(&stmt, &params)?.try_get(0)
+        })?;
+        Ok(n.max(0) as u64)
+    }
+
+    fn members(&self, group_id: &str) -> StoreResult<Vec<MemberView>> {
+        let rows = self.read(|conn| {
+            conn.query(
+                "SELECT m.member_id, m.member_type, r.body, m.display FROM memberships m
+                 LEFT JOIN resources r ON r.id = m.member_id
+                 WHERE m.group_id = $1 ORDER BY m.position",
+                &[&group_id],
+            )
+        })?;
+        rows.iter()
+            .map(|row| {
+                Ok(MemberView {
+                    id: row.try_get(0)?,
+                    member_type: row.try_get(1)?,
+                    body: row.try_get(2)?,
+                    display: row.try_get(3)?,
+                })
+            })
+            .collect::<Result<_, postgres::Error>>()
+            .map_err(pg)
+    }
+
+    fn groups_of(&self, member_id: &str) -> StoreResult<Vec<GroupRef>> {
+        let rows = self.read(|conn| {
+            conn.query(
+                "SELECT r.id, r.resource_type, r.body FROM memberships m
+                 JOIN resources r ON r.id = m.group_id
+                 WHERE m.member_id = $1 ORDER BY r.seq",
+                &[&member_id],
+            )
+        })?;
+        rows.iter()
+            .map(|row| {
+                Ok(GroupRef {
+                    id: row.try_get(0)?,
+                    resource_type: row.try_get(1)?,
+                    body: row.try_get::<_, Option<Value>>(2)?.unwrap_or(Value::Null),
+                })
+            })
+            .collect::<Result<_, postgres::Error>>()
+            .map_err(pg)
+    }
+
+    fn generation(&self) -> u64 {
+        let read = self.read(|conn| {
+            conn.query("SELECT value FROM store_generation WHERE id = 1", &[])?
+                .first()
+                .map(|row| row.try_get::<_, i64>(0))
+                .transpose()
+        });
+        match read {
+            Ok(Some(value)) => value.max(0) as u64,
+            _ => u64::MAX - self.offline_generation.fetch_add(1, Ordering::SeqCst),
+        }
+    }
+
+    fn write(&self, work: &mut Work<'_>) -> Result<(), PluginError> {
+        let mut lease = self.begin()?;
+        let (result, broken) = {
+            let mut tx = PgTx {
+                conn: lease.conn(),
+                depth: 0,
+            };
+            match work(&mut tx) {
+                Ok(()) => {
+                    // Last, so the one-row lock is held only until COMMIT.
+                    let committed = tx
+                        .conn
+                        .execute(
+                            "UPDATE store_generation SET value = value + 1 WHERE id = 1",
+                            &[],
+                        )
+                        .and_then(|_| tx.conn.client.batch_execute("COMMIT"));
+                    match committed {
+                        Ok(()) => (Ok(()), false),
+                        Err(e) => {
+                            let broken = is_connection_error(&e)
+                                || tx.conn.client.batch_execute("ROLLBACK").is_err();
+                            (Err(PluginError::from(pg(e))), broken)
+                        }
+                    }
+                }
+                Err(error) => {
+                    let broken = tx.conn.client.batch_execute("ROLLBACK").is_err();
+                    (Err(error), broken)
+                }
+            }
+        };
+        lease.broken = broken;
+        drop(lease);
+        if broken {
+            self.pool.clear_idle();
+        }
+        result
+    }
+
+    fn ready(&self) -> Result<(), String> {
+        self.read(|conn| conn.query("SELECT 1", &[]).map(|_| ()))
+            .map_err(|e| format!("{}: {e}", self.label))
+    }
+}
+
+fn get_record(
+    conn: &mut Conn,
+    resource_type: &str,
+    id: &str,
+) -> Result<Option<Record>, postgres::Error> {
+    conn.query(
+        "SELECT seq, id, resource_type, version, created, last_modified, body
+         FROM resources WHERE id = $1 AND resource_type = $2",
+        &[&id, &resource_type],
+    )?
+    .first()
+    .map(record)
+    .transpose()
+}
+
+struct PgTx<'c> {
+    conn: &'c mut Conn,
+    depth: usize,
+}
+
+impl StoreTx for PgTx<'_> {
+    fn get(&mut self, resource_type: &str, id: &str) -> StoreResult<Option<Record>> {
+        get_record(self.conn, resource_type, id).map_err(pg)
+    }
+
+    fn type_of(&mut self, id: &str) -> StoreResult<Option<String>> {
+        self.conn
+            .query("SELECT resource_type FROM resources WHERE id = $1", &[&id])
+            .and_then(|rows| rows.first().map(|r| r.try_get(0)).transpose())
+            .map_err(pg)
+    }
+
+    fn insert(&mut self, rec: &NewRecord) -> StoreResult<Record> {
+        let rows = self
+            .conn
+            .query(
+                "WITH r AS (
+                    INSERT INTO resources (id, resource_type, user_name, external_id,
+                        display_name, created, last_modified, version, body)
+                    VALUES ($1, $2, $3, $4, $5, $6, $6, 1, $7)
+                    RETURNING seq, id, resource_type, version, created, last_modified, body
+                 ), e AS (
+                    INSERT INTO emails (seq, value) SELECT r.seq, v FROM r, unnest($8::text[]) AS v
+                 )
+                 SELECT seq, id, resource_type, version, created, last_modified, body FROM r",
+                &[
+                    &rec.id,
+                    &rec.resource_type,
+                    &rec.user_name,
+                    &rec.external_id,
+                    &rec.display_name,
+                    &rec.now,
+                    &rec.body,
+                    &rec.emails,
+                ],
+            )
+            .map_err(pg)?;
+        rows.first()
+            .map(record)
+            .transpose()
+            .map_err(pg)?
+            .ok_or_else(|| StoreError::Backend("INSERT returned no row".into()))
+    }
+
+    fn update(&mut self, rec: &NewRecord, expected_version: i64) -> StoreResult<Record> {
+        let rows = self
+            .conn
+            .query(
+                "WITH r AS (
+                    UPDATE resources SET user_name = $3, external_id = $4, display_name = $5,
+                        last_modified = $6, version = version + 1, body = $7
+                    WHERE id = $1 AND resource_type = $2 AND version = $8
+                    RETURNING seq, id, resource_type, version, created, last_modified, body
+                 ), d AS (
+                    DELETE FROM emails WHERE seq IN (SELECT seq FROM r)
+                 ), e AS (
+                    INSERT INTO emails (seq, value) SELECT r.seq, v FROM r, unnest($9::text[]) AS v
+                 )
+                 SELECT seq, id, resource_type, version, created, last_modified, body FROM r",
+                &[
+                    &rec.id,
+                    &rec.resource_type,
+                    &rec.user_name,
+                    &rec.external_id,
+                    &rec.display_name,
+                    &rec.now,
+                    &rec.body,
+                    &expected_version,
+                    &rec.emails,
+                ],
+            )
+            .map_err(pg)?;
+        rows.first()
+            .map(record)
+            .transpose()
+            .map_err(pg)?
+            .ok_or(StoreError::VersionMismatch)
+    }
+
+    fn delete(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+        expected_version: Option<i64>,
+    ) -> StoreResult<bool> {
+        let Some(existing) = get_record(self.conn, resource_type, id).map_err(pg)? else {
+            return Ok(false);
+        };
+        if expected_version.is_some_and(|v| v != existing.version) {
+            return Err(StoreError::VersionMismatch);
+        }
+        // Emails and memberships (both ways) go by ON DELETE CASCADE.
+        let deleted = self
+            .conn
+            .execute(
+                "DELETE FROM resources WHERE seq = $1 AND version = $2",
+                &[&existing.seq, &existing.version],
+            )
+            .map_err(pg)?;
+        match (deleted, expected_version) {
+            (1, _) => Ok(true),
+            (_, Some(_)) => Err(StoreError::VersionMismatch),
+            (_, None) => self.delete(resource_type, id, None),
+        }
+    }
+
+    fn taken(
+        &mut self,
+        resource_type: &str,
+        column: UniqueColumn,
+        value: &str,
+        except_id: &str,
+    ) -> StoreResult<bool> {
+        let rows = match column {
+            // The unique index settles races on userName.
+            UniqueColumn::UserName => self.conn.query(
+                "SELECT 1 FROM resources
+                 WHERE resource_type = $1 AND lower(user_name) = $2 AND id <> $3 LIMIT 1",
+                &[&resource_type, &value, &except_id],
+            ),
+            // displayName uniqueness is optional, so there is no unique
+            // index: writers of the same name queue on an advisory lock
+            // held until their transaction ends, then look.
+            UniqueColumn::DisplayName => self
+                .conn
+                .execute(
+                    "SELECT pg_advisory_xact_lock(hashtextextended($1 || chr(1) || $2, 0))",
+                    &[&resource_type, &value],
+                )
+                .and_then(|_| {
+                    self.conn.query(
+                        "SELECT 1 FROM resources
+                         WHERE resource_type = $1 AND display_name = $2 AND id <> $3 LIMIT 1",
+                        &[&resource_type, &value, &except_id],
+                    )
+                }),
+        };
+        rows.map(|rows| !rows.is_empty()).map_err(pg)
+    }
+
+    fn set_members(&mut self, group_id: &str, members: &[Member]) -> StoreResult<()> {
+        self.conn
+            .execute("DELETE FROM memberships WHERE group_id = $1", &[&group_id])
+            .map_err(pg)?;
+        if members.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<&str> = members.iter().map(|m| m.id.as_str()).collect();
+        let types: Vec<&str> = members.iter().map(|m| m.member_type.as_str()).collect();
+        let displays: Vec<Option<&str>> = members.iter().map(|m| m.display.as_deref()).collect();
+        self.conn
+            .execute(
+                "INSERT INTO memberships (group_id, member_id, member_type, position, display)
+                 SELECT $1, m.id, m.type, m.position - 1, m.display
+                 FROM unnest($2::text[], $3::text[], $4::text[])
+                    WITH ORDINALITY AS m(id, type, display, position)
+                 ON CONFLICT DO NOTHING",
+                &[&group_id, &ids, &types, &displays],
+            )
+            .map_err(pg)?;
+        Ok(())
+    }
+
+    fn members(&mut self, group_id: &str) -> StoreResult<Vec<Member>> {
+        let rows = self
+            .conn
+            .query(
+                "SELECT member_id, member_type, display FROM memberships
+                 WHERE group_id = $1 ORDER BY position",
+                &[&group_id],
+            )
+            .map_err(pg)?;
+        rows.iter()
+            .map(|r| {
+                Ok(Member {
+                    id: r.try_get(0)?,
+                    member_type: r.try_get(1)?,
+                    display: r.try_get(2)?,
+                })
+            })
+            .collect::<Result<_, postgres::Error>>()
+            .map_err(pg)
+    }
+
+    fn group_ids_of(&mut self, member_id: &str) -> StoreResult<Vec<String>> {
+        let rows = self
+            .conn
+            .query(
+                "SELECT group_id FROM memberships WHERE member_id = $1",
+                &[&member_id],
+            )
+            .map_err(pg)?;
+        rows.iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, postgres::Error>>()
+            .map_err(pg)
+    }
+
+    fn touch(&mut self, ids: &[String], now: &str) -> StoreResult<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.conn
+            .execute(
+                "UPDATE resources SET version = version + 1, last_modified = $2
+                 WHERE id = ANY($1)",
+                &[&ids, &now],
+            )
+            .map_err(pg)?;
+        Ok(())
+    }
+
+    fn savepoint(&mut self, work: &mut Work<'_>) -> Result<(), PluginError> {
+        self.depth += 1;
+        let name = format!("sp{}", self.depth);
+        let result = self
+            .conn
+            .client
+            .batch_execute(&format!("SAVEPOINT {name}"))
+            .map_err(|e| PluginError::from(pg(e)))
+            .and_then(|()| work(self));
+        let finish = match &result {
+            Ok(()) => self.conn.client.batch_execute(&format!("RELEASE {name}")),
+            Err(_) => self
+                .conn
+                .client
+                .batch_execute(&format!("ROLLBACK TO {name}; RELEASE {name}")),
+        };
+        self.depth -= 1;
+        finish.map_err(pg)?;
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::suite;
+
+    #[test]
+    fn the_store_suite_passes_on_postgres() {
+        let Some(db) = suite::TestDatabase::create("suite") else {
+            return;
+        };
+        let store = PostgresStore::connect(&db.settings(4)).expect("connect");
+        assert_eq!(store.schema_version(), MIGRATIONS.len());
+        suite::run_all(&store);
+    }
+
+    #[test]
+    fn nodes_starting_together_migrate_once_and_share_the_generation() {
+        let Some(db) = suite::TestDatabase::create("race") else {
+            return;
+        };
+        let settings = db.settings(2);
+        let stores: Vec<PostgresStore> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| PostgresStore::connect(&settings).expect("connect")))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("join"))
+                .collect()
+        });
+        let versions: i64 = db.query_i64("SELECT COUNT(*) FROM schema_version");
+        assert_eq!(versions, MIGRATIONS.len() as i64, "each step applied once");
+        // A write on one "node" moves the generation every node reads.
+        let before = stores[1].generation();
+        suite::insert_user(&stores[0], "gen-1", "generation");
+        assert!(stores[1].generation() > before);
+        assert!(stores[2].get("User", "gen-1").expect("get").is_some());
+    }
+
+    #[test]
+    fn urls_are_redacted_and_settings_never_print_secrets() {
+        assert_eq!(
+            redact_url(
+                "postgres://scim:hunter2@db.example:5432/scim?password=hunter2&sslmode=disable"
+            ),
+            "postgres://scim@db.example:5432/scim"
+        );
+        assert_eq!(redact_url("postgresql://db/scim"), "postgresql://db/scim");
+        let settings = PgSettings {
+            url: Secret("postgres://u:hunter2@h/d".into()),
+            password: Some(Secret("hunter3".into())),
+            pool_size: 8,
+        };
+        let printed = format!("{settings:?}");
+        assert!(!printed.contains("hunter"), "{printed}");
+        assert!(settings.config().is_ok());
+        let tls = PgSettings {
+            url: Secret("postgres://h/d?sslmode=require".into()),
+            ..settings
+        };
+        assert!(tls.config().is_err());
+    }
+
+    #[test]
+    fn an_unreachable_server_is_unavailable_not_internal() {
+        // Nothing listens on port 1.
+        let settings = PgSettings {
+            url: Secret("postgres://nobody@127.0.0.1:1/none".into()),
+            password: None,
+            pool_size: 1,
+        };
+        match PostgresStore::connect(&settings) {
+            Err(StoreError::Unavailable(message)) => {
+                assert!(message.contains("cannot connect"), "{message}")
+            }
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+        let error = PluginError::from(StoreError::Unavailable("x".into()));
+        assert_eq!(error.status, 503);
+    }
+}

@@ -1,0 +1,411 @@
+//! The two SCIM stores side by side in one run, over real HTTP against the
+//! release binary: Bulk create of the first 10k users, then (after filling
+//! to 100k) `GET /Users/{id}` and a `userName eq` filter, on SQLite and on
+//! PostgreSQL, with the PostgreSQL/SQLite ratios. Prints figures; never fails
+//! on a slow machine.
+//!
+//! Run: `cargo build --release --workspace`, start a cluster
+//! (`eval "$(tests/pg-cluster start DIR)"`), then
+//! `SCIMGATE_TARGET_DIR=target/release cargo bench -p scimgate-e2e --bench store_compare`.
+//! `SCIM_BENCH_USERS` changes the population (default 100000). Without
+//! `SCIMGATE_TEST_POSTGRES_URL` only SQLite runs.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use scimgate_e2e::*;
+
+const AUTH: &str = "Bearer bench-token";
+/// Each store stops filling (and measures what it has) after this long.
+const FILL_BUDGET: Duration = Duration::from_secs(150);
+const SAMPLES: usize = 2000;
+
+fn config(store: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+plugin_dir = "{{plugin_dir}}"
+data_dir = "{{data_dir}}"
+
+[stage.key]
+use = "demo/api-key"
+header = "authorization"
+keys = {{ "Bearer bench-token" = "p1" }}
+
+[stage.scim]
+use = "scim-server/scim"
+{store}
+
+[[route]]
+path = "/scim/v2"
+pipeline = ["key", "scim"]
+
+[[provider]]
+id = "p1"
+name = "Bench"
+[provider.auth]
+method = "static-bearer"
+token_hash = "sha256:0000000000000000000000000000000000000000000000000000000000000000"
+"#
+    )
+}
+
+/// A keep-alive HTTP/1.1 client: one connection for every request.
+struct Client {
+    host: String,
+    reader: BufReader<TcpStream>,
+}
+
+impl Client {
+    fn connect(base: &str) -> Client {
+        let host = base
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .expect("host")
+            .to_string();
+        let stream = TcpStream::connect(&host).expect("connect");
+        stream.set_nodelay(true).ok();
+        stream.set_read_timeout(Some(Duration::from_secs(120))).ok();
+        Client {
+            host,
+            reader: BufReader::new(stream),
+        }
+    }
+
+    fn request(&mut self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: {AUTH}\r\n",
+            self.host
+        );
+        if let Some(b) = body {
+            head.push_str(&format!(
+                "Content-Type: application/scim+json\r\nContent-Length: {}\r\n",
+                b.len()
+            ));
+        }
+        head.push_str("\r\n");
+        let stream = self.reader.get_mut();
+        stream.write_all(head.as_bytes()).expect("write");
+        if let Some(b) = body {
+            stream.write_all(b.as_bytes()).expect("write body");
+        }
+        let mut line = String::new();
+        self.reader.read_line(&mut line).expect("status line");
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("status");
+        let (mut length, mut chunked) = (0usize, false);
+        loop {
+            line.clear();
+            self.reader.read_line(&mut line).expect("header");
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = l.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    length = v.trim().parse().expect("length");
+                } else if k.eq_ignore_ascii_case("transfer-encoding")
+                    && v.trim().eq_ignore_ascii_case("chunked")
+                {
+                    chunked = true;
+                }
+            }
+        }
+        let mut body = Vec::new();
+        if chunked {
+            loop {
+                line.clear();
+                self.reader.read_line(&mut line).expect("chunk size");
+                let size = usize::from_str_radix(line.trim(), 16).expect("chunk size");
+                let mut chunk = vec![0; size + 2];
+                self.reader.read_exact(&mut chunk).expect("chunk");
+                if size == 0 {
+                    break;
+                }
+                body.extend_from_slice(&chunk[..size]);
+            }
+        } else {
+            body.resize(length, 0);
+            self.reader.read_exact(&mut body).expect("body");
+        }
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+}
+
+fn user(i: usize) -> Value {
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": format!("user{i:06}"),
+        "displayName": format!("User {i}"),
+        "name": {"givenName": "Bench", "familyName": format!("U{i}")},
+        "emails": [{"value": format!("user{i:06}@example.com"), "type": "work", "primary": true}],
+        "active": true
+    })
+}
+
+/// Latency figures in µs.
+#[derive(Clone, Copy, Default)]
+struct Latency {
+    mean: f64,
+    p50: f64,
+    p99: f64,
+}
+
+fn latency(mut micros: Vec<u128>) -> Latency {
+    micros.sort_unstable();
+    if micros.is_empty() {
+        return Latency::default();
+    }
+    let at = |p: f64| micros[((micros.len() as f64 - 1.0) * p).round() as usize] as f64;
+    Latency {
+        mean: micros.iter().sum::<u128>() as f64 / micros.len() as f64,
+        p50: at(0.5),
+        p99: at(0.99),
+    }
+}
+
+/// What one store measured.
+struct Figures {
+    users: usize,
+    first_10k_per_s: f64,
+    fill_per_s: f64,
+    get_by_id: Latency,
+    user_name_eq: Latency,
+}
+
+fn measure(name: &str, store_options: &str, env: &[(&str, &str)], users: usize) -> Figures {
+    let mut envs = vec![("SCIMGATE_LOG", "warn")];
+    envs.extend_from_slice(env);
+    let server = Server::start_with_env(&config(store_options), &envs);
+    let base = server.url("/scim/v2");
+    let mut client = Client::connect(&base);
+    println!("[{name}] filling {users} users by Bulk (1000 ops/request, one transaction each)");
+    let batch = 1000;
+    let mut ids = Vec::with_capacity(users);
+    let mut first_10k = None;
+    let fill = Instant::now();
+    while ids.len() < users && fill.elapsed() < FILL_BUDGET {
+        let from = ids.len();
+        let n = batch.min(users - from);
+        let ops: Vec<Value> = (from..from + n)
+            .map(|i| json!({"method": "POST", "path": "/Users", "bulkId": format!("b{i}"), "data": user(i)}))
+            .collect();
+        let body = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"], "Operations": ops}).to_string();
+        let (status, reply) = client.request("POST", "/scim/v2/Bulk", Some(&body));
+        assert_eq!(status, 200, "{reply}");
+        let reply: Value = serde_json::from_str(&reply).expect("bulk json");
+        for op in reply["Operations"].as_array().expect("ops") {
+            assert_eq!(op["status"], "201", "{op}");
+            ids.push(
+                op["location"]
+                    .as_str()
+                    .and_then(|l| l.rsplit('/').next())
+                    .expect("location")
+                    .to_string(),
+            );
+        }
+        if ids.len() >= 10_000 && first_10k.is_none() {
+            first_10k = Some(fill.elapsed());
+        }
+    }
+    let fill_time = fill.elapsed();
+    if ids.len() < users {
+        println!(
+            "[{name}] stopped filling at the {} s budget",
+            FILL_BUDGET.as_secs()
+        );
+    }
+    let n = SAMPLES.min(ids.len());
+    let mut micros = Vec::with_capacity(n);
+    for k in 0..n {
+        let id = &ids[(k * 7919) % ids.len()];
+        let t = Instant::now();
+        let (status, _) = client.request("GET", &format!("/scim/v2/Users/{id}"), None);
+        micros.push(t.elapsed().as_micros());
+        assert_eq!(status, 200);
+    }
+    let get_by_id = latency(micros);
+    let mut micros = Vec::with_capacity(n);
+    for k in 0..n {
+        let i = (k * 7919) % ids.len();
+        let t = Instant::now();
+        let (status, body) = client.request(
+            "GET",
+            &format!("/scim/v2/Users?filter=userName%20eq%20%22USER{i:06}%22"),
+            None,
+        );
+        micros.push(t.elapsed().as_micros());
+        assert_eq!(status, 200);
+        assert!(body.contains("\"totalResults\":1"), "{body}");
+    }
+    let user_name_eq = latency(micros);
+    Figures {
+        users: ids.len(),
+        first_10k_per_s: first_10k.map_or(0.0, |t| 10_000.0 / t.as_secs_f64()),
+        fill_per_s: ids.len() as f64 / fill_time.as_secs_f64(),
+        get_by_id,
+        user_name_eq,
+    }
+}
+
+/// A fresh schema in the test server for the PostgreSQL run (dropped after).
+struct Schema {
+    url: String,
+    password: String,
+    name: String,
+}
+
+impl Schema {
+    fn create(url: &str, password: &str) -> Schema {
+        let name = format!("scimgate_bench_{}", std::process::id());
+        let schema = Schema {
+            url: url.to_string(),
+            password: password.to_string(),
+            name,
+        };
+        schema.psql(&format!("CREATE SCHEMA {}", schema.name));
+        schema
+    }
+
+    fn psql(&self, sql: &str) {
+        let psql = std::fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path().join("bin/psql"))
+            .filter(|p| p.is_file())
+            .max()
+            .unwrap_or_else(|| "psql".into());
+        let out = Command::new(psql)
+            .args([
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                &self.url,
+                "-c",
+                sql,
+            ])
+            .env("PGPASSWORD", &self.password)
+            .output()
+            .expect("run psql");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        self.psql(&format!("DROP SCHEMA {} CASCADE", self.name));
+    }
+}
+
+fn row(label: &str, sqlite: f64, postgres: Option<f64>, unit: &str) {
+    match postgres {
+        Some(pg) => println!(
+            "  {label:<34} {sqlite:>10.0} {unit:<7} {pg:>10.0} {unit:<7} PostgreSQL/SQLite = {:.2}",
+            pg / sqlite.max(f64::MIN_POSITIVE)
+        ),
+        None => println!("  {label:<34} {sqlite:>10.0} {unit:<7} (PostgreSQL skipped)"),
+    }
+}
+
+fn main() {
+    let started = Instant::now();
+    let users: usize = std::env::var("SCIM_BENCH_USERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    println!(
+        "store comparison: {users} users per store, release binary {}",
+        target_dir().display()
+    );
+    let sqlite = measure("SQLite", "", &[], users);
+    let postgres = match std::env::var("SCIMGATE_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => {
+            let password = std::env::var("SCIMGATE_TEST_POSTGRES_PASSWORD").unwrap_or_default();
+            let schema = Schema::create(&url, &password);
+            let options = format!(
+                "store = \"{url}?options=-csearch_path%3D{}\"\nstore_password = \"${{SCIMGATE_PG_PASSWORD}}\"",
+                schema.name
+            );
+            Some(measure(
+                "PostgreSQL",
+                &options,
+                &[("SCIMGATE_PG_PASSWORD", &password)],
+                users,
+            ))
+        }
+        _ => {
+            println!(
+                "SKIPPED: PostgreSQL needs SCIMGATE_TEST_POSTGRES_URL (tests/pg-cluster start DIR)"
+            );
+            None
+        }
+    };
+    println!(
+        "results (sequential keep-alive client on loopback; SQLite {} users, PostgreSQL {} users)",
+        sqlite.users,
+        postgres.as_ref().map_or(0, |p| p.users)
+    );
+    println!("  {:<34} {:>18} {:>18}", "", "SQLite", "PostgreSQL");
+    let pg = postgres.as_ref();
+    row(
+        "Bulk create, first 10k users",
+        sqlite.first_10k_per_s,
+        pg.map(|p| p.first_10k_per_s),
+        "users/s",
+    );
+    row(
+        "Bulk create, all users",
+        sqlite.fill_per_s,
+        pg.map(|p| p.fill_per_s),
+        "users/s",
+    );
+    for (label, s, p) in [
+        (
+            "GET /Users/{id} mean",
+            sqlite.get_by_id.mean,
+            pg.map(|p| p.get_by_id.mean),
+        ),
+        (
+            "GET /Users/{id} p50",
+            sqlite.get_by_id.p50,
+            pg.map(|p| p.get_by_id.p50),
+        ),
+        (
+            "GET /Users/{id} p99",
+            sqlite.get_by_id.p99,
+            pg.map(|p| p.get_by_id.p99),
+        ),
+        (
+            "userName eq filter mean",
+            sqlite.user_name_eq.mean,
+            pg.map(|p| p.user_name_eq.mean),
+        ),
+        (
+            "userName eq filter p50",
+            sqlite.user_name_eq.p50,
+            pg.map(|p| p.user_name_eq.p50),
+        ),
+        (
+            "userName eq filter p99",
+            sqlite.user_name_eq.p99,
+            pg.map(|p| p.user_name_eq.p99),
+        ),
+    ] {
+        row(label, s, p, "µs");
+    }
+    println!("total bench time {:.1} s", started.elapsed().as_secs_f64());
+}
