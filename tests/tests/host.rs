@@ -507,15 +507,15 @@ fn demo_plugin_built_against(tag: &str, patch: impl Fn(&std::path::Path)) -> Tem
 
 #[test]
 fn plugins_built_against_another_abi_are_refused_with_one_paragraph() {
-    // Another layout of a contract type (a field added to Request).
+    // Another layout of a contract type (a variant added to ErrorStyle).
     let changed_layout = demo_plugin_built_against("abi-layout", |root| {
         let path = root.join("core/abi/src/types.rs");
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::write(
             &path,
             text.replacen(
-                "    pub request_id: RString,\n",
-                "    pub request_id: RString,\n    pub extra: u64,\n",
+                "    OAuth,\n}",
+                "    OAuth,\n    Plain,\n}",
                 1,
             ),
         )
