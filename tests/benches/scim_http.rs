@@ -7,8 +7,6 @@
 //! (b) a full `startIndex` sync in pages of 100 (last page / first page);
 //! (d) the host's RSS. `SCIM_BENCH_USERS` changes the population (default 100000).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use scimgate_e2e::*;
@@ -43,107 +41,6 @@ method = "static-bearer"
 token_hash = "sha256:0000000000000000000000000000000000000000000000000000000000000000"
 "#;
 
-/// A keep-alive HTTP/1.1 client: one connection for every request.
-struct Client {
-    host: String,
-    reader: BufReader<TcpStream>,
-}
-
-impl Client {
-    fn connect(base: &str) -> Client {
-        let host = base
-            .trim_start_matches("http://")
-            .split('/')
-            .next()
-            .expect("host")
-            .to_string();
-        let stream = TcpStream::connect(&host).expect("connect");
-        stream.set_nodelay(true).ok();
-        stream.set_read_timeout(Some(Duration::from_secs(120))).ok();
-        Client {
-            host,
-            reader: BufReader::new(stream),
-        }
-    }
-
-    fn request(&mut self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
-        let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: {AUTH}\r\n",
-            self.host
-        );
-        if let Some(b) = body {
-            head.push_str(&format!(
-                "Content-Type: application/scim+json\r\nContent-Length: {}\r\n",
-                b.len()
-            ));
-        }
-        head.push_str("\r\n");
-        let stream = self.reader.get_mut();
-        stream.write_all(head.as_bytes()).expect("write");
-        if let Some(b) = body {
-            stream.write_all(b.as_bytes()).expect("write body");
-        }
-        let mut line = String::new();
-        self.reader.read_line(&mut line).expect("status line");
-        let status: u16 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .expect("status");
-        let (mut length, mut chunked) = (0usize, false);
-        loop {
-            line.clear();
-            self.reader.read_line(&mut line).expect("header");
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = l.split_once(':') {
-                if k.eq_ignore_ascii_case("content-length") {
-                    length = v.trim().parse().expect("length");
-                } else if k.eq_ignore_ascii_case("transfer-encoding")
-                    && v.trim().eq_ignore_ascii_case("chunked")
-                {
-                    chunked = true;
-                }
-            }
-        }
-        let mut body = Vec::new();
-        if chunked {
-            loop {
-                line.clear();
-                self.reader.read_line(&mut line).expect("chunk size");
-                let size = usize::from_str_radix(line.trim(), 16).expect("chunk size");
-                let mut chunk = vec![0; size + 2];
-                self.reader.read_exact(&mut chunk).expect("chunk");
-                if size == 0 {
-                    break;
-                }
-                body.extend_from_slice(&chunk[..size]);
-            }
-        } else {
-            body.resize(length, 0);
-            self.reader.read_exact(&mut body).expect("body");
-        }
-        (status, String::from_utf8_lossy(&body).into_owned())
-    }
-}
-
-fn user(i: usize) -> Value {
-    json!({
-        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-        "userName": format!("user{i:06}"),
-        "displayName": format!("User {i}"),
-        "name": {"givenName": "Bench", "familyName": format!("U{i}")},
-        "emails": [{"value": format!("user{i:06}@example.com"), "type": "work", "primary": true}],
-        "active": true
-    })
-}
-
-fn percentile(sorted: &[u128], p: f64) -> u128 {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
 fn report(label: &str, mut micros: Vec<u128>) {
     micros.sort_unstable();
     let mean = micros.iter().sum::<u128>() / micros.len().max(1) as u128;
@@ -173,7 +70,7 @@ fn main() {
         .unwrap_or(100_000);
     let server = Server::start_with_env(CONFIG, &[("SCIMGATE_LOG", "warn")]);
     let base = server.url("/scim/v2");
-    let mut client = Client::connect(&base);
+    let mut client = KeepAliveClient::connect(&base, AUTH);
     println!(
         "scim-server benchmark: {users} users, release binary {}",
         target_dir().display()
@@ -188,7 +85,7 @@ fn main() {
         let from = ids.len();
         let n = batch.min(users - from);
         let ops: Vec<Value> = (from..from + n)
-            .map(|i| json!({"method": "POST", "path": "/Users", "bulkId": format!("b{i}"), "data": user(i)}))
+            .map(|i| json!({"method": "POST", "path": "/Users", "bulkId": format!("b{i}"), "data": bench_user(i)}))
             .collect();
         let body = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"], "Operations": ops}).to_string();
         let (status, reply) = client.request("POST", "/scim/v2/Bulk", Some(&body));

@@ -2,7 +2,8 @@
 //! (built by `cargo build --workspace`) with a config written to a temporary
 //! folder, find the port it bound, talk HTTP to it, read its logs, stop it.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -489,4 +490,113 @@ pub fn run_compliance(base_url: &str, token: &str) -> (bool, String) {
 
 pub fn get(url: &str, headers: &[(&str, &str)]) -> Reply {
     send("GET", url, headers, None)
+}
+
+/// Benchmark support: a keep-alive client (the harness client above opens a
+/// connection per request, which would dominate a latency figure).
+/// A keep-alive HTTP/1.1 client: one connection for every request.
+pub struct KeepAliveClient {
+    host: String,
+    authorization: String,
+    reader: BufReader<TcpStream>,
+}
+
+impl KeepAliveClient {
+    /// Connects to the host of `base`; every request carries `authorization`.
+    pub fn connect(base: &str, authorization: &str) -> KeepAliveClient {
+        let host = base
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .expect("host")
+            .to_string();
+        let stream = TcpStream::connect(&host).expect("connect");
+        stream.set_nodelay(true).ok();
+        stream.set_read_timeout(Some(Duration::from_secs(120))).ok();
+        KeepAliveClient {
+            host,
+            authorization: authorization.to_string(),
+            reader: BufReader::new(stream),
+        }
+    }
+
+    /// One request on the open connection: (status, body).
+    pub fn request(&mut self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: {}\r\n",
+            self.host, self.authorization
+        );
+        if let Some(b) = body {
+            head.push_str(&format!(
+                "Content-Type: application/scim+json\r\nContent-Length: {}\r\n",
+                b.len()
+            ));
+        }
+        head.push_str("\r\n");
+        let stream = self.reader.get_mut();
+        stream.write_all(head.as_bytes()).expect("write");
+        if let Some(b) = body {
+            stream.write_all(b.as_bytes()).expect("write body");
+        }
+        let mut line = String::new();
+        self.reader.read_line(&mut line).expect("status line");
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("status");
+        let (mut length, mut chunked) = (0usize, false);
+        loop {
+            line.clear();
+            self.reader.read_line(&mut line).expect("header");
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = l.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    length = v.trim().parse().expect("length");
+                } else if k.eq_ignore_ascii_case("transfer-encoding")
+                    && v.trim().eq_ignore_ascii_case("chunked")
+                {
+                    chunked = true;
+                }
+            }
+        }
+        let mut body = Vec::new();
+        if chunked {
+            loop {
+                line.clear();
+                self.reader.read_line(&mut line).expect("chunk size");
+                let size = usize::from_str_radix(line.trim(), 16).expect("chunk size");
+                let mut chunk = vec![0; size + 2];
+                self.reader.read_exact(&mut chunk).expect("chunk");
+                if size == 0 {
+                    break;
+                }
+                body.extend_from_slice(&chunk[..size]);
+            }
+        } else {
+            body.resize(length, 0);
+            self.reader.read_exact(&mut body).expect("body");
+        }
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+}
+
+/// The `i`-th user of a benchmark population (unique userName and email).
+pub fn bench_user(i: usize) -> Value {
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": format!("user{i:06}"),
+        "displayName": format!("User {i}"),
+        "name": {"givenName": "Bench", "familyName": format!("U{i}")},
+        "emails": [{"value": format!("user{i:06}@example.com"), "type": "work", "primary": true}],
+        "active": true
+    })
+}
+
+/// The `p` quantile (0..=1) of sorted samples.
+pub fn percentile(sorted: &[u128], p: f64) -> u128 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }

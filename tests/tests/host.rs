@@ -513,11 +513,7 @@ fn plugins_built_against_another_abi_are_refused_with_one_paragraph() {
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::write(
             &path,
-            text.replacen(
-                "    OAuth,\n}",
-                "    OAuth,\n    Plain,\n}",
-                1,
-            ),
+            text.replacen("    OAuth,\n}", "    OAuth,\n    Plain,\n}", 1),
         )
         .unwrap();
     });
