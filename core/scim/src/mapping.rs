@@ -689,6 +689,68 @@ impl RequestRewrite {
     }
 }
 
+/// What [`Mapping::apply_to_request`] changed in place.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Applied {
+    pub query: bool,
+    pub body: bool,
+}
+
+impl Applied {
+    pub fn any(self) -> bool {
+        self.query || self.body
+    }
+}
+
+impl Mapping {
+    /// [`Mapping::rewrite_request`] in place, for any owned string and byte
+    /// buffer types (a profile's FFI request fields, `String`/`Vec<u8>`).
+    pub fn apply_to_request<Q, B>(
+        &self,
+        method: &str,
+        path: &str,
+        query: &mut Q,
+        body: &mut B,
+    ) -> Applied
+    where
+        Q: AsRef<str> + From<String>,
+        B: AsRef<[u8]> + From<Vec<u8>>,
+    {
+        if self.rules.is_empty() {
+            return Applied::default();
+        }
+        let rewrite = self.rewrite_request(method, path, query.as_ref(), body.as_ref());
+        let mut applied = Applied::default();
+        if let Some(new_query) = rewrite.query {
+            *query = Q::from(new_query);
+            applied.query = true;
+        }
+        if let Some(new_body) = rewrite.body {
+            *body = B::from(new_body);
+            applied.body = true;
+        }
+        applied
+    }
+
+    /// [`Mapping::rewrite_response`] in place for a successful (2xx)
+    /// response; whether the body changed.
+    pub fn apply_to_response<B>(&self, path: &str, status: u16, body: &mut B) -> bool
+    where
+        B: AsRef<[u8]> + From<Vec<u8>>,
+    {
+        if self.rules.is_empty() || !(200..300).contains(&status) {
+            return false;
+        }
+        match self.rewrite_response(path, body.as_ref()) {
+            Some(new_body) => {
+                *body = B::from(new_body);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 enum OperationFate {
     Keep(bool),
     Drop,
@@ -1600,6 +1662,36 @@ mod tests {
         let error =
             br#"{"schemas":["urn:ietf:params:scim:api:messages:2.0:Error"],"nickName":"x"}"#;
         assert_eq!(m.rewrite_response("/Users/1", error), None);
+    }
+
+    #[test]
+    fn in_place_helpers_rewrite_owned_buffers_and_say_what_changed() {
+        let mapping = Mapping::parse(
+            "mapping",
+            &json!([{"resource": "User", "from": "title", "to": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department"}]),
+        )
+        .unwrap();
+        let mut query = String::from("filter=title%20eq%20%22Guide%22");
+        let mut body: Vec<u8> = json!({"schemas": [urn::USER], "userName": "a", "title": "Guide"})
+            .to_string()
+            .into_bytes();
+        let applied = mapping.apply_to_request("POST", "/Users", &mut query, &mut body);
+        assert!(applied.query && applied.body);
+        assert!(query.contains("department"), "{query}");
+        let sent: Value = serde_json::from_slice(&body).unwrap();
+        assert!(sent.get("title").is_none());
+        // Back out: only for successful responses.
+        let mut reply = body.clone();
+        assert!(!mapping.apply_to_response("/Users", 404, &mut reply));
+        assert_eq!(reply, body);
+        assert!(mapping.apply_to_response("/Users", 201, &mut reply));
+        let back: Value = serde_json::from_slice(&reply).unwrap();
+        assert_eq!(back["title"], "Guide");
+        // An empty mapping touches nothing.
+        let none = Mapping::parse("mapping", &json!([])).unwrap();
+        assert!(!none
+            .apply_to_request("POST", "/Users", &mut query, &mut body)
+            .any());
     }
 
     #[test]

@@ -209,18 +209,15 @@ impl Profile for EntraId {
                 }
             }
         }
-        if !self.mapping.is_empty() {
-            let rewrite =
-                self.mapping
-                    .rewrite_request(&req.method, &req.path, &req.query, &req.body);
-            if let Some(query) = rewrite.query {
-                tracing::debug!(from = %req.query, to = %query, "entra-id: mapping rewrote the query");
-                req.query = query.into();
-            }
-            if let Some(body) = rewrite.body {
-                tracing::debug!("entra-id: mapping rewrote the request body");
-                req.body = body.into();
-            }
+        let applied =
+            self.mapping
+                .apply_to_request(&req.method, &req.path, &mut req.query, &mut req.body);
+        if applied.any() {
+            tracing::debug!(
+                query = applied.query,
+                body = applied.body,
+                "entra-id: mapping rewrote the request"
+            );
         }
         Ok(())
     }
@@ -245,11 +242,11 @@ impl Profile for EntraId {
             });
             return Ok(());
         }
-        if !self.mapping.is_empty() && (200..300).contains(&resp.status) {
-            if let Some(body) = self.mapping.rewrite_response(&req.path, &resp.body) {
-                tracing::debug!("entra-id: mapping rewrote the response body");
-                resp.body = body.into();
-            }
+        if self
+            .mapping
+            .apply_to_response(&req.path, resp.status, &mut resp.body)
+        {
+            tracing::debug!("entra-id: mapping rewrote the response body");
         }
         Ok(())
     }

@@ -101,18 +101,15 @@ impl Profile for Okta {
                 }
             }
         }
-        if !self.mapping.is_empty() {
-            let rewrite =
-                self.mapping
-                    .rewrite_request(&req.method, &req.path, &req.query, &req.body);
-            if let Some(query) = rewrite.query {
-                tracing::debug!(from = %req.query, to = %query, "okta: mapping rewrote the query");
-                req.query = query.into();
-            }
-            if let Some(body) = rewrite.body {
-                tracing::debug!("okta: mapping rewrote the request body");
-                req.body = body.into();
-            }
+        let applied =
+            self.mapping
+                .apply_to_request(&req.method, &req.path, &mut req.query, &mut req.body);
+        if applied.any() {
+            tracing::debug!(
+                query = applied.query,
+                body = applied.body,
+                "okta: mapping rewrote the request"
+            );
         }
         Ok(())
     }
@@ -123,11 +120,11 @@ impl Profile for Okta {
         _caller: Caller<'_>,
         resp: &mut Response,
     ) -> Result<(), PluginError> {
-        if !self.mapping.is_empty() && (200..300).contains(&resp.status) {
-            if let Some(body) = self.mapping.rewrite_response(&req.path, &resp.body) {
-                tracing::debug!("okta: mapping rewrote the response body");
-                resp.body = body.into();
-            }
+        if self
+            .mapping
+            .apply_to_response(&req.path, resp.status, &mut resp.body)
+        {
+            tracing::debug!("okta: mapping rewrote the response body");
         }
         Ok(())
     }
