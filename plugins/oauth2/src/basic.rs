@@ -78,17 +78,10 @@ impl Basic {
                 problems.push(format!("provider `{}`: auth.username is missing", p.id));
                 continue;
             };
-            let password = match p.auth_str("password_hash").map(SecretHash::parse) {
-                Some(Ok(h)) => h,
-                Some(Err(e)) => {
-                    problems.push(format!("provider `{}`: auth.password_hash: {e}", p.id));
-                    continue;
-                }
-                None => {
-                    problems.push(format!(
-                        "provider `{}`: auth.password_hash is missing",
-                        p.id
-                    ));
+            let password = match p.secret_hash("password_hash") {
+                Ok(hash) => hash,
+                Err(problem) => {
+                    problems.push(problem);
                     continue;
                 }
             };

@@ -77,17 +77,10 @@ impl ClientCredentials {
                 problems.push(format!("provider `{}`: auth.client_id is missing", p.id));
                 continue;
             };
-            let secret = match p.auth_str("client_secret_hash").map(SecretHash::parse) {
-                Some(Ok(secret)) => secret,
-                Some(Err(e)) => {
-                    problems.push(format!("provider `{}`: auth.client_secret_hash: {e}", p.id));
-                    continue;
-                }
-                None => {
-                    problems.push(format!(
-                        "provider `{}`: auth.client_secret_hash is missing",
-                        p.id
-                    ));
+            let secret = match p.secret_hash("client_secret_hash") {
+                Ok(hash) => hash,
+                Err(problem) => {
+                    problems.push(problem);
                     continue;
                 }
             };

@@ -3,6 +3,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::secret::SecretHash;
+
 /// One provider from `CreateContext.providers`.
 #[derive(Debug, Clone)]
 pub struct Provider {
@@ -20,6 +22,16 @@ impl Provider {
             .get(key)
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
+    }
+
+    /// The secret hash under `auth.<key>`, or the problem to report (the
+    /// provider named, the key, and what is wrong).
+    pub fn secret_hash(&self, key: &str) -> Result<SecretHash, String> {
+        match self.auth_str(key).map(SecretHash::parse) {
+            Some(Ok(hash)) => Ok(hash),
+            Some(Err(e)) => Err(format!("provider `{}`: auth.{key}: {e}", self.id)),
+            None => Err(format!("provider `{}`: auth.{key} is missing", self.id)),
+        }
     }
 
     /// A list-of-strings field of `[provider.auth]`.

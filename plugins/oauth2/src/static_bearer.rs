@@ -47,18 +47,14 @@ impl StaticBearer {
             if p.method != METHOD {
                 continue;
             }
-            let digest = match p.auth_str("token_hash").map(SecretHash::parse) {
-                Some(Ok(SecretHash::Sha256(d))) => d,
-                Some(Ok(SecretHash::Argon2id(_))) => {
+            let digest = match p.secret_hash("token_hash") {
+                Ok(SecretHash::Sha256(d)) => d,
+                Ok(SecretHash::Argon2id(_)) => {
                     problems.push(format!("provider `{}`: auth.token_hash must be `sha256:…` (tokens are looked up by hash)", p.id));
                     continue;
                 }
-                Some(Err(e)) => {
-                    problems.push(format!("provider `{}`: auth.token_hash: {e}", p.id));
-                    continue;
-                }
-                None => {
-                    problems.push(format!("provider `{}`: auth.token_hash is missing", p.id));
+                Err(problem) => {
+                    problems.push(problem);
                     continue;
                 }
             };
