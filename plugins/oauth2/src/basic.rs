@@ -17,7 +17,7 @@ use crate::credentials::basic_credentials;
 use crate::duration::Seconds;
 use crate::errors::{basic_challenge, config_error, unauthenticated};
 use crate::providers;
-use crate::secret::{SecretHash, SecretVerifier};
+use crate::secret::{DecoyHash, SecretHash, SecretVerifier};
 use crate::throttle::FailureLockout;
 
 pub const METHOD: &str = "basic";
@@ -61,6 +61,7 @@ struct Account {
 
 pub struct Basic {
     accounts: HashMap<String, Account>,
+    decoy: DecoyHash,
     verifier: SecretVerifier,
     lockout: FailureLockout,
     reject_unknown: bool,
@@ -107,6 +108,7 @@ impl Basic {
             return Err(config_error(&ctx.stage, &problems));
         }
         Ok(Basic {
+            decoy: DecoyHash::from_hashes(accounts.values().map(|a: &Account| &a.password)),
             accounts,
             verifier: SecretVerifier::new(config.cache_ttl.as_millis(), config.cache_size),
             lockout: FailureLockout::new(
@@ -153,6 +155,9 @@ impl Authenticator for Basic {
         let verified =
             account.filter(|a| self.verifier.verify(&a.password, &username, &password, now));
         let Some(account) = verified else {
+            if account.is_none() {
+                self.decoy.spend(&password);
+            }
             self.lockout.record_failure(&keys, now);
             return self.reject(req, "invalid username or password");
         };
@@ -227,6 +232,31 @@ mod tests {
             b.authenticate(&request("GET", &[("authorization", "Bearer x")], "", 0)),
             AuthOutcome::NotMine
         ));
+    }
+
+    #[test]
+    fn unknown_users_cost_as_much_as_wrong_passwords() {
+        let b = build(json!({"max_failures": 0}));
+        assert!(b.decoy.is_armed(), "an argon2id account arms the decoy");
+        let time = |user: &str| {
+            (0..3)
+                .map(|i| {
+                    let started = std::time::Instant::now();
+                    let outcome = login(&b, user, &format!("wrong-{i}"), 0);
+                    assert_eq!(rejected(outcome).status, 401);
+                    started.elapsed()
+                })
+                .min()
+                .unwrap()
+        };
+        let known = time("alice");
+        let unknown = time("mallory");
+        // Both run one argon2id verification; without the decoy the unknown
+        // user is refused in microseconds.
+        assert!(
+            unknown * 4 >= known,
+            "unknown user {unknown:?} vs wrong password {known:?}"
+        );
     }
 
     #[test]

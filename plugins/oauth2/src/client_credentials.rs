@@ -13,7 +13,7 @@ use crate::credentials::{basic_credentials, Params};
 use crate::duration::Seconds;
 use crate::errors::{basic_challenge, config_error, oauth};
 use crate::providers;
-use crate::secret::{SecretHash, SecretVerifier};
+use crate::secret::{DecoyHash, SecretHash, SecretVerifier};
 use crate::throttle::FailureLockout;
 
 pub const METHOD: &str = "oauth2-client-credentials";
@@ -58,6 +58,7 @@ struct Client {
 
 pub struct ClientCredentials {
     clients: HashMap<String, Client>,
+    decoy: DecoyHash,
     lockout: FailureLockout,
     verifier: SecretVerifier,
 }
@@ -104,6 +105,7 @@ impl ClientCredentials {
             return Err(config_error(&ctx.stage, &problems));
         }
         Ok(ClientCredentials {
+            decoy: DecoyHash::from_hashes(clients.values().map(|c: &Client| &c.secret)),
             clients,
             lockout: FailureLockout::new(
                 config.max_failures,
@@ -199,6 +201,9 @@ impl Authenticator for ClientCredentials {
                 .verify(&client.secret, &presented.client_id, &presented.secret, now)
         });
         let Some(client) = verified else {
+            if !self.clients.contains_key(&presented.client_id) {
+                self.decoy.spend(&presented.secret);
+            }
             self.lockout.record_failure(&keys, now);
             tracing::debug!(client_id = %presented.client_id, client_ip = %req.client_ip, "client authentication failed");
             let err = oauth(401, "invalid_client", "client authentication failed");

@@ -89,6 +89,36 @@ fn parse_sha256_hex(hex_part: &str) -> Result<[u8; 32], String> {
     Ok(out)
 }
 
+/// Makes refusing an unknown identity cost what checking a known one costs,
+/// so response times do not tell which usernames or client ids exist: holds
+/// one of the configured argon2id hashes (when there is one) and verifies the
+/// presented secret against it, discarding the answer. With only `sha256:`
+/// hashes every check is already cheap and constant-time, and it does nothing.
+pub struct DecoyHash(Option<SecretHash>);
+
+impl DecoyHash {
+    pub fn from_hashes<'a>(mut hashes: impl Iterator<Item = &'a SecretHash>) -> DecoyHash {
+        DecoyHash(
+            hashes
+                .find(|h| matches!(h, SecretHash::Argon2id(_)))
+                .cloned(),
+        )
+    }
+
+    /// Spends the time of one argon2id verification (if any are configured).
+    pub fn spend(&self, secret: &str) {
+        if let Some(hash) = &self.0 {
+            let _ = std::hint::black_box(hash.verify(secret.as_bytes()));
+        }
+    }
+
+    /// Whether an argon2id hash is configured (the decoy spends time).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub fn is_armed(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
 /// Verifies secrets against [`SecretHash`]es, remembering successful
 /// argon2 verifications for a short time (keyed by SHA-256 of identity,
 /// secret and stored hash, so nothing reversible is kept).
@@ -182,5 +212,14 @@ pub(crate) mod tests {
         assert!(v.verify(&h, "u", "pw", 500));
         assert!(!v.verify(&h, "u", "nope", 500));
         assert!(SecretHash::parse("$argon2id$garbage").is_err());
+    }
+
+    #[test]
+    fn the_decoy_is_armed_only_by_argon2id_hashes() {
+        let sha = SecretHash::parse(&sha256_ref("x")).unwrap();
+        let argon = SecretHash::parse(&argon2id_ref("y")).unwrap();
+        assert!(!DecoyHash::from_hashes([&sha].into_iter()).is_armed());
+        assert!(DecoyHash::from_hashes([&sha, &argon].into_iter()).is_armed());
+        DecoyHash::from_hashes(std::iter::empty()).spend("anything");
     }
 }
