@@ -97,6 +97,7 @@ impl SqliteStore {
                     .map_err(|e| backend(format!("cannot create {}: {e}", parent.display())))?;
             }
         }
+        create_private(path)?;
         let writer = connect(path)?;
         migrate(&writer)?;
         Ok(SqliteStore {
@@ -125,6 +126,28 @@ impl SqliteStore {
             }
         }
         Ok(out)
+    }
+}
+
+/// Creates a missing database file readable by its owner only (mode 0600);
+/// SQLite gives its `-wal` and `-shm` files the same mode. An existing file
+/// keeps the mode its operator chose.
+fn create_private(path: &Path) -> StoreResult<()> {
+    if path.exists() {
+        return Ok(());
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        // Another opener created it first: fine.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(backend(format!("cannot create {}: {e}", path.display()))),
     }
 }
 
@@ -598,6 +621,22 @@ mod tests {
             uuid::Uuid::new_v4()
         ));
         dir.join("scim.db")
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_new_database_and_its_wal_are_readable_by_the_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let path = temp_db("mode");
+        let store = SqliteStore::open(&path).expect("open");
+        drop(store);
+        let mode = |p: &Path| std::fs::metadata(p).map(|m| m.permissions().mode() & 0o777);
+        assert_eq!(mode(&path).ok(), Some(0o600));
+        let wal = path.with_extension("db-wal");
+        if wal.exists() {
+            assert_eq!(mode(&wal).ok(), Some(0o600));
+        }
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 
     #[test]
