@@ -77,35 +77,11 @@ fn main() {
     );
 
     // (c) Bulk create, 1000 operations per request.
-    let batch = 1000;
-    let mut ids = Vec::with_capacity(users);
-    let mut first_10k = None;
-    let fill = Instant::now();
-    while ids.len() < users && started.elapsed() < BUDGET {
-        let from = ids.len();
-        let n = batch.min(users - from);
-        let ops: Vec<Value> = (from..from + n)
-            .map(|i| json!({"method": "POST", "path": "/Users", "bulkId": format!("b{i}"), "data": bench_user(i)}))
-            .collect();
-        let body = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"], "Operations": ops}).to_string();
-        let (status, reply) = client.request("POST", "/scim/v2/Bulk", Some(&body));
-        assert_eq!(status, 200, "{reply}");
-        let reply: Value = serde_json::from_str(&reply).expect("bulk json");
-        for op in reply["Operations"].as_array().expect("ops") {
-            assert_eq!(op["status"], "201", "{op}");
-            ids.push(
-                op["location"]
-                    .as_str()
-                    .and_then(|l| l.rsplit('/').next())
-                    .expect("location")
-                    .to_string(),
-            );
-        }
-        if ids.len() >= 10_000 && first_10k.is_none() {
-            first_10k = Some(fill.elapsed());
-        }
-    }
-    let fill_time = fill.elapsed();
+    let BulkFill {
+        ids,
+        first_10k,
+        elapsed: fill_time,
+    } = bulk_fill_users(&mut client, "/scim/v2", users, started + BUDGET);
     println!("(c) Bulk create (1000 ops/request, one transaction each)");
     if let Some(t) = first_10k {
         println!(

@@ -600,3 +600,56 @@ pub fn bench_user(i: usize) -> Value {
 pub fn percentile(sorted: &[u128], p: f64) -> u128 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
+
+/// What [`bulk_fill_users`] created and how long it took.
+pub struct BulkFill {
+    /// The ids of the created users, in creation order.
+    pub ids: Vec<String>,
+    /// Time to the first 10,000 users, when that many were created.
+    pub first_10k: Option<Duration>,
+    pub elapsed: Duration,
+}
+
+/// Creates up to `users` [`bench_user`]s under `mount` by Bulk, 1,000
+/// operations a request, until done or `deadline`; every operation must
+/// answer 201.
+pub fn bulk_fill_users(
+    client: &mut KeepAliveClient,
+    mount: &str,
+    users: usize,
+    deadline: Instant,
+) -> BulkFill {
+    let batch = 1000;
+    let mut ids = Vec::with_capacity(users);
+    let mut first_10k = None;
+    let fill = Instant::now();
+    while ids.len() < users && Instant::now() < deadline {
+        let from = ids.len();
+        let n = batch.min(users - from);
+        let ops: Vec<Value> = (from..from + n)
+            .map(|i| json!({"method": "POST", "path": "/Users", "bulkId": format!("b{i}"), "data": bench_user(i)}))
+            .collect();
+        let body = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"], "Operations": ops}).to_string();
+        let (status, reply) = client.request("POST", &format!("{mount}/Bulk"), Some(&body));
+        assert_eq!(status, 200, "{reply}");
+        let reply: Value = serde_json::from_str(&reply).expect("bulk json");
+        for op in reply["Operations"].as_array().expect("ops") {
+            assert_eq!(op["status"], "201", "{op}");
+            ids.push(
+                op["location"]
+                    .as_str()
+                    .and_then(|l| l.rsplit('/').next())
+                    .expect("location")
+                    .to_string(),
+            );
+        }
+        if ids.len() >= 10_000 && first_10k.is_none() {
+            first_10k = Some(fill.elapsed());
+        }
+    }
+    BulkFill {
+        ids,
+        first_10k,
+        elapsed: fill.elapsed(),
+    }
+}
