@@ -46,6 +46,8 @@
 pub mod error;
 #[allow(unsafe_code, non_local_definitions)]
 pub mod ffi;
+pub mod net;
+pub mod path;
 pub mod sdk;
 mod trace_bridge;
 #[allow(unsafe_code)]

@@ -44,7 +44,11 @@ pub struct Request {
     /// Upper-case HTTP method.
     pub method: RString,
     /// Path below the route's mount path, always starting with `/` (or empty
-    /// for the mount path itself); percent-encoding kept as received.
+    /// for the mount path itself), in the canonical form of
+    /// [`crate::path::canonicalize`]: percent-decoded once with path rules,
+    /// no trailing slash, no dot or empty segments. Stages never decode it
+    /// again. Profiles must not change it (the host refuses a request whose
+    /// path or method a profile changed: policies decided on this one).
     pub path: RString,
     /// Raw query string without the `?`.
     pub query: RString,
