@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use crate::error::ScimError;
 use crate::object_keys;
 use crate::registry::{Location, SchemaCtx};
-use crate::schema::{AttrType, Attribute};
+use crate::schema::{AttrType, Attribute, Returned};
 
 /// Longest filter text accepted, in bytes.
 pub const MAX_FILTER_LENGTH: usize = 64 * 1024;
@@ -822,6 +822,91 @@ fn split_attr_path(word: &str) -> Result<AttrPath, String> {
         attr: attr.to_string(),
         sub_attr: sub_attr.map(str::to_string),
     })
+}
+
+// ---------------------------------------------------------------------------
+// Attributes that cannot be filtered on
+
+/// Whether `path` names an attribute, or a sub-attribute, that the schema never
+/// returns (`returned: never`, e.g. `password`). Such attributes can be neither
+/// filtered nor sorted on: an answer that depends on a value nobody may read
+/// would leak it one comparison at a time. Unknown attributes are not hidden.
+pub fn is_never_returned(context: &SchemaCtx<'_>, path: &AttrPath) -> bool {
+    let Some((_, attribute)) = context.resolve_name(path.urn.as_deref(), &path.attr) else {
+        return false;
+    };
+    attribute.returned == Returned::Never
+        || path
+            .sub_attr
+            .as_deref()
+            .and_then(|sub| attribute.sub_attribute(sub))
+            .is_some_and(|sub| sub.returned == Returned::Never)
+}
+
+impl Filter {
+    /// Refuses, with `invalidFilter`, a filter that names a `returned: never`
+    /// attribute anywhere: a plain comparison or `pr`, inside `and`/`or`/`not`,
+    /// the attribute of a value path, or a sub-attribute inside one
+    /// (`x[secret pr]`). Call it on every filter a client sends, before
+    /// evaluating it.
+    pub fn check_filterable(&self, context: &SchemaCtx<'_>) -> Result<(), ScimError> {
+        match self.first_hidden(context) {
+            None => Ok(()),
+            Some(path) => Err(ScimError::invalid_filter(format!(
+                "'{path}' cannot be used in a filter: the attribute is never returned"
+            ))),
+        }
+    }
+
+    /// The first path of the filter that names a `returned: never` attribute.
+    fn first_hidden(&self, context: &SchemaCtx<'_>) -> Option<String> {
+        match self {
+            Filter::Compare { path, .. } | Filter::Present(path) => {
+                is_never_returned(context, path).then(|| path.to_string())
+            }
+            Filter::And(left, right) | Filter::Or(left, right) => left
+                .first_hidden(context)
+                .or_else(|| right.first_hidden(context)),
+            Filter::Not(inner) => inner.first_hidden(context),
+            Filter::ValuePath { attr, filter } => {
+                if is_never_returned(context, attr) {
+                    return Some(attr.to_string());
+                }
+                let parent = context
+                    .resolve_name(attr.urn.as_deref(), &attr.attr)
+                    .map(|(_, attribute)| attribute);
+                filter
+                    .first_hidden_element(parent)
+                    .map(|inner| format!("{attr}[{inner}]"))
+            }
+        }
+    }
+
+    /// Like [`Filter::first_hidden`] inside a value path, whose paths are
+    /// sub-attributes of `parent`.
+    fn first_hidden_element(&self, parent: Option<&Attribute>) -> Option<String> {
+        let hidden = |name: &str| {
+            parent
+                .and_then(|parent| parent.sub_attribute(name))
+                .is_some_and(|sub| sub.returned == Returned::Never)
+        };
+        match self {
+            Filter::Compare { path, .. } | Filter::Present(path) => {
+                let sub_hidden = path.sub_attr.as_deref().is_some_and(hidden);
+                (hidden(&path.attr) || sub_hidden).then(|| path.to_string())
+            }
+            Filter::And(left, right) | Filter::Or(left, right) => left
+                .first_hidden_element(parent)
+                .or_else(|| right.first_hidden_element(parent)),
+            Filter::Not(inner) => inner.first_hidden_element(parent),
+            Filter::ValuePath { attr, filter } => {
+                if hidden(&attr.attr) {
+                    return Some(attr.to_string());
+                }
+                filter.first_hidden_element(parent)
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -75,6 +75,8 @@
 //! # Ok::<(), scimgate_scim::ScimError>(())
 //! ```
 
+pub mod body;
+pub mod bulk;
 pub mod core_schemas;
 pub mod dialect;
 pub mod discovery;
@@ -85,12 +87,16 @@ pub mod message;
 mod object_keys;
 pub mod patch;
 pub mod projection;
+pub mod redact;
 pub mod registry;
 pub mod schema;
 pub mod sort;
+pub mod target;
 pub mod urn;
 pub mod validate;
 
+pub use body::parse_body;
+pub use bulk::{BulkOperation, BulkRequest};
 pub use error::{ScimError, ScimType};
 pub use filter::{parse_filter, AttrPath, CompValue, CompareOp, Filter, PatchPath};
 pub use mapping::{Mapping, MappingIssue};
@@ -100,4 +106,5 @@ pub use projection::{project, strip_never, AttributeSelection};
 pub use registry::{Registry, ResourceType, SchemaCtx, SchemaExtension};
 pub use schema::{AttrType, Attribute, Mutability, Returned, Schema, Uniqueness};
 pub use sort::SortOrder;
+pub use target::Target;
 pub use validate::{validate_create, validate_replace};

@@ -30,6 +30,7 @@
 //! assert_eq!(user["title"], "Tour Guide");
 //! ```
 
+use crate::target::Target;
 use serde_json::{Map, Value};
 
 use crate::filter::{parse_filter, AttrPath, CompValue, Filter, PatchPath};
@@ -581,7 +582,9 @@ impl Mapping {
             return out;
         }
         let is_search = path_is_search(path);
-        let Ok(mut value) = serde_json::from_slice::<Value>(body) else {
+        // A body the strict reader refuses is left as it is: the endpoint
+        // refuses it with the same error.
+        let Ok(mut value) = crate::body::parse_body(body) else {
             return out;
         };
         let changed = match method {
@@ -756,43 +759,24 @@ enum OperationFate {
     Drop,
 }
 
-/// The resource type a request path addresses: `User` for `/Users…`, `Group` for
-/// `/Groups…`, the endpoint name for other resource endpoints; `None` for the root,
-/// discovery endpoints (`/Schemas`, `/ResourceTypes`, `/ServiceProviderConfig`),
-/// `/Bulk`, `/Me` and `/.search` at the root.
+/// The resource type a request path addresses, by [`Target::resolve`]:
+/// `User` for `/Users…`, `Group` for `/Groups…`, the endpoint name for other
+/// resource endpoints; `None` for the root, discovery, `/Bulk`, `/Me`, the
+/// root `/.search` and paths that address nothing.
 pub fn resource_for_path(path: &str) -> Option<&str> {
-    let first = path.trim_start_matches('/').split('/').next()?;
-    const NOT_RESOURCES: &[&str] = &[
-        "",
-        "Schemas",
-        "ResourceTypes",
-        "ServiceProviderConfig",
-        "ServiceProviderConfigs",
-        "Bulk",
-        "Me",
-        ".search",
-    ];
-    if NOT_RESOURCES
-        .iter()
-        .any(|name| name.eq_ignore_ascii_case(first))
-    {
-        return None;
-    }
-    if first.eq_ignore_ascii_case("Users") {
+    let endpoint = Target::resolve(path).endpoint()?;
+    if endpoint.eq_ignore_ascii_case("Users") {
         Some("User")
-    } else if first.eq_ignore_ascii_case("Groups") {
+    } else if endpoint.eq_ignore_ascii_case("Groups") {
         Some("Group")
     } else {
-        Some(first)
+        Some(endpoint)
     }
 }
 
-/// Whether a path ends in `/.search`.
+/// Whether a path addresses a `.search` endpoint ([`Target::is_search`]).
 pub fn path_is_search(path: &str) -> bool {
-    path.trim_end_matches('/')
-        .rsplit('/')
-        .next()
-        .is_some_and(|last| last.eq_ignore_ascii_case(".search"))
+    Target::resolve(path).is_search()
 }
 
 fn has_schema(body: &Value, wanted: &str) -> bool {

@@ -11,7 +11,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::error::ScimError;
-use crate::filter::AttrPath;
+use crate::filter::{is_never_returned, AttrPath};
 use crate::object_keys;
 use crate::registry::{Location, SchemaCtx};
 use crate::schema::{AttrType, Attribute};
@@ -38,6 +38,17 @@ impl SortOrder {
             ))),
         }
     }
+}
+
+/// Refuses, with `invalidValue`, a `sortBy` naming a `returned: never` attribute
+/// (e.g. `password`): the order of results would reveal the hidden values.
+pub fn check_sortable(context: &SchemaCtx<'_>, sort_by: &AttrPath) -> Result<(), ScimError> {
+    if is_never_returned(context, sort_by) {
+        return Err(ScimError::invalid_value(format!(
+            "cannot sort by '{sort_by}': the attribute is never returned"
+        )));
+    }
+    Ok(())
 }
 
 /// The value `resource` sorts by for `sort_by`: for a multi-valued attribute the

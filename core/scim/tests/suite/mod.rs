@@ -6,6 +6,8 @@ mod fixtures;
 mod projection_sort;
 mod properties;
 mod regression;
+mod request_properties;
 mod rfc_filters;
 mod rfc_patch;
+mod sensitive;
 mod validation;
