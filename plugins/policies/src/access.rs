@@ -9,7 +9,8 @@ use scimgate_abi::sdk::{CreateContext, Policy};
 use scimgate_abi::{Caller, ConfigIssue, ErrorStyle, PluginError, PolicyDecision, Request};
 use serde::Deserialize;
 
-use crate::common::{is_read, provider_of, refuse_client, resource_type, shown};
+use crate::common::{bulk_operations, provider_of, refuse_client, shown, target_of};
+use scimgate_scim::Target;
 
 /// `policies/access-mode`.
 #[derive(Debug, Default, Deserialize)]
@@ -85,7 +86,8 @@ impl Policy for AccessMode {
         };
         let method = req.method.as_str();
         let path = req.path.as_str();
-        if is_read(method, path) {
+        let target = target_of(req);
+        if target.is_read(method) {
             return PolicyDecision::Allow;
         }
         // The host only ever sets "read-only" or "read-write"; anything
@@ -95,7 +97,7 @@ impl Policy for AccessMode {
         } else {
             Access::ReadOnly
         };
-        let resource = resource_type(path);
+        let resource = target.type_name().unwrap_or("");
         let (access, overridden) = match self.override_for(resource) {
             Some(access) => (access, true),
             None => (provider_access, false),
@@ -112,7 +114,7 @@ impl Policy for AccessMode {
                 shown(path)
             ));
         }
-        if method == "POST" && resource.eq_ignore_ascii_case("Bulk") {
+        if method == "POST" && target == Target::Bulk {
             return self.check_bulk(req, provider_access, &provider.id);
         }
         PolicyDecision::Allow
@@ -132,24 +134,23 @@ impl AccessMode {
         if provider_access == Access::ReadWrite && !read_only_types {
             return PolicyDecision::Allow;
         }
-        let Some(operations) = bulk_operations(&req.body) else {
-            return refuse(format!(
-                "provider `{provider_id}` has read-only access to some resource types and the Bulk request's operations could not be read: POST /Bulk refused"
-            ));
+        let operations = match bulk_operations(req) {
+            Ok(operations) => operations,
+            Err(refusal) => return refusal,
         };
-        for (method, path) in operations {
-            let method = method.to_ascii_uppercase();
-            if is_read(&method, &path) {
+        for op in &operations {
+            let target = op.target();
+            if target.is_read(&op.method) {
                 continue;
             }
-            let resource = resource_type(&path);
+            let resource = target.type_name().unwrap_or("");
             let access = self.override_for(resource).unwrap_or(provider_access);
             if access == Access::ReadOnly {
                 return refuse(format!(
                     "provider `{provider_id}` has read-only access to {}: Bulk operation {} {} refused",
                     shown(resource),
-                    shown(&method),
-                    shown(&path)
+                    op.method,
+                    shown(&op.path)
                 ));
             }
         }
@@ -160,29 +161,6 @@ impl AccessMode {
 /// SCIM 403 with an empty `scimType`: none of RFC 7644's fits.
 fn refuse(reason: String) -> PolicyDecision {
     PolicyDecision::Deny(PluginError::new(403, reason))
-}
-
-/// `(method, path)` of each operation of a Bulk request body; attribute
-/// names are case-insensitive (RFC 7643 §2.1). `None` when unreadable.
-fn bulk_operations(body: &[u8]) -> Option<Vec<(String, String)>> {
-    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let field = |object: &serde_json::Map<String, serde_json::Value>, name: &str| {
-        object
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone())
-    };
-    let operations = field(value.as_object()?, "Operations")?;
-    operations
-        .as_array()?
-        .iter()
-        .map(|op| {
-            let op = op.as_object()?;
-            let method = field(op, "method")?.as_str()?.to_string();
-            let path = field(op, "path")?.as_str()?.to_string();
-            Some((method, path))
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -277,16 +255,18 @@ mod tests {
         policy.check(&req, caller(&who, &p))
     }
 
+    const BULK: &str = "urn:ietf:params:scim:api:messages:2.0:BulkRequest";
+
     #[test]
     fn bulk_operations_are_checked_against_their_own_type() {
         let policy = policy(json!({"Groups": "read-only"}));
-        let users_only = json!({"schemas": [], "Operations": [
+        let users_only = json!({"schemas": [BULK], "Operations": [
             {"method": "POST", "path": "/Users", "bulkId": "a", "data": {}},
             {"method": "DELETE", "path": "/Users/2"}
         ]});
         assert_allow(bulk(&policy, "read-write", users_only));
-        let touches_groups = json!({"operations": [
-            {"method": "POST", "path": "/Users"},
+        let touches_groups = json!({"SCHEMAS": [BULK], "operations": [
+            {"method": "POST", "path": "/Users", "bulkId": "a"},
             {"Method": "patch", "Path": "/Groups/9"}
         ]});
         let err = deny(bulk(&policy, "read-write", touches_groups));
@@ -294,20 +274,65 @@ mod tests {
             err.message.as_str(),
             "provider `x` has read-only access to Groups: Bulk operation PATCH /Groups/9 refused"
         );
+        // Encoded and case-variant paths address the same type.
+        for path in ["/%47roups", "groups", "/GROUPS/1/", "Groups/bulkId:a"] {
+            let body = json!({"schemas": [BULK], "Operations": [
+                {"method": "PUT", "path": path, "data": {}}
+            ]});
+            deny(bulk(&policy, "read-write", body));
+        }
         let err = deny(bulk(&policy, "read-write", json!("not a bulk request")));
-        assert!(err.message.contains("could not be read"), "{}", err.message);
+        assert_eq!(err.status, 400);
+        assert_eq!(err.code.as_str(), "invalidSyntax");
+    }
+
+    #[test]
+    fn bulk_bodies_without_a_single_meaning_are_refused() {
+        let policy = policy(json!({"Groups": "read-only"}));
+        let mut p = provider("x");
+        p.access = "read-write".into();
+        let who = principal("x", &[]);
+        for body in [
+            format!(
+                r#"{{"schemas": ["{BULK}"], "Operations": [], "OPERATIONS": [{{"method": "POST", "path": "/Groups", "bulkId": "g"}}]}}"#
+            ),
+            format!(
+                r#"{{"schemas": ["{BULK}"], "Operations": [{{"method": "POST", "path": "/Users", "PATH": "/Groups", "bulkId": "g"}}]}}"#
+            ),
+            format!(
+                r#"{{"schemas": ["{BULK}"], "Operations": [{{"method": "POST", "path": "/Users", "bulkId": "g"}}], "Operations": []}}"#
+            ),
+        ] {
+            let req = scim("POST", "/Bulk").with_body(body.into_bytes());
+            let err = deny(policy.check(&req, caller(&who, &p)));
+            assert_eq!(err.status, 400);
+            assert_eq!(err.code.as_str(), "invalidSyntax");
+        }
     }
 
     #[test]
     fn bulk_on_a_read_only_provider_with_writable_types() {
         let policy = policy(json!({"Bulk": "read-write", "Users": "read-write"}));
-        let users = json!({"Operations": [{"method": "POST", "path": "/Users"}]});
+        let users = json!({"schemas": [BULK], "Operations": [{"method": "POST", "path": "/Users", "bulkId": "u"}]});
         assert_allow(bulk(&policy, "read-only", users));
-        let groups = json!({"Operations": [{"method": "POST", "path": "/Groups"}]});
+        let groups = json!({"schemas": [BULK], "Operations": [{"method": "POST", "path": "/Groups", "bulkId": "g"}]});
         deny(bulk(&policy, "read-only", groups));
         // Without a Bulk override the provider's read-only access applies.
         let plain = super::tests::policy(json!({"Users": "read-write"}));
-        deny(bulk(&plain, "read-only", json!({"Operations": []})));
+        deny(bulk(
+            &plain,
+            "read-only",
+            json!({"schemas": [BULK], "Operations": []}),
+        ));
+    }
+
+    #[test]
+    fn the_request_path_is_resolved_like_the_endpoint_does() {
+        let policy = policy(json!({"Groups": "read-only"}));
+        for path in ["/groups", "/GROUPS/7", "/Groups/.SEARCHx"] {
+            deny(check(&policy, "read-write", "POST", path));
+        }
+        assert_allow(check(&policy, "read-write", "POST", "/groups/.Search"));
     }
 
     #[test]

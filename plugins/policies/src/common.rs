@@ -10,6 +10,7 @@ use scimgate_abi::std_types::RString;
 use scimgate_abi::{
     Caller, ConfigIssue, ErrorStyle, PluginError, PolicyDecision, ProviderRecord, Request,
 };
+use scimgate_scim::{BulkOperation, BulkRequest, ScimError, Target};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -59,25 +60,35 @@ pub(crate) fn provider_of(caller: Caller<'_>) -> Result<Option<&ProviderRecord>,
     }
 }
 
-/// Whether a request only reads: `GET`, `HEAD`, or a `POST` to a `/.search`
-/// endpoint (RFC 7644 §3.4.3).
-pub(crate) fn is_read(method: &str, path: &str) -> bool {
-    match method {
-        "GET" | "HEAD" => true,
-        "POST" => is_search(path),
-        _ => false,
-    }
+/// What the request addresses and whether it only reads, by the one
+/// resolver the endpoint uses too ([`Target`]).
+pub(crate) fn target_of(req: &Request) -> Target<'_> {
+    Target::resolve(req.path.as_str())
 }
 
-pub(crate) fn is_search(path: &str) -> bool {
-    path.ends_with("/.search")
-}
-
-/// The resource type a path addresses: its first segment (`Users` for
-/// `/Users/123`, `.search` for `/.search`, `Bulk` for `/Bulk`).
-pub(crate) fn resource_type(path: &str) -> &str {
-    let path = path.trim_start_matches('/');
-    path.split(['/', '?']).next().unwrap_or("")
+/// The Bulk request in `req`'s body, read by the parser the endpoint uses,
+/// or the refusal a policy answers when it cannot read it: a policy does not
+/// let through what it cannot judge (400 `invalidSyntax`/`invalidPath`, the
+/// error the endpoint would give).
+pub(crate) fn bulk_operations(req: &Request) -> Result<Vec<BulkOperation>, PolicyDecision> {
+    let refuse = |error: ScimError, at: Option<usize>| {
+        let detail = match at {
+            Some(i) => format!("Bulk operation {i}: {}", error.detail),
+            None => error.detail,
+        };
+        let mut err = PluginError::new(error.status, detail);
+        if let Some(kind) = error.scim_type {
+            err = err.with_code(kind.as_str());
+        }
+        PolicyDecision::Deny(err)
+    };
+    let request = BulkRequest::from_slice(&req.body).map_err(|e| refuse(e, None))?;
+    request
+        .operations
+        .into_iter()
+        .enumerate()
+        .map(|(i, op)| op.map_err(|e| refuse(e, Some(i))))
+        .collect()
 }
 
 /// Client-supplied text as it goes into a reason: cut to 120 characters and
@@ -238,24 +249,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_are_get_head_and_search_posts() {
-        assert!(is_read("GET", "/Users/1"));
-        assert!(is_read("HEAD", "/Users"));
-        assert!(is_read("POST", "/.search"));
-        assert!(is_read("POST", "/Users/.search"));
-        assert!(!is_read("POST", "/Users"));
-        assert!(!is_read("POST", "/Users/.searchx"));
-        assert!(!is_read("PUT", "/.search"));
-        assert!(!is_read("POST", "/Bulk"));
-    }
-
-    #[test]
-    fn resource_type_is_the_first_segment() {
-        assert_eq!(resource_type("/Users/123"), "Users");
-        assert_eq!(resource_type("/Groups/.search"), "Groups");
-        assert_eq!(resource_type("/.search"), ".search");
-        assert_eq!(resource_type("/Bulk"), "Bulk");
-        assert_eq!(resource_type(""), "");
+    fn bulk_bodies_that_cannot_be_read_are_refused_with_the_endpoints_error() {
+        let body = br#"{"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+            "Operations": [{"method": "POST", "path": "/Users", "bulkId": "a"},
+                           {"method": "DELETE", "path": "/Users/%2F"}]}"#;
+        let req = Request::new("POST", "/Bulk").with_body(body.to_vec());
+        let Err(PolicyDecision::Deny(err)) = bulk_operations(&req) else {
+            panic!("an unreadable operation must be refused");
+        };
+        assert_eq!(err.status, 400);
+        assert_eq!(err.code.as_str(), "invalidPath");
+        assert!(
+            err.message.starts_with("Bulk operation 1:"),
+            "{}",
+            err.message
+        );
+        let req = Request::new("POST", "/Bulk").with_body(&b"{\"a\": 1, \"A\": 2}"[..]);
+        let Err(PolicyDecision::Deny(err)) = bulk_operations(&req) else {
+            panic!("an ambiguous body must be refused");
+        };
+        assert_eq!(err.code.as_str(), "invalidSyntax");
     }
 
     #[test]

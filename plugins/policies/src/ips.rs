@@ -1,11 +1,11 @@
 //! `allowed-ips`: the client address must be in the provider's `allowed_ips`
 //! and, when the stage sets one, in the route-wide `allow` list. IPv4-mapped
 //! IPv6 addresses (`::ffff:10.1.2.3`) are the IPv4 address they carry, on
-//! both sides.
+//! both sides. The list grammar and matching are [`scimgate_abi::net`]'s,
+//! the same the oauth2 authenticators use to refuse disallowed addresses
+//! before checking a secret.
 
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
-
-use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use scimgate_abi::net::IpList;
 use scimgate_abi::sdk::{CreateContext, Policy};
 use scimgate_abi::{Caller, ConfigIssue, PolicyDecision, Request};
 use serde::Deserialize;
@@ -125,108 +125,9 @@ fn unparsable(req: &Request) -> PolicyDecision {
     )
 }
 
-/// A parsed list of addresses and CIDR blocks. Empty or containing `*`:
-/// any address.
-#[derive(Debug, Default, Clone)]
-pub struct IpList {
-    any: bool,
-    v4: Vec<Ipv4Net>,
-    v6: Vec<Ipv6Net>,
-}
-
-impl IpList {
-    /// Parses a provider's list; the error names the first bad entry.
-    pub fn parse(entries: &[&str]) -> Result<IpList, String> {
-        let mut list = IpList::default();
-        for entry in entries {
-            list.push(entry)?;
-        }
-        Ok(list)
-    }
-
-    fn push(&mut self, entry: &str) -> Result<(), String> {
-        match parse_entry(entry)? {
-            None => self.any = true,
-            Some(IpNet::V4(net)) => self.v4.push(net),
-            Some(IpNet::V6(net)) => self.v6.push(net),
-        }
-        Ok(())
-    }
-
-    fn is_any(&self) -> bool {
-        self.any || (self.v4.is_empty() && self.v6.is_empty())
-    }
-
-    /// Whether `ip` (canonical: IPv4-mapped addresses already unwrapped) is
-    /// in the list.
-    pub fn permits(&self, ip: IpAddr) -> bool {
-        if self.is_any() {
-            return true;
-        }
-        match ip {
-            IpAddr::V4(v4) => {
-                self.v4.iter().any(|net| net.contains(&v4))
-                    // An IPv6 block wider than /96 (e.g. `::/0`) holds the
-                    // whole IPv4-mapped range.
-                    || self
-                        .v6
-                        .iter()
-                        .any(|net| net.prefix_len() < 96 && net.contains(&v4.to_ipv6_mapped()))
-            }
-            IpAddr::V6(v6) => self.v6.iter().any(|net| net.contains(&v6)),
-        }
-    }
-}
-
-/// One list entry: `*` (None), an address or a CIDR block, canonicalised.
-fn parse_entry(entry: &str) -> Result<Option<IpNet>, String> {
-    let text = entry.trim();
-    if text == "*" {
-        return Ok(None);
-    }
-    let bad = || {
-        format!(
-            "`{}` is not an IP address, a CIDR block (10.0.0.0/8, 2001:db8::/32) or `*`",
-            shown(entry)
-        )
-    };
-    let net = if text.contains('/') {
-        text.parse::<IpNet>().map_err(|_| bad())?
-    } else {
-        IpNet::from(text.parse::<IpAddr>().map_err(|_| bad())?)
-    };
-    Ok(Some(canonical_net(net.trunc())))
-}
-
-/// `::ffff:a.b.c.d/p` with `p >= 96` is the IPv4 block `a.b.c.d/(p-96)`.
-fn canonical_net(net: IpNet) -> IpNet {
-    match net {
-        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.addr().to_ipv4_mapped() {
-            Some(v4) => Ipv4Net::new(v4, v6.prefix_len() - 96)
-                .map(|n| IpNet::V4(n.trunc()))
-                .unwrap_or(net),
-            None => net,
-        },
-        other => other,
-    }
-}
-
-/// The client address as an `IpAddr`, IPv4-mapped addresses unwrapped.
-/// Tolerates `[v6]`, `ip:port` and `[v6]:port` forms.
-pub(crate) fn parse_client_ip(text: &str) -> Option<IpAddr> {
-    let text = text.trim();
-    let ip = text
-        .parse::<IpAddr>()
-        .ok()
-        .or_else(|| text.parse::<SocketAddr>().ok().map(|s| s.ip()))
-        .or_else(|| {
-            text.strip_prefix('[')
-                .and_then(|t| t.strip_suffix(']'))
-                .and_then(|t| t.parse::<Ipv6Addr>().ok())
-                .map(IpAddr::V6)
-        })?;
-    Some(ip.to_canonical())
-}
+/// The client address as an `IpAddr`, IPv4-mapped addresses unwrapped
+/// (the grammar lives in [`scimgate_abi::net`], shared with oauth2).
+pub(crate) use scimgate_abi::net::parse_client_ip;
 
 #[cfg(test)]
 mod tests {

@@ -5,7 +5,9 @@ use scimgate_abi::sdk::{CreateContext, Policy};
 use scimgate_abi::{Caller, ConfigIssue, ErrorStyle, PluginError, PolicyDecision, Request};
 use serde::Deserialize;
 
-use crate::common::{is_read, is_search, resource_type, shown};
+use scimgate_scim::Target;
+
+use crate::common::{bulk_operations, shown, target_of};
 
 /// `policies/scopes`.
 #[derive(Debug, Default, Deserialize)]
@@ -120,15 +122,15 @@ impl Scopes {
         }
     }
 
-    /// The scopes this request needs.
-    fn required(&self, method: &str, path: &str) -> &[String] {
-        let read = is_read(method, path);
-        let method = if method == "POST" && is_search(path) {
+    /// The scopes a request with this method and target needs.
+    fn required(&self, method: &str, target: Target<'_>) -> &[String] {
+        let read = target.is_read(method);
+        let method = if method == "POST" && target.is_search() {
             "GET"
         } else {
             method
         };
-        let resource = resource_type(path);
+        let resource = target.type_name().unwrap_or("");
         let rule = self.rules.iter().find(|rule| {
             rule.resource
                 .as_deref()
@@ -141,6 +143,10 @@ impl Scopes {
             None => &self.write,
         }
     }
+
+    fn is_open(&self) -> bool {
+        self.read.is_empty() && self.write.is_empty() && self.rules.is_empty()
+    }
 }
 
 impl Policy for Scopes {
@@ -152,10 +158,26 @@ impl Policy for Scopes {
         }
         let method = req.method.as_str();
         let path = req.path.as_str();
-        let required = self.required(method, path);
+        let target = target_of(req);
+        let mut required: Vec<&String> = self.required(method, target).iter().collect();
+        // Each Bulk operation needs what it would need sent alone.
+        if method == "POST" && target == Target::Bulk && !self.is_open() {
+            let operations = match bulk_operations(req) {
+                Ok(operations) => operations,
+                Err(refusal) => return refusal,
+            };
+            for op in &operations {
+                for scope in self.required(&op.method, op.target()) {
+                    if !required.contains(&scope) {
+                        required.push(scope);
+                    }
+                }
+            }
+        }
         if required.is_empty() {
             return PolicyDecision::Allow;
         }
+        let required: Vec<&str> = required.into_iter().map(String::as_str).collect();
         let wanted = required.join(" ");
         let Some(principal) = caller.principal() else {
             return PolicyDecision::Deny(
@@ -169,7 +191,7 @@ impl Policy for Scopes {
         let missing: Vec<&str> = required
             .iter()
             .filter(|s| !principal.has_scope(s))
-            .map(String::as_str)
+            .copied()
             .collect();
         if missing.is_empty() {
             return PolicyDecision::Allow;
@@ -258,13 +280,17 @@ mod tests {
     fn several_scopes_in_a_rule_are_all_required() {
         let policy =
             policy(json!({"rules": [{"resource": "Bulk", "scope": "scim:write scim:bulk"}]}));
-        assert_allow(check(
-            &policy,
-            &["scim:write", "scim:bulk"],
-            "POST",
-            "/Bulk",
-        ));
-        let err = deny(check(&policy, &["scim:write"], "POST", "/Bulk"));
+        let bulk = |scopes: &[&str]| {
+            let p = provider("x");
+            let who = principal("x", scopes);
+            let body = br#"{"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"], "Operations": []}"#;
+            policy.check(
+                &scim("POST", "/Bulk").with_body(&body[..]),
+                caller(&who, &p),
+            )
+        };
+        assert_allow(bulk(&["scim:write", "scim:bulk"]));
+        let err = deny(bulk(&["scim:write"]));
         assert!(
             err.message.contains("lacks scope `scim:bulk`"),
             "{}",
@@ -272,6 +298,30 @@ mod tests {
         );
         // Nothing configured for other requests.
         assert_allow(check(&policy, &[], "DELETE", "/Users/1"));
+    }
+
+    #[test]
+    fn each_bulk_operation_needs_the_scopes_it_needs_alone() {
+        let policy = standard();
+        let bulk = |scopes: &[&str], ops: serde_json::Value| {
+            let p = provider("x");
+            let who = principal("x", scopes);
+            let body = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"], "Operations": ops});
+            let req = scim("POST", "/Bulk").with_body(serde_json::to_vec(&body).unwrap());
+            policy.check(&req, caller(&who, &p))
+        };
+        let users = json!([{"method": "POST", "path": "/users", "bulkId": "a"}]);
+        let err = deny(bulk(&["scim:write"], users.clone()));
+        assert!(
+            err.message.contains("lacks scope `scim:users:write`"),
+            "{}",
+            err.message
+        );
+        assert_allow(bulk(&["scim:write", "scim:users:write"], users));
+        let groups = json!([{"method": "DELETE", "path": "/Groups/1"}]);
+        assert_allow(bulk(&["scim:write"], groups));
+        let unreadable = json!([{"method": "DELETE", "path": "/Users/../x"}]);
+        assert_eq!(deny(bulk(&["scim:write"], unreadable)).status, 400);
     }
 
     #[test]
