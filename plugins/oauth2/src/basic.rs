@@ -3,6 +3,9 @@
 //! `sha256:…` for generated secrets). Argon2 is deliberately slow and runs
 //! inline on the host's worker, so a successful verification is remembered
 //! for `cache_ttl` (keyed by SHA-256 of username, password and stored hash).
+//! A username presented from an address its provider's `allowed_ips` does
+//! not hold is refused before its password is checked or counted; repeated
+//! failures lock the (username, client network) pair out (see `throttle`).
 
 use std::collections::HashMap;
 
@@ -15,10 +18,10 @@ use crate::client_credentials::{
 };
 use crate::credentials::basic_credentials;
 use crate::duration::Seconds;
-use crate::errors::{basic_challenge, config_error, unauthenticated};
-use crate::providers;
+use crate::errors::{basic_challenge, config_error, shown, unauthenticated};
+use crate::providers::{self, Allowed};
 use crate::secret::{DecoyHash, SecretHash, SecretVerifier};
-use crate::throttle::FailureLockout;
+use crate::throttle::{FailureLockout, Keys};
 
 pub const METHOD: &str = "basic";
 
@@ -32,8 +35,10 @@ pub struct BasicConfig {
     /// Remembered verifications (oldest dropped first).
     #[serde(default = "default_cache_size")]
     pub cache_size: usize,
-    /// Failed logins of one username (or from one IP) within
-    /// `failure_window` before it is locked out; 0 disables.
+    /// Failed logins of one username from one client network (IPv4
+    /// address, IPv6 /64) within `failure_window` before that pair is
+    /// locked out; 0 disables. Ceilings of 10 × this many lock a username
+    /// for every network, and a network for every username.
     #[serde(default = "default_max_failures")]
     pub max_failures: u32,
     #[serde(default = "default_failure_window")]
@@ -57,6 +62,7 @@ struct Account {
     client_id: String,
     password: SecretHash,
     scopes: Vec<String>,
+    allowed: Allowed,
 }
 
 pub struct Basic {
@@ -101,6 +107,7 @@ impl Basic {
                     client_id,
                     password,
                     scopes: p.scopes,
+                    allowed: p.allowed,
                 },
             );
         }
@@ -121,11 +128,13 @@ impl Basic {
     }
 
     fn reject(&self, req: &Request, message: &str) -> AuthOutcome {
-        AuthOutcome::Rejected(
-            unauthenticated(req, "invalid_client", message)
-                .with_header("www-authenticate", &basic_challenge()),
-        )
+        AuthOutcome::Rejected(failed(req, message))
     }
+}
+
+fn failed(req: &Request, message: &str) -> PluginError {
+    unauthenticated(req, "invalid_client", message)
+        .with_header("www-authenticate", &basic_challenge())
 }
 
 impl Authenticator for Basic {
@@ -140,10 +149,20 @@ impl Authenticator for Basic {
             return AuthOutcome::NotMine;
         }
         let now = req.received_at_unix_ms;
-        let user_key = format!("user:{username}");
-        let ip_key = format!("ip:{}", req.client_ip);
-        let keys = [user_key.as_str(), ip_key.as_str()];
+        // An address the provider does not allow gets the answer a wrong
+        // password gets, after the same work, and nothing is counted.
+        if let Some(reason) =
+            account.and_then(|a| a.allowed.refusal(&a.provider_id, &req.client_ip))
+        {
+            self.decoy.spend(&password);
+            tracing::info!(username = %shown(&username), client_ip = %shown(&req.client_ip), %reason, "login refused");
+            return AuthOutcome::Rejected(
+                failed(req, "invalid username or password").with_context(reason),
+            );
+        }
+        let keys = Keys::new("user", &username, &req.client_ip);
         if let Some(retry_after) = self.lockout.locked(&keys, now) {
+            tracing::warn!(username = %shown(&username), client_ip = %shown(&req.client_ip), "login locked out after repeated failures");
             return AuthOutcome::Rejected(
                 PluginError::new(
                     429,
@@ -159,9 +178,10 @@ impl Authenticator for Basic {
                 self.decoy.spend(&password);
             }
             self.lockout.record_failure(&keys, now);
+            tracing::debug!(username = %shown(&username), client_ip = %shown(&req.client_ip), "login failed");
             return self.reject(req, "invalid username or password");
         };
-        self.lockout.reset(&user_key);
+        self.lockout.reset(&keys);
         let mut principal = Principal::new(&account.provider_id, &account.client_id, METHOD);
         principal.subject = username.as_str().into();
         principal.scopes = account.scopes.iter().map(|s| s.as_str().into()).collect();
@@ -278,6 +298,60 @@ mod tests {
         assert_eq!(e.status, 429);
         assert!(matches!(
             login(&b, "bob", "generated-secret", 61_000),
+            AuthOutcome::Authenticated(_)
+        ));
+    }
+
+    #[test]
+    fn a_disallowed_address_is_refused_unverified_and_uncounted() {
+        let c = ctx(
+            json!({"max_failures": 2}),
+            vec![
+                json!({"id": "iga", "auth": {"method": METHOD, "username": "sync",
+                "password_hash": sha256_ref("pw"), "allowed_ips": ["2001:db8:1::/48"]}}),
+            ],
+        );
+        let b = Basic::build(c.deserialize().unwrap(), &c).unwrap();
+        let from = |ip: &str, password: &str| {
+            let mut r = request("GET", &[basic("sync", password)], "", 0);
+            r.client_ip = ip.into();
+            b.authenticate(&r)
+        };
+        let wrong = rejected(from("2001:db8:1::5", "bad"));
+        for _ in 0..30 {
+            let e = rejected(from("192.0.2.1", "bad"));
+            assert_eq!((e.status, &e.message), (401, &wrong.message));
+            assert_eq!(e.headers, wrong.headers);
+            assert!(
+                e.to_string().contains("allowed_ips of provider `iga`"),
+                "{e}"
+            );
+        }
+        assert_eq!(rejected(from("192.0.2.1", "pw")).status, 401);
+        assert_eq!(b.lockout.tracked(), 3, "only the allowed address's failure");
+        assert!(matches!(
+            from("2001:db8:1::5", "pw"),
+            AuthOutcome::Authenticated(_)
+        ));
+    }
+
+    #[test]
+    fn a_locked_pair_leaves_the_same_user_elsewhere_alone() {
+        let b = build(json!({"max_failures": 2, "failure_window": "1m"}));
+        let from = |ip: &str, password: &str| {
+            let mut r = request("GET", &[basic("bob", password)], "", 0);
+            r.client_ip = ip.into();
+            b.authenticate(&r)
+        };
+        rejected(from("2001:db8:1:2::1", "x"));
+        rejected(from("2001:db8:1:2::2", "y"));
+        // Another address of the same /64 is the same pair.
+        assert_eq!(
+            rejected(from("2001:db8:1:2::3", "generated-secret")).status,
+            429
+        );
+        assert!(matches!(
+            from("2001:db8:1:3::1", "generated-secret"),
             AuthOutcome::Authenticated(_)
         ));
     }

@@ -191,7 +191,7 @@ impl Authenticator for Bearer {
                 AuthOutcome::Authenticated(principal)
             }
             Err(reason) => {
-                tracing::debug!(reason, client_ip = %req.client_ip, "bearer token rejected");
+                tracing::debug!(reason, client_ip = %crate::errors::shown(&req.client_ip), "bearer token rejected");
                 AuthOutcome::Rejected(invalid_token(req, reason))
             }
         }

@@ -1,7 +1,10 @@
 //! `oauth2/client-credentials`: client authentication at the token endpoint
 //! (RFC 6749 §2.3.1): `client_secret_basic` with the form-urlencoded id and
 //! secret, `client_secret_post`, and a JSON body as some IGA connectors send.
-//! Repeated failures lock the client id and the client IP out for a while.
+//! A client id presented from an address its provider's `allowed_ips` does
+//! not hold is refused before its secret is checked or counted. Repeated
+//! failures lock the (client id, client network) pair out for a while, with
+//! client-wide and network-wide ceilings (see `throttle`).
 
 use std::collections::HashMap;
 
@@ -11,10 +14,10 @@ use serde::Deserialize;
 
 use crate::credentials::{basic_credentials, Params};
 use crate::duration::Seconds;
-use crate::errors::{basic_challenge, config_error, oauth};
-use crate::providers;
+use crate::errors::{basic_challenge, config_error, oauth, shown};
+use crate::providers::{self, Allowed};
 use crate::secret::{DecoyHash, SecretHash, SecretVerifier};
-use crate::throttle::FailureLockout;
+use crate::throttle::{FailureLockout, Keys};
 
 pub const METHOD: &str = "oauth2-client-credentials";
 
@@ -22,14 +25,17 @@ pub const METHOD: &str = "oauth2-client-credentials";
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientCredentialsConfig {
-    /// Failed authentications of one client id (or from one client IP)
-    /// within `failure_window` before it is locked out; 0 disables.
+    /// Failed authentications of one client id from one client network
+    /// (IPv4 address, IPv6 /64) within `failure_window` before that pair is
+    /// locked out; 0 disables. A client id is locked for every network
+    /// after 10 × this many failures from all networks together, and a
+    /// network for every client id after 10 × this many from it.
     #[serde(default = "default_max_failures")]
     pub max_failures: u32,
     /// How long failures count, and how long a lockout lasts at most.
     #[serde(default = "default_failure_window")]
     pub failure_window: Seconds,
-    /// Cap on client ids + IPs tracked for lockout (oldest dropped first).
+    /// Cap on failure counters tracked for lockout (oldest dropped first).
     #[serde(default = "default_max_tracked")]
     pub max_tracked: usize,
     /// How long a successful argon2id verification is remembered.
@@ -54,6 +60,7 @@ struct Client {
     provider_id: String,
     secret: SecretHash,
     scopes: Vec<String>,
+    allowed: Allowed,
 }
 
 pub struct ClientCredentials {
@@ -98,6 +105,7 @@ impl ClientCredentials {
                     provider_id: p.id,
                     secret,
                     scopes: p.scopes,
+                    allowed: p.allowed,
                 },
             );
         }
@@ -182,11 +190,29 @@ impl Authenticator for ClientCredentials {
             Err(e) => return AuthOutcome::Rejected(e),
         };
         let now = req.received_at_unix_ms;
-        let client_key = format!("client:{}", presented.client_id);
-        let ip_key = format!("ip:{}", req.client_ip);
-        let keys = [client_key.as_str(), ip_key.as_str()];
+        let client = self.clients.get(&presented.client_id);
+        let failed = |message: &str| {
+            let err = oauth(401, "invalid_client", message);
+            if presented.basic {
+                err.with_header("www-authenticate", &basic_challenge())
+            } else {
+                err
+            }
+        };
+        // An address the provider does not allow gets the answer a wrong
+        // secret gets, after the same work, and nothing is counted: it can
+        // neither guess the secret nor lock the client out.
+        if let Some(reason) = client.and_then(|c| c.allowed.refusal(&c.provider_id, &req.client_ip))
+        {
+            self.decoy.spend(&presented.secret);
+            tracing::info!(client_id = %shown(&presented.client_id), client_ip = %shown(&req.client_ip), %reason, "client authentication refused");
+            return AuthOutcome::Rejected(
+                failed("client authentication failed").with_context(reason),
+            );
+        }
+        let keys = Keys::new("client", &presented.client_id, &req.client_ip);
         if let Some(retry_after) = self.lockout.locked(&keys, now) {
-            tracing::warn!(client_id = %presented.client_id, client_ip = %req.client_ip, "client authentication locked out after repeated failures");
+            tracing::warn!(client_id = %shown(&presented.client_id), client_ip = %shown(&req.client_ip), "client authentication locked out after repeated failures");
             return AuthOutcome::Rejected(
                 oauth(
                     429,
@@ -196,25 +222,19 @@ impl Authenticator for ClientCredentials {
                 .with_header("retry-after", &retry_after.to_string()),
             );
         }
-        let verified = self.clients.get(&presented.client_id).filter(|client| {
+        let verified = client.filter(|client| {
             self.verifier
                 .verify(&client.secret, &presented.client_id, &presented.secret, now)
         });
         let Some(client) = verified else {
-            if !self.clients.contains_key(&presented.client_id) {
+            if client.is_none() {
                 self.decoy.spend(&presented.secret);
             }
             self.lockout.record_failure(&keys, now);
-            tracing::debug!(client_id = %presented.client_id, client_ip = %req.client_ip, "client authentication failed");
-            let err = oauth(401, "invalid_client", "client authentication failed");
-            let err = if presented.basic {
-                err.with_header("www-authenticate", &basic_challenge())
-            } else {
-                err
-            };
-            return AuthOutcome::Rejected(err);
+            tracing::debug!(client_id = %shown(&presented.client_id), client_ip = %shown(&req.client_ip), "client authentication failed");
+            return AuthOutcome::Rejected(failed("client authentication failed"));
         };
-        self.lockout.reset(&client_key);
+        self.lockout.reset(&keys);
         let mut principal = Principal::new(&client.provider_id, &presented.client_id, METHOD);
         principal.scopes = client.scopes.iter().map(|s| s.as_str().into()).collect();
         AuthOutcome::Authenticated(principal)
@@ -394,8 +414,8 @@ mod tests {
         for i in 0..3 {
             assert_eq!(rejected(at(i * 1000, "wrong", "10.0.0.1")).status, 401);
         }
-        // Locked out now, even with the right secret, from any IP (client key).
-        let e = rejected(at(5_000, "s3cr%26t", "10.0.0.2"));
+        // That (client, address) pair is locked now, even with the right secret.
+        let e = rejected(at(5_000, "s3cr%26t", "10.0.0.1"));
         assert_eq!((e.status, e.code()), (429, Some("temporarily_unavailable")));
         let retry = e
             .headers
@@ -403,25 +423,84 @@ mod tests {
             .find(|h| h.name.as_str() == "retry-after")
             .unwrap();
         assert_eq!(retry.value.as_str(), "55");
-        // After the window the right secret works again.
-        principal(at(60_000, "s3cr%26t", "10.0.0.2"));
+        // The same client from its own address is not.
+        principal(at(5_000, "s3cr%26t", "10.0.0.2"));
+        // After the window the right secret works again from the first one.
+        principal(at(60_000, "s3cr%26t", "10.0.0.1"));
     }
 
     #[test]
-    fn lockout_per_ip_spans_client_ids() {
+    fn one_network_cannot_lock_a_client_out_but_ten_can() {
         let a = build(json!({"max_failures": 2, "failure_window": "5m"}));
-        let mut r = form("client_id=nobody1&client_secret=x");
-        with_ip(&mut r, "192.0.2.9");
-        rejected(a.authenticate(&r));
-        let mut r = form("client_id=nobody2&client_secret=x");
-        with_ip(&mut r, "192.0.2.9");
-        rejected(a.authenticate(&r));
-        let mut r = form("client_id=client%3Aid&client_secret=s3cr%26t");
-        with_ip(&mut r, "192.0.2.9");
-        assert_eq!(rejected(a.authenticate(&r)).status, 429);
-        let mut r = form("client_id=client%3Aid&client_secret=s3cr%26t");
-        with_ip(&mut r, "192.0.2.10");
-        principal(a.authenticate(&r));
+        let at = |secret: &str, ip: &str| {
+            let mut r = form(&format!("client_id=client%3Aid&client_secret={secret}"));
+            with_ip(&mut r, ip);
+            a.authenticate(&r)
+        };
+        for n in 0..9 {
+            for _ in 0..5 {
+                rejected(at("wrong", &format!("192.0.2.{n}")));
+            }
+        }
+        principal(at("s3cr%26t", "10.0.0.1"));
+        rejected(at("wrong", "192.0.2.9"));
+        rejected(at("wrong", "192.0.2.9"));
+        // 10 networks × 2 failures: the client-wide ceiling (10 × 2).
+        assert_eq!(rejected(at("s3cr%26t", "10.0.0.1")).status, 429);
+    }
+
+    #[test]
+    fn lockout_per_network_spans_client_ids_at_the_ceiling() {
+        let a = build(json!({"max_failures": 2, "failure_window": "5m"}));
+        let at = |id: &str, secret: &str, ip: &str| {
+            let mut r = form(&format!("client_id={id}&client_secret={secret}"));
+            with_ip(&mut r, ip);
+            a.authenticate(&r)
+        };
+        for i in 0..20 {
+            assert_eq!(
+                rejected(at(&format!("nobody{i}"), "x", "192.0.2.9")).status,
+                401
+            );
+        }
+        assert_eq!(
+            rejected(at("client%3Aid", "s3cr%26t", "192.0.2.9")).status,
+            429
+        );
+        principal(at("client%3Aid", "s3cr%26t", "192.0.2.10"));
+    }
+
+    #[test]
+    fn a_disallowed_address_is_refused_unverified_and_uncounted() {
+        let c = ctx(
+            json!({"max_failures": 2}),
+            vec![
+                json!({"id": "oim", "auth": {"method": METHOD, "client_id": "oim",
+                "client_secret_hash": sha256_ref("right"), "allowed_ips": ["10.0.0.0/8"]}}),
+            ],
+        );
+        let a = ClientCredentials::build(c.deserialize().unwrap(), &c).unwrap();
+        let from = |ip: &str, secret: &str| {
+            let mut r = request("POST", &[basic("oim", secret)], "", 0);
+            with_ip(&mut r, ip);
+            a.authenticate(&r)
+        };
+        let wrong = rejected(from("10.0.0.1", "wrong"));
+        for _ in 0..50 {
+            let e = rejected(from("192.0.2.1", "wrong"));
+            // The same answer a wrong secret gets from an allowed address.
+            assert_eq!((e.status, e.code()), (401, Some("invalid_client")));
+            assert_eq!(e.message, wrong.message);
+            assert_eq!(e.headers, wrong.headers);
+            // The reason is for the audit log only.
+            assert!(e
+                .to_string()
+                .contains("not in the allowed_ips of provider `oim`"));
+        }
+        // Not even the right secret works from there, and nothing was counted.
+        assert_eq!(rejected(from("192.0.2.1", "right")).status, 401);
+        assert_eq!(a.lockout.tracked(), 3, "only the one allowed failure");
+        principal(from("10.0.0.1", "right"));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! How this library's rejections look on the wire: RFC 6749 §5.2 codes on
 //! token routes, RFC 6750 §3 challenges for bearer tokens, and an empty
-//! `scimType` for 401s on SCIM routes.
+//! `scimType` for 401s on SCIM routes; and how client-supplied text is
+//! shown in log lines.
 
 use scimgate_abi::{ErrorStyle, PluginError, Request};
 
@@ -48,4 +49,39 @@ pub fn bearer_challenge() -> String {
 /// Joins creation problems into one error naming every problem.
 pub fn config_error(stage: &str, problems: &[String]) -> PluginError {
     PluginError::internal(format!("stage `{stage}`: {}", problems.join("; "))).with_code("config")
+}
+
+/// Client-supplied text (a client id, a username, an address) as it goes
+/// into a log line or audit reason: cut to 120 characters, with control
+/// characters escaped, so that a hostile value cannot flood or forge lines.
+pub fn shown(text: &str) -> String {
+    const MAX: usize = 120;
+    let mut out = String::with_capacity(text.len().min(MAX + 3));
+    for (i, c) in text.chars().enumerate() {
+        if i == MAX {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shown_escapes_control_characters_and_cuts() {
+        assert_eq!(shown("a\r\nb\u{1b}[31m"), "a\\r\\nb\\u{1b}[31m");
+        let long = "é".repeat(500);
+        let s = shown(&long);
+        assert_eq!(s.chars().count(), 121);
+        assert!(s.ends_with('…'));
+        assert_eq!(shown("client:id"), "client:id");
+    }
 }

@@ -165,7 +165,7 @@ enum PublicKey {
 }
 
 #[derive(Debug)]
-struct Jwk {
+pub(crate) struct Jwk {
     kid: Option<String>,
     alg: Option<String>,
     key: PublicKey,
@@ -173,7 +173,7 @@ struct Jwk {
 
 /// Parses a JWKS document, keeping the signature keys we can use and
 /// skipping the others (encryption keys, unknown key types).
-fn parse_jwks(bytes: &[u8]) -> Result<Vec<Jwk>, String> {
+pub(crate) fn parse_jwks(bytes: &[u8]) -> Result<Vec<Jwk>, String> {
     let doc: Value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
     let keys = doc
         .get("keys")
@@ -683,7 +683,7 @@ impl Authenticator for Jwks {
                 AuthOutcome::Authenticated(principal)
             }
             Err(reason) => {
-                tracing::debug!(reason = %reason, client_ip = %req.client_ip, "external token rejected");
+                tracing::debug!(reason = %crate::errors::shown(&reason), client_ip = %crate::errors::shown(&req.client_ip), "external token rejected");
                 AuthOutcome::Rejected(invalid_token(req, &reason))
             }
         }

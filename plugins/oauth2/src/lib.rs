@@ -14,6 +14,8 @@ mod errors;
 mod jwks;
 mod jwt;
 mod keys;
+#[cfg(test)]
+mod proptests;
 mod providers;
 mod secret;
 mod static_bearer;

@@ -190,7 +190,7 @@ impl TokenEndpoint {
         if let Some(scope) = scope {
             body["scope"] = scope.into();
         }
-        tracing::debug!(client_id = %principal.client_id, provider = %principal.provider_id, jti = %claims.jti, "issued an access token");
+        tracing::debug!(client_id = %crate::errors::shown(&principal.client_id), provider = %crate::errors::shown(&principal.provider_id), jti = %claims.jti, "issued an access token");
         Ok(Response::json(200, "application/json", &body)
             .with_header("cache-control", "no-store")
             .with_header("pragma", "no-cache"))
