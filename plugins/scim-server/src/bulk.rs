@@ -7,11 +7,11 @@
 use std::collections::{BTreeSet, HashMap};
 
 use scimgate_abi::{PluginError, Response};
-use scimgate_scim::urn;
+use scimgate_scim::{urn, BulkOperation, BulkRequest, Target};
 use serde_json::{json, Value};
 
 use crate::endpoint::{json_body, Call, ScimEndpoint, SCIM_JSON};
-use crate::errors::{bad, invalid_syntax, invalid_value, not_found, to_json};
+use crate::errors::{bad, from_scim, invalid_syntax, invalid_value, not_found, to_json};
 use crate::resources::etag;
 use crate::store::{Member, NewRecord, Record, StoreResult, StoreTx, UniqueColumn, Work};
 
@@ -54,52 +54,24 @@ impl ScimEndpoint {
                 ),
             ));
         }
-        let body = json_body(call.req)?;
-        let object = body
-            .as_object()
-            .ok_or_else(|| invalid_syntax("a BulkRequest must be a JSON object"))?;
-        let lists_urn = object
-            .get("schemas")
-            .and_then(Value::as_array)
-            .is_some_and(|s| {
-                s.iter().any(|u| {
-                    u.as_str()
-                        .is_some_and(|u| u.eq_ignore_ascii_case(urn::BULK_REQUEST))
-                })
-            });
-        if !lists_urn {
-            return Err(invalid_syntax(format!(
-                "a BulkRequest must have \"schemas\": [\"{}\"]",
-                urn::BULK_REQUEST
-            )));
-        }
-        let items = object
-            .get("Operations")
-            .and_then(Value::as_array)
-            .ok_or_else(|| invalid_syntax("a BulkRequest needs an 'Operations' array"))?;
-        if items.len() as u64 > self.settings.bulk_max_operations {
+        // The one Bulk reader, shared with the policies that judged it.
+        let request = BulkRequest::parse(&json_body(call.req)?).map_err(from_scim)?;
+        if request.operations.len() as u64 > self.settings.bulk_max_operations {
             return Err(PluginError::new(
                 413,
                 format!(
                     "the bulk request has {} operations; at most {} are accepted (maxOperations)",
-                    items.len(),
+                    request.operations.len(),
                     self.settings.bulk_max_operations
                 ),
             ));
         }
-        let fail_on_errors = match object.get("failOnErrors") {
-            None | Some(Value::Null) => None,
-            Some(v) => Some(
-                v.as_u64()
-                    .filter(|n| *n >= 1)
-                    .ok_or_else(|| invalid_syntax("'failOnErrors' must be a positive integer"))?,
-            ),
-        };
-        let mut ops = Vec::with_capacity(items.len());
+        let fail_on_errors = request.fail_on_errors;
+        let mut ops = Vec::with_capacity(request.operations.len());
         let mut parse_errors: HashMap<usize, PluginError> = HashMap::new();
         let mut bulk_ids: HashMap<String, usize> = HashMap::new();
-        for (index, item) in items.iter().enumerate() {
-            match parse_op(item) {
+        for (index, item) in request.operations.into_iter().enumerate() {
+            match item.map(Op::from).map_err(from_scim) {
                 Ok(op) => {
                     if let Some(id) = &op.bulk_id {
                         if bulk_ids.insert(id.clone(), index).is_some() {
@@ -385,16 +357,19 @@ impl ScimEndpoint {
                 }
             }
         }
-        let trimmed = path.trim_start_matches('/');
-        let (endpoint, id) = match trimmed.split_once('/') {
-            Some((e, id)) => (e, Some(id)),
-            None => (trimmed, None),
+        // Resolved as the policies resolved it (bulkId references aside,
+        // which stand for the id they resolve to).
+        let (endpoint, id) = match Target::resolve(&path) {
+            Target::Collection(endpoint) => (endpoint, None),
+            Target::Resource(endpoint, id) => (endpoint, Some(id)),
+            _ => {
+                return Err(not_found(format!(
+                    "a bulk operation addresses a resource endpoint such as /Users or /Users/{{id}}, not {path}"
+                )))
+            }
         };
         let rt = self
-            .registry
-            .resource_types()
-            .iter()
-            .find(|rt| rt.endpoint.trim_start_matches('/') == endpoint)
+            .resource_type_at(endpoint)
             .ok_or_else(|| not_found(format!("no SCIM endpoint /{endpoint}")))?;
         let kind = self.kind(rt)?;
         let need_data = || {
@@ -574,29 +549,16 @@ impl StoreTx for Bumps<'_> {
     }
 }
 
-fn parse_op(item: &Value) -> Result<Op, PluginError> {
-    let object = item
-        .as_object()
-        .ok_or_else(|| invalid_syntax("each operation must be a JSON object"))?;
-    let text = |key: &str| object.get(key).and_then(Value::as_str).map(str::to_string);
-    let method = text("method")
-        .ok_or_else(|| invalid_syntax("an operation needs a 'method'"))?
-        .to_ascii_uppercase();
-    if !["POST", "PUT", "PATCH", "DELETE"].contains(&method.as_str()) {
-        return Err(invalid_syntax(format!("unknown bulk method '{method}'")));
+impl From<BulkOperation> for Op {
+    fn from(op: BulkOperation) -> Op {
+        Op {
+            method: op.method,
+            bulk_id: op.bulk_id,
+            version: op.version,
+            path: op.path,
+            data: op.data,
+        }
     }
-    let path = text("path").ok_or_else(|| invalid_syntax("an operation needs a 'path'"))?;
-    let bulk_id = text("bulkId");
-    if method == "POST" && bulk_id.is_none() {
-        return Err(invalid_syntax("a POST operation needs a 'bulkId'"));
-    }
-    Ok(Op {
-        method,
-        bulk_id,
-        version: text("version"),
-        path,
-        data: object.get("data").cloned(),
-    })
 }
 
 /// Every `bulkId:X` an operation refers to (in `path` and `data`).

@@ -12,6 +12,7 @@ use serde::de::{self, Deserializer};
 use serde::Deserialize;
 use serde_json::Value;
 
+pub use crate::password::PasswordStorage;
 pub use crate::store::postgres::{PgSettings, Secret};
 
 /// The stage table.
@@ -75,6 +76,11 @@ pub struct ScimConfig {
     /// `documentationUri` of the ServiceProviderConfig.
     #[serde(default)]
     pub documentation_uri: Option<String>,
+    /// What a write does with a `password`: `hash` (store an argon2id PHC
+    /// string; one that already is one is kept), `drop` (store nothing) or
+    /// `refuse` (400 `invalidValue`). Never stored in clear.
+    #[serde(default)]
+    pub password_storage: PasswordStorage,
 }
 
 #[derive(Debug, Clone, Deserialize)]

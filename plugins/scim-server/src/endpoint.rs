@@ -7,7 +7,10 @@ use std::sync::{Arc, Mutex};
 use scimgate_abi::sdk::{CreateContext, Endpoint};
 use scimgate_abi::{Caller, PluginError, Request, Response};
 use scimgate_scim::discovery::{resource_types_json, schemas_json};
-use scimgate_scim::{list_response, project, strip_never, AttributeSelection, Registry};
+use scimgate_scim::{
+    list_response, parse_body, project, strip_never, AttributeSelection, Registry, ResourceType,
+    Target,
+};
 use serde_json::Value;
 
 use crate::config::{PatchResponse, ScimConfig, StoreLocation};
@@ -32,6 +35,8 @@ pub struct Settings {
     pub unique_group_names: bool,
     pub me: bool,
     pub cursor_timeout_ms: i64,
+    /// What a write does with a `password` (`hash`, `drop`, `refuse`).
+    pub password_storage: crate::password::PasswordStorage,
 }
 
 /// The SCIM service provider.
@@ -91,6 +96,16 @@ impl ScimEndpoint {
         Ok(ScimEndpoint::new(config, registry, store))
     }
 
+    /// The resource type served at `endpoint` (`Users` or `users`): names
+    /// match ignoring ASCII case, as in [`Target::resolve`].
+    pub(crate) fn resource_type_at(&self, endpoint: &str) -> Option<&ResourceType> {
+        self.registry.resource_types().iter().find(|rt| {
+            rt.endpoint
+                .trim_start_matches('/')
+                .eq_ignore_ascii_case(endpoint)
+        })
+    }
+
     pub fn new(config: ScimConfig, registry: Registry, store: Arc<dyn Store>) -> ScimEndpoint {
         let settings = Settings {
             max_results: config.max_results,
@@ -102,6 +117,7 @@ impl ScimEndpoint {
             unique_group_names: config.unique_group_names,
             me: config.me,
             cursor_timeout_ms: (config.cursor_timeout.0.min(i64::MAX as u64 / 1000) as i64) * 1000,
+            password_storage: config.password_storage,
         };
         ScimEndpoint {
             spc: config.service_provider_config(),
@@ -131,14 +147,6 @@ pub(crate) struct Call<'a> {
     pub now_ms: i64,
 }
 
-fn decode_segment(segment: &str) -> String {
-    scimgate_abi::sdk::form_decode(&format!("x={}", segment.replace('+', "%2B")))
-        .into_iter()
-        .next()
-        .map(|(_, v)| v)
-        .unwrap_or_default()
-}
-
 fn method_not_allowed(method: &str, allowed: &str) -> PluginError {
     PluginError::new(
         405,
@@ -156,47 +164,48 @@ impl ScimEndpoint {
             now_ms: req.received_at_unix_ms,
         };
         let method = req.method.as_str();
-        let path = req.path.as_str().trim_end_matches('/');
-        let segments: Vec<String> = path.split('/').skip(1).map(decode_segment).collect();
-        let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
-        match segments.as_slice() {
-            [] => Err(not_found(
+        // The host hands over a canonical path; the policies resolved it
+        // with this same function.
+        match Target::resolve(req.path.as_str()) {
+            Target::Root => Err(not_found(
                 "this is a SCIM base URL; see /ServiceProviderConfig",
             )),
-            ["ServiceProviderConfig"] => self.discovery(&call, Discovery::Spc),
-            ["ResourceTypes"] => self.discovery(&call, Discovery::ResourceTypes(None)),
-            ["ResourceTypes", name] => self.discovery(&call, Discovery::ResourceTypes(Some(name))),
-            ["Schemas"] => self.discovery(&call, Discovery::Schemas(None)),
-            ["Schemas", urn] => self.discovery(&call, Discovery::Schemas(Some(urn))),
-            [".search"] => match method {
+            Target::ServiceProviderConfig => self.discovery(&call, Discovery::Spc),
+            Target::ResourceTypes(name) => self.discovery(&call, Discovery::ResourceTypes(name)),
+            Target::Schemas(urn) => self.discovery(&call, Discovery::Schemas(urn)),
+            Target::Search => match method {
                 "POST" => self.search(&call, None),
                 _ => Err(method_not_allowed(method, "POST")),
             },
-            ["Bulk"] => match method {
+            Target::Bulk => match method {
                 "POST" => self.bulk(&call),
                 _ => Err(method_not_allowed(method, "POST")),
             },
-            ["Me", rest @ ..] => self.me(&call, caller, rest),
-            [endpoint, rest @ ..] => {
+            Target::Me => self.me(&call, caller),
+            Target::Nothing(_) => Err(not_found(format!("no such path: {}", req.path.as_str()))),
+            target @ (Target::Collection(endpoint)
+            | Target::CollectionSearch(endpoint)
+            | Target::Resource(endpoint, _)) => {
                 let rt = self
-                    .registry
-                    .resource_types()
-                    .iter()
-                    .find(|rt| rt.endpoint.trim_start_matches('/') == *endpoint)
+                    .resource_type_at(endpoint)
                     .ok_or_else(|| not_found(format!("no SCIM endpoint /{endpoint}")))?;
                 let kind = self.kind(rt)?;
-                match rest {
-                    [] => match method {
+                match target {
+                    Target::Collection(_) => match method {
                         "GET" => self.list(&call, &kind),
                         "POST" => self.create(&call, &kind),
                         _ => Err(method_not_allowed(method, "GET, POST")),
                     },
-                    [".search"] => match method {
+                    Target::CollectionSearch(_) => match method {
                         "POST" => self.search(&call, Some(&kind)),
                         _ => Err(method_not_allowed(method, "POST")),
                     },
-                    [id] => self.one(&call, &kind, id),
-                    _ => Err(not_found(format!("no such path: {path}"))),
+                    _ => {
+                        let Target::Resource(_, id) = target else {
+                            unreachable!("resource targets only")
+                        };
+                        self.one(&call, &kind, id)
+                    }
                 }
             }
         }
@@ -290,20 +299,12 @@ impl ScimEndpoint {
             .with_header("etag", &etag(rec.version)))
     }
 
-    fn me(
-        &self,
-        call: &Call<'_>,
-        caller: Caller<'_>,
-        rest: &[&str],
-    ) -> Result<Response, PluginError> {
+    fn me(&self, call: &Call<'_>, caller: Caller<'_>) -> Result<Response, PluginError> {
         if !self.settings.me {
             return Err(PluginError::new(
                 501,
                 "/Me is not enabled on this endpoint (set me = true)",
             ));
-        }
-        if !rest.is_empty() {
-            return Err(not_found("no such path below /Me"));
         }
         let principal = caller
             .principal()
@@ -438,8 +439,8 @@ pub(crate) fn json_body(req: &Request) -> Result<Value, PluginError> {
     if req.body.is_empty() {
         return Err(invalid_syntax("the request needs a JSON body"));
     }
-    serde_json::from_slice(&req.body)
-        .map_err(|e| invalid_syntax(format!("the body is not valid JSON: {e}")))
+    // The one body reader: names equal ignoring case are refused.
+    parse_body(&req.body).map_err(from_scim)
 }
 
 /// `attributes` / `excludedAttributes` from the query string.

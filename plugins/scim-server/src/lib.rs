@@ -12,6 +12,7 @@ pub mod config;
 pub mod endpoint;
 pub mod errors;
 pub mod list;
+pub mod password;
 pub mod resources;
 pub mod store;
 
@@ -52,4 +53,5 @@ const CONFIG_SCHEMA: &str = r#"{"type":"object","additionalProperties":false,"pr
 "schemas":{"type":"array","items":{"type":["string","object"]}},
 "resource_types":{"type":"array","items":{"type":["string","object"]}},
 "authentication_schemes":{"type":"array","items":{"type":"object"}},
-"documentation_uri":{"type":"string"}}}"#;
+"documentation_uri":{"type":"string"},
+"password_storage":{"enum":["hash","drop","refuse"],"default":"hash"}}}"#;

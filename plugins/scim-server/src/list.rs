@@ -14,7 +14,7 @@ use base64::Engine;
 use scimgate_abi::{PluginError, Request};
 use scimgate_scim::filter::MAX_FILTER_DEPTH;
 use scimgate_scim::registry::Location;
-use scimgate_scim::sort::{compare, SortOrder};
+use scimgate_scim::sort::{check_sortable, compare, SortOrder};
 use scimgate_scim::{
     list_response, parse_filter, project, strip_never, AttrPath, AttributeSelection, CompValue,
     CompareOp, Filter, SchemaCtx,
@@ -382,6 +382,9 @@ impl ScimEndpoint {
                 if depth(&filter) > MAX_FILTER_DEPTH {
                     return Err(bad(400, "invalidFilter", "the filter is nested too deeply"));
                 }
+                for kind in kinds {
+                    filter.check_filterable(&kind.ctx).map_err(from_scim)?;
+                }
                 Some(filter)
             }
         };
@@ -389,6 +392,11 @@ impl ScimEndpoint {
             None | Some("") => None,
             Some(text) => Some(AttrPath::parse(text).map_err(|e| invalid_value(e.detail))?),
         };
+        if let Some(path) = &sort_by {
+            for kind in kinds {
+                check_sortable(&kind.ctx, path).map_err(from_scim)?;
+            }
+        }
         let order = SortOrder::parse(params.sort_order.as_deref()).map_err(from_scim)?;
         let count = match params.count {
             None => self.settings.default_page_size,

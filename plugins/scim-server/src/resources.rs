@@ -14,6 +14,7 @@ use serde_json::{json, Map, Value};
 
 use crate::endpoint::ScimEndpoint;
 use crate::errors::{from_scim, invalid_value, not_found, precondition_failed};
+use crate::password::{protect, PasswordStorage, PASSWORD};
 use crate::store::{Member, NewRecord, Record, StoreError, StoreTx, UniqueColumn};
 
 /// A resource type with its schema view and what the endpoint derives for it.
@@ -27,6 +28,9 @@ pub struct Kind<'r> {
     pub has_user_name: bool,
     pub unique_user_name: bool,
     pub unique_display_name: bool,
+    /// The core schema has a top-level `password` (User): writes go through
+    /// [`protect`].
+    pub has_password: bool,
 }
 
 /// `W/"<version>"`.
@@ -61,9 +65,15 @@ impl ScimEndpoint {
             has_user_name: user_name.is_some(),
             unique_user_name: user_name.is_some_and(|a| a.uniqueness != Uniqueness::None),
             unique_display_name: self.settings.unique_group_names && is_group,
+            has_password: attr(PASSWORD).is_some(),
             rt,
             ctx,
         })
+    }
+
+    /// The stage's `password_storage`.
+    pub(crate) fn password_storage(&self) -> PasswordStorage {
+        self.settings.password_storage
     }
 
     pub(crate) fn kind_named(&self, name: &str) -> Option<Kind<'_>> {
@@ -301,6 +311,14 @@ impl ScimEndpoint {
         let Value::Object(mut body) = cleaned else {
             return Err(invalid_value("a resource must be a JSON object"));
         };
+        // The one place every write passes: `password` is never stored in clear.
+        if kind.has_password {
+            protect(
+                self.password_storage(),
+                &mut body,
+                existing.map(|old| &old.body),
+            )?;
+        }
         body.remove("meta");
         if kind.has_groups {
             body.remove("groups");

@@ -278,11 +278,62 @@ fn migrate(client: &mut Client) -> StoreResult<usize> {
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
         .map_err(pg)?;
-    let result = migrate_locked(client);
+    let result = migrate_locked(client).and_then(|version| {
+        let hashed = hash_clear_passwords(client)?;
+        if hashed > 0 {
+            tracing::info!(
+                count = hashed,
+                "SCIM store: clear-text passwords found and replaced by argon2id hashes"
+            );
+        }
+        Ok(version)
+    });
     let unlocked = client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]);
     let version = result?;
     unlocked.map_err(pg)?;
     Ok(version)
+}
+
+/// Replaces every clear `password` (left by builds that stored it as sent)
+/// with its argon2id PHC string; the number replaced. One read-only query
+/// when there is nothing to do; `version` and `lastModified` stay (no
+/// client-visible change: `password` is never returned). Runs under the
+/// migration lock, so nodes starting together do not both hash a value.
+fn hash_clear_passwords(client: &mut Client) -> StoreResult<usize> {
+    let rows = client
+        .query(
+            "SELECT seq, body->>'password' FROM resources
+             WHERE jsonb_typeof(body->'password') = 'string'
+               AND left(body->>'password', 10) <> '$argon2id$'",
+            &[],
+        )
+        .map_err(pg)?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let mut updates = Vec::with_capacity(rows.len());
+    for row in rows {
+        let seq: i64 = row.try_get(0).map_err(pg)?;
+        let clear: String = row.try_get(1).map_err(pg)?;
+        let phc = crate::password::hash_if_clear(&serde_json::json!({ "password": clear }))
+            .map_err(StoreError::Backend)?;
+        if let Some(phc) = phc {
+            updates.push((seq, clear, phc));
+        }
+    }
+    let mut tx = client.transaction().map_err(pg)?;
+    let mut done = 0;
+    for (seq, clear, phc) in &updates {
+        done += tx
+            .execute(
+                "UPDATE resources SET body = jsonb_set(body, '{password}', to_jsonb($2::text))
+                 WHERE seq = $1 AND body->>'password' = $3",
+                &[seq, phc, clear],
+            )
+            .map_err(pg)? as usize;
+    }
+    tx.commit().map_err(pg)?;
+    Ok(done)
 }
 
 fn migrate_locked(client: &mut Client) -> StoreResult<usize> {

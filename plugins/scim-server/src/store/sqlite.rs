@@ -100,6 +100,14 @@ impl SqliteStore {
         create_private(path)?;
         let writer = connect(path)?;
         migrate(&writer)?;
+        let hashed = hash_clear_passwords(&writer)?;
+        if hashed > 0 {
+            tracing::info!(
+                store = %path.display(),
+                count = hashed,
+                "SCIM store: clear-text passwords found and replaced by argon2id hashes"
+            );
+        }
         Ok(SqliteStore {
             path: path.to_path_buf(),
             writer: Mutex::new(writer),
@@ -166,6 +174,62 @@ fn connect(path: &Path) -> StoreResult<Connection> {
         .map_err(sql)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
+}
+
+/// Replaces every clear `password` (left by builds that stored it as sent)
+/// with its argon2id PHC string; the number replaced. One read-only query
+/// when there is nothing to do; `version` and `lastModified` stay (no
+/// client-visible change: `password` is never returned).
+fn hash_clear_passwords(conn: &Connection) -> StoreResult<usize> {
+    let clear: Vec<(i64, String)> = {
+        let mut statement = conn
+            .prepare(
+                "SELECT seq, body FROM resources
+                 WHERE instr(body, '\"password\"') > 0
+                   AND json_type(body, '$.password') = 'text'
+                   AND substr(json_extract(body, '$.password'), 1, 10) <> '$argon2id$'",
+            )
+            .map_err(sql)?;
+        let rows = statement
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .map_err(sql)?;
+        rows.collect::<Result<_, _>>().map_err(sql)?
+    };
+    if clear.is_empty() {
+        return Ok(0);
+    }
+    let mut updates = Vec::with_capacity(clear.len());
+    for (seq, text) in clear {
+        let mut body: Value = serde_json::from_str(&text)
+            .map_err(|e| backend(format!("resource #{seq}: stored body is not JSON: {e}")))?;
+        if let Some(phc) = crate::password::hash_if_clear(&body).map_err(backend)? {
+            body[crate::password::PASSWORD] = Value::String(phc);
+            updates.push((seq, text, body.to_string()));
+        }
+    }
+    // Zero the space the clear values leave, and leave no old page in the WAL.
+    conn.pragma_update(None, "secure_delete", "ON")
+        .map_err(sql)?;
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(sql)?;
+    let mut done = 0;
+    for (seq, old, new) in &updates {
+        match conn.execute(
+            "UPDATE resources SET body = ?1 WHERE seq = ?2 AND body = ?3",
+            params![new, seq, old],
+        ) {
+            Ok(n) => done += n,
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(sql(e));
+            }
+        }
+    }
+    conn.execute_batch("COMMIT").map_err(sql)?;
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .map_err(sql)?;
+    conn.pragma_update(None, "secure_delete", "OFF")
+        .map_err(sql)?;
+    Ok(done)
 }
 
 fn migrate(conn: &Connection) -> StoreResult<()> {
@@ -644,6 +708,44 @@ mod tests {
         let path = temp_db("suite");
         let store = SqliteStore::open(&path).expect("open");
         super::super::suite::run_all(store.as_ref());
+        let _ = std::fs::remove_dir_all(path.parent().expect("parent"));
+    }
+
+    #[test]
+    fn opening_hashes_clear_passwords_left_by_older_builds_once() {
+        let path = temp_db("passwords");
+        {
+            let store = SqliteStore::open_new(&path).expect("open");
+            super::super::suite::insert_user(&store, "u1", "alice");
+            super::super::suite::insert_user(&store, "u2", "bob");
+            let conn = store.writer.lock().expect("writer");
+            conn.execute(
+                "UPDATE resources SET body = json_set(body, '$.password', 'clear-secret-1') WHERE id = 'u1'",
+                [],
+            )
+            .expect("seed a clear password");
+        }
+        let store = SqliteStore::open_new(&path).expect("reopen");
+        let body = store.get("User", "u1").expect("get").expect("u1").body;
+        let phc = body["password"].as_str().expect("a password").to_string();
+        assert!(crate::password::is_argon2id_phc(&phc), "{phc}");
+        assert!(store
+            .get("User", "u2")
+            .expect("get")
+            .expect("u2")
+            .body
+            .get("password")
+            .is_none());
+        let conn = store.writer.lock().expect("writer");
+        assert_eq!(hash_clear_passwords(&conn).expect("second pass"), 0);
+        drop(conn);
+        drop(store);
+        let bytes = [path.clone(), path.with_extension("db-wal")]
+            .iter()
+            .filter_map(|p| std::fs::read(p).ok())
+            .flatten()
+            .collect::<Vec<u8>>();
+        assert!(!bytes.windows(14).any(|w| w == b"clear-secret-1"));
         let _ = std::fs::remove_dir_all(path.parent().expect("parent"));
     }
 
