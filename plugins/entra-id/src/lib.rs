@@ -11,6 +11,7 @@
 use scimgate_abi::sdk::{Component, CreateContext, Profile};
 use scimgate_abi::{Caller, ConfigIssue, PluginError, Request, Response};
 use scimgate_scim::mapping::{self, query, Mapping};
+use scimgate_scim::redact::{body_for_log, Sensitive};
 use scimgate_scim::{dialect, urn, Registry, SchemaCtx};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -27,7 +28,7 @@ fn components() -> Vec<Component> {
 
 scimgate_abi::export_plugin!("entra-id", components);
 
-const CONFIG_SCHEMA: &str = r#"{"type":"object","properties":{"group_patch_status":{"enum":[200,204]},"ignored_schemas":{"type":"array","items":{"type":"string"}},"mapping":{"type":"array","items":{"type":"object"}}},"additionalProperties":false}"#;
+const CONFIG_SCHEMA: &str = r#"{"type":"object","properties":{"sensitive_attributes":{"type":"array","items":{"type":"string"}},"group_patch_status":{"enum":[200,204]},"ignored_schemas":{"type":"array","items":{"type":"string"}},"mapping":{"type":"array","items":{"type":"object"}}},"additionalProperties":false}"#;
 
 /// The Tenant-URL flag that switches Entra to its SCIM-compliant behaviour.
 const FLAG: &str = "aadOptscim062020";
@@ -48,6 +49,10 @@ pub struct EntraConfig {
     /// Attribute mapping rules (see docs/mapping.md).
     #[serde(default)]
     pub mapping: Value,
+    /// Attribute names whose values never appear in debug logs, besides
+    /// `password` and every `returned: never` attribute (always hidden).
+    #[serde(default)]
+    pub sensitive_attributes: Vec<String>,
 }
 
 fn default_group_patch_status() -> u16 {
@@ -103,6 +108,7 @@ pub struct EntraId {
     ignored_schemas: Vec<String>,
     mapping: Mapping,
     registry: Registry,
+    sensitive_attributes: Vec<String>,
 }
 
 impl EntraId {
@@ -117,6 +123,7 @@ impl EntraId {
             ignored_schemas: config.ignored_schemas,
             mapping,
             registry: Registry::core(),
+            sensitive_attributes: config.sensitive_attributes,
         })
     }
 
@@ -124,6 +131,13 @@ impl EntraId {
         self.registry
             .context_for(resource)
             .unwrap_or_else(|_| SchemaCtx::schemaless())
+    }
+
+    /// A request body for a debug line: operations, paths and shapes, never
+    /// the values of `password`, `returned: never` or `sensitive_attributes`.
+    fn body_for_log(&self, resource: &str, body: &Value) -> String {
+        let sensitive = Sensitive::new(&self.context(resource), &self.sensitive_attributes);
+        body_for_log(body, &sensitive)
     }
 
     fn ignored(&self, schema: &str) -> bool {
@@ -192,7 +206,7 @@ impl Profile for EntraId {
         if let (Some(resource), false) = (resource, req.body.is_empty()) {
             let method = req.method.as_str();
             if matches!(method, "POST" | "PUT" | "PATCH") && !mapping::path_is_search(&req.path) {
-                if let Ok(mut body) = serde_json::from_slice::<Value>(&req.body) {
+                if let Ok(mut body) = scimgate_scim::parse_body(&req.body) {
                     let before = body.clone();
                     if method == "PATCH" {
                         self.normalize_patch(resource, &mut body);
@@ -203,7 +217,7 @@ impl Profile for EntraId {
                         }
                     }
                     if body != before {
-                        tracing::debug!(before = %before, after = %body, "entra-id: request body normalised");
+                        tracing::debug!(before = %self.body_for_log(resource, &before), after = %self.body_for_log(resource, &body), "entra-id: request body normalised");
                         req.body = serde_json::to_vec(&body).unwrap_or_default().into();
                     }
                 }

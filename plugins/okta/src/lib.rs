@@ -11,6 +11,7 @@
 use scimgate_abi::sdk::{Component, CreateContext, Profile};
 use scimgate_abi::{Caller, ConfigIssue, PluginError, Request, Response};
 use scimgate_scim::mapping::{self, Mapping};
+use scimgate_scim::redact::{body_for_log, Sensitive};
 use scimgate_scim::{dialect, Registry, SchemaCtx};
 use serde::Deserialize;
 use serde_json::Value;
@@ -27,7 +28,7 @@ fn components() -> Vec<Component> {
 
 scimgate_abi::export_plugin!("okta", components);
 
-const CONFIG_SCHEMA: &str = r#"{"type":"object","properties":{"normalize_patch":{"type":"boolean"},"mapping":{"type":"array","items":{"type":"object"}}},"additionalProperties":false}"#;
+const CONFIG_SCHEMA: &str = r#"{"type":"object","properties":{"sensitive_attributes":{"type":"array","items":{"type":"string"}},"normalize_patch":{"type":"boolean"},"mapping":{"type":"array","items":{"type":"object"}}},"additionalProperties":false}"#;
 
 /// The stage configuration (`use = "okta/profile"`).
 #[derive(Debug, Deserialize)]
@@ -39,6 +40,10 @@ pub struct OktaConfig {
     /// Attribute mapping rules (see docs/mapping.md).
     #[serde(default)]
     pub mapping: Value,
+    /// Attribute names whose values never appear in debug logs, besides
+    /// `password` and every `returned: never` attribute (always hidden).
+    #[serde(default)]
+    pub sensitive_attributes: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -60,6 +65,7 @@ pub struct Okta {
     normalize_patch: bool,
     mapping: Mapping,
     registry: Registry,
+    sensitive_attributes: Vec<String>,
 }
 
 impl Okta {
@@ -73,6 +79,7 @@ impl Okta {
             normalize_patch: config.normalize_patch,
             mapping,
             registry: Registry::core(),
+            sensitive_attributes: config.sensitive_attributes,
         })
     }
 
@@ -80,6 +87,13 @@ impl Okta {
         self.registry
             .context_for(resource)
             .unwrap_or_else(|_| SchemaCtx::schemaless())
+    }
+
+    /// A request body for a debug line: operations, paths and shapes, never
+    /// the values of `password`, `returned: never` or `sensitive_attributes`.
+    fn body_for_log(&self, resource: &str, body: &Value) -> String {
+        let sensitive = Sensitive::new(&self.context(resource), &self.sensitive_attributes);
+        body_for_log(body, &sensitive)
     }
 }
 
@@ -91,12 +105,12 @@ impl Profile for Okta {
             req.method.as_str(),
             self.normalize_patch && !req.body.is_empty(),
         ) {
-            if let Ok(body) = serde_json::from_slice::<Value>(&req.body) {
+            if let Ok(body) = scimgate_scim::parse_body(&req.body) {
                 let mut normalized =
                     dialect::normalize_patch_request(&body, &self.context(resource));
                 drop_pathless_ids(&mut normalized);
                 if normalized != body {
-                    tracing::debug!(before = %body, after = %normalized, "okta: PATCH body normalised");
+                    tracing::debug!(before = %self.body_for_log(resource, &body), after = %self.body_for_log(resource, &normalized), "okta: PATCH body normalised");
                     req.body = serde_json::to_vec(&normalized).unwrap_or_default().into();
                 }
             }

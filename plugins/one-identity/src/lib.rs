@@ -10,6 +10,7 @@
 use scimgate_abi::sdk::{Component, CreateContext, Profile};
 use scimgate_abi::{Caller, ConfigIssue, PluginError, Request, Response};
 use scimgate_scim::mapping::{self, query, Mapping};
+use scimgate_scim::redact::{body_for_log, Sensitive};
 use scimgate_scim::{dialect, Registry, SchemaCtx};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -26,15 +27,12 @@ fn components() -> Vec<Component> {
 
 scimgate_abi::export_plugin!("one-identity", components);
 
-const CONFIG_SCHEMA: &str = r#"{"type":"object","properties":{"endpoints":{"type":"array","items":{"type":"string"}},"query_parameters":{"type":"array","items":{"type":"string"}},"group_members":{"type":"boolean"},"normalize_patch":{"type":"boolean"},"mapping":{"type":"array","items":{"type":"object"}}},"additionalProperties":false}"#;
+const CONFIG_SCHEMA: &str = r#"{"type":"object","properties":{"sensitive_attributes":{"type":"array","items":{"type":"string"}},"query_parameters":{"type":"array","items":{"type":"string"}},"group_members":{"type":"boolean"},"normalize_patch":{"type":"boolean"},"mapping":{"type":"array","items":{"type":"object"}}},"additionalProperties":false}"#;
 
 /// The stage configuration (`[stage.NAME]` with `use = "one-identity/profile"`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OneIdentityConfig {
-    /// Endpoint names matched ignoring case (first path segment below the mount).
-    #[serde(default = "default_endpoints")]
-    pub endpoints: Vec<String>,
     /// Query parameter names matched ignoring case.
     #[serde(default = "default_query_parameters")]
     pub query_parameters: Vec<String>,
@@ -47,21 +45,10 @@ pub struct OneIdentityConfig {
     /// Attribute mapping rules (see docs/mapping.md).
     #[serde(default)]
     pub mapping: Value,
-}
-
-fn default_endpoints() -> Vec<String> {
-    [
-        "ServiceProviderConfig",
-        "ResourceTypes",
-        "Schemas",
-        "Users",
-        "Groups",
-        "Bulk",
-        "Me",
-        ".search",
-    ]
-    .map(String::from)
-    .to_vec()
+    /// Attribute names whose values never appear in debug logs, besides
+    /// `password` and every `returned: never` attribute (always hidden).
+    #[serde(default)]
+    pub sensitive_attributes: Vec<String>,
 }
 
 fn default_query_parameters() -> Vec<String> {
@@ -94,7 +81,7 @@ fn validate(config: &Value) -> Vec<ConfigIssue> {
             );
         }
     }
-    for key in ["endpoints", "query_parameters"] {
+    for key in ["query_parameters"] {
         if let Some(Value::Array(items)) = config.get(key) {
             for (index, item) in items.iter().enumerate() {
                 if item
@@ -114,12 +101,12 @@ fn validate(config: &Value) -> Vec<ConfigIssue> {
 
 /// The runtime profile.
 pub struct OneIdentity {
-    endpoints: Vec<String>,
     query_parameters: Vec<String>,
     group_members: bool,
     normalize_patch: bool,
     mapping: Mapping,
     registry: Registry,
+    sensitive_attributes: Vec<String>,
 }
 
 impl OneIdentity {
@@ -130,48 +117,13 @@ impl OneIdentity {
             PluginError::new(500, format!("config {}: {}", first.path, first.message))
         })?;
         Ok(OneIdentity {
-            endpoints: config
-                .endpoints
-                .into_iter()
-                .map(|name| name.trim_matches('/').to_string())
-                .collect(),
             query_parameters: config.query_parameters,
             group_members: config.group_members,
             normalize_patch: config.normalize_patch,
             mapping,
             registry: Registry::core(),
+            sensitive_attributes: config.sensitive_attributes,
         })
-    }
-
-    /// `/resourcetypes/` → `/ResourceTypes`, `/users/ID/` → `/Users/ID`: the endpoint
-    /// segment in its canonical spelling, no trailing slash; ids and URNs keep their case.
-    fn canonical_path(&self, path: &str) -> Option<String> {
-        let rest = path.strip_prefix('/')?;
-        let trimmed = rest.trim_end_matches('/');
-        if trimmed.is_empty() {
-            return None;
-        }
-        let (first, tail) = match trimmed.split_once('/') {
-            Some((first, tail)) => (first, Some(tail)),
-            None => (trimmed, None),
-        };
-        let endpoint = self
-            .endpoints
-            .iter()
-            .find(|known| known.eq_ignore_ascii_case(first))
-            .map_or(first, String::as_str);
-        let tail = tail.map(|tail| {
-            if tail.eq_ignore_ascii_case(".search") {
-                ".search"
-            } else {
-                tail
-            }
-        });
-        let canonical = match tail {
-            Some(tail) => format!("/{endpoint}/{tail}"),
-            None => format!("/{endpoint}"),
-        };
-        (canonical != path).then_some(canonical)
     }
 
     fn context(&self, resource: &str) -> SchemaCtx<'_> {
@@ -179,14 +131,17 @@ impl OneIdentity {
             .context_for(resource)
             .unwrap_or_else(|_| SchemaCtx::schemaless())
     }
+
+    /// A request body for a debug line: operations, paths and shapes, never
+    /// the values of `password`, `returned: never` or `sensitive_attributes`.
+    fn body_for_log(&self, resource: &str, body: &Value) -> String {
+        let sensitive = Sensitive::new(&self.context(resource), &self.sensitive_attributes);
+        body_for_log(body, &sensitive)
+    }
 }
 
 impl Profile for OneIdentity {
     fn inbound(&self, req: &mut Request, _caller: Caller<'_>) -> Result<(), PluginError> {
-        if let Some(path) = self.canonical_path(&req.path) {
-            tracing::debug!(from = %req.path, to = %path, "one-identity: path rewritten");
-            req.path = path.into();
-        }
         if !req.query.is_empty() {
             let names: Vec<&str> = self.query_parameters.iter().map(String::as_str).collect();
             if let Some((query, renamed)) = query::canonicalize_names(&req.query, &names) {
@@ -196,12 +151,10 @@ impl Profile for OneIdentity {
         }
         let resource = mapping::resource_for_path(&req.path);
         if self.normalize_patch && req.method.as_str() == "PATCH" && !req.body.is_empty() {
-            if let (Some(resource), Ok(body)) =
-                (resource, serde_json::from_slice::<Value>(&req.body))
-            {
+            if let (Some(resource), Ok(body)) = (resource, scimgate_scim::parse_body(&req.body)) {
                 let normalized = dialect::normalize_patch_request(&body, &self.context(resource));
                 if normalized != body {
-                    tracing::debug!(before = %body, after = %normalized, "one-identity: PATCH body normalised");
+                    tracing::debug!(before = %self.body_for_log(resource, &body), after = %self.body_for_log(resource, &normalized), "one-identity: PATCH body normalised");
                     req.body = serde_json::to_vec(&normalized).unwrap_or_default().into();
                 }
             }
@@ -440,47 +393,39 @@ mod tests {
     }
 
     #[test]
-    fn discovery_and_resource_paths_match_ignoring_case_and_trailing_slashes() {
+    fn paths_are_left_as_the_policies_judged_them() {
+        // Case and trailing slashes are resolved by `scimgate_scim::Target`
+        // at the endpoint, the same resolver the policies use; the profile
+        // never changes the path (the host would refuse the request).
         let p = profile(json!({}));
-        for (given, expected) in [
-            ("/resourcetypes/", "/ResourceTypes"),
-            ("/RESOURCETYPES", "/ResourceTypes"),
-            ("/resourcetypes/User", "/ResourceTypes/User"),
-            (
-                "/schemas/urn:ietf:params:scim:schemas:core:2.0:User",
-                "/Schemas/urn:ietf:params:scim:schemas:core:2.0:User",
-            ),
-            ("/serviceproviderconfig", "/ServiceProviderConfig"),
-            (
-                "/users/2819c223-7f76-453a-919d-413861904646/",
-                "/Users/2819c223-7f76-453a-919d-413861904646",
-            ),
-            ("/groups/AbC", "/Groups/AbC"),
-            ("/users/.SEARCH", "/Users/.search"),
-            ("/.Search", "/.search"),
-            ("/bulk/", "/Bulk"),
-            ("/me", "/Me"),
+        for path in [
+            "/resourcetypes",
+            "/users/.SEARCH",
+            "/groups/AbC",
+            "/bulk",
+            "",
         ] {
-            let mut req = request("GET", given, "", "");
+            let mut req = request("GET", path, "", "");
             inbound(&p, &mut req);
-            assert_eq!(req.path.as_str(), expected, "for {given}");
-        }
-        for untouched in ["", "/", "/Users", "/Users/abc", "/Custom/x"] {
-            let mut req = request("GET", untouched, "", "");
-            inbound(&p, &mut req);
-            assert_eq!(req.path.as_str(), untouched);
+            assert_eq!(req.path.as_str(), path);
         }
     }
 
     #[test]
-    fn endpoint_list_is_configurable() {
-        let p = profile(json!({"endpoints": ["Users", "/Devices/"]}));
-        let mut req = request("GET", "/devices/d1/", "", "");
+    fn the_removed_endpoints_setting_is_an_unknown_key() {
+        let unknown = scimgate_abi::sdk::deserialize_config::<OneIdentityConfig>(
+            &json!({"endpoints": ["Users"]}),
+        );
+        assert!(unknown.is_err());
+    }
+
+    #[test]
+    fn ambiguous_patch_bodies_are_left_for_the_endpoint_to_refuse() {
+        let p = profile(json!({}));
+        let body = r#"{"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [{"op": "Replace", "path": "active", "value": "False"}], "OPERATIONS": []}"#;
+        let mut req = request("PATCH", "/Users/1", "", body);
         inbound(&p, &mut req);
-        assert_eq!(req.path.as_str(), "/Devices/d1");
-        let mut req = request("GET", "/groups", "", "");
-        inbound(&p, &mut req);
-        assert_eq!(req.path.as_str(), "/groups");
+        assert_eq!(req.body.as_slice(), body.as_bytes(), "left byte for byte");
     }
 
     #[test]
@@ -540,7 +485,7 @@ mod tests {
     #[test]
     fn group_reads_carry_members_with_type_and_ref() {
         let p = profile(json!({}));
-        let req = request("GET", "/groups/g1/", "", "");
+        let req = request("GET", "/groups/g1", "", "");
         let mut req = req;
         inbound(&p, &mut req);
         let group = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "id": "g1", "displayName": "Admins",
@@ -680,10 +625,13 @@ mod tests {
     #[test]
     fn config_errors_are_located() {
         let issues = validate(
-            &json!({"mapping": [{"drop": "a"}, {"attribute": "userName", "transform": ["shout"]}], "endpoints": ["Users/x"]}),
+            &json!({"mapping": [{"drop": "a"}, {"attribute": "userName", "transform": ["shout"]}], "query_parameters": ["a/b"]}),
         );
         let paths: Vec<&str> = issues.iter().map(|i| i.path.as_str()).collect();
-        assert_eq!(paths, vec!["mapping[1].transform[0]", "endpoints[0]"]);
+        assert_eq!(
+            paths,
+            vec!["mapping[1].transform[0]", "query_parameters[0]"]
+        );
         let unknown =
             scimgate_abi::sdk::deserialize_config::<OneIdentityConfig>(&json!({"endpoint": []}));
         assert!(unknown.is_err());
