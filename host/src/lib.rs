@@ -3,10 +3,12 @@
 //! and benchmarks use it in-process.
 
 pub mod config;
+pub mod conn;
 pub mod credentials;
 pub mod defaults;
 pub mod host_services;
 pub mod loader;
+pub mod logging;
 pub mod mint;
 pub mod pipeline;
 pub mod quickstart;

@@ -191,17 +191,7 @@ fn plugin_dir(config: &Config) -> PathBuf {
 }
 
 fn init_logging(format: LogFormat, default_filter: &str) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("SCIMGATE_LOG")
-        .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Human => builder.with_ansi(false).init(),
-    }
+    scimgate_host::logging::init(format, default_filter);
 }
 
 fn serve(
@@ -304,12 +294,24 @@ fn validate(source: &ConfigSource) -> ExitCode {
         AssembleMode::ValidateOnly,
     ) {
         Ok(_) => {
+            let warnings =
+                scimgate_host::pipeline::route_warnings(&config, &plugin_dir(&config), &mut cache);
+            if !warnings.is_empty() {
+                eprint!(
+                    "{}",
+                    scimgate_host::config::render_warnings(&config.source, &warnings)
+                );
+            }
             println!(
-                "{}: ok ({}, {}, {})",
+                "{}: ok ({}, {}, {}{})",
                 config.source.path.display(),
                 count(config.stages.len(), "stage"),
                 count(config.routes.len(), "route"),
-                count(config.providers.len(), "provider")
+                count(config.providers.len(), "provider"),
+                match warnings.len() {
+                    0 => String::new(),
+                    n => format!(", {}", count(n, "warning")),
+                }
             );
             ExitCode::SUCCESS
         }

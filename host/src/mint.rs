@@ -21,10 +21,23 @@ pub fn mint_token(
     provider_id: &str,
     scope: Option<&str>,
 ) -> Result<serde_json::Value, String> {
-    let stage = config
-        .stages
-        .iter()
-        .find(|s| s.library == "oauth2" && s.component == "token")
+    let is_token =
+        |s: &&crate::config::StageConfig| s.library == "oauth2" && s.component == "token";
+    // The token stage of a route the provider is bound to (its audience is
+    // that route's), else the first token stage.
+    let bound = config.routes.iter().find_map(|route| {
+        let admits = match &route.providers {
+            Some(ids) => ids.iter().any(|(id, _)| id == provider_id),
+            None => true,
+        };
+        let (last, _) = route.pipeline.last()?;
+        admits
+            .then(|| config.stage(last))
+            .flatten()
+            .filter(is_token)
+    });
+    let stage = bound
+        .or_else(|| config.stages.iter().find(is_token))
         .ok_or("the configuration has no `oauth2/token` stage to mint tokens with")?;
     let providers = ProviderRegistry::from_config(&config.providers);
     let record = providers.get(provider_id).ok_or_else(|| {

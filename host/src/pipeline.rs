@@ -87,6 +87,9 @@ pub struct Route {
     /// A stage before the endpoint may block: run the whole pipeline on the
     /// blocking pool.
     pub blocking: bool,
+    /// `providers = [...]`: the only providers this route serves (`None`:
+    /// every registered provider).
+    pub providers: Option<Vec<String>>,
 }
 
 /// Who the request is from, once the pre-stages ran.
@@ -206,10 +209,47 @@ impl Route {
                         ComponentKind::Authenticator,
                     ));
                 };
+                let caller = Some((
+                    principal.provider_id.to_string(),
+                    principal.client_id.to_string(),
+                ));
+                if let Some(allowed) = &self.providers {
+                    if !allowed
+                        .iter()
+                        .any(|id| id == principal.provider_id.as_str())
+                    {
+                        let mut rejection = Rejection::new(
+                            self.not_bound(principal.provider_id.as_str()),
+                            &stage.name,
+                            ComponentKind::Authenticator,
+                        );
+                        rejection.caller = caller;
+                        return Err(rejection);
+                    }
+                }
                 authn.provider = Some(provider.clone());
                 authn.principal = Some(principal);
                 Ok(())
             }
+        }
+    }
+
+    /// The answer to a provider this route is not bound to: a token route
+    /// says `invalid_client` (RFC 6749 §5.2), a SCIM route 403.
+    fn not_bound(&self, provider: &str) -> PluginError {
+        let message = format!(
+            "provider `{provider}` is not allowed on route `{}`",
+            self.mount
+        );
+        match self.error_style {
+            ErrorStyle::OAuth => {
+                let mut error = PluginError::new(401, message).with_code("invalid_client");
+                for c in &self.challenges {
+                    error = error.with_header("www-authenticate", c);
+                }
+                error
+            }
+            ErrorStyle::Scim => PluginError::new(403, message),
         }
     }
 
@@ -229,7 +269,19 @@ impl Route {
     pub fn inbound(&self, req: &mut Request, authn: &Authn) -> Result<(), Rejection> {
         for stage in &self.profiles {
             if let ComponentInstance::Profile(profile) = &stage.instance {
+                let before = (req.method.clone(), req.path.clone());
                 if let RResult::RErr(error) = profile.inbound(req, authn.caller()) {
+                    return Err(
+                        Rejection::new(error, &stage.name, ComponentKind::Profile).by(authn)
+                    );
+                }
+                // Policies decided on this method and path: a profile that
+                // changed them would make the endpoint run something else.
+                if (&req.method, &req.path) != (&before.0, &before.1) {
+                    let error = PluginError::internal(format!(
+                        "profile `{}` changed the request's method or path, which profiles may not do",
+                        stage.name
+                    ));
                     return Err(
                         Rejection::new(error, &stage.name, ComponentKind::Profile).by(authn)
                     );
@@ -472,6 +524,10 @@ pub fn assemble(
                 && kinds.get(name.as_str()).map(|(k, _)| *k) != Some(ComponentKind::Endpoint)
         });
         routes.push(Arc::new(Route {
+            providers: route
+                .providers
+                .as_ref()
+                .map(|ids| ids.iter().map(|(id, _)| id.clone()).collect()),
             blocking,
             mount: route.path.clone(),
             pre,
@@ -488,6 +544,53 @@ pub fn assemble(
         providers,
         server: config.server.clone(),
     }))
+}
+
+/// What `scimgate validate` (and `serve`, in its log) warns about without
+/// refusing the configuration: a route that authenticates but names no
+/// `providers` while more than one provider is registered serves every one
+/// of them. Libraries that do not load are skipped (they are errors
+/// elsewhere).
+pub fn route_warnings(
+    config: &Config,
+    plugin_dir: &Path,
+    cache: &mut LibraryCache,
+) -> Vec<Diagnostic> {
+    if config.providers.len() < 2 {
+        return Vec::new();
+    }
+    let mut warnings = Vec::new();
+    for route in config.routes.iter().filter(|r| r.providers.is_none()) {
+        let authenticates = route.pipeline.iter().any(|(name, _)| {
+            config.stage(name).is_some_and(|stage| {
+                cache.load(plugin_dir, &stage.library).is_ok_and(|lib| {
+                    lib.component(&stage.component)
+                        .is_some_and(|c| c.kind == ComponentKind::Authenticator)
+                })
+            })
+        });
+        if !authenticates {
+            continue;
+        }
+        let ids: Vec<&str> = config.providers.iter().map(|p| p.id.as_str()).collect();
+        warnings.push(
+            Diagnostic::error(
+                format!(
+                    "route `{}` names no `providers`: any of the {} registered providers ({}) may use it",
+                    route.path,
+                    ids.len(),
+                    ids.join(", ")
+                ),
+                Some(route.span.clone()),
+            )
+            .with_label("serves every provider")
+            .with_help(format!(
+                "bind the route to the providers it is for, e.g. providers = [\"{}\"]",
+                ids[0]
+            )),
+        );
+    }
+    warnings
 }
 
 /// Builds create envelopes and stage instances for one configuration.

@@ -3,10 +3,18 @@
 //! limit, resolves the client address and base URL, runs the pipeline (the
 //! endpoint and outbound profiles on the blocking pool), and writes one audit
 //! event per request. Also `/healthz`, `/readyz`, reload on SIGHUP and
-//! graceful shutdown on SIGTERM/SIGINT.
+//! graceful shutdown on SIGTERM/SIGINT. Connections (limits, header and
+//! keep-alive timeouts) are [`crate::conn`]'s.
+//!
+//! `server.request_timeout` covers reading the body and running the
+//! pipeline. Pipelines run on the blocking pool and cannot be cancelled, so
+//! at most twice `server.blocking_threads` of them may be in flight (running
+//! or queued, timed out or not); past that a request is answered 503 with
+//! `Retry-After` at once.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
@@ -20,8 +28,9 @@ use ipnet::IpNet;
 use scimgate_abi::ffi::ComponentInstance;
 use scimgate_abi::{ErrorStyle, Header, PluginError, Request, Response};
 use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::config::{self, Config};
+use crate::config::{self, Config, ForwardedHeader};
 use crate::loader::LibraryCache;
 use crate::pipeline::{check_and_assemble, AssembleMode, Rejection, Route, Runtime};
 use crate::render::error_response;
@@ -66,6 +75,20 @@ pub struct App {
     source: ConfigSource,
     plugin_dir: PathBuf,
     cache: Mutex<LibraryCache>,
+    /// Pipelines in flight (see the module doc).
+    pipelines: Arc<Semaphore>,
+    pipeline_capacity: usize,
+    /// One readiness probe at a time; the others answer the last result.
+    probe: Arc<tokio::sync::Mutex<()>>,
+    last_ready: AtomicBool,
+    /// Why the server was last not ready (empty when ready), to log changes only.
+    last_reasons: Mutex<Option<String>>,
+}
+
+/// Pipelines that may be in flight for a pool of `blocking_threads`: as many
+/// running as the pool has threads, as many again queued.
+pub fn pipeline_capacity(blocking_threads: usize) -> usize {
+    blocking_threads.max(1).saturating_mul(2)
 }
 
 impl App {
@@ -78,11 +101,17 @@ impl App {
     ) -> Result<Arc<App>, String> {
         let mut cache = LibraryCache::default();
         let runtime = build_runtime(config, config_diags, &plugin_dir, &mut cache)?;
+        let pipeline_capacity = pipeline_capacity(config.server.blocking_threads);
         Ok(Arc::new(App {
             runtime: RwLock::new(Arc::new(runtime)),
             source,
             plugin_dir,
             cache: Mutex::new(cache),
+            pipelines: Arc::new(Semaphore::new(pipeline_capacity)),
+            pipeline_capacity,
+            probe: Arc::new(tokio::sync::Mutex::new(())),
+            last_ready: AtomicBool::new(true),
+            last_reasons: Mutex::new(None),
         }))
     }
 
@@ -110,6 +139,20 @@ impl App {
                 current.server.listen
             );
         }
+        for (key, changed) in [
+            (
+                "max_connections",
+                current.server.max_connections != runtime.server.max_connections,
+            ),
+            (
+                "blocking_threads",
+                current.server.blocking_threads != runtime.server.blocking_threads,
+            ),
+        ] {
+            if changed {
+                tracing::warn!("server.{key} changed; a restart is needed for that");
+            }
+        }
         match self.runtime.write() {
             Ok(mut guard) => *guard = Arc::new(runtime),
             Err(poisoned) => *poisoned.into_inner() = Arc::new(runtime),
@@ -131,7 +174,17 @@ fn build_runtime(
         cache,
         AssembleMode::Create,
     ) {
-        Ok(Some(runtime)) => Ok(runtime),
+        Ok(Some(runtime)) => {
+            for warning in crate::pipeline::route_warnings(config, plugin_dir, cache) {
+                tracing::warn!(
+                    "{}: {} ({})",
+                    warning.location(&config.source),
+                    warning.message,
+                    warning.help.as_deref().unwrap_or_default()
+                );
+            }
+            Ok(runtime)
+        }
         Ok(None) => Err("internal: assembly created nothing".to_string()),
         Err(diags) => Err(config::render_diagnostics(&config.source, &diags)),
     }
@@ -143,56 +196,86 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let max_connections = app.runtime().server.max_connections;
     let router = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(handle)
-        .with_state(app);
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+        .with_state(app.clone());
+    let limits = move || {
+        let server = &app.runtime().server;
+        crate::conn::ConnLimits {
+            header_read_timeout: server.header_read_timeout,
+            keep_alive_timeout: server.keep_alive_timeout,
+        }
+    };
+    crate::conn::serve(listener, router, max_connections, limits, shutdown).await
 }
 
 async fn healthz() -> axum::response::Response {
     json_response(200, r#"{"status":"ok"}"#)
 }
 
+/// `{"status":"ready"}` (200) or `{"status":"not ready"}` (503), nothing
+/// more: the reasons (store errors, hosts, paths) go to the log, once per
+/// change.
 async fn readyz(State(app): State<Arc<App>>) -> axum::response::Response {
-    let runtime = app.runtime();
-    let checks = tokio::task::spawn_blocking(move || {
-        runtime
-            .endpoints()
-            .into_iter()
-            .map(|(name, stage)| {
-                let state = match &stage.instance {
+    let ready = match app.probe.clone().try_lock_owned() {
+        Ok(guard) => app.probe_readiness(guard).await,
+        // A probe is running (perhaps stuck on a store): answer its last result.
+        Err(_) => app.last_ready.load(Ordering::Relaxed),
+    };
+    if ready {
+        json_response(200, r#"{"status":"ready"}"#)
+    } else {
+        json_response(503, r#"{"status":"not ready"}"#)
+    }
+}
+
+impl App {
+    async fn probe_readiness(&self, guard: tokio::sync::OwnedMutexGuard<()>) -> bool {
+        let runtime = self.runtime();
+        let timeout = runtime.server.request_timeout;
+        let task = tokio::task::spawn_blocking(move || {
+            let _one_probe_at_a_time = guard;
+            runtime
+                .endpoints()
+                .into_iter()
+                .filter_map(|(name, stage)| match &stage.instance {
                     ComponentInstance::Endpoint(e) => match e.ready() {
-                        RResult::ROk(()) => Ok(()),
-                        RResult::RErr(reason) => Err(reason.to_string()),
+                        RResult::ROk(()) => None,
+                        RResult::RErr(reason) => Some(format!("stage `{name}`: {reason}")),
                     },
-                    _ => Ok(()),
-                };
-                (name, state)
-            })
-            .collect::<Vec<_>>()
-    })
-    .await
-    .unwrap_or_default();
-    let ready = checks.iter().all(|(_, s)| s.is_ok());
-    let map: serde_json::Map<String, serde_json::Value> = checks
-        .into_iter()
-        .map(|(name, s)| {
-            (
-                name,
-                serde_json::Value::String(s.err().unwrap_or_else(|| "ok".into())),
-            )
-        })
-        .collect();
-    let body =
-        serde_json::json!({"status": if ready { "ready" } else { "not ready" }, "checks": map});
-    json_response(if ready { 200 } else { 503 }, &body.to_string())
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        });
+        let failures = match tokio::time::timeout(timeout, task).await {
+            Ok(Ok(failures)) => failures,
+            Ok(Err(error)) => vec![format!("the readiness check failed: {error}")],
+            Err(_) => vec![format!(
+                "the readiness check did not finish within {timeout:?}"
+            )],
+        };
+        let ready = failures.is_empty();
+        self.last_ready.store(ready, Ordering::Relaxed);
+        let reasons = failures.join("; ");
+        let mut last = match self.last_reasons.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if last.as_deref() != Some(reasons.as_str()) {
+            if ready {
+                if last.is_some() {
+                    tracing::info!(target: "scimgate::readiness", "ready again");
+                }
+            } else {
+                tracing::warn!(target: "scimgate::readiness", reasons = %reasons, "not ready");
+            }
+            *last = Some(reasons);
+        }
+        ready
+    }
 }
 
 fn json_response(status: u16, body: &str) -> axum::response::Response {
@@ -223,8 +306,18 @@ async fn handle(
     let (parts, body) = request.into_parts();
     let request_id = request_id(&parts.headers);
     let method = parts.method.as_str().to_string();
-    let path = parts.uri.path().to_string();
-    let client_ip = resolve_client_ip(peer.ip(), &parts.headers, &runtime.server.trusted_proxies);
+    // The one canonical path every stage sees; what has no single meaning
+    // is refused before any stage runs.
+    let (path, bad_path) = match scimgate_abi::path::canonicalize(parts.uri.path()) {
+        Ok(path) => (path, None),
+        Err(error) => (parts.uri.path().to_string(), Some(error)),
+    };
+    let client_ip = resolve_client_ip(
+        peer.ip(),
+        &parts.headers,
+        &runtime.server.trusted_proxies,
+        runtime.server.forwarded_header,
+    );
     let mut audit = Audit {
         route: String::new(),
         provider: String::new(),
@@ -234,7 +327,24 @@ async fn handle(
         reason: String::new(),
     };
 
-    let response = match runtime.route_for(&path).cloned() {
+    let route = match bad_path {
+        Some(_) => None,
+        None => runtime.route_for(&path).cloned(),
+    };
+    let response = match route {
+        None if bad_path.is_some() => {
+            let reason = format!(
+                "invalid request path: {}",
+                bad_path.unwrap_or(scimgate_abi::path::PathError::NotAbsolute)
+            );
+            audit.decision = "deny";
+            audit.reason = reason.clone();
+            error_response(
+                ErrorStyle::Scim,
+                &PluginError::new(400, reason),
+                &request_id,
+            )
+        }
         None => {
             audit.decision = "deny";
             audit.reason = "no route".into();
@@ -243,54 +353,34 @@ async fn handle(
         }
         Some(route) => {
             audit.route = route.mount.clone();
-            let limit = runtime.server.max_body_size;
-            match read_body(body, &parts.headers, limit).await {
-                Err(error) => {
-                    audit.decision = "deny";
-                    audit.reason = error.message.to_string();
+            // The timeout covers reading the body too: a client trickling
+            // its body holds a connection, not a pipeline, and not forever.
+            let timeout = runtime.server.request_timeout;
+            let work = serve_route(
+                &app,
+                route.clone(),
+                runtime.clone(),
+                RouteInput {
+                    parts: &parts,
+                    body,
+                    path: &path,
+                    peer,
+                    client_ip,
+                    request_id: &request_id,
+                },
+                &mut audit,
+            );
+            match tokio::time::timeout(timeout, work).await {
+                Ok(resp) => resp,
+                Err(_) => {
+                    audit.decision = "error";
+                    audit.reason = format!("request timed out after {timeout:?}");
+                    let error = PluginError::new(
+                        503,
+                        format!("the request did not complete within {timeout:?}"),
+                    )
+                    .with_header("retry-after", "1");
                     error_response(route.error_style, &error, &request_id)
-                }
-                Ok(bytes) => {
-                    let req = Request {
-                        method: method.as_str().into(),
-                        path: path[route.mount.len().min(path.len())..].to_string().into(),
-                        query: parts.uri.query().unwrap_or("").into(),
-                        headers: parts
-                            .headers
-                            .iter()
-                            .map(|(n, v)| {
-                                Header::new(
-                                    n.as_str(),
-                                    String::from_utf8_lossy(v.as_bytes()).as_ref(),
-                                )
-                            })
-                            .collect(),
-                        body: RVec::from(bytes.to_vec()),
-                        peer_addr: peer.to_string().into(),
-                        client_ip: client_ip.to_string().into(),
-                        request_id: request_id.as_str().into(),
-                        mount: route.mount.as_str().into(),
-                        base_url: base_url(&runtime, &parts.headers, peer.ip(), &route.mount)
-                            .into(),
-                        received_at_unix_ms: now_unix_ms(),
-                        error_style: route.error_style,
-                        attributes: RVec::new(),
-                    };
-                    let timeout = runtime.server.request_timeout;
-                    let run = run_pipeline(route.clone(), runtime.clone(), req, &mut audit);
-                    match tokio::time::timeout(timeout, run).await {
-                        Ok(resp) => resp,
-                        Err(_) => {
-                            audit.decision = "error";
-                            audit.reason = format!("request timed out after {timeout:?}");
-                            let error = PluginError::new(
-                                503,
-                                format!("the request did not complete within {timeout:?}"),
-                            )
-                            .with_header("retry-after", "1");
-                            error_response(route.error_style, &error, &request_id)
-                        }
-                    }
                 }
             }
         }
@@ -310,10 +400,80 @@ async fn handle(
     into_http(response, &request_id)
 }
 
+/// What [`serve_route`] needs of the HTTP request.
+struct RouteInput<'a> {
+    parts: &'a axum::http::request::Parts,
+    body: Body,
+    path: &'a str,
+    peer: SocketAddr,
+    client_ip: IpAddr,
+    request_id: &'a str,
+}
+
+/// Reads the body and runs the route's pipeline (under the caller's timeout).
+async fn serve_route(
+    app: &App,
+    route: Arc<Route>,
+    runtime: Arc<Runtime>,
+    input: RouteInput<'_>,
+    audit: &mut Audit,
+) -> Response {
+    let RouteInput {
+        parts,
+        body,
+        path,
+        peer,
+        client_ip,
+        request_id,
+    } = input;
+    let limit = runtime.server.max_body_size;
+    let bytes = match read_body(body, &parts.headers, limit).await {
+        Ok(bytes) => bytes,
+        Err(error) => {
+            audit.decision = "deny";
+            audit.reason = error.message.to_string();
+            return error_response(route.error_style, &error, request_id);
+        }
+    };
+    // A pipeline cannot be cancelled once on the blocking pool: bound how
+    // many may be in flight, timed out or not.
+    let Ok(slot) = app.pipelines.clone().try_acquire_owned() else {
+        audit.decision = "error";
+        audit.reason = format!(
+            "busy: {} pipelines in flight (twice server.blocking_threads)",
+            app.pipeline_capacity
+        );
+        let error = PluginError::new(503, "the server is busy; retry later")
+            .with_header("retry-after", "1");
+        return error_response(route.error_style, &error, request_id);
+    };
+    let req = Request {
+        method: parts.method.as_str().into(),
+        path: path[route.mount.len().min(path.len())..].to_string().into(),
+        query: parts.uri.query().unwrap_or("").into(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(n, v)| Header::new(n.as_str(), String::from_utf8_lossy(v.as_bytes()).as_ref()))
+            .collect(),
+        body: RVec::from(bytes.to_vec()),
+        peer_addr: peer.to_string().into(),
+        client_ip: client_ip.to_string().into(),
+        request_id: request_id.into(),
+        mount: route.mount.as_str().into(),
+        base_url: base_url(&runtime, &parts.headers, peer.ip(), &route.mount).into(),
+        received_at_unix_ms: now_unix_ms(),
+        error_style: route.error_style,
+        attributes: RVec::new(),
+    };
+    run_pipeline(route, runtime, req, slot, audit).await
+}
+
 async fn run_pipeline(
     route: Arc<Route>,
     runtime: Arc<Runtime>,
     mut req: Request,
+    slot: OwnedSemaphorePermit,
     audit: &mut Audit,
 ) -> Response {
     let request_id = req.request_id.to_string();
@@ -321,6 +481,7 @@ async fn run_pipeline(
     if route.blocking {
         // A stage may block (argon2, a JWKS fetch): keep it off the async workers.
         let task = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
             let authn = route.authorize(&req, &runtime.providers)?;
             let caller = authn
                 .principal
@@ -363,6 +524,7 @@ async fn run_pipeline(
         return rejected(style, rejection, audit, &request_id);
     }
     let blocking = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
         let mut resp = route.call_endpoint(&req, &authn)?;
         route.outbound(&req, &authn, &mut resp)?;
         Ok::<Response, Rejection>(resp)
@@ -505,33 +667,36 @@ fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
 }
 
 /// The client's address: the TCP peer, unless the peer is a trusted proxy;
-/// then the right-most untrusted hop of `X-Forwarded-For` (or `Forwarded`).
-pub fn resolve_client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+/// then the right-most untrusted hop of the one configured header
+/// (`X-Forwarded-For` or `Forwarded`, `server.forwarded_header`). The other
+/// header is ignored: a proxy that sets one of them passes the other through
+/// from the client untouched.
+pub fn resolve_client_ip(
+    peer: IpAddr,
+    headers: &HeaderMap,
+    trusted: &[IpNet],
+    header: ForwardedHeader,
+) -> IpAddr {
     let peer = canonical_ip(peer);
     if !is_trusted(peer, trusted) {
         return peer;
     }
-    let mut hops: Vec<Option<IpAddr>> = headers
-        .get_all("x-forwarded-for")
+    let values = headers
+        .get_all(header.as_str())
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(parse_hop)
-        .collect();
-    if hops.is_empty() {
-        hops = headers
-            .get_all("forwarded")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
+        .flat_map(|v| v.split(','));
+    let hops: Vec<Option<IpAddr>> = match header {
+        ForwardedHeader::XForwardedFor => values.map(parse_hop).collect(),
+        ForwardedHeader::Forwarded => values
             .filter_map(|element| {
                 element.split(';').find_map(|pair| {
                     let (k, v) = pair.split_once('=')?;
                     k.trim().eq_ignore_ascii_case("for").then(|| parse_hop(v))
                 })
             })
-            .collect();
-    }
+            .collect(),
+    };
     let mut nearest = peer;
     for hop in hops.iter().rev() {
         match hop.map(canonical_ip) {
@@ -625,9 +790,13 @@ pub async fn reload_on_sighup(app: Arc<App>) {
             let result = tokio::task::spawn_blocking(move || app.reload()).await;
             match result {
                 Ok(Ok(())) => tracing::info!("configuration reloaded"),
-                Ok(Err(report)) => tracing::error!(
-                    "reload failed; the previous configuration stays in force:\n{report}"
-                ),
+                Ok(Err(report)) => {
+                    // One event per line: log lines never carry line breaks.
+                    tracing::error!("reload failed; the previous configuration stays in force:");
+                    for line in report.lines().filter(|l| !l.trim().is_empty()) {
+                        tracing::error!("reload failed: {line}");
+                    }
+                }
                 Err(e) => tracing::error!("reload failed: {e}"),
             }
         }
@@ -639,6 +808,33 @@ pub async fn reload_on_sighup(app: Arc<App>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const XFF: ForwardedHeader = ForwardedHeader::XForwardedFor;
+    const FWD: ForwardedHeader = ForwardedHeader::Forwarded;
+
+    #[test]
+    fn only_the_configured_forwarding_header_is_read() {
+        let trusted: Vec<IpNet> = vec!["127.0.0.1/32".parse().unwrap()];
+        let peer: IpAddr = "127.0.0.1".parse().unwrap();
+        // The proxy sets Forwarded; the client's own X-Forwarded-For came through.
+        let h = headers(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("forwarded", "for=203.0.113.7"),
+        ]);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            resolve_client_ip(peer, &h, &trusted, FWD),
+            ip("203.0.113.7")
+        );
+        assert_eq!(resolve_client_ip(peer, &h, &trusted, XFF), ip("6.6.6.6"));
+        let only_forwarded = headers(&[("forwarded", "for=203.0.113.7")]);
+        assert_eq!(
+            resolve_client_ip(peer, &only_forwarded, &trusted, XFF),
+            peer
+        );
+        let only_xff = headers(&[("x-forwarded-for", "6.6.6.6")]);
+        assert_eq!(resolve_client_ip(peer, &only_xff, &trusted, FWD), peer);
+    }
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -656,7 +852,7 @@ mod tests {
         let trusted: Vec<IpNet> = vec!["10.0.0.1/32".parse().unwrap()];
         let h = headers(&[("x-forwarded-for", "1.2.3.4")]);
         assert_eq!(
-            resolve_client_ip("127.0.0.9".parse().unwrap(), &h, &trusted),
+            resolve_client_ip("127.0.0.9".parse().unwrap(), &h, &trusted, XFF),
             "127.0.0.9".parse::<IpAddr>().unwrap()
         );
     }
@@ -669,7 +865,7 @@ mod tests {
             ("x-forwarded-for", "10.0.0.5"),
         ]);
         assert_eq!(
-            resolve_client_ip("10.0.0.1".parse().unwrap(), &h, &trusted),
+            resolve_client_ip("10.0.0.1".parse().unwrap(), &h, &trusted, XFF),
             "203.0.113.7".parse::<IpAddr>().unwrap()
         );
     }
@@ -682,7 +878,7 @@ mod tests {
             "for=192.0.2.60;proto=http, for=\"[::ffff:198.51.100.17]:4711\"",
         )]);
         assert_eq!(
-            resolve_client_ip("::ffff:127.0.0.1".parse().unwrap(), &h, &trusted),
+            resolve_client_ip("::ffff:127.0.0.1".parse().unwrap(), &h, &trusted, FWD),
             "198.51.100.17".parse::<IpAddr>().unwrap()
         );
     }
@@ -692,7 +888,7 @@ mod tests {
         let trusted: Vec<IpNet> = vec!["127.0.0.1/32".parse().unwrap()];
         let h = headers(&[("x-forwarded-for", "1.1.1.1, unknown")]);
         assert_eq!(
-            resolve_client_ip("127.0.0.1".parse().unwrap(), &h, &trusted),
+            resolve_client_ip("127.0.0.1".parse().unwrap(), &h, &trusted, XFF),
             "127.0.0.1".parse::<IpAddr>().unwrap()
         );
     }

@@ -20,7 +20,7 @@ fn components() -> Vec<Component> {
             .with_schema(r#"{"type":"object","properties":{"header":{"type":"string"},"keys":{"type":"object"}},"required":["keys"]}"#),
         Component::policy_with_config("require-header", "denies requests without a given header", |c: RequireHeaderConfig, _| Ok(RequireHeader(c))),
         Component::profile_with_config("tag", "marks requests and responses so tests can see the profile ran", |c: TagConfig, _| Ok(Tag(c))),
-        Component::endpoint("echo", "answers with what it received; `?panic=1` panics, `?sleep_ms=N` sleeps", |_| Ok(Echo)),
+        Component::endpoint("echo", "answers with what it received; `?panic=1` panics, `?sleep_ms=N` sleeps, `?log=TEXT` logs TEXT as is", |_| Ok(Echo)),
         Component::authenticator_with_config("anyone", "no-op authenticator: everyone is the configured provider", |c: AnyoneConfig, _| Ok(Anyone(Principal::new(&c.provider, &c.provider, "anyone")))),
         Component::policy("allow", "no-op policy", |_| Ok(Allow)),
         Component::profile("noop", "no-op profile", |_| Ok(Noop)),
@@ -94,6 +94,10 @@ impl Policy for RequireHeader {
 #[serde(deny_unknown_fields)]
 struct TagConfig {
     tag: String,
+    /// Rewrites the request path (a profile may not: the host refuses the
+    /// request, which the end-to-end tests check).
+    #[serde(default)]
+    rewrite_path: Option<String>,
 }
 
 struct Tag(TagConfig);
@@ -106,6 +110,9 @@ impl Profile for Tag {
             None => self.0.tag.clone(),
         };
         req.set_header("x-demo-profile", &value);
+        if let Some(path) = &self.0.rewrite_path {
+            req.path = path.as_str().into();
+        }
         tracing::debug!(tag = %self.0.tag, "demo profile tagged a request");
         Ok(())
     }
@@ -141,6 +148,11 @@ impl Endpoint for Echo {
             .and_then(|v| v.parse::<u64>().ok())
         {
             std::thread::sleep(Duration::from_millis(ms.min(10_000)));
+        }
+        if let Some(text) = req.query_param("log") {
+            // Logs client text as is, as a careless plugin would: the host's
+            // formatter must keep it from forging a line.
+            tracing::info!("demo echo logged: {text}");
         }
         if let Some(status) = req.query_param("fail").and_then(|v| v.parse::<u16>().ok()) {
             return Err(PluginError::new(status, "failure requested by the client")

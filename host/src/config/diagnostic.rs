@@ -102,8 +102,37 @@ pub fn render_diagnostics(source: &SourceFile, diags: &[Diagnostic]) -> String {
     out
 }
 
+/// Renders warnings like [`render_diagnostics`] renders errors (`warning:`
+/// headlines, no closing line): the configuration still loads.
+pub fn render_warnings(source: &SourceFile, diags: &[Diagnostic]) -> String {
+    let mut out = String::new();
+    for diag in diags {
+        render_one_as(source, diag, "warning", &mut out);
+        out.push('\n');
+    }
+    out
+}
+
+impl Diagnostic {
+    /// `file:line:col` of the diagnostic (just `file` without a span), for
+    /// one-line log messages.
+    pub fn location(&self, source: &SourceFile) -> String {
+        match &self.span {
+            Some(span) => {
+                let (line, col) = source.line_col(span.start);
+                format!("{}:{line}:{col}", source.path.display())
+            }
+            None => source.path.display().to_string(),
+        }
+    }
+}
+
 fn render_one(source: &SourceFile, diag: &Diagnostic, out: &mut String) {
-    out.push_str(&format!("error: {}\n", diag.message));
+    render_one_as(source, diag, "error", out)
+}
+
+fn render_one_as(source: &SourceFile, diag: &Diagnostic, severity: &str, out: &mut String) {
+    out.push_str(&format!("{severity}: {}\n", diag.message));
     let Some(span) = diag.span.clone() else {
         out.push_str(&format!(" --> {}\n", source.path.display()));
         if let Some(help) = &diag.help {

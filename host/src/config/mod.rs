@@ -17,7 +17,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use diagnostic::{render_diagnostics, Diagnostic, SourceFile};
+pub use diagnostic::{render_diagnostics, render_warnings, Diagnostic, SourceFile};
 pub use provider::sha256_secret;
 pub use units::{parse_duration, parse_size};
 
@@ -57,6 +57,18 @@ pub struct ServerConfig {
     pub public_url: Option<String>,
     /// `log_format`: `"human"` (default) or `"json"`.
     pub log_format: LogFormat,
+    /// `header_read_timeout`: how long a client may take to send a request's
+    /// head (from its first byte, or from the connection's start); default 10 s.
+    pub header_read_timeout: Duration,
+    /// `keep_alive_timeout`: how long an idle kept-alive connection is kept
+    /// open waiting for its next request; default 60 s.
+    pub keep_alive_timeout: Duration,
+    /// `max_connections`: connections served at once (more wait in the
+    /// kernel's accept queue); 1..=1048576, default 1024.
+    pub max_connections: usize,
+    /// `forwarded_header`: the one header a trusted proxy's client address
+    /// is read from; default `x-forwarded-for`.
+    pub forwarded_header: ForwardedHeader,
 }
 
 impl Default for ServerConfig {
@@ -71,6 +83,32 @@ impl Default for ServerConfig {
             blocking_threads: 64,
             public_url: None,
             log_format: LogFormat::Human,
+            header_read_timeout: Duration::from_secs(10),
+            keep_alive_timeout: Duration::from_secs(60),
+            max_connections: 1024,
+            forwarded_header: ForwardedHeader::XForwardedFor,
+        }
+    }
+}
+
+/// Which header carries the client's address when the peer is a trusted
+/// proxy. Only that header is read; the other is ignored, so a client cannot
+/// slip its own address past a proxy that sets only one of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For: client, proxy1, …`
+    #[default]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=client, for=proxy1`
+    Forwarded,
+}
+
+impl ForwardedHeader {
+    /// The header's name, lower case (also the value in the file).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ForwardedHeader::XForwardedFor => "x-forwarded-for",
+            ForwardedHeader::Forwarded => "forwarded",
         }
     }
 }
@@ -108,6 +146,10 @@ pub struct RouteConfig {
     pub pipeline: Vec<(String, Range<usize>)>,
     /// `anonymous = true` allows a pipeline without authenticator.
     pub anonymous: bool,
+    /// `providers = ["id", …]`: the only providers this route serves, each
+    /// with the span of its string; `None` when the key is absent (every
+    /// registered provider).
+    pub providers: Option<Vec<(String, Range<usize>)>>,
     /// The `path` value.
     pub span: Range<usize>,
 }
@@ -412,7 +454,8 @@ pub fn parse_partial(
         None => Vec::new(),
     };
     provider::check_providers(&mut ck, &providers);
-    let providers = providers.into_iter().map(|p| p.config).collect();
+    let providers: Vec<ProviderConfig> = providers.into_iter().map(|p| p.config).collect();
+    pipeline::check_route_providers(&mut ck, &routes, &providers);
 
     let mut diags = ck.diags;
     sort_diagnostics(&mut diags);
@@ -1137,6 +1180,87 @@ access = "read-mostly"
         let config = parse("[server]\nmax_body_size = 1024\nlisten = \"[::]:8443\"\n").unwrap();
         assert_eq!(config.server.max_body_size, 1024);
         assert_eq!(config.server.listen.port(), 8443);
+    }
+
+    #[test]
+    fn connection_limits_and_forwarded_header() {
+        let config = parse("[server]\nheader_read_timeout = \"2s\"\nkeep_alive_timeout = \"5m\"\nmax_connections = 16\nforwarded_header = \"forwarded\"\n").unwrap();
+        assert_eq!(config.server.header_read_timeout, Duration::from_secs(2));
+        assert_eq!(config.server.keep_alive_timeout, Duration::from_secs(300));
+        assert_eq!(config.server.max_connections, 16);
+        assert_eq!(config.server.forwarded_header, ForwardedHeader::Forwarded);
+        let defaults = ServerConfig::default();
+        assert_eq!(defaults.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(defaults.keep_alive_timeout, Duration::from_secs(60));
+        assert_eq!(defaults.max_connections, 1024);
+        assert_eq!(defaults.forwarded_header, ForwardedHeader::XForwardedFor);
+        let (diags, out) = errors("[server]\nheader_read_timeout = \"0s\"\nkeep_alive_timeout = \"soon\"\nmax_connections = 0\nforwarded_header = \"x-real-ip\"\n");
+        assert_eq!(diags.len(), 4, "{out}");
+        for needle in [
+            "error: `server.header_read_timeout` must be greater than zero\n --> x.toml:2:23",
+            "error: invalid `server.keep_alive_timeout`\n --> x.toml:3:22",
+            "error: `server.max_connections` must be between 1 and 1048576, found 0\n --> x.toml:4:19",
+            "error: unknown forwarded header `x-real-ip`\n --> x.toml:5:20",
+        ] {
+            assert!(out.contains(needle), "missing {needle}\n{out}");
+        }
+    }
+
+    const BOUND: &str = "[stage.s]\nuse = \"a/b\"\n[[provider]]\nid = \"oim\"\nauth = { method = \"static-bearer\", token_hash = \"sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\" }\n[[provider]]\nid = \"okta\"\nauth = { method = \"static-bearer\", token_hash = \"sha256:ca7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\" }\n[[route]]\npath = \"/a\"\npipeline = [\"s\"]\n";
+
+    #[test]
+    fn route_providers_are_checked_and_located() {
+        let config = parse(&format!("{BOUND}providers = [\"oim\"]\n")).unwrap();
+        let ids: Vec<&str> = config.routes[0]
+            .providers
+            .iter()
+            .flatten()
+            .map(|(id, _)| id.as_str())
+            .collect();
+        assert_eq!(ids, ["oim"]);
+        assert!(parse(BOUND).unwrap().routes[0].providers.is_none());
+        let (diags, out) = errors(&format!(
+            "{BOUND}providers = [\"oim\", \"oktaa\", \"oim\"]\n"
+        ));
+        assert_eq!(diags.len(), 2, "{out}");
+        assert!(
+            out.contains("error: unknown provider `oktaa` in route `/a`\n  --> x.toml:12:21\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("did you mean `okta`? registered providers: oim, okta"),
+            "{out}"
+        );
+        assert!(
+            out.contains("provider `oim` is listed twice in route `/a`"),
+            "{out}"
+        );
+        let empty = errors(&format!("{BOUND}providers = []\n")).1;
+        assert!(
+            empty.contains("error: empty `providers` list\n  --> x.toml:12:13"),
+            "{empty}"
+        );
+        let anonymous = errors(&format!("{BOUND}anonymous = true\nproviders = [\"oim\"]\n")).1;
+        assert!(
+            anonymous.contains("`providers` on a route with `anonymous = true`"),
+            "{anonymous}"
+        );
+    }
+
+    #[test]
+    fn route_paths_must_be_canonical() {
+        let text = "[stage.s]\nuse = \"a/b\"\n[[route]]\npath = \"/scim/../admin\"\npipeline = [\"s\"]\n[[route]]\npath = \"/sc%69m\"\npipeline = [\"s\"]\n";
+        let (diags, out) = errors(text);
+        assert_eq!(diags.len(), 2, "{out}");
+        assert!(
+            out.contains("invalid route path `/scim/../admin`\n --> x.toml:4:8"),
+            "{out}"
+        );
+        assert!(
+            out.contains("invalid route path `/sc%69m`\n --> x.toml:7:8"),
+            "{out}"
+        );
+        assert!(out.contains("must be in canonical form"), "{out}");
     }
 
     #[test]

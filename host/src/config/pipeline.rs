@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use super::check::{did_you_mean, span_or_empty, Checker};
 use super::diagnostic::Diagnostic;
 use super::tree::Table;
-use super::{RouteConfig, StageConfig};
+use super::{ProviderConfig, RouteConfig, StageConfig};
 
 /// Every `[stage.NAME]`, in file order. Stage tables are free-form (plugins
 /// check them); only `use = "library/component"` is required.
@@ -66,7 +66,11 @@ pub(crate) fn stages(ck: &mut Checker, table: &Table) -> Vec<StageConfig> {
 
 /// One `[[route]]`.
 pub(crate) fn route(ck: &mut Checker, table: &Table) -> Option<RouteConfig> {
-    ck.unknown_keys(table, "route", &["path", "pipeline", "anonymous"]);
+    ck.unknown_keys(
+        table,
+        "route",
+        &["path", "pipeline", "anonymous", "providers"],
+    );
     let path = ck.req_str(table, "path", "route");
     if let Some((text, val)) = path {
         if let Err(why) = check_route_path(text) {
@@ -99,11 +103,39 @@ pub(crate) fn route(ck: &mut Checker, table: &Table) -> Option<RouteConfig> {
         Some(entry) => ck.bool(&entry.val, "route.anonymous").unwrap_or(false),
         None => false,
     };
+    let providers = table.get("providers").map(|entry| {
+        let ids: Vec<(String, std::ops::Range<usize>)> = ck
+            .str_array(&entry.val, "route.providers")
+            .into_iter()
+            .map(|(id, val)| (id.to_string(), span_or_empty(&val.span)))
+            .collect();
+        if ids.is_empty() && matches!(entry.val.kind, super::tree::Kind::Array(_)) {
+            ck.push(
+                Diagnostic::error("empty `providers` list", entry.val.span.clone())
+                    .with_label("this route would refuse every provider")
+                    .with_help(
+                        "list the provider ids this route serves, or remove `providers` to serve every registered provider",
+                    ),
+            );
+        }
+        if anonymous {
+            ck.push(
+                Diagnostic::error(
+                    "`providers` on a route with `anonymous = true`",
+                    entry.key_span.clone(),
+                )
+                .with_label("an anonymous route has no provider to check")
+                .with_help("remove `providers`, or authenticate the route and drop `anonymous = true`"),
+            );
+        }
+        ids
+    });
     let (path, val) = path?;
     Some(RouteConfig {
         path: path.to_string(),
         pipeline,
         anonymous,
+        providers,
         span: span_or_empty(&val.span),
     })
 }
@@ -153,7 +185,55 @@ pub(crate) fn check_routes(ck: &mut Checker, routes: &[RouteConfig], names: &[&s
     }
 }
 
-/// Starts with `/`, no trailing `/` unless `/`, no `?`, `#`, `//`, spaces.
+/// Every id in a route's `providers` names a `[[provider]]`.
+pub(crate) fn check_route_providers(
+    ck: &mut Checker,
+    routes: &[RouteConfig],
+    providers: &[ProviderConfig],
+) {
+    let known: Vec<&str> = providers.iter().map(|p| p.id.as_str()).collect();
+    for route in routes {
+        let mut seen: Vec<&str> = Vec::new();
+        for (id, span) in route.providers.iter().flatten() {
+            if seen.contains(&id.as_str()) {
+                ck.push(
+                    Diagnostic::error(
+                        format!("provider `{id}` is listed twice in route `{}`", route.path),
+                        Some(span.clone()),
+                    )
+                    .with_label("listed again here"),
+                );
+                continue;
+            }
+            seen.push(id);
+            if known.contains(&id.as_str()) {
+                continue;
+            }
+            let defined = if known.is_empty() {
+                "no providers are registered; add a [[provider]] with this id".to_string()
+            } else {
+                format!("registered providers: {}", known.join(", "))
+            };
+            let help = match did_you_mean(id, known.iter().copied()) {
+                Some(close) => format!("did you mean `{close}`? {defined}"),
+                None => defined,
+            };
+            ck.push(
+                Diagnostic::error(
+                    format!("unknown provider `{id}` in route `{}`", route.path),
+                    Some(span.clone()),
+                )
+                .with_label("no [[provider]] has this id")
+                .with_help(help),
+            );
+        }
+    }
+}
+
+/// Starts with `/`, no trailing `/` unless `/`, no `?`, `#`, `//`, spaces,
+/// and already in the one canonical form request paths are brought to
+/// (`scimgate_abi::path::canonicalize`): a mount that is not could never
+/// match, or would match something else than it reads.
 fn check_route_path(path: &str) -> Result<(), &'static str> {
     if !path.starts_with('/') {
         return Err("must start with `/`");
@@ -169,6 +249,9 @@ fn check_route_path(path: &str) -> Result<(), &'static str> {
     }
     if path.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err("must not contain spaces or control characters");
+    }
+    if path != "/" && scimgate_abi::path::canonicalize(path).as_deref() != Ok(path) {
+        return Err("must be in canonical form: no `.`/`..` segments, no percent-escapes, no `\\`");
     }
     Ok(())
 }
@@ -201,6 +284,12 @@ mod tests {
         assert!(check_route_path("/a#b").is_err());
         assert!(check_route_path("/a//b").is_err());
         assert!(check_route_path("/a b").is_err());
+        assert!(check_route_path("/a/./b").is_err());
+        assert!(check_route_path("/a/../b").is_err());
+        assert!(check_route_path("/scim%2Fv2").is_err());
+        assert!(check_route_path("/scim%41").is_err());
+        assert!(check_route_path("/a\\b").is_err());
+        assert!(check_route_path("/a/b-c_d~e").is_ok());
     }
 
     #[test]

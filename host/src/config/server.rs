@@ -7,7 +7,7 @@ use super::check::Checker;
 use super::diagnostic::Diagnostic;
 use super::tree::{Kind, Table, Val};
 use super::units::{parse_duration, parse_size};
-use super::{LogFormat, ServerConfig};
+use super::{ForwardedHeader, LogFormat, ServerConfig};
 
 const KEYS: &[&str] = &[
     "listen",
@@ -19,6 +19,10 @@ const KEYS: &[&str] = &[
     "blocking_threads",
     "public_url",
     "log_format",
+    "header_read_timeout",
+    "keep_alive_timeout",
+    "max_connections",
+    "forwarded_header",
 ];
 
 /// Reads `[server]`; anything missing or wrong keeps its default (and is reported).
@@ -98,17 +102,45 @@ pub(crate) fn server(ck: &mut Checker, table: &Table, base: Option<&Path>) -> Se
             None => {}
         }
     }
-    if let Some((text, val)) = ck.opt_str(table, "request_timeout", "server") {
-        match parse_duration(text) {
-            Ok(d) if d.is_zero() => ck.push(
+    for (key, slot) in [
+        ("request_timeout", &mut server.request_timeout),
+        ("header_read_timeout", &mut server.header_read_timeout),
+        ("keep_alive_timeout", &mut server.keep_alive_timeout),
+    ] {
+        if let Some(d) = duration(ck, table, key) {
+            *slot = d;
+        }
+    }
+    if let Some(entry) = table.get("max_connections") {
+        if let Some(n) = ck.int(&entry.val, "server.max_connections") {
+            match usize::try_from(n) {
+                Ok(n @ 1..=MAX_CONNECTIONS) => server.max_connections = n,
+                _ => ck.push(
+                    Diagnostic::error(
+                        format!(
+                            "`server.max_connections` must be between 1 and {MAX_CONNECTIONS}, found {n}"
+                        ),
+                        entry.val.span.clone(),
+                    )
+                    .with_label("out of range"),
+                ),
+            }
+        }
+    }
+    if let Some((text, val)) = ck.opt_str(table, "forwarded_header", "server") {
+        match text {
+            "x-forwarded-for" => server.forwarded_header = ForwardedHeader::XForwardedFor,
+            "forwarded" => server.forwarded_header = ForwardedHeader::Forwarded,
+            _ => ck.push(
                 Diagnostic::error(
-                    "`server.request_timeout` must be greater than zero",
+                    format!("unknown forwarded header {}", val.shown()),
                     val.span.clone(),
                 )
-                .with_label("zero duration"),
+                .with_label("expected \"x-forwarded-for\" or \"forwarded\"")
+                .with_help(
+                    "name the one header your trusted proxy sets: X-Forwarded-For or RFC 7239 Forwarded",
+                ),
             ),
-            Ok(d) => server.request_timeout = d,
-            Err(msg) => ck.push(invalid(val, "server.request_timeout", &msg)),
         }
     }
     if let Some(entry) = table.get("blocking_threads") {
@@ -152,6 +184,32 @@ pub(crate) fn server(ck: &mut Checker, table: &Table, base: Option<&Path>) -> Se
         }
     }
     server
+}
+
+/// The largest `server.max_connections`.
+const MAX_CONNECTIONS: usize = 1 << 20;
+
+/// A positive duration under `[server]` (`"30s"`, `"500ms"`, `"2m"`).
+fn duration(ck: &mut Checker, table: &Table, key: &str) -> Option<std::time::Duration> {
+    let path = format!("server.{key}");
+    let (text, val) = ck.opt_str(table, key, "server")?;
+    match parse_duration(text) {
+        Ok(d) if d.is_zero() => {
+            ck.push(
+                Diagnostic::error(
+                    format!("`{path}` must be greater than zero"),
+                    val.span.clone(),
+                )
+                .with_label("zero duration"),
+            );
+            None
+        }
+        Ok(d) => Some(d),
+        Err(msg) => {
+            ck.push(invalid(val, &path, &msg));
+            None
+        }
+    }
 }
 
 /// A CIDR or a single address (as a /32 or /128).

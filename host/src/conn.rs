@@ -1,0 +1,392 @@
+//! The accept loop and each HTTP/1.1 connection's clock.
+//!
+//! * At most `server.max_connections` connections are served at once; the
+//!   next one waits in the kernel's accept queue until one closes.
+//! * A connection has `server.header_read_timeout` to send a request's head,
+//!   counted from its start or from the first byte of the next request: a
+//!   client dribbling header bytes is cut off.
+//! * Between requests a kept-alive connection may stay idle for
+//!   `server.keep_alive_timeout`, then it is closed.
+//! * While a request is being served (its body read, its pipeline run) the
+//!   request timeout of the handler applies instead.
+//! * On shutdown no new connection is accepted, idle ones close, and busy
+//!   ones finish their request first.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Notify, Semaphore};
+use tokio::time::Instant;
+
+/// Per-connection timeouts, read when the connection is accepted (so a
+/// reload applies to new connections).
+#[derive(Clone, Copy, Debug)]
+pub struct ConnLimits {
+    pub header_read_timeout: Duration,
+    pub keep_alive_timeout: Duration,
+}
+
+/// Accepts connections until `shutdown` resolves, then waits for the open
+/// ones to finish. `limits` is asked for the current timeouts at each accept.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    max_connections: usize,
+    limits: impl Fn() -> ConnLimits,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let max_connections = max_connections.clamp(1, Semaphore::MAX_PERMITS);
+    let slots = Arc::new(Semaphore::new(max_connections));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::pin!(shutdown);
+    let mut at_limit = false;
+    loop {
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                if !at_limit {
+                    at_limit = true;
+                    tracing::warn!(
+                        max_connections,
+                        "connection limit reached: new connections wait until one closes (server.max_connections)"
+                    );
+                }
+                tokio::select! {
+                    permit = slots.clone().acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => break,
+                    },
+                    _ = &mut shutdown => break,
+                }
+            }
+        };
+        if at_limit && slots.available_permits() > 0 {
+            at_limit = false;
+            tracing::info!(max_connections, "below the connection limit again");
+        }
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    if !is_per_connection_error(&error) {
+                        // Out of file descriptors and the like: do not spin.
+                        tracing::error!("accepting a connection failed: {error}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let connection = Connection {
+            stream,
+            peer,
+            router: router.clone(),
+            limits: limits(),
+            stop: stop_rx.clone(),
+        };
+        tokio::spawn(async move {
+            connection.run().await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    // Every connection holds one permit until it is closed.
+    let _all_closed = slots.acquire_many(max_connections as u32).await;
+    Ok(())
+}
+
+fn is_per_connection_error(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        error.kind(),
+        ConnectionRefused | ConnectionAborted | ConnectionReset | Interrupted | WouldBlock
+    )
+}
+
+struct Connection {
+    stream: TcpStream,
+    peer: SocketAddr,
+    router: Router,
+    limits: ConnLimits,
+    stop: watch::Receiver<bool>,
+}
+
+impl Connection {
+    async fn run(self) {
+        let Connection {
+            stream,
+            peer,
+            router,
+            limits,
+            mut stop,
+        } = self;
+        let _ = stream.set_nodelay(true);
+        let clock = Arc::new(Clock::new());
+        let io = TokioIo::new(Watched {
+            inner: stream,
+            clock: clock.clone(),
+        });
+        let service = ConnService {
+            inner: TowerToHyperService::new(router),
+            peer,
+            clock: clock.clone(),
+        };
+        let conn = hyper::server::conn::http1::Builder::new()
+            .keep_alive(true)
+            .serve_connection(io, service);
+        tokio::pin!(conn);
+        let mut stopping = false;
+        loop {
+            let changed = clock.changed.notified();
+            let deadline = clock.deadline(limits);
+            let sleep = async {
+                match deadline {
+                    Some((at, _)) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(error) = result {
+                        tracing::debug!(peer = %peer, "connection ended: {error}");
+                    }
+                    return;
+                }
+                _ = sleep => {
+                    if let Some((at, why)) = clock.deadline(limits) {
+                        if at <= Instant::now() {
+                            tracing::debug!(peer = %peer, "connection closed: {why}");
+                            return;
+                        }
+                    }
+                }
+                _ = changed => {}
+                _ = stop.changed(), if !stopping => {
+                    stopping = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+}
+
+/// Where a connection is in its request cycle.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Phase {
+    /// Waiting for (the rest of) a request head.
+    Head,
+    /// Serving requests.
+    Busy(usize),
+    /// Between requests, nothing received yet.
+    Idle,
+}
+
+struct Clock {
+    state: Mutex<(Phase, Instant)>,
+    changed: Notify,
+}
+
+impl Clock {
+    fn new() -> Self {
+        Clock {
+            state: Mutex::new((Phase::Head, Instant::now())),
+            changed: Notify::new(),
+        }
+    }
+
+    fn update(&self, f: impl FnOnce(&mut (Phase, Instant)) -> bool) {
+        let changed = match self.state.lock() {
+            Ok(mut state) => f(&mut state),
+            Err(poisoned) => f(&mut poisoned.into_inner()),
+        };
+        if changed {
+            self.changed.notify_one();
+        }
+    }
+
+    /// Bytes arrived: after an idle spell, a new request head has begun.
+    fn on_read(&self) {
+        self.update(|state| {
+            if state.0 == Phase::Idle {
+                *state = (Phase::Head, Instant::now());
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    fn enter(&self) {
+        self.update(|state| {
+            state.0 = match state.0 {
+                Phase::Busy(n) => Phase::Busy(n + 1),
+                _ => Phase::Busy(1),
+            };
+            true
+        });
+    }
+
+    fn leave(&self) {
+        self.update(|state| {
+            *state = match state.0 {
+                Phase::Busy(n) if n > 1 => (Phase::Busy(n - 1), state.1),
+                _ => (Phase::Idle, Instant::now()),
+            };
+            true
+        });
+    }
+
+    /// When the connection is to be closed unless something happens first.
+    fn deadline(&self, limits: ConnLimits) -> Option<(Instant, &'static str)> {
+        let (phase, since) = match self.state.lock() {
+            Ok(state) => *state,
+            Err(poisoned) => *poisoned.into_inner(),
+        };
+        match phase {
+            Phase::Head => Some((
+                since + limits.header_read_timeout,
+                "the request head did not arrive within server.header_read_timeout",
+            )),
+            Phase::Idle => Some((
+                since + limits.keep_alive_timeout,
+                "idle for server.keep_alive_timeout",
+            )),
+            Phase::Busy(_) => None,
+        }
+    }
+}
+
+/// The TCP stream, telling the clock when bytes arrive.
+struct Watched {
+    inner: TcpStream,
+    clock: Arc<Clock>,
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(result, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.clock.on_read();
+        }
+        result
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// The router, with the peer address for `ConnectInfo` and the clock told
+/// when a request starts and ends.
+struct ConnService {
+    inner: TowerToHyperService<Router>,
+    peer: SocketAddr,
+    clock: Arc<Clock>,
+}
+
+/// Marks the connection busy while it lives.
+struct Busy(Arc<Clock>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.leave();
+    }
+}
+
+impl hyper::service::Service<hyper::Request<Incoming>> for ConnService {
+    type Response = axum::response::Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn call(&self, mut req: hyper::Request<Incoming>) -> Self::Future {
+        req.extensions_mut().insert(ConnectInfo(self.peer));
+        self.clock.enter();
+        let busy = Busy(self.clock.clone());
+        let future = self.inner.call(req);
+        Box::pin(async move {
+            let response = future.await;
+            drop(busy);
+            response
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_clock_follows_the_request_cycle() {
+        let limits = ConnLimits {
+            header_read_timeout: Duration::from_secs(10),
+            keep_alive_timeout: Duration::from_secs(60),
+        };
+        let why = |clock: &Clock| clock.deadline(limits).map(|d| d.1);
+        let before = Instant::now();
+        let clock = Clock::new();
+        let (head_deadline, reason) = clock.deadline(limits).unwrap();
+        assert!(reason.contains("header_read_timeout"));
+        assert!(head_deadline >= before + limits.header_read_timeout);
+        assert!(head_deadline <= Instant::now() + limits.header_read_timeout);
+        clock.on_read();
+        assert_eq!(
+            clock.deadline(limits).map(|d| d.0),
+            Some(head_deadline),
+            "more header bytes do not extend the deadline"
+        );
+        clock.enter();
+        clock.enter();
+        assert_eq!(why(&clock), None);
+        clock.leave();
+        assert_eq!(why(&clock), None, "one request still running");
+        clock.leave();
+        assert!(why(&clock).is_some_and(|w| w.contains("keep_alive_timeout")));
+        clock.on_read();
+        assert!(why(&clock).is_some_and(|w| w.contains("header_read_timeout")));
+    }
+}
