@@ -1,9 +1,14 @@
 //! The one end-to-end test binary (one link, many modules): the real
 //! `scimgate` binary and real plugin `.so`s over real HTTP.
 
+mod binding;
+mod canonical;
+mod edge;
 mod host;
+mod lockout;
 mod multinode;
 mod oauth2;
+mod passwords;
 mod policies;
 mod scim;
 mod sessions;

@@ -163,7 +163,7 @@ fn unknown_routes_oversize_bodies_and_request_ids() {
     assert_eq!(get(&server.url("/healthz"), &[]).status, 200);
     let ready = get(&server.url("/readyz"), &[]);
     assert_eq!(ready.status, 200);
-    assert_eq!(ready.json()["checks"]["echo"], "ok");
+    assert_eq!(ready.json(), json!({"status": "ready"}));
     // A client's mistakes are not errors in the log.
     assert!(!server.logs().contains("ERROR"), "{}", server.logs());
 }
