@@ -257,6 +257,8 @@ pub(crate) enum ExpandError {
     Missing(String),
     BadName(String),
     Unterminated,
+    /// `${file:PATH}` could not be read: the path and the OS's reason.
+    File(String, String),
 }
 
 impl ExpandError {
@@ -276,6 +278,12 @@ impl ExpandError {
             )
             .with_label("names are [A-Za-z_][A-Za-z0-9_]*")
             .with_help("write `$$` for a literal `$`"),
+            ExpandError::File(path, reason) => Diagnostic::error(
+                format!("cannot read the secret file `{path}`: {reason}"),
+                span,
+            )
+            .with_label("`${file:…}` used here")
+            .with_help("the file's content (one trailing newline trimmed) is the value; check the path and that scimgate may read it"),
             ExpandError::Unterminated => {
                 Diagnostic::error("unterminated `${` in string", span)
                     .with_label("missing `}`")
@@ -285,9 +293,11 @@ impl ExpandError {
     }
 }
 
-/// Expands `${VAR}` and `${VAR:-default}` (default used when unset or empty);
-/// `$$` is a literal `$`, and any other `$` is kept as is (so argon2 hashes
-/// need no escaping). Returns the text and whether a variable was referenced.
+/// Expands `${VAR}` and `${VAR:-default}` (default used when unset or empty)
+/// and `${file:/path}` (the file's content, one trailing newline trimmed: a
+/// Docker or Kubernetes secret, a systemd credential); `$$` is a literal
+/// `$`, and any other `$` is kept as is (so argon2 hashes need no escaping).
+/// Returns the text and whether a variable was referenced.
 pub(crate) fn expand(
     input: &str,
     env: &dyn Fn(&str) -> Option<String>,
@@ -307,6 +317,12 @@ pub(crate) fn expand(
         } else if let Some(body) = after.strip_prefix('{') {
             let close = body.find('}').ok_or(ExpandError::Unterminated)?;
             let inner = &body[..close];
+            if let Some(path) = inner.strip_prefix("file:") {
+                out.push_str(&read_secret_file(path)?);
+                expanded = true;
+                rest = &body[close + 1..];
+                continue;
+            }
             let (name, default) = match inner.split_once(":-") {
                 Some((name, default)) => (name, Some(default)),
                 None => (inner, None),
@@ -333,6 +349,35 @@ pub(crate) fn expand(
     Ok((out, expanded))
 }
 
+/// The content of a `${file:…}` secret, one trailing newline trimmed; a
+/// warning (never the content) when other users may read the file.
+fn read_secret_file(path: &str) -> Result<String, ExpandError> {
+    let fail = |e: std::io::Error| ExpandError::File(path.to_string(), e.to_string());
+    if path.is_empty() {
+        return Err(ExpandError::File(String::new(), "no path given".into()));
+    }
+    let mut text = std::fs::read_to_string(path).map_err(fail)?;
+    if text.ends_with('\n') {
+        text.pop();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path) {
+            if meta.permissions().mode() & 0o004 != 0 {
+                tracing::warn!(
+                    path,
+                    "the secret file is readable by every user of this machine; chmod o-r it"
+                );
+            }
+        }
+    }
+    Ok(text)
+}
+
 fn is_var_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
@@ -354,6 +399,22 @@ mod tests {
     #[test]
     fn expansion() {
         assert_eq!(expand("plain", &env), Ok(("plain".into(), false)));
+        let dir = std::env::temp_dir().join(format!("scimgate-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("secret");
+        std::fs::write(&file, "s3cret\n").unwrap();
+        let reference = format!("${{file:{}}}", file.display());
+        assert_eq!(expand(&reference, &env), Ok(("s3cret".into(), true)));
+        std::fs::write(&file, "two\nlines\r\n").unwrap();
+        assert_eq!(
+            expand(&format!("a-{reference}-b"), &env),
+            Ok(("a-two\nlines-b".into(), true))
+        );
+        let missing = format!("${{file:{}/nope}}", dir.display());
+        assert!(
+            matches!(expand(&missing, &env), Err(ExpandError::File(path, _)) if path.ends_with("/nope"))
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(expand("${HOME}/a", &env), Ok(("/home/x/a".into(), true)));
         assert_eq!(expand("${NOPE:-dflt}", &env), Ok(("dflt".into(), true)));
         assert_eq!(expand("${EMPTY:-dflt}", &env), Ok(("dflt".into(), true)));
