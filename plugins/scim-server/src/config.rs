@@ -6,14 +6,15 @@
 use std::path::{Path, PathBuf};
 
 use scimgate_abi::ConfigIssue;
-use scimgate_scim::discovery::{AuthenticationScheme, ServiceProviderConfig};
+use scimgate_scim::discovery::AuthenticationScheme;
 use scimgate_scim::{core_schemas, urn, Registry, ResourceType, Schema};
+use scimgate_scim_service::{BulkSettings, Settings};
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
 use serde_json::Value;
 
-pub use crate::password::PasswordStorage;
 pub use crate::store::postgres::{PgSettings, Secret};
+pub use scimgate_scim_service::{PasswordStorage, PatchResponse};
 
 /// The stage table.
 #[derive(Debug, Clone, Deserialize)]
@@ -81,6 +82,11 @@ pub struct ScimConfig {
     /// `refuse` (400 `invalidValue`). Never stored in clear.
     #[serde(default)]
     pub password_storage: PasswordStorage,
+    /// The most rows one list or search reads when the filter or sort must
+    /// be evaluated in memory (not answerable by the store's indexes);
+    /// beyond it the request is refused with 400 `tooMany`.
+    #[serde(default = "default_max_scan")]
+    pub max_scan: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -105,14 +111,6 @@ impl Default for BulkConfig {
             max_payload_size: default_bulk_size(),
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PatchResponse {
-    #[default]
-    Resource,
-    NoContent,
 }
 
 /// A JSON document given as a file path or inline.
@@ -248,6 +246,9 @@ fn default_bulk_size() -> ByteSize {
 fn default_cursor_timeout() -> Seconds {
     Seconds(600)
 }
+fn default_max_scan() -> u64 {
+    scimgate_scim_service::DEFAULT_MAX_SCAN
+}
 
 /// Where the store lives, parsed from `store`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -284,31 +285,8 @@ impl ScimConfig {
                 "only a PostgreSQL store (store = \"postgres://…\") takes a password",
             ));
         }
-        if self.max_results == 0 {
-            issues.push(ConfigIssue::new("max_results", "must be at least 1"));
-        }
-        if self.default_page_size == 0 {
-            issues.push(ConfigIssue::new("default_page_size", "must be at least 1"));
-        } else if self.default_page_size > self.max_results {
-            issues.push(ConfigIssue::new(
-                "default_page_size",
-                format!("must not exceed max_results ({})", self.max_results),
-            ));
-        }
-        if self.bulk.max_operations == 0 {
-            issues.push(ConfigIssue::new(
-                "bulk.max_operations",
-                "must be at least 1",
-            ));
-        }
-        if self.bulk.max_payload_size.0 == 0 {
-            issues.push(ConfigIssue::new(
-                "bulk.max_payload_size",
-                "must be at least 1",
-            ));
-        }
-        if self.cursor_timeout.0 == 0 {
-            issues.push(ConfigIssue::new("cursor_timeout", "must be at least 1s"));
+        for (key, message) in self.settings().check() {
+            issues.push(ConfigIssue::new(key, message));
         }
         if let Err(mut more) = self.registry(data_dir) {
             issues.append(&mut more);
@@ -451,65 +429,67 @@ impl ScimConfig {
         }
     }
 
+    /// The engine settings this stage table describes.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            max_results: self.max_results,
+            default_page_size: self.default_page_size,
+            bulk: BulkSettings {
+                enabled: self.bulk.enabled,
+                max_operations: self.bulk.max_operations,
+                max_payload_size: self.bulk.max_payload_size.0,
+            },
+            patch_response: self.patch_response,
+            unique_group_names: self.unique_group_names,
+            me: self.me,
+            cursor_timeout_secs: self.cursor_timeout.0,
+            password_storage: self.password_storage,
+            max_scan: self.max_scan,
+            authentication_schemes: self
+                .authentication_schemes
+                .as_ref()
+                .map(|schemes| schemes.iter().map(AuthSchemeConfig::scheme).collect()),
+            documentation_uri: self.documentation_uri.clone(),
+        }
+    }
+
     /// The ServiceProviderConfig body (without `meta.location`), including
     /// the RFC 9865 `pagination` object.
     pub fn service_provider_config(&self) -> Value {
-        let mut spc = ServiceProviderConfig::default()
-            .with_patch()
-            .with_filter(self.max_results)
-            .with_sort()
-            .with_etag();
-        if self.bulk.enabled {
-            spc = spc.with_bulk(self.bulk.max_operations, self.bulk.max_payload_size.0);
-        }
-        spc.documentation_uri = self.documentation_uri.clone();
-        match &self.authentication_schemes {
-            None => {
-                spc = spc.with_authentication_scheme(AuthenticationScheme::oauth_bearer_token(true))
-            }
-            Some(schemes) => {
-                for s in schemes {
-                    let known = match s.scheme_type.to_ascii_lowercase().as_str() {
-                        "oauthbearertoken" => {
-                            Some(AuthenticationScheme::oauth_bearer_token(s.primary))
-                        }
-                        "httpbasic" => Some(AuthenticationScheme::http_basic(s.primary)),
-                        _ => None,
-                    };
-                    let mut scheme = known.unwrap_or(AuthenticationScheme {
-                        scheme_type: s.scheme_type.clone(),
-                        name: s.scheme_type.clone(),
-                        description: String::new(),
-                        spec_uri: None,
-                        documentation_uri: None,
-                        primary: s.primary,
-                    });
-                    if let Some(name) = &s.name {
-                        scheme.name = name.clone();
-                    }
-                    if let Some(d) = &s.description {
-                        scheme.description = d.clone();
-                    }
-                    if s.spec_uri.is_some() {
-                        scheme.spec_uri = s.spec_uri.clone();
-                    }
-                    if s.documentation_uri.is_some() {
-                        scheme.documentation_uri = s.documentation_uri.clone();
-                    }
-                    spc = spc.with_authentication_scheme(scheme);
-                }
-            }
-        }
-        let mut body = spc.to_json(None);
-        body["pagination"] = serde_json::json!({
-            "cursor": true,
-            "index": true,
-            "defaultPaginationMethod": "index",
-            "defaultPageSize": self.default_page_size,
-            "maxPageSize": self.max_results,
-            "cursorTimeout": self.cursor_timeout.0,
+        self.settings().service_provider_config()
+    }
+}
+
+impl AuthSchemeConfig {
+    /// The advertised scheme: the known types with their RFC texts, any
+    /// other as named; `name`, `description` and URIs override.
+    fn scheme(&self) -> AuthenticationScheme {
+        let known = match self.scheme_type.to_ascii_lowercase().as_str() {
+            "oauthbearertoken" => Some(AuthenticationScheme::oauth_bearer_token(self.primary)),
+            "httpbasic" => Some(AuthenticationScheme::http_basic(self.primary)),
+            _ => None,
+        };
+        let mut scheme = known.unwrap_or(AuthenticationScheme {
+            scheme_type: self.scheme_type.clone(),
+            name: self.scheme_type.clone(),
+            description: String::new(),
+            spec_uri: None,
+            documentation_uri: None,
+            primary: self.primary,
         });
-        body
+        if let Some(name) = &self.name {
+            scheme.name = name.clone();
+        }
+        if let Some(d) = &self.description {
+            scheme.description = d.clone();
+        }
+        if self.spec_uri.is_some() {
+            scheme.spec_uri = self.spec_uri.clone();
+        }
+        if self.documentation_uri.is_some() {
+            scheme.documentation_uri = self.documentation_uri.clone();
+        }
+        scheme
     }
 }
 
@@ -590,6 +570,11 @@ mod tests {
         assert_eq!(config.bulk.max_operations, 1000);
         assert_eq!(config.bulk.max_payload_size, ByteSize(1 << 20));
         assert_eq!(config.cursor_timeout, Seconds(600));
+        assert_eq!(config.max_scan, 100_000);
+        assert_eq!(
+            config.settings(),
+            scimgate_scim_service::Settings::default()
+        );
         assert_eq!(config.patch_response, PatchResponse::Resource);
         assert!(config.unique_group_names && !config.me && config.users && config.groups);
         assert_eq!(

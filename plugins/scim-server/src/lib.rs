@@ -1,19 +1,18 @@
 //! `scim-server`: the SCIM 2.0 service provider of scimgate (RFC 7643/7644,
 //! RFC 9865 cursor paging) as one endpoint component, `scim-server/scim`,
 //! with an embedded SQLite store or a shared PostgreSQL store (several
-//! nodes) behind the [`store::Store`] trait.
+//! nodes).
 //!
-//! All SCIM rules (schemas, validation, filters, PATCH, projection, sort,
-//! discovery documents) come from `scimgate-scim`; this crate adds HTTP
-//! routing, storage, paging, Bulk, ETags and derived attributes.
+//! The protocol (routing, validation, PATCH, filters, sorting, paging and
+//! cursors, Bulk, ETags, discovery, `/Me`, derived attributes) is the
+//! engine of `scimgate-scim-service`; this crate maps its configuration to
+//! the engine's settings and implements the engine's `Backend` contract
+//! with SQL ([`store`]), pushing filters down as SQL conditions.
 
-pub mod bulk;
 pub mod config;
+#[cfg(test)]
+mod differential;
 pub mod endpoint;
-pub mod errors;
-pub mod list;
-pub mod password;
-pub mod resources;
 pub mod store;
 
 use scimgate_abi::sdk::{Component, CreateContext};
@@ -54,4 +53,5 @@ const CONFIG_SCHEMA: &str = r#"{"type":"object","additionalProperties":false,"pr
 "resource_types":{"type":"array","items":{"type":["string","object"]}},
 "authentication_schemes":{"type":"array","items":{"type":"object"}},
 "documentation_uri":{"type":"string"},
-"password_storage":{"enum":["hash","drop","refuse"],"default":"hash"}}}"#;
+"password_storage":{"enum":["hash","drop","refuse"],"default":"hash"},
+"max_scan":{"type":"integer","minimum":1,"default":100000}}}"#;

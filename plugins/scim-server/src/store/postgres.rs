@@ -1,4 +1,4 @@
-//! The PostgreSQL [`Store`] for several nodes sharing one database: a small
+//! The PostgreSQL [`Backend`] for several nodes sharing one database: a small
 //! blocking connection pool around the synchronous `postgres` client,
 //! versioned migrations under an advisory lock, typed indexed columns beside
 //! a `jsonb` body, optimistic concurrency on `version`, memberships with
@@ -18,9 +18,10 @@ use serde_json::Value;
 
 use super::sql::{count_query, scan_query, Param, POSTGRES};
 use super::{
-    GroupRef, Member, MemberView, NewRecord, Record, Scan, Store, StoreError, StoreResult, StoreTx,
-    UniqueColumn, Visit, Visitor, Work,
+    Backend, BackendError, BackendResult, BackendTx, Capabilities, GroupRef, Member, MemberView,
+    NewRecord, Record, Scan, SqlScan, SqlStore, UniqueColumn, Visit, Visitor, Work, CAPABILITIES,
 };
+use scimgate_scim::{AttrPath, Filter, SchemaCtx};
 
 /// The schema, one step per entry; entry `n` brings the database to version
 /// `n + 1` (recorded in `schema_version`). Append only: never edit a
@@ -157,7 +158,7 @@ pub fn redact_url(url: &str) -> String {
     format!("{scheme}://{authority}{path}")
 }
 
-/// A PostgreSQL database used as a [`Store`].
+/// A PostgreSQL database used as a [`Backend`].
 pub struct PostgresStore {
     pool: Pool,
     label: String,
@@ -179,13 +180,13 @@ impl PostgresStore {
     /// Connects, migrates (under an advisory lock, so nodes starting
     /// together do not race) and returns the store. Stores with the same
     /// settings are shared within the process, so a reload keeps its pool.
-    pub fn open(settings: &PgSettings) -> StoreResult<Arc<PostgresStore>> {
+    pub fn open(settings: &PgSettings) -> BackendResult<Arc<PostgresStore>> {
         type Open = Mutex<Vec<(PgSettings, Weak<PostgresStore>)>>;
         static OPEN: OnceLock<Open> = OnceLock::new();
         let mut open = OPEN
             .get_or_init(Default::default)
             .lock()
-            .map_err(|_| StoreError::Backend("store registry poisoned".into()))?;
+            .map_err(|_| BackendError::Backend("store registry poisoned".into()))?;
         open.retain(|(_, weak)| weak.strong_count() > 0);
         if let Some(store) = open
             .iter()
@@ -200,8 +201,8 @@ impl PostgresStore {
     }
 
     /// A new store with its own pool (not shared).
-    pub fn connect(settings: &PgSettings) -> StoreResult<PostgresStore> {
-        let config = settings.config().map_err(StoreError::Backend)?;
+    pub fn connect(settings: &PgSettings) -> BackendResult<PostgresStore> {
+        let config = settings.config().map_err(BackendError::Backend)?;
         let pool = Pool::new(config, settings.pool_size.max(1));
         let schema_version = {
             let mut lease = pool.get()?;
@@ -231,7 +232,7 @@ impl PostgresStore {
     fn read<T>(
         &self,
         mut f: impl FnMut(&mut Conn) -> Result<T, postgres::Error>,
-    ) -> StoreResult<T> {
+    ) -> BackendResult<T> {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -252,7 +253,7 @@ impl PostgresStore {
     }
 
     /// A connection inside `BEGIN`, retried once on a connection error.
-    fn begin(&self) -> StoreResult<Lease<'_>> {
+    fn begin(&self) -> BackendResult<Lease<'_>> {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -274,7 +275,7 @@ impl PostgresStore {
 }
 
 /// Applies the missing migrations under the advisory lock; the version reached.
-fn migrate(client: &mut Client) -> StoreResult<usize> {
+fn migrate(client: &mut Client) -> BackendResult<usize> {
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
         .map_err(pg)?;
@@ -299,7 +300,7 @@ fn migrate(client: &mut Client) -> StoreResult<usize> {
 /// when there is nothing to do; `version` and `lastModified` stay (no
 /// client-visible change: `password` is never returned). Runs under the
 /// migration lock, so nodes starting together do not both hash a value.
-fn hash_clear_passwords(client: &mut Client) -> StoreResult<usize> {
+fn hash_clear_passwords(client: &mut Client) -> BackendResult<usize> {
     let rows = client
         .query(
             "SELECT seq, body->>'password' FROM resources
@@ -315,8 +316,10 @@ fn hash_clear_passwords(client: &mut Client) -> StoreResult<usize> {
     for row in rows {
         let seq: i64 = row.try_get(0).map_err(pg)?;
         let clear: String = row.try_get(1).map_err(pg)?;
-        let phc = crate::password::hash_if_clear(&serde_json::json!({ "password": clear }))
-            .map_err(StoreError::Backend)?;
+        let phc = scimgate_scim_service::password::hash_if_clear(
+            &serde_json::json!({ "password": clear }),
+        )
+        .map_err(BackendError::Backend)?;
         if let Some(phc) = phc {
             updates.push((seq, clear, phc));
         }
@@ -336,7 +339,7 @@ fn hash_clear_passwords(client: &mut Client) -> StoreResult<usize> {
     Ok(done)
 }
 
-fn migrate_locked(client: &mut Client) -> StoreResult<usize> {
+fn migrate_locked(client: &mut Client) -> BackendResult<usize> {
     client
         .batch_execute(
             "CREATE TABLE IF NOT EXISTS schema_version (
@@ -351,7 +354,7 @@ fn migrate_locked(client: &mut Client) -> StoreResult<usize> {
         .map_err(pg)?;
     let current = usize::try_from(current).unwrap_or(0);
     if current > MIGRATIONS.len() {
-        return Err(StoreError::Backend(format!(
+        return Err(BackendError::Backend(format!(
             "the database is at schema version {current}, newer than this build knows ({})",
             MIGRATIONS.len()
         )));
@@ -367,7 +370,7 @@ fn migrate_locked(client: &mut Client) -> StoreResult<usize> {
                 )
             })
             .map_err(|e| {
-                StoreError::Backend(format!(
+                BackendError::Backend(format!(
                     "migration to schema version {version} failed: {}",
                     describe(&e)
                 ))
@@ -406,12 +409,14 @@ fn describe(error: &postgres::Error) -> String {
     }
 }
 
-fn pg(error: postgres::Error) -> StoreError {
+fn pg(error: postgres::Error) -> BackendError {
     if is_connection_error(&error) {
-        return StoreError::Unavailable(format!("PostgreSQL: {}", describe(&error)));
+        return BackendError::Unavailable(format!("PostgreSQL: {}", describe(&error)));
     }
     match error.code() {
-        Some(code) if *code == SqlState::UNIQUE_VIOLATION => StoreError::Conflict(describe(&error)),
+        Some(code) if *code == SqlState::UNIQUE_VIOLATION => {
+            BackendError::Conflict(describe(&error))
+        }
         // A referenced row vanished, or PostgreSQL chose this transaction
         // as the loser of a conflict: the caller's view is stale.
         Some(code)
@@ -420,12 +425,12 @@ fn pg(error: postgres::Error) -> StoreError {
                 || *code == SqlState::T_R_DEADLOCK_DETECTED
                 || *code == SqlState::LOCK_NOT_AVAILABLE =>
         {
-            StoreError::VersionMismatch
+            BackendError::VersionMismatch
         }
         Some(code) if *code == SqlState::QUERY_CANCELED => {
-            StoreError::Unavailable(format!("PostgreSQL: {}", describe(&error)))
+            BackendError::Unavailable(format!("PostgreSQL: {}", describe(&error)))
         }
-        _ => StoreError::Backend(describe(&error)),
+        _ => BackendError::Backend(describe(&error)),
     }
 }
 
@@ -525,13 +530,13 @@ impl Pool {
         }
     }
 
-    fn lock(&self) -> StoreResult<MutexGuard<'_, PoolState>> {
+    fn lock(&self) -> BackendResult<MutexGuard<'_, PoolState>> {
         self.state
             .lock()
-            .map_err(|_| StoreError::Backend("connection pool poisoned".into()))
+            .map_err(|_| BackendError::Backend("connection pool poisoned".into()))
     }
 
-    fn get(&self) -> StoreResult<Lease<'_>> {
+    fn get(&self) -> BackendResult<Lease<'_>> {
         let deadline = Instant::now() + POOL_WAIT;
         let mut state = self.lock()?;
         loop {
@@ -559,7 +564,7 @@ impl Pool {
                         let mut state = self.lock()?;
                         state.open -= 1;
                         self.freed.notify_one();
-                        Err(StoreError::Unavailable(format!(
+                        Err(BackendError::Unavailable(format!(
                             "cannot connect to PostgreSQL: {}",
                             describe(&e)
                         )))
@@ -568,7 +573,7 @@ impl Pool {
             }
             let now = Instant::now();
             if now >= deadline {
-                return Err(StoreError::Unavailable(format!(
+                return Err(BackendError::Unavailable(format!(
                     "all {} database connections stayed busy for {} s (pool_size)",
                     self.size,
                     POOL_WAIT.as_secs()
@@ -577,7 +582,7 @@ impl Pool {
             state = self
                 .freed
                 .wait_timeout(state, deadline - now)
-                .map_err(|_| StoreError::Backend("connection pool poisoned".into()))?
+                .map_err(|_| BackendError::Backend("connection pool poisoned".into()))?
                 .0;
         }
     }
@@ -625,12 +630,8 @@ impl Drop for Lease<'_> {
     }
 }
 
-impl Store for PostgresStore {
-    fn get(&self, resource_type: &str, id: &str) -> StoreResult<Option<Record>> {
-        self.read(|conn| get_record(conn, resource_type, id))
-    }
-
-    fn scan(&self, scan: &Scan, visit: &mut Visitor<'_>) -> Result<(), PluginError> {
+impl SqlStore for PostgresStore {
+    fn scan_sql(&self, scan: &SqlScan, visit: &mut Visitor<'_>) -> Result<(), PluginError> {
         if scan.resource_types.is_empty() {
             return Ok(());
         }
@@ -664,6 +665,11 @@ impl Store for PostgresStore {
                 return Ok(());
             }
             remaining = remaining.map(|r| r - fetched);
+            if part.sort.is_some() {
+                // Sorted: no key to continue from, so by offset.
+                part.offset += fetched;
+                continue;
+            }
             part.offset = 0;
             if part.descending {
                 part.before = Some(last);
@@ -673,7 +679,7 @@ impl Store for PostgresStore {
         }
     }
 
-    fn count(&self, scan: &Scan) -> StoreResult<u64> {
+    fn count_sql(&self, scan: &SqlScan) -> BackendResult<u64> {
         if scan.resource_types.is_empty() {
             return Ok(0);
         }
@@ -685,8 +691,34 @@ impl Store for PostgresStore {
         })?;
         Ok(n.max(0) as u64)
     }
+}
 
-    fn members(&self, group_id: &str) -> StoreResult<Vec<MemberView>> {
+impl Backend for PostgresStore {
+    fn capabilities(&self) -> Capabilities {
+        CAPABILITIES
+    }
+
+    fn get(&self, resource_type: &str, id: &str) -> BackendResult<Option<Record>> {
+        self.read(|conn| get_record(conn, resource_type, id))
+    }
+
+    fn scan(&self, scan: &Scan<'_>, visit: &mut Visitor<'_>) -> Result<(), PluginError> {
+        self.scan_sql(&SqlScan::from_scan(scan), visit)
+    }
+
+    fn filter_is_exact(&self, filter: &Filter, ctx: &SchemaCtx<'_>) -> bool {
+        super::sql::translate(filter, ctx).1
+    }
+
+    fn can_sort(&self, path: &AttrPath, ctx: &SchemaCtx<'_>) -> bool {
+        super::sql::sort_key(path, ctx).is_some()
+    }
+
+    fn count(&self, scan: &Scan<'_>) -> BackendResult<Option<u64>> {
+        self.count_sql(&SqlScan::from_scan(scan)).map(Some)
+    }
+
+    fn members(&self, _group_type: &str, group_id: &str) -> BackendResult<Vec<MemberView>> {
         let rows = self.read(|conn| {
             conn.query(
                 "SELECT m.member_id, m.member_type, r.body, m.display FROM memberships m
@@ -708,7 +740,7 @@ impl Store for PostgresStore {
             .map_err(pg)
     }
 
-    fn groups_of(&self, member_id: &str) -> StoreResult<Vec<GroupRef>> {
+    fn groups_of(&self, member_id: &str) -> BackendResult<Vec<GroupRef>> {
         let rows = self.read(|conn| {
             conn.query(
                 "SELECT r.id, r.resource_type, r.body FROM memberships m
@@ -808,19 +840,21 @@ struct PgTx<'c> {
     depth: usize,
 }
 
-impl StoreTx for PgTx<'_> {
-    fn get(&mut self, resource_type: &str, id: &str) -> StoreResult<Option<Record>> {
+impl BackendTx for PgTx<'_> {
+    fn get(&mut self, resource_type: &str, id: &str) -> BackendResult<Option<Record>> {
         get_record(self.conn, resource_type, id).map_err(pg)
     }
 
-    fn type_of(&mut self, id: &str) -> StoreResult<Option<String>> {
-        self.conn
+    fn type_of(&mut self, types: &[String], id: &str) -> BackendResult<Option<String>> {
+        let found: Option<String> = self
+            .conn
             .query("SELECT resource_type FROM resources WHERE id = $1", &[&id])
             .and_then(|rows| rows.first().map(|r| r.try_get(0)).transpose())
-            .map_err(pg)
+            .map_err(pg)?;
+        Ok(found.filter(|t| types.contains(t)))
     }
 
-    fn insert(&mut self, rec: &NewRecord) -> StoreResult<Record> {
+    fn insert(&mut self, rec: &NewRecord) -> BackendResult<Record> {
         let rows = self
             .conn
             .query(
@@ -849,10 +883,10 @@ impl StoreTx for PgTx<'_> {
             .map(record)
             .transpose()
             .map_err(pg)?
-            .ok_or_else(|| StoreError::Backend("INSERT returned no row".into()))
+            .ok_or_else(|| BackendError::Backend("INSERT returned no row".into()))
     }
 
-    fn update(&mut self, rec: &NewRecord, expected_version: i64) -> StoreResult<Record> {
+    fn update(&mut self, rec: &NewRecord, expected_version: i64) -> BackendResult<Record> {
         let rows = self
             .conn
             .query(
@@ -884,7 +918,7 @@ impl StoreTx for PgTx<'_> {
             .map(record)
             .transpose()
             .map_err(pg)?
-            .ok_or(StoreError::VersionMismatch)
+            .ok_or(BackendError::VersionMismatch)
     }
 
     fn delete(
@@ -892,12 +926,12 @@ impl StoreTx for PgTx<'_> {
         resource_type: &str,
         id: &str,
         expected_version: Option<i64>,
-    ) -> StoreResult<bool> {
+    ) -> BackendResult<bool> {
         let Some(existing) = get_record(self.conn, resource_type, id).map_err(pg)? else {
             return Ok(false);
         };
         if expected_version.is_some_and(|v| v != existing.version) {
-            return Err(StoreError::VersionMismatch);
+            return Err(BackendError::VersionMismatch);
         }
         // Emails and memberships (both ways) go by ON DELETE CASCADE.
         let deleted = self
@@ -909,7 +943,7 @@ impl StoreTx for PgTx<'_> {
             .map_err(pg)?;
         match (deleted, expected_version) {
             (1, _) => Ok(true),
-            (_, Some(_)) => Err(StoreError::VersionMismatch),
+            (_, Some(_)) => Err(BackendError::VersionMismatch),
             (_, None) => self.delete(resource_type, id, None),
         }
     }
@@ -920,7 +954,7 @@ impl StoreTx for PgTx<'_> {
         column: UniqueColumn,
         value: &str,
         except_id: &str,
-    ) -> StoreResult<bool> {
+    ) -> BackendResult<bool> {
         let rows = match column {
             // The unique index settles races on userName.
             UniqueColumn::UserName => self.conn.query(
@@ -948,7 +982,7 @@ impl StoreTx for PgTx<'_> {
         rows.map(|rows| !rows.is_empty()).map_err(pg)
     }
 
-    fn set_members(&mut self, group_id: &str, members: &[Member]) -> StoreResult<()> {
+    fn set_members(&mut self, group_id: &str, members: &[Member]) -> BackendResult<()> {
         self.conn
             .execute("DELETE FROM memberships WHERE group_id = $1", &[&group_id])
             .map_err(pg)?;
@@ -971,7 +1005,7 @@ impl StoreTx for PgTx<'_> {
         Ok(())
     }
 
-    fn members(&mut self, group_id: &str) -> StoreResult<Vec<Member>> {
+    fn members(&mut self, group_id: &str) -> BackendResult<Vec<Member>> {
         let rows = self
             .conn
             .query(
@@ -992,7 +1026,7 @@ impl StoreTx for PgTx<'_> {
             .map_err(pg)
     }
 
-    fn group_ids_of(&mut self, member_id: &str) -> StoreResult<Vec<String>> {
+    fn group_ids_of(&mut self, member_id: &str) -> BackendResult<Vec<String>> {
         let rows = self
             .conn
             .query(
@@ -1006,7 +1040,7 @@ impl StoreTx for PgTx<'_> {
             .map_err(pg)
     }
 
-    fn touch(&mut self, ids: &[String], now: &str) -> StoreResult<()> {
+    fn touch(&mut self, ids: &[String], now: &str) -> BackendResult<()> {
         if ids.is_empty() {
             return Ok(());
         }
@@ -1114,12 +1148,12 @@ mod tests {
             pool_size: 1,
         };
         match PostgresStore::connect(&settings) {
-            Err(StoreError::Unavailable(message)) => {
+            Err(BackendError::Unavailable(message)) => {
                 assert!(message.contains("cannot connect"), "{message}")
             }
             other => panic!("expected Unavailable, got {other:?}"),
         }
-        let error = PluginError::from(StoreError::Unavailable("x".into()));
+        let error = PluginError::from(BackendError::Unavailable("x".into()));
         assert_eq!(error.status, 503);
     }
 }

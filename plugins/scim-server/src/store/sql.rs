@@ -1,8 +1,154 @@
-//! The dialect-independent half of the SQL stores: a [`Scan`] becomes a
-//! `WHERE … LIMIT … OFFSET …` text with bound parameters only (no value from
-//! a client ever enters the SQL text); each store names its [`Dialect`].
+//! The dialect-independent half of the SQL stores: the engine's filter
+//! becomes a [`Cond`] ([`translate`]: the indexable part, and whether it is
+//! exact), and a [`SqlScan`] becomes a `WHERE … LIMIT … OFFSET …` text with
+//! bound parameters only (no value from a client ever enters the SQL text);
+//! each store names its [`Dialect`].
 
-use super::{Cmp, Cond, Scan};
+use scimgate_scim::registry::Location;
+use scimgate_scim::schema::AttrType;
+use scimgate_scim::{AttrPath, CompValue, CompareOp, Filter, SchemaCtx};
+use scimgate_scim_service::timestamp;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use super::{Cmp, Cond, SortKey, SqlScan};
+
+/// The indexable part of `filter` as a store condition, and whether it
+/// selects exactly what the filter does (then counts and pages can be
+/// answered by the store alone: `Backend::filter_is_exact`).
+pub fn translate(filter: &Filter, ctx: &SchemaCtx<'_>) -> (Option<Cond>, bool) {
+    match filter {
+        Filter::Compare { path, op, value } => compare_cond(path, *op, value, ctx),
+        Filter::ValuePath { attr, filter } => match filter.as_ref() {
+            Filter::Compare {
+                path,
+                op: CompareOp::Eq,
+                value: CompValue::String(v),
+            } if path.sub_attr.is_none() && path.attr.eq_ignore_ascii_case("value") => {
+                let p = AttrPath {
+                    urn: attr.urn.clone(),
+                    attr: attr.attr.clone(),
+                    sub_attr: Some("value".into()),
+                };
+                compare_cond(&p, CompareOp::Eq, &CompValue::String(v.clone()), ctx)
+            }
+            _ => (None, false),
+        },
+        Filter::And(a, b) => match (translate(a, ctx), translate(b, ctx)) {
+            ((Some(x), ex), (Some(y), ey)) => (Some(Cond::And(Box::new(x), Box::new(y))), ex && ey),
+            ((Some(x), _), (None, _)) | ((None, _), (Some(x), _)) => (Some(x), false),
+            _ => (None, false),
+        },
+        Filter::Or(a, b) => match (translate(a, ctx), translate(b, ctx)) {
+            ((Some(x), ex), (Some(y), ey)) => (Some(Cond::Or(Box::new(x), Box::new(y))), ex && ey),
+            _ => (None, false),
+        },
+        _ => (None, false),
+    }
+}
+
+fn compare_cond(
+    path: &AttrPath,
+    op: CompareOp,
+    value: &CompValue,
+    ctx: &SchemaCtx<'_>,
+) -> (Option<Cond>, bool) {
+    let Some(resolved) = ctx.resolve(path) else {
+        return (None, false);
+    };
+    if resolved.location != Location::Core {
+        return (None, false);
+    }
+    let attr = resolved.attribute;
+    let CompValue::String(text) = value else {
+        return (None, false);
+    };
+    let sub = resolved.sub_attribute;
+    match (attr.name.as_str(), sub.map(|s| s.name.as_str()), op) {
+        ("id", None, CompareOp::Eq) => (Some(Cond::Id(text.clone())), attr.case_exact),
+        ("externalId", None, CompareOp::Eq) if attr.case_exact => {
+            (Some(Cond::ExternalId(text.clone())), true)
+        }
+        ("userName", None, CompareOp::Eq) => {
+            (Some(Cond::UserName(text.to_lowercase())), !attr.case_exact)
+        }
+        ("displayName", None, CompareOp::Eq) => (
+            Some(Cond::DisplayName(text.to_lowercase())),
+            !attr.case_exact,
+        ),
+        ("emails", Some("value"), CompareOp::Eq) => {
+            let exact = sub.is_some_and(|s| !s.case_exact);
+            (Some(Cond::Email(text.to_lowercase())), exact)
+        }
+        ("meta", Some("lastModified"), op) => last_modified_cond(op, text),
+        _ => (None, false),
+    }
+}
+
+fn last_modified_cond(op: CompareOp, text: &str) -> (Option<Cond>, bool) {
+    let Ok(instant) = OffsetDateTime::parse(text, &Rfc3339) else {
+        return (None, false);
+    };
+    let nanos = instant.unix_timestamp_nanos();
+    if !(0..=253_402_300_799_999_999_999).contains(&nanos) {
+        return (None, false);
+    }
+    let floor_ms = (nanos / 1_000_000) as i64;
+    let whole = nanos % 1_000_000 == 0;
+    let ceil_ms = if whole { floor_ms } else { floor_ms + 1 };
+    let (floor, ceil) = (timestamp(floor_ms), timestamp(ceil_ms));
+    let cond = match (op, whole) {
+        (CompareOp::Gt, true) => Cond::LastModified(Cmp::Gt, floor),
+        (CompareOp::Ge, true) => Cond::LastModified(Cmp::Ge, floor),
+        (CompareOp::Lt, true) => Cond::LastModified(Cmp::Lt, floor),
+        (CompareOp::Le, true) => Cond::LastModified(Cmp::Le, floor),
+        (CompareOp::Gt | CompareOp::Ge, false) => Cond::LastModified(Cmp::Ge, floor),
+        (CompareOp::Lt | CompareOp::Le, false) => Cond::LastModified(Cmp::Le, ceil),
+        (CompareOp::Eq, _) => Cond::And(
+            Box::new(Cond::LastModified(Cmp::Ge, floor)),
+            Box::new(Cond::LastModified(Cmp::Le, ceil)),
+        ),
+        _ => return (None, false),
+    };
+    (Some(cond), whole)
+}
+
+/// The column `path` sorts by, when its order is exactly the engine's
+/// (`scimgate_scim::sort::compare`): `userName`/`displayName` when they are
+/// case-insensitive single-valued core strings (the column holds Rust's
+/// `to_lowercase` of the value and compares bytewise, which is the order of
+/// `compare`; ties are broken by the value itself, as `compare` does),
+/// `meta.created`/`meta.lastModified` (fixed-width RFC 3339 ms UTC text).
+pub fn sort_key(path: &AttrPath, ctx: &SchemaCtx<'_>) -> Option<SortKey> {
+    let resolved = ctx.resolve(path)?;
+    if resolved.location != Location::Core {
+        return None;
+    }
+    let attr = resolved.attribute;
+    match (attr.name.as_str(), resolved.sub_attribute) {
+        ("userName" | "displayName", None)
+            if attr.attr_type == AttrType::String && !attr.case_exact && !attr.multi_valued =>
+        {
+            sort_key_by_name(path)
+        }
+        ("meta", Some(sub)) if sub.attr_type == AttrType::DateTime => sort_key_by_name(path),
+        _ => None,
+    }
+}
+
+/// The column of a path [`sort_key`] accepted, by name alone (a scan's
+/// `sort` is only set after `can_sort`).
+pub fn sort_key_by_name(path: &AttrPath) -> Option<SortKey> {
+    let attr = path.attr.to_ascii_lowercase();
+    let sub = path.sub_attr.as_deref().map(str::to_ascii_lowercase);
+    match (attr.as_str(), sub.as_deref()) {
+        ("username", None) => Some(SortKey::UserName),
+        ("displayname", None) => Some(SortKey::DisplayName),
+        ("meta", Some("created")) => Some(SortKey::Created),
+        ("meta", Some("lastmodified")) => Some(SortKey::LastModified),
+        _ => None,
+    }
+}
 
 /// What differs between the SQL dialects for a scan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,17 +158,49 @@ pub struct Dialect {
     /// The expression the case-insensitive `userName` is compared with (it
     /// must match the unique index so that the index answers it).
     pub user_name: &'static str,
+    /// Bytewise (code point) order of text, as Rust compares strings.
+    pub binary: &'static str,
+    /// The JSON text of a body's top-level key `{}`.
+    pub body_text: &'static str,
 }
 
 pub const SQLITE: Dialect = Dialect {
     numbered: false,
     user_name: "user_name",
+    binary: "",
+    body_text: "json_extract(body, '$.{}')",
 };
 
 pub const POSTGRES: Dialect = Dialect {
     numbered: true,
     user_name: "lower(user_name)",
+    binary: " COLLATE \"C\"",
+    body_text: "(body->>'{}')",
 };
+
+/// ` ORDER BY …` of a scan: `seq`, or a sort key with missing values last
+/// ascending (first descending) and ties in `seq` order.
+fn order_by(dialect: Dialect, scan: &SqlScan) -> String {
+    let Some((key, descending)) = scan.sort else {
+        let order = if scan.descending { "DESC" } else { "ASC" };
+        return format!(" ORDER BY seq {order}");
+    };
+    let dir = if descending { "DESC" } else { "ASC" };
+    let c = dialect.binary;
+    let (column, raw) = match key {
+        SortKey::UserName => ("user_name", Some("userName")),
+        SortKey::DisplayName => ("display_name", Some("displayName")),
+        SortKey::Created => ("created", None),
+        SortKey::LastModified => ("last_modified", None),
+    };
+    let mut sql = format!(" ORDER BY ({column} IS NULL) {dir}, {column}{c} {dir}");
+    if let Some(raw) = raw {
+        let raw = dialect.body_text.replace("{}", raw);
+        sql.push_str(&format!(", {raw}{c} {dir}"));
+    }
+    sql.push_str(", seq ASC");
+    sql
+}
 
 /// A bound parameter.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,7 +235,7 @@ impl Clause {
 
 /// ` WHERE …` for a scan: resource types, the condition and (with
 /// `with_keys`) the keyset bounds `after`/`before`.
-pub fn where_clause(dialect: Dialect, scan: &Scan, with_keys: bool) -> Clause {
+pub fn where_clause(dialect: Dialect, scan: &SqlScan, with_keys: bool) -> Clause {
     let mut clause = Clause {
         sql: String::from(" WHERE resource_type IN ("),
         params: Vec::new(),
@@ -87,12 +265,10 @@ pub fn where_clause(dialect: Dialect, scan: &Scan, with_keys: bool) -> Clause {
 }
 
 /// The whole row query of a scan, in `seq` order, selecting `columns`.
-pub fn scan_query(dialect: Dialect, scan: &Scan, columns: &str) -> Clause {
-    let mut clause = where_clause(dialect, scan, true);
-    let order = if scan.descending { "DESC" } else { "ASC" };
+pub fn scan_query(dialect: Dialect, scan: &SqlScan, columns: &str) -> Clause {
+    let mut clause = where_clause(dialect, scan, scan.sort.is_none());
     clause.sql = format!("SELECT {columns} FROM resources{}", clause.sql);
-    clause.sql.push_str(" ORDER BY seq ");
-    clause.sql.push_str(order);
+    clause.sql.push_str(&order_by(dialect, scan));
     clause.sql.push_str(" LIMIT ");
     let limit = scan.limit.map_or(i64::MAX, clamp);
     clause.bind(dialect, Param::Int(limit));
@@ -102,7 +278,7 @@ pub fn scan_query(dialect: Dialect, scan: &Scan, columns: &str) -> Clause {
 }
 
 /// `SELECT COUNT(*)` of a scan (offset, limit and keys ignored).
-pub fn count_query(dialect: Dialect, scan: &Scan) -> Clause {
+pub fn count_query(dialect: Dialect, scan: &SqlScan) -> Clause {
     let mut clause = where_clause(dialect, scan, false);
     clause.sql = format!("SELECT COUNT(*) FROM resources{}", clause.sql);
     clause
@@ -149,9 +325,64 @@ fn cond_sql(dialect: Dialect, cond: &Cond, clause: &mut Clause) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use scimgate_scim::{parse_filter, Registry};
 
-    fn sample() -> Scan {
-        Scan {
+    fn cond(text: &str) -> (Option<Cond>, bool) {
+        let registry = Registry::core();
+        let ctx = registry.context_for("User").expect("User");
+        translate(&parse_filter(text).expect("filter"), &ctx)
+    }
+
+    #[test]
+    fn indexable_filters_become_conditions() {
+        assert_eq!(
+            cond(r#"userName eq "BJensen""#),
+            (Some(Cond::UserName("bjensen".into())), true)
+        );
+        assert_eq!(cond(r#"id eq "A""#), (Some(Cond::Id("A".into())), true));
+        assert_eq!(
+            cond(r#"externalId eq "X""#),
+            (Some(Cond::ExternalId("X".into())), true)
+        );
+        assert_eq!(
+            cond(r#"emails.value eq "A@B""#),
+            (Some(Cond::Email("a@b".into())), true)
+        );
+        assert_eq!(
+            cond(r#"emails[value eq "A@B"]"#),
+            (Some(Cond::Email("a@b".into())), true)
+        );
+        let (c, exact) = cond(r#"userName eq "a" or userName eq "b""#);
+        assert!(exact && matches!(c, Some(Cond::Or(..))));
+        let (c, exact) = cond(r#"userName eq "a" and title co "x""#);
+        assert_eq!((c, exact), (Some(Cond::UserName("a".into())), false));
+        assert_eq!(cond(r#"userName eq "a" or title co "x""#), (None, false));
+        assert_eq!(cond(r#"not (userName eq "a")"#), (None, false));
+        assert_eq!(cond(r#"userName sw "a""#), (None, false));
+        assert_eq!(
+            cond(r#"meta.lastModified gt "2024-01-01T00:00:00Z""#),
+            (
+                Some(Cond::LastModified(
+                    Cmp::Gt,
+                    "2024-01-01T00:00:00.000Z".into()
+                )),
+                true
+            )
+        );
+        assert_eq!(
+            cond(r#"meta.lastModified gt "2024-01-01T00:00:00.0005Z""#),
+            (
+                Some(Cond::LastModified(
+                    Cmp::Ge,
+                    "2024-01-01T00:00:00.000Z".into()
+                )),
+                false
+            )
+        );
+    }
+
+    fn sample() -> SqlScan {
+        SqlScan {
             resource_types: vec!["User".into(), "Group".into()],
             cond: Some(Cond::Or(
                 Box::new(Cond::UserName("a'; DROP TABLE resources; --".into())),
@@ -163,7 +394,7 @@ mod tests {
             after: Some(7),
             limit: Some(10),
             offset: 3,
-            ..Scan::default()
+            ..SqlScan::default()
         }
     }
 
@@ -193,6 +424,75 @@ mod tests {
             !lite.sql.contains("DROP"),
             "values never enter the SQL text"
         );
+    }
+
+    #[test]
+    fn only_columns_in_the_engines_order_are_sortable() {
+        let registry = Registry::core();
+        let users = registry.context_for("User").expect("User");
+        let groups = registry.context_for("Group").expect("Group");
+        let key =
+            |ctx: &SchemaCtx<'_>, path: &str| sort_key(&AttrPath::parse(path).expect("path"), ctx);
+        assert_eq!(key(&users, "userName"), Some(SortKey::UserName));
+        assert_eq!(
+            key(
+                &users,
+                "urn:ietf:params:scim:schemas:core:2.0:User:USERNAME"
+            ),
+            Some(SortKey::UserName)
+        );
+        assert_eq!(key(&groups, "displayName"), Some(SortKey::DisplayName));
+        assert_eq!(
+            key(&users, "meta.lastModified"),
+            Some(SortKey::LastModified)
+        );
+        assert_eq!(key(&users, "meta.created"), Some(SortKey::Created));
+        // Case-exact, other columns, multi-valued, strings of `meta`, unknown.
+        for path in [
+            "externalId",
+            "title",
+            "emails.value",
+            "emails",
+            "meta.resourceType",
+            "nope",
+        ] {
+            assert_eq!(key(&users, path), None, "{path}");
+        }
+        assert_eq!(key(&groups, "userName"), None);
+    }
+
+    #[test]
+    fn sorted_scans_order_by_the_column_then_the_value_then_seq() {
+        let scan = |key, descending| SqlScan {
+            resource_types: vec!["User".into()],
+            sort: Some((key, descending)),
+            after: Some(9),
+            ..SqlScan::default()
+        };
+        let pg = scan_query(POSTGRES, &scan(SortKey::DisplayName, false), "id");
+        assert!(
+            pg.sql.ends_with(
+                "ORDER BY (display_name IS NULL) ASC, display_name COLLATE \"C\" ASC, \
+                 (body->>'displayName') COLLATE \"C\" ASC, seq ASC LIMIT $2 OFFSET $3"
+            ),
+            "{}",
+            pg.sql
+        );
+        assert!(
+            !pg.sql.contains("seq >"),
+            "no keyset bound in a sorted scan"
+        );
+        let lite = scan_query(SQLITE, &scan(SortKey::LastModified, true), "id");
+        assert!(
+            lite.sql
+                .contains("ORDER BY (last_modified IS NULL) DESC, last_modified DESC, seq ASC"),
+            "{}",
+            lite.sql
+        );
+        let lite = scan_query(SQLITE, &scan(SortKey::UserName, true), "id");
+        assert!(lite
+            .sql
+            .contains("json_extract(body, '$.userName') DESC, seq ASC"));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The embedded SQLite [`Store`]: one writer connection behind a mutex (WAL,
+//! The embedded SQLite [`Backend`]: one writer connection behind a mutex (WAL,
 //! `synchronous=FULL`, so an acknowledged write survives `kill -9`), a small
 //! pool of reader connections that run in parallel, and versioned schema
 //! migrations kept in [`MIGRATIONS`].
@@ -15,9 +15,10 @@ use serde_json::Value;
 
 use super::sql::{count_query, scan_query, Param, SQLITE};
 use super::{
-    GroupRef, Member, MemberView, NewRecord, Record, Scan, Store, StoreError, StoreResult, StoreTx,
-    UniqueColumn, Visit, Visitor, Work,
+    Backend, BackendError, BackendResult, BackendTx, Capabilities, GroupRef, Member, MemberView,
+    NewRecord, Record, Scan, SqlScan, SqlStore, UniqueColumn, Visit, Visitor, Work, CAPABILITIES,
 };
+use scimgate_scim::{AttrPath, Filter, SchemaCtx};
 
 /// The schema, one step per entry; entry `n` brings the database to version
 /// `n + 1`. Append only: never edit a released step.
@@ -62,7 +63,7 @@ pub const MIGRATIONS: &[&str] = &[
 const READERS: usize = 4;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// An SQLite database file used as a [`Store`].
+/// An SQLite database file used as a [`Backend`].
 pub struct SqliteStore {
     path: PathBuf,
     writer: Mutex<Connection>,
@@ -74,7 +75,7 @@ impl SqliteStore {
     /// Opens (creating and migrating) the database at `path`. Instances for
     /// the same file are shared within the process, so a configuration
     /// reload keeps one writer.
-    pub fn open(path: &Path) -> StoreResult<Arc<SqliteStore>> {
+    pub fn open(path: &Path) -> BackendResult<Arc<SqliteStore>> {
         static OPEN: OnceLock<Mutex<HashMap<PathBuf, Weak<SqliteStore>>>> = OnceLock::new();
         let key = path.to_path_buf();
         let mut open = OPEN
@@ -90,7 +91,7 @@ impl SqliteStore {
         Ok(store)
     }
 
-    fn open_new(path: &Path) -> StoreResult<SqliteStore> {
+    fn open_new(path: &Path) -> BackendResult<SqliteStore> {
         if let Some(parent) = path.parent() {
             if !parent.as_os_str().is_empty() {
                 std::fs::create_dir_all(parent)
@@ -117,7 +118,7 @@ impl SqliteStore {
     }
 
     /// Runs `f` on a reader connection (taken from the pool or opened).
-    fn read<T>(&self, f: impl FnOnce(&Connection) -> T) -> StoreResult<T> {
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> T) -> BackendResult<T> {
         let pooled = self
             .readers
             .lock()
@@ -140,7 +141,7 @@ impl SqliteStore {
 /// Creates a missing database file readable by its owner only (mode 0600);
 /// SQLite gives its `-wal` and `-shm` files the same mode. An existing file
 /// keeps the mode its operator chose.
-fn create_private(path: &Path) -> StoreResult<()> {
+fn create_private(path: &Path) -> BackendResult<()> {
     if path.exists() {
         return Ok(());
     }
@@ -159,7 +160,7 @@ fn create_private(path: &Path) -> StoreResult<()> {
     }
 }
 
-fn connect(path: &Path) -> StoreResult<Connection> {
+fn connect(path: &Path) -> BackendResult<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -180,7 +181,7 @@ fn connect(path: &Path) -> StoreResult<Connection> {
 /// with its argon2id PHC string; the number replaced. One read-only query
 /// when there is nothing to do; `version` and `lastModified` stay (no
 /// client-visible change: `password` is never returned).
-fn hash_clear_passwords(conn: &Connection) -> StoreResult<usize> {
+fn hash_clear_passwords(conn: &Connection) -> BackendResult<usize> {
     let clear: Vec<(i64, String)> = {
         let mut statement = conn
             .prepare(
@@ -202,8 +203,8 @@ fn hash_clear_passwords(conn: &Connection) -> StoreResult<usize> {
     for (seq, text) in clear {
         let mut body: Value = serde_json::from_str(&text)
             .map_err(|e| backend(format!("resource #{seq}: stored body is not JSON: {e}")))?;
-        if let Some(phc) = crate::password::hash_if_clear(&body).map_err(backend)? {
-            body[crate::password::PASSWORD] = Value::String(phc);
+        if let Some(phc) = scimgate_scim_service::password::hash_if_clear(&body).map_err(backend)? {
+            body[scimgate_scim_service::password::PASSWORD] = Value::String(phc);
             updates.push((seq, text, body.to_string()));
         }
     }
@@ -232,7 +233,7 @@ fn hash_clear_passwords(conn: &Connection) -> StoreResult<usize> {
     Ok(done)
 }
 
-fn migrate(conn: &Connection) -> StoreResult<()> {
+fn migrate(conn: &Connection) -> BackendResult<()> {
     conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
         .map_err(sql)?;
     let current: i64 = conn
@@ -270,17 +271,17 @@ fn migrate(conn: &Connection) -> StoreResult<()> {
     Ok(())
 }
 
-fn backend(message: impl Into<String>) -> StoreError {
-    StoreError::Backend(message.into())
+fn backend(message: impl Into<String>) -> BackendError {
+    BackendError::Backend(message.into())
 }
 
-fn sql(error: rusqlite::Error) -> StoreError {
+fn sql(error: rusqlite::Error) -> BackendError {
     if let rusqlite::Error::SqliteFailure(code, _) = &error {
         if code.code == rusqlite::ErrorCode::ConstraintViolation {
-            return StoreError::Conflict(error.to_string());
+            return BackendError::Conflict(error.to_string());
         }
     }
-    StoreError::Backend(error.to_string())
+    BackendError::Backend(error.to_string())
 }
 
 const COLUMNS: &str = "seq, id, resource_type, version, created, last_modified, body";
@@ -310,12 +311,8 @@ impl rusqlite::ToSql for Param {
     }
 }
 
-impl Store for SqliteStore {
-    fn get(&self, resource_type: &str, id: &str) -> StoreResult<Option<Record>> {
-        self.read(|conn| get_record(conn, resource_type, id))?
-    }
-
-    fn scan(&self, scan: &Scan, visit: &mut Visitor<'_>) -> Result<(), PluginError> {
+impl SqlStore for SqliteStore {
+    fn scan_sql(&self, scan: &SqlScan, visit: &mut Visitor<'_>) -> Result<(), PluginError> {
         if scan.resource_types.is_empty() {
             return Ok(());
         }
@@ -335,7 +332,7 @@ impl Store for SqliteStore {
         })?
     }
 
-    fn count(&self, scan: &Scan) -> StoreResult<u64> {
+    fn count_sql(&self, scan: &SqlScan) -> BackendResult<u64> {
         if scan.resource_types.is_empty() {
             return Ok(0);
         }
@@ -348,8 +345,34 @@ impl Store for SqliteStore {
             Ok(n.max(0) as u64)
         })?
     }
+}
 
-    fn members(&self, group_id: &str) -> StoreResult<Vec<MemberView>> {
+impl Backend for SqliteStore {
+    fn capabilities(&self) -> Capabilities {
+        CAPABILITIES
+    }
+
+    fn get(&self, resource_type: &str, id: &str) -> BackendResult<Option<Record>> {
+        self.read(|conn| get_record(conn, resource_type, id))?
+    }
+
+    fn scan(&self, scan: &Scan<'_>, visit: &mut Visitor<'_>) -> Result<(), PluginError> {
+        self.scan_sql(&SqlScan::from_scan(scan), visit)
+    }
+
+    fn filter_is_exact(&self, filter: &Filter, ctx: &SchemaCtx<'_>) -> bool {
+        super::sql::translate(filter, ctx).1
+    }
+
+    fn can_sort(&self, path: &AttrPath, ctx: &SchemaCtx<'_>) -> bool {
+        super::sql::sort_key(path, ctx).is_some()
+    }
+
+    fn count(&self, scan: &Scan<'_>) -> BackendResult<Option<u64>> {
+        self.count_sql(&SqlScan::from_scan(scan)).map(Some)
+    }
+
+    fn members(&self, _group_type: &str, group_id: &str) -> BackendResult<Vec<MemberView>> {
         self.read(|conn| {
             let mut stmt = conn
                 .prepare_cached(
@@ -373,7 +396,7 @@ impl Store for SqliteStore {
         })?
     }
 
-    fn groups_of(&self, member_id: &str) -> StoreResult<Vec<GroupRef>> {
+    fn groups_of(&self, member_id: &str) -> BackendResult<Vec<GroupRef>> {
         self.read(|conn| {
             let mut stmt = conn
                 .prepare_cached(
@@ -436,7 +459,7 @@ impl Store for SqliteStore {
     }
 }
 
-fn get_record(conn: &Connection, resource_type: &str, id: &str) -> StoreResult<Option<Record>> {
+fn get_record(conn: &Connection, resource_type: &str, id: &str) -> BackendResult<Option<Record>> {
     let mut stmt = conn
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM resources WHERE id = ?1 AND resource_type = ?2"
@@ -453,7 +476,7 @@ struct SqliteTx<'c> {
 }
 
 impl SqliteTx<'_> {
-    fn write_emails(&self, seq: i64, emails: &[String]) -> StoreResult<()> {
+    fn write_emails(&self, seq: i64, emails: &[String]) -> BackendResult<()> {
         self.conn
             .prepare_cached("DELETE FROM emails WHERE seq = ?1")
             .and_then(|mut s| s.execute([seq]))
@@ -469,19 +492,21 @@ impl SqliteTx<'_> {
     }
 }
 
-impl StoreTx for SqliteTx<'_> {
-    fn get(&mut self, resource_type: &str, id: &str) -> StoreResult<Option<Record>> {
+impl BackendTx for SqliteTx<'_> {
+    fn get(&mut self, resource_type: &str, id: &str) -> BackendResult<Option<Record>> {
         get_record(self.conn, resource_type, id)
     }
 
-    fn type_of(&mut self, id: &str) -> StoreResult<Option<String>> {
-        self.conn
+    fn type_of(&mut self, types: &[String], id: &str) -> BackendResult<Option<String>> {
+        let found: Option<String> = self
+            .conn
             .prepare_cached("SELECT resource_type FROM resources WHERE id = ?1")
             .and_then(|mut s| s.query_row([id], |r| r.get(0)).optional())
-            .map_err(sql)
+            .map_err(sql)?;
+        Ok(found.filter(|t| types.contains(t)))
     }
 
-    fn insert(&mut self, rec: &NewRecord) -> StoreResult<Record> {
+    fn insert(&mut self, rec: &NewRecord) -> BackendResult<Record> {
         let body = rec.body.to_string();
         let mut stmt = self
             .conn
@@ -509,7 +534,7 @@ impl StoreTx for SqliteTx<'_> {
         Ok(stored)
     }
 
-    fn update(&mut self, rec: &NewRecord, expected_version: i64) -> StoreResult<Record> {
+    fn update(&mut self, rec: &NewRecord, expected_version: i64) -> BackendResult<Record> {
         let body = rec.body.to_string();
         let mut stmt = self
             .conn
@@ -535,7 +560,7 @@ impl StoreTx for SqliteTx<'_> {
             )
             .optional()
             .map_err(sql)?
-            .ok_or(StoreError::VersionMismatch)?;
+            .ok_or(BackendError::VersionMismatch)?;
         self.write_emails(stored.seq, &rec.emails)?;
         Ok(stored)
     }
@@ -545,12 +570,12 @@ impl StoreTx for SqliteTx<'_> {
         resource_type: &str,
         id: &str,
         expected_version: Option<i64>,
-    ) -> StoreResult<bool> {
+    ) -> BackendResult<bool> {
         let Some(existing) = get_record(self.conn, resource_type, id)? else {
             return Ok(false);
         };
         if expected_version.is_some_and(|v| v != existing.version) {
-            return Err(StoreError::VersionMismatch);
+            return Err(BackendError::VersionMismatch);
         }
         let conn = self.conn;
         conn.prepare_cached("DELETE FROM emails WHERE seq = ?1")
@@ -571,7 +596,7 @@ impl StoreTx for SqliteTx<'_> {
         column: UniqueColumn,
         value: &str,
         except_id: &str,
-    ) -> StoreResult<bool> {
+    ) -> BackendResult<bool> {
         let text = match column {
             UniqueColumn::UserName => {
                 "SELECT 1 FROM resources WHERE resource_type = ?1 AND user_name = ?2 AND id <> ?3 LIMIT 1"
@@ -590,7 +615,7 @@ impl StoreTx for SqliteTx<'_> {
             .map_err(sql)
     }
 
-    fn set_members(&mut self, group_id: &str, members: &[Member]) -> StoreResult<()> {
+    fn set_members(&mut self, group_id: &str, members: &[Member]) -> BackendResult<()> {
         self.conn
             .prepare_cached("DELETE FROM memberships WHERE group_id = ?1")
             .and_then(|mut s| s.execute([group_id]))
@@ -615,7 +640,7 @@ impl StoreTx for SqliteTx<'_> {
         Ok(())
     }
 
-    fn members(&mut self, group_id: &str) -> StoreResult<Vec<Member>> {
+    fn members(&mut self, group_id: &str) -> BackendResult<Vec<Member>> {
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -634,7 +659,7 @@ impl StoreTx for SqliteTx<'_> {
         rows.collect::<Result<Vec<_>, _>>().map_err(sql)
     }
 
-    fn group_ids_of(&mut self, member_id: &str) -> StoreResult<Vec<String>> {
+    fn group_ids_of(&mut self, member_id: &str) -> BackendResult<Vec<String>> {
         let mut stmt = self
             .conn
             .prepare_cached("SELECT group_id FROM memberships WHERE member_id = ?1")
@@ -643,7 +668,7 @@ impl StoreTx for SqliteTx<'_> {
         rows.collect::<Result<Vec<_>, _>>().map_err(sql)
     }
 
-    fn touch(&mut self, ids: &[String], now: &str) -> StoreResult<()> {
+    fn touch(&mut self, ids: &[String], now: &str) -> BackendResult<()> {
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -728,7 +753,10 @@ mod tests {
         let store = SqliteStore::open_new(&path).expect("reopen");
         let body = store.get("User", "u1").expect("get").expect("u1").body;
         let phc = body["password"].as_str().expect("a password").to_string();
-        assert!(crate::password::is_argon2id_phc(&phc), "{phc}");
+        assert!(
+            scimgate_scim_service::password::is_argon2id_phc(&phc),
+            "{phc}"
+        );
         assert!(store
             .get("User", "u2")
             .expect("get")

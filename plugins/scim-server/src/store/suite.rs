@@ -1,4 +1,4 @@
-//! The store contract as tests, written once against `&dyn Store` so that
+//! The store contract as tests, written once against `&dyn SqlStore` so that
 //! every implementation (SQLite, PostgreSQL) runs the same suite, plus the
 //! throwaway PostgreSQL database the PostgreSQL runs use.
 
@@ -7,10 +7,10 @@ use std::io::Write;
 use serde_json::json;
 
 use super::postgres::{PgSettings, Secret};
-use super::{Cmp, Cond, Member, NewRecord, Scan, Store, StoreError, UniqueColumn, Visit};
+use super::{BackendError, Cmp, Cond, Member, NewRecord, SqlScan, SqlStore, UniqueColumn, Visit};
 
 /// Runs every check on an empty store.
-pub fn run_all(store: &dyn Store) {
+pub fn run_all(store: &dyn SqlStore) {
     create_get_update_delete(store);
     unique_user_names(store);
     scans_narrow_and_page_in_insertion_order(store);
@@ -125,17 +125,17 @@ pub fn new_record(id: &str, rt: &str, user_name: Option<&str>, now: &str) -> New
     }
 }
 
-pub fn insert_user(store: &dyn Store, id: &str, user_name: &str) {
+pub fn insert_user(store: &dyn SqlStore, id: &str, user_name: &str) {
     let rec = new_record(id, "User", Some(user_name), "2024-01-01T00:00:00.000Z");
     store
         .write(&mut |tx| tx.insert(&rec).map(|_| ()).map_err(Into::into))
         .expect("insert");
 }
 
-fn all_ids(store: &dyn Store, scan: &Scan) -> Vec<String> {
+fn all_ids(store: &dyn SqlStore, scan: &SqlScan) -> Vec<String> {
     let mut ids = Vec::new();
     store
-        .scan(scan, &mut |r| {
+        .scan_sql(scan, &mut |r| {
             ids.push(r.id);
             Ok(Visit::Continue)
         })
@@ -143,15 +143,15 @@ fn all_ids(store: &dyn Store, scan: &Scan) -> Vec<String> {
     ids
 }
 
-fn users(cond: Option<Cond>) -> Scan {
-    Scan {
+fn users(cond: Option<Cond>) -> SqlScan {
+    SqlScan {
         resource_types: vec!["User".into()],
         cond,
-        ..Scan::default()
+        ..SqlScan::default()
     }
 }
 
-fn create_get_update_delete(store: &dyn Store) {
+fn create_get_update_delete(store: &dyn SqlStore) {
     let gen0 = store.generation();
     insert_user(store, "crud-1", "Crud");
     assert!(store.generation() > gen0, "a write moves the generation");
@@ -174,7 +174,7 @@ fn create_get_update_delete(store: &dyn Store) {
     assert_eq!(got.created, "2024-01-01T00:00:00.000Z");
 
     let stale = store.write(&mut |tx| match tx.update(&rec, 1) {
-        Err(StoreError::VersionMismatch) => Err(scimgate_abi::PluginError::new(412, "stale")),
+        Err(BackendError::VersionMismatch) => Err(scimgate_abi::PluginError::new(412, "stale")),
         other => panic!("expected a version mismatch, got {other:?}"),
     });
     assert_eq!(stale.map_err(|e| e.status), Err(412));
@@ -186,7 +186,7 @@ fn create_get_update_delete(store: &dyn Store) {
         .write(&mut |tx| {
             assert!(matches!(
                 tx.delete("User", "crud-1", Some(7)),
-                Err(StoreError::VersionMismatch)
+                Err(BackendError::VersionMismatch)
             ));
             assert!(tx.delete("User", "crud-1", Some(2)).expect("delete"));
             assert!(!tx.delete("User", "crud-1", None).expect("delete again"));
@@ -197,7 +197,7 @@ fn create_get_update_delete(store: &dyn Store) {
     assert!(all_ids(store, &users(Some(Cond::Email("a@example.com".into())))).is_empty());
 }
 
-fn unique_user_names(store: &dyn Store) {
+fn unique_user_names(store: &dyn SqlStore) {
     insert_user(store, "uniq-1", "Same");
     let dup = new_record("uniq-2", "User", Some("SAME"), "2024-01-01T00:00:00.000Z");
     let result = store.write(&mut |tx| {
@@ -208,7 +208,7 @@ fn unique_user_names(store: &dyn Store) {
             .taken("User", UniqueColumn::UserName, "same", "uniq-1")
             .expect("taken"));
         match tx.insert(&dup) {
-            Err(StoreError::Conflict(_)) => Err(scimgate_abi::PluginError::new(409, "dup")),
+            Err(BackendError::Conflict(_)) => Err(scimgate_abi::PluginError::new(409, "dup")),
             other => panic!("expected a conflict, got {other:?}"),
         }
     });
@@ -221,7 +221,7 @@ fn unique_user_names(store: &dyn Store) {
         .expect("other type");
 }
 
-fn scans_narrow_and_page_in_insertion_order(store: &dyn Store) {
+fn scans_narrow_and_page_in_insertion_order(store: &dyn SqlStore) {
     for i in 0..10 {
         let mut rec = new_record(
             &format!("page-{i}"),
@@ -235,19 +235,19 @@ fn scans_narrow_and_page_in_insertion_order(store: &dyn Store) {
             .write(&mut |tx| tx.insert(&rec).map(|_| ()).map_err(Into::into))
             .expect("insert");
     }
-    let pager = |cond: Option<Cond>| Scan {
+    let pager = |cond: Option<Cond>| SqlScan {
         resource_types: vec!["Pager".into()],
         cond,
-        ..Scan::default()
+        ..SqlScan::default()
     };
     let all = all_ids(store, &pager(None));
     assert_eq!(all.len(), 10);
     assert_eq!(all[0], "page-0");
     assert_eq!(all[9], "page-9");
-    assert_eq!(store.count(&pager(None)).expect("count"), 10);
+    assert_eq!(store.count_sql(&pager(None)).expect("count"), 10);
 
     let ext = pager(Some(Cond::ExternalId("ext-1".into())));
-    assert_eq!(store.count(&ext).expect("count"), 5);
+    assert_eq!(store.count_sql(&ext).expect("count"), 5);
     let or = pager(Some(Cond::Or(
         Box::new(Cond::UserName("p0".into())),
         Box::new(Cond::DisplayName("d2".into())),
@@ -272,7 +272,7 @@ fn scans_narrow_and_page_in_insertion_order(store: &dyn Store) {
     first.limit = Some(3);
     let mut seqs = Vec::new();
     store
-        .scan(&first, &mut |r| {
+        .scan_sql(&first, &mut |r| {
             seqs.push(r.seq);
             Ok(Visit::Continue)
         })
@@ -294,7 +294,7 @@ fn scans_narrow_and_page_in_insertion_order(store: &dyn Store) {
     // A visitor may stop early.
     let mut seen = 0;
     store
-        .scan(&pager(None), &mut |_| {
+        .scan_sql(&pager(None), &mut |_| {
             seen += 1;
             Ok(if seen == 2 {
                 Visit::Stop
@@ -306,7 +306,7 @@ fn scans_narrow_and_page_in_insertion_order(store: &dyn Store) {
     assert_eq!(seen, 2);
 }
 
-fn memberships_follow_deletes(store: &dyn Store) {
+fn memberships_follow_deletes(store: &dyn SqlStore) {
     insert_user(store, "m-u1", "member1");
     insert_user(store, "m-u2", "member2");
     let group = new_record("m-g1", "Group", None, "2024-01-01T00:00:00.000Z");
@@ -331,7 +331,7 @@ fn memberships_follow_deletes(store: &dyn Store) {
             Ok(())
         })
         .expect("group");
-    let members = store.members("m-g1").expect("members");
+    let members = store.members("Group", "m-g1").expect("members");
     let ids: Vec<_> = members.iter().map(|m| m.id.as_str()).collect();
     assert_eq!(ids, vec!["m-u2", "m-u1"], "member order is kept");
     assert!(members[0].body.is_some());
@@ -350,7 +350,7 @@ fn memberships_follow_deletes(store: &dyn Store) {
         })
         .expect("delete member");
     let ids: Vec<_> = store
-        .members("m-g1")
+        .members("Group", "m-g1")
         .expect("members")
         .into_iter()
         .map(|m| m.id)
@@ -370,7 +370,7 @@ fn memberships_follow_deletes(store: &dyn Store) {
     assert!(store.groups_of("m-u2").expect("groups").is_empty());
 }
 
-fn failed_transactions_write_nothing(store: &dyn Store) {
+fn failed_transactions_write_nothing(store: &dyn SqlStore) {
     let rec = new_record("tx-1", "User", Some("tx-one"), "2024-01-01T00:00:00.000Z");
     let result = store.write(&mut |tx| {
         tx.insert(&rec)?;
@@ -380,7 +380,7 @@ fn failed_transactions_write_nothing(store: &dyn Store) {
     assert!(store.get("User", "tx-1").expect("get").is_none());
 }
 
-fn savepoints_undo_only_their_part(store: &dyn Store) {
+fn savepoints_undo_only_their_part(store: &dyn SqlStore) {
     let kept = new_record("sp-1", "User", Some("sp-one"), "2024-01-01T00:00:00.000Z");
     let undone = new_record("sp-2", "User", Some("sp-two"), "2024-01-01T00:00:00.000Z");
     store
@@ -398,7 +398,7 @@ fn savepoints_undo_only_their_part(store: &dyn Store) {
     assert!(store.get("User", "sp-2").expect("get").is_none());
 }
 
-fn concurrent_writers_get_one_success_per_version(store: &dyn Store) {
+fn concurrent_writers_get_one_success_per_version(store: &dyn SqlStore) {
     insert_user(store, "race-1", "racer");
     let threads = 6;
     let rounds = 5;
@@ -420,7 +420,7 @@ fn concurrent_writers_get_one_success_per_version(store: &dyn Store) {
                             assert_eq!(stored.version, current.version + 1);
                             Ok(())
                         }
-                        Err(StoreError::VersionMismatch) => {
+                        Err(BackendError::VersionMismatch) => {
                             Err(scimgate_abi::PluginError::new(412, "stale"))
                         }
                         Err(e) => Err(e.into()),
@@ -444,7 +444,7 @@ fn concurrent_writers_get_one_success_per_version(store: &dyn Store) {
     assert_eq!(last.version, (threads * rounds) as i64 + 1);
 }
 
-fn long_scans_are_complete_and_ordered(store: &dyn Store) {
+fn long_scans_are_complete_and_ordered(store: &dyn SqlStore) {
     let n = 1234;
     store
         .write(&mut |tx| {
@@ -461,9 +461,9 @@ fn long_scans_are_complete_and_ordered(store: &dyn Store) {
             Ok(())
         })
         .expect("fill");
-    let scan = Scan {
+    let scan = SqlScan {
         resource_types: vec!["Long".into()],
-        ..Scan::default()
+        ..SqlScan::default()
     };
     let ids = all_ids(store, &scan);
     assert_eq!(ids.len(), n);
@@ -484,7 +484,7 @@ fn long_scans_are_complete_and_ordered(store: &dyn Store) {
     // A visitor may read the store while scanning (no connection held).
     let mut inner = 0;
     store
-        .scan(&odd, &mut |rec| {
+        .scan_sql(&odd, &mut |rec| {
             assert!(store.get("Long", &rec.id).expect("nested get").is_some());
             inner += 1;
             Ok(Visit::Continue)

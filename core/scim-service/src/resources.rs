@@ -1,6 +1,18 @@
-//! Resource writes (create, replace, patch, delete) against a [`StoreTx`],
-//! and the read-side rendering that adds what is derived: `id`, `meta`,
-//! group `members` (with `display`, `$ref`, `type`) and `User.groups`.
+//! Resource writes (create, replace, patch, delete) against a
+//! [`BackendTx`], and the read-side rendering that adds what is derived:
+//! `id`, `meta`, group `members` (with `display`, `$ref`, `type`) and
+//! `User.groups`.
+//!
+//! Membership follows `Capabilities::native_members`: with it, members go
+//! to [`BackendTx::set_members`] and are read back from the backend;
+//! without, the engine keeps `members` (`value`, `type`, `display`) inside
+//! the group's body, checks every member exists, derives `User.groups` by
+//! scanning the group types (`members.value eq "<id>"`, pushed down where
+//! the backend can) and, when a resource is deleted, removes it from the
+//! groups that list it (those groups are found among committed data).
+//! Versions follow `Capabilities::versions`: without, the engine derives
+//! them from the content and checks `If-Match` and concurrent changes
+//! itself before writing.
 
 use std::collections::BTreeSet;
 
@@ -8,14 +20,18 @@ use scimgate_abi::PluginError;
 use scimgate_scim::dialect::normalize_patch_request;
 use scimgate_scim::schema::Uniqueness;
 use scimgate_scim::{
-    apply_patch, validate_create, validate_replace, PatchRequest, ResourceType, SchemaCtx,
+    apply_patch, validate_create, validate_replace, AttrPath, CompValue, CompareOp, Filter,
+    PatchRequest, ResourceType, SchemaCtx,
 };
 use serde_json::{json, Map, Value};
 
-use crate::endpoint::ScimEndpoint;
-use crate::errors::{from_scim, invalid_value, not_found, precondition_failed};
+use crate::backend::{
+    BackendError, BackendTx, GroupRef, Member, MemberView, NewRecord, Record, Scan, UniqueColumn,
+    Visit,
+};
+use crate::errors::{bad, from_scim, invalid_value, not_found, precondition_failed};
 use crate::password::{protect, PasswordStorage, PASSWORD};
-use crate::store::{Member, NewRecord, Record, StoreError, StoreTx, UniqueColumn};
+use crate::service::{derived_version, ScimService};
 
 /// A resource type with its schema view and what the endpoint derives for it.
 pub struct Kind<'r> {
@@ -49,7 +65,7 @@ pub fn etag_matches(header: &str, version: i64) -> bool {
     })
 }
 
-impl ScimEndpoint {
+impl ScimService {
     pub(crate) fn kind<'r>(&'r self, rt: &'r ResourceType) -> Result<Kind<'r>, PluginError> {
         let ctx = self.registry.context(rt).map_err(from_scim)?;
         let core = ctx.core;
@@ -120,9 +136,12 @@ impl ScimEndpoint {
             }),
         );
         if relations && kind.has_members {
-            let members: Vec<Value> = self
-                .store
-                .members(&rec.id)?
+            let views = if self.caps.native_members {
+                self.backend.members(&kind.rt.name, &rec.id)?
+            } else {
+                self.member_views(&rec.body)?
+            };
+            let members: Vec<Value> = views
                 .into_iter()
                 .map(|m| {
                     let mut entry = json!({
@@ -138,14 +157,19 @@ impl ScimEndpoint {
                     entry
                 })
                 .collect();
-            if !members.is_empty() {
+            if members.is_empty() {
+                body.remove("members");
+            } else {
                 body.insert("members".into(), Value::Array(members));
             }
         }
         if relations && kind.has_groups {
-            let groups: Vec<Value> = self
-                .store
-                .groups_of(&rec.id)?
+            let refs = if self.caps.native_members {
+                self.backend.groups_of(&rec.id)?
+            } else {
+                self.groups_by_scan(&rec.id)?
+            };
+            let groups: Vec<Value> = refs
                 .into_iter()
                 .map(|g| {
                     let mut entry = json!({
@@ -169,20 +193,20 @@ impl ScimEndpoint {
     /// POST: validates, assigns the id, stores.
     pub(crate) fn create_in(
         &self,
-        tx: &mut dyn StoreTx,
+        tx: &mut dyn BackendTx,
         kind: &Kind<'_>,
         input: &Value,
         now: &str,
     ) -> Result<Record, PluginError> {
         let cleaned = validate_create(&kind.ctx, input).map_err(from_scim)?;
         let id = uuid::Uuid::new_v4().to_string();
-        self.store_in(tx, kind, &id, cleaned, None, false, now)
+        self.store_in(tx, kind, &id, cleaned, None, None, false, now)
     }
 
     /// PUT: replaces the resource (immutable attributes checked).
     pub(crate) fn replace_in(
         &self,
-        tx: &mut dyn StoreTx,
+        tx: &mut dyn BackendTx,
         kind: &Kind<'_>,
         id: &str,
         input: &Value,
@@ -191,7 +215,7 @@ impl ScimEndpoint {
     ) -> Result<Record, PluginError> {
         let existing = self.existing(tx, kind, id, if_match)?;
         let mut current = existing.body.clone();
-        if kind.has_members {
+        if kind.has_members && self.caps.native_members {
             let members: Vec<Value> = tx.members(id)?.into_iter().map(member_json).collect();
             if !members.is_empty() {
                 current["members"] = Value::Array(members);
@@ -204,6 +228,7 @@ impl ScimEndpoint {
             id,
             cleaned,
             Some(&existing),
+            None,
             if_match.is_some(),
             now,
         )
@@ -212,7 +237,7 @@ impl ScimEndpoint {
     /// PATCH: applies the operations to the current resource, all or nothing.
     pub(crate) fn patch_in(
         &self,
-        tx: &mut dyn StoreTx,
+        tx: &mut dyn BackendTx,
         kind: &Kind<'_>,
         id: &str,
         body: &Value,
@@ -224,7 +249,7 @@ impl ScimEndpoint {
         let existing = self.existing(tx, kind, id, if_match)?;
         let mut current = existing.body.clone();
         current["id"] = Value::String(id.to_string());
-        if kind.has_members {
+        if kind.has_members && self.caps.native_members {
             let members: Vec<Value> = tx.members(id)?.into_iter().map(member_json).collect();
             if !members.is_empty() {
                 current["members"] = Value::Array(members);
@@ -237,6 +262,7 @@ impl ScimEndpoint {
             id,
             patched,
             Some(&existing),
+            Some(&request),
             if_match.is_some(),
             now,
         )
@@ -245,13 +271,25 @@ impl ScimEndpoint {
     /// DELETE: removes the resource and its memberships both ways.
     pub(crate) fn delete_in(
         &self,
-        tx: &mut dyn StoreTx,
+        tx: &mut dyn BackendTx,
         kind: &Kind<'_>,
         id: &str,
         if_match: Option<&str>,
         now: &str,
     ) -> Result<(), PluginError> {
         let existing = self.existing(tx, kind, id, if_match)?;
+        if !self.caps.native_members {
+            self.check_unchanged(tx, kind, &existing)?;
+            match tx.delete(&kind.rt.name, id, self.expected(&existing)) {
+                Ok(true) => {}
+                Ok(false) => return Err(not_found(format!("{} '{id}' not found", kind.rt.name))),
+                Err(BackendError::VersionMismatch) => {
+                    return Err(precondition_failed("the resource changed; fetch it again"))
+                }
+                Err(e) => return Err(e.into()),
+            }
+            return self.unlink_everywhere(tx, id, now);
+        }
         let mut touched = tx.group_ids_of(id)?;
         if kind.has_members {
             for member in tx.members(id)? {
@@ -263,7 +301,7 @@ impl ScimEndpoint {
         match tx.delete(&kind.rt.name, id, Some(existing.version)) {
             Ok(true) => {}
             Ok(false) => return Err(not_found(format!("{} '{id}' not found", kind.rt.name))),
-            Err(StoreError::VersionMismatch) => {
+            Err(BackendError::VersionMismatch) => {
                 return Err(precondition_failed("the resource changed; fetch it again"))
             }
             Err(e) => return Err(e.into()),
@@ -275,13 +313,14 @@ impl ScimEndpoint {
     /// The current row, checking `If-Match`.
     fn existing(
         &self,
-        tx: &mut dyn StoreTx,
+        tx: &mut dyn BackendTx,
         kind: &Kind<'_>,
         id: &str,
         if_match: Option<&str>,
     ) -> Result<Record, PluginError> {
         let existing = tx
             .get(&kind.rt.name, id)?
+            .map(|rec| self.adopt(rec))
             .ok_or_else(|| not_found(format!("{} '{id}' not found", kind.rt.name)))?;
         if let Some(header) = if_match {
             if !etag_matches(header, existing.version) {
@@ -298,13 +337,14 @@ impl ScimEndpoint {
     /// indexed columns, uniqueness, optimistic concurrency, and bumps the
     /// version of resources whose derived attributes changed.
     #[allow(clippy::too_many_arguments)]
-    fn store_in(
+    pub(crate) fn store_in(
         &self,
-        tx: &mut dyn StoreTx,
+        tx: &mut dyn BackendTx,
         kind: &Kind<'_>,
         id: &str,
         cleaned: Value,
         existing: Option<&Record>,
+        patch: Option<&PatchRequest>,
         if_match_given: bool,
         now: &str,
     ) -> Result<Record, PluginError> {
@@ -325,32 +365,27 @@ impl ScimEndpoint {
         }
         let members = if kind.has_members {
             let raw = body.remove("members");
-            Some(self.resolve_members(tx, id, raw)?)
+            let members = self.resolve_members(tx, id, raw)?;
+            if !self.caps.native_members {
+                if !members.is_empty() {
+                    let kept = members.into_iter().map(member_json).collect();
+                    body.insert("members".into(), Value::Array(kept));
+                }
+                None
+            } else {
+                Some(members)
+            }
         } else {
             None
         };
         body.insert("id".into(), Value::String(id.to_string()));
 
         let text = |key: &str| body.get(key).and_then(Value::as_str).map(str::to_string);
-        let user_name = if kind.has_user_name {
-            text("userName").map(|s| s.to_lowercase())
-        } else {
-            None
-        };
-        let display_name = text("displayName").map(|s| s.to_lowercase());
-        let external_id = text("externalId");
-        let emails: Vec<String> = body
-            .get("emails")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|e| e.get("value").and_then(Value::as_str))
-            .map(str::to_lowercase)
-            .collect();
+        let (user_name, display_name, external_id, emails) = index_values(kind, &body);
         let name = &kind.rt.name;
         if let (true, Some(value)) = (kind.unique_user_name, &user_name) {
             if tx.taken(name, UniqueColumn::UserName, value, id)? {
-                return Err(crate::errors::bad(
+                return Err(bad(
                     409,
                     "uniqueness",
                     format!(
@@ -362,7 +397,7 @@ impl ScimEndpoint {
         }
         if let (true, Some(value)) = (kind.unique_display_name, &display_name) {
             if tx.taken(name, UniqueColumn::DisplayName, value, id)? {
-                return Err(crate::errors::bad(
+                return Err(bad(
                     409,
                     "uniqueness",
                     format!(
@@ -372,8 +407,14 @@ impl ScimEndpoint {
                 ));
             }
         }
-        let display_changed = existing
-            .is_some_and(|old| display_of(&old.body) != display_of(&Value::Object(body.clone())));
+        let display_changed = self.caps.native_members
+            && existing.is_some_and(|old| {
+                display_of(&old.body).as_deref()
+                    != body
+                        .get("displayName")
+                        .or_else(|| body.get("userName"))
+                        .and_then(Value::as_str)
+            });
         let record = NewRecord {
             id: id.to_string(),
             resource_type: name.clone(),
@@ -385,29 +426,33 @@ impl ScimEndpoint {
             body: Value::Object(body),
         };
         let stored = match existing {
-            None => tx.insert(&record).map_err(|e| match e {
-                StoreError::Conflict(_) => {
-                    crate::errors::bad(409, "uniqueness", "a unique value is already in use")
-                }
-                other => other.into(),
-            })?,
-            Some(old) => match tx.update(&record, old.version) {
-                Ok(stored) => stored,
-                Err(StoreError::VersionMismatch) if if_match_given => {
+            None => tx
+                .insert(&record)
+                .map_err(|e| match e {
+                    BackendError::Conflict(_) => {
+                        bad(409, "uniqueness", "a unique value is already in use")
+                    }
+                    other => other.into(),
+                })
+                .map(|stored| self.adopt(stored))?,
+            Some(old) => match self
+                .check_unchanged(tx, kind, old)
+                .and_then(|()| match patch {
+                    Some(patch) => tx.update_by_patch(old, &record, patch, old.version),
+                    None => tx.update(&record, old.version),
+                }) {
+                Ok(stored) => self.adopt(stored),
+                Err(BackendError::VersionMismatch) if if_match_given => {
                     return Err(precondition_failed("the resource changed; fetch it again"))
                 }
-                Err(StoreError::VersionMismatch) => {
+                Err(BackendError::VersionMismatch) => {
                     return Err(PluginError::new(
                         409,
                         "the resource was modified concurrently; retry",
                     ))
                 }
-                Err(StoreError::Conflict(_)) => {
-                    return Err(crate::errors::bad(
-                        409,
-                        "uniqueness",
-                        "a unique value is already in use",
-                    ))
+                Err(BackendError::Conflict(_)) => {
+                    return Err(bad(409, "uniqueness", "a unique value is already in use"))
                 }
                 Err(e) => return Err(e.into()),
             },
@@ -445,10 +490,154 @@ impl ScimEndpoint {
         Ok(stored)
     }
 
+    /// Without `versions`: the stored resource must still have the version
+    /// `old` was read with (the backend cannot check it).
+    fn check_unchanged(
+        &self,
+        tx: &mut dyn BackendTx,
+        kind: &Kind<'_>,
+        old: &Record,
+    ) -> Result<(), BackendError> {
+        if self.caps.versions {
+            return Ok(());
+        }
+        match tx.get(&kind.rt.name, &old.id)? {
+            Some(now) if derived_version(&now) == old.version => Ok(()),
+            _ => Err(BackendError::VersionMismatch),
+        }
+    }
+
+    /// The `expected_version` handed to the backend: only one it keeps.
+    fn expected(&self, existing: &Record) -> Option<i64> {
+        self.caps.versions.then_some(existing.version)
+    }
+
+    /// Without native membership: the members kept in a group's body, with
+    /// the member's body when `display` must be derived.
+    fn member_views(&self, body: &Value) -> Result<Vec<MemberView>, PluginError> {
+        let items = body.get("members").and_then(Value::as_array);
+        let mut out = Vec::with_capacity(items.map_or(0, Vec::len));
+        for item in items.into_iter().flatten() {
+            let Some(id) = item.get("value").and_then(Value::as_str) else {
+                continue;
+            };
+            let member_type = item
+                .get("type")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let display = item
+                .get("display")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            let body = match (&display, member_type.is_empty()) {
+                (None, false) => self.backend.get(&member_type, id)?.map(|r| r.body),
+                _ => None,
+            };
+            out.push(MemberView {
+                id: id.to_string(),
+                member_type,
+                display,
+                body,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Without native membership: the groups (of every type with members)
+    /// whose body lists `member_id`, in the backend's natural order.
+    fn groups_by_scan(&self, member_id: &str) -> Result<Vec<GroupRef>, PluginError> {
+        let mut out = Vec::new();
+        for (rt, kind) in self.member_kinds()? {
+            self.scan_listing(&kind, member_id, &mut |rec| {
+                out.push(GroupRef {
+                    id: rec.id,
+                    resource_type: rt.name.clone(),
+                    body: rec.body,
+                });
+            })?;
+        }
+        Ok(out)
+    }
+
+    /// The resource types whose resources keep members.
+    fn member_kinds(&self) -> Result<Vec<(&ResourceType, Kind<'_>)>, PluginError> {
+        let mut out = Vec::new();
+        for rt in self.registry.resource_types() {
+            let kind = self.kind(rt)?;
+            if kind.has_members {
+                out.push((rt, kind));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Visits the resources of `kind` whose body lists `member_id` (the
+    /// backend narrows by `members.value eq`, the engine checks).
+    fn scan_listing(
+        &self,
+        kind: &Kind<'_>,
+        member_id: &str,
+        found: &mut dyn FnMut(Record),
+    ) -> Result<(), PluginError> {
+        let filter = Filter::Compare {
+            path: AttrPath {
+                urn: None,
+                attr: "members".into(),
+                sub_attr: Some("value".into()),
+            },
+            op: CompareOp::Eq,
+            value: CompValue::String(member_id.to_string()),
+        };
+        let scan = Scan {
+            resource_types: vec![kind.rt.name.clone()],
+            filter: Some((&filter, &kind.ctx)),
+            ..Scan::default()
+        };
+        self.backend.scan(&scan, &mut |rec| {
+            if lists_member(&rec.body, member_id) {
+                found(rec);
+            }
+            Ok(Visit::Continue)
+        })
+    }
+
+    /// Without native membership: removes `member_id` from every group that
+    /// lists it (after the member was deleted).
+    fn unlink_everywhere(
+        &self,
+        tx: &mut dyn BackendTx,
+        member_id: &str,
+        now: &str,
+    ) -> Result<(), PluginError> {
+        for (rt, kind) in self.member_kinds()? {
+            let mut ids = Vec::new();
+            self.scan_listing(&kind, member_id, &mut |rec| ids.push(rec.id))?;
+            for group_id in ids {
+                let Some(group) = tx.get(&rt.name, &group_id)?.map(|r| self.adopt(r)) else {
+                    continue;
+                };
+                let Value::Object(mut body) = group.body.clone() else {
+                    continue;
+                };
+                if let Some(Value::Array(members)) = body.get_mut("members") {
+                    members.retain(|m| m.get("value").and_then(Value::as_str) != Some(member_id));
+                    if members.is_empty() {
+                        body.remove("members");
+                    }
+                }
+                let record = new_record(&kind, &group_id, body, now);
+                self.check_unchanged(tx, &kind, &group)?;
+                tx.update(&record, group.version)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Checks that every member exists and has the stated type.
     fn resolve_members(
         &self,
-        tx: &mut dyn StoreTx,
+        tx: &mut dyn BackendTx,
         group_id: &str,
         raw: Option<Value>,
     ) -> Result<Vec<Member>, PluginError> {
@@ -463,7 +652,7 @@ impl ScimEndpoint {
                 invalid_value("every member needs a string 'value' (the member's id)")
             })?;
             let actual = tx
-                .type_of(value)?
+                .type_of(&self.type_names, value)?
                 .ok_or_else(|| invalid_value(format!("member '{value}' does not exist")))?;
             if let Some(stated) = item.get("type").and_then(Value::as_str) {
                 if !stated.eq_ignore_ascii_case(&actual) {
@@ -488,6 +677,57 @@ impl ScimEndpoint {
             }
         }
         Ok(out)
+    }
+}
+
+/// Whether a body's `members` lists `member_id`.
+fn lists_member(body: &Value, member_id: &str) -> bool {
+    body.get("members")
+        .and_then(Value::as_array)
+        .is_some_and(|items| {
+            items
+                .iter()
+                .any(|m| m.get("value").and_then(Value::as_str) == Some(member_id))
+        })
+}
+
+/// The indexed values of a body: lower-cased `userName` (when the type has
+/// one), lower-cased `displayName`, `externalId`, lower-cased email values.
+fn index_values(
+    kind: &Kind<'_>,
+    body: &Map<String, Value>,
+) -> (Option<String>, Option<String>, Option<String>, Vec<String>) {
+    let text = |key: &str| body.get(key).and_then(Value::as_str);
+    let user_name = if kind.has_user_name {
+        text("userName").map(str::to_lowercase)
+    } else {
+        None
+    };
+    let display_name = text("displayName").map(str::to_lowercase);
+    let external_id = text("externalId").map(str::to_string);
+    let emails: Vec<String> = body
+        .get("emails")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.get("value").and_then(Value::as_str))
+        .map(str::to_lowercase)
+        .collect();
+    (user_name, display_name, external_id, emails)
+}
+
+/// What a write of `body` stores.
+fn new_record(kind: &Kind<'_>, id: &str, body: Map<String, Value>, now: &str) -> NewRecord {
+    let (user_name, display_name, external_id, emails) = index_values(kind, &body);
+    NewRecord {
+        id: id.to_string(),
+        resource_type: kind.rt.name.clone(),
+        user_name,
+        external_id,
+        display_name,
+        emails,
+        now: now.to_string(),
+        body: Value::Object(body),
     }
 }
 

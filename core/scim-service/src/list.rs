@@ -1,9 +1,19 @@
-//! Queries: `GET /Users?filter=…`, `POST /.search`. The indexable part of the
-//! filter becomes a store [`Cond`]; the full filter is always re-checked in
-//! memory. Index paging (`startIndex`/`count`) continues from the last key
-//! of the previous page when a client walks pages in order (bounded memory
-//! of recent walks, validated by the store generation); RFC 9865 cursors
-//! carry their position themselves.
+//! Queries: `GET /Users?filter=…`, `POST /.search`. The parsed filter goes
+//! to the backend's [`Scan`], which narrows by what it can push down; the
+//! full filter is always re-checked in memory. When the backend narrows
+//! exactly ([`Backend::filter_is_exact`]) and no `sortBy` is given (or the
+//! backend sorts by it itself, [`Backend::can_sort`]), the backend counts
+//! and pages; otherwise the engine filters (and sorts, unless the backend
+//! does) the narrowed rows itself, reading at most `max_scan` of them (400
+//! `tooMany` beyond); only an in-memory sort keeps sort keys. With `Capabilities::keyset`, index paging (`startIndex`/`count`)
+//! continues from the last key of the previous page when a client walks
+//! pages in order (bounded memory of recent walks, validated by the
+//! backend generation, so only with `Capabilities::generation` too), and
+//! RFC 9865 cursors carry their key; without, both page by offset. Totals
+//! are cached per generation only with `Capabilities::generation`.
+//!
+//! [`Backend::filter_is_exact`]: crate::backend::Backend::filter_is_exact
+//! [`Backend::can_sort`]: crate::backend::Backend::can_sort
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::VecDeque;
@@ -13,20 +23,16 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use scimgate_abi::{PluginError, Request};
 use scimgate_scim::filter::MAX_FILTER_DEPTH;
-use scimgate_scim::registry::Location;
 use scimgate_scim::sort::{check_sortable, compare, SortOrder};
 use scimgate_scim::{
-    list_response, parse_filter, project, strip_never, AttrPath, AttributeSelection, CompValue,
-    CompareOp, Filter, SchemaCtx,
+    list_response, parse_filter, project, strip_never, AttrPath, AttributeSelection, Filter,
 };
 use serde_json::{json, Value};
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 
-use crate::endpoint::{Call, ScimEndpoint};
-use crate::errors::{bad, from_scim, invalid_value};
-use crate::resources::{timestamp, Kind};
-use crate::store::{Cmp, Cond, Record, Scan, Visit};
+use crate::backend::{Record, Scan, Visit};
+use crate::errors::{bad, from_scim, invalid_value, too_many};
+use crate::resources::Kind;
+use crate::service::{Call, ScimService};
 
 /// How many recent page walks (and totals) are remembered.
 const MEMORY: usize = 64;
@@ -139,7 +145,7 @@ impl ListParams {
     }
 }
 
-/// Recent index walks and totals, each validated by the store generation.
+/// Recent index walks and totals, each validated by the backend generation.
 #[derive(Debug, Default)]
 pub struct PageMemory {
     /// (shape, count, next startIndex) → (last seq returned, generation).
@@ -267,107 +273,7 @@ fn depth(filter: &Filter) -> usize {
     }
 }
 
-/// The indexable part of `filter` as a store condition, and whether it
-/// selects exactly what the filter does (then counts and pages can be
-/// answered by the store alone).
-pub fn translate(filter: &Filter, ctx: &SchemaCtx<'_>) -> (Option<Cond>, bool) {
-    match filter {
-        Filter::Compare { path, op, value } => compare_cond(path, *op, value, ctx),
-        Filter::ValuePath { attr, filter } => match filter.as_ref() {
-            Filter::Compare {
-                path,
-                op: CompareOp::Eq,
-                value: CompValue::String(v),
-            } if path.sub_attr.is_none() && path.attr.eq_ignore_ascii_case("value") => {
-                let p = AttrPath {
-                    urn: attr.urn.clone(),
-                    attr: attr.attr.clone(),
-                    sub_attr: Some("value".into()),
-                };
-                compare_cond(&p, CompareOp::Eq, &CompValue::String(v.clone()), ctx)
-            }
-            _ => (None, false),
-        },
-        Filter::And(a, b) => match (translate(a, ctx), translate(b, ctx)) {
-            ((Some(x), ex), (Some(y), ey)) => (Some(Cond::And(Box::new(x), Box::new(y))), ex && ey),
-            ((Some(x), _), (None, _)) | ((None, _), (Some(x), _)) => (Some(x), false),
-            _ => (None, false),
-        },
-        Filter::Or(a, b) => match (translate(a, ctx), translate(b, ctx)) {
-            ((Some(x), ex), (Some(y), ey)) => (Some(Cond::Or(Box::new(x), Box::new(y))), ex && ey),
-            _ => (None, false),
-        },
-        _ => (None, false),
-    }
-}
-
-fn compare_cond(
-    path: &AttrPath,
-    op: CompareOp,
-    value: &CompValue,
-    ctx: &SchemaCtx<'_>,
-) -> (Option<Cond>, bool) {
-    let Some(resolved) = ctx.resolve(path) else {
-        return (None, false);
-    };
-    if resolved.location != Location::Core {
-        return (None, false);
-    }
-    let attr = resolved.attribute;
-    let CompValue::String(text) = value else {
-        return (None, false);
-    };
-    let sub = resolved.sub_attribute;
-    match (attr.name.as_str(), sub.map(|s| s.name.as_str()), op) {
-        ("id", None, CompareOp::Eq) => (Some(Cond::Id(text.clone())), attr.case_exact),
-        ("externalId", None, CompareOp::Eq) if attr.case_exact => {
-            (Some(Cond::ExternalId(text.clone())), true)
-        }
-        ("userName", None, CompareOp::Eq) => {
-            (Some(Cond::UserName(text.to_lowercase())), !attr.case_exact)
-        }
-        ("displayName", None, CompareOp::Eq) => (
-            Some(Cond::DisplayName(text.to_lowercase())),
-            !attr.case_exact,
-        ),
-        ("emails", Some("value"), CompareOp::Eq) => {
-            let exact = sub.is_some_and(|s| !s.case_exact);
-            (Some(Cond::Email(text.to_lowercase())), exact)
-        }
-        ("meta", Some("lastModified"), op) => last_modified_cond(op, text),
-        _ => (None, false),
-    }
-}
-
-fn last_modified_cond(op: CompareOp, text: &str) -> (Option<Cond>, bool) {
-    let Ok(instant) = OffsetDateTime::parse(text, &Rfc3339) else {
-        return (None, false);
-    };
-    let nanos = instant.unix_timestamp_nanos();
-    if !(0..=253_402_300_799_999_999_999).contains(&nanos) {
-        return (None, false);
-    }
-    let floor_ms = (nanos / 1_000_000) as i64;
-    let whole = nanos % 1_000_000 == 0;
-    let ceil_ms = if whole { floor_ms } else { floor_ms + 1 };
-    let (floor, ceil) = (timestamp(floor_ms), timestamp(ceil_ms));
-    let cond = match (op, whole) {
-        (CompareOp::Gt, true) => Cond::LastModified(Cmp::Gt, floor),
-        (CompareOp::Ge, true) => Cond::LastModified(Cmp::Ge, floor),
-        (CompareOp::Lt, true) => Cond::LastModified(Cmp::Lt, floor),
-        (CompareOp::Le, true) => Cond::LastModified(Cmp::Le, floor),
-        (CompareOp::Gt | CompareOp::Ge, false) => Cond::LastModified(Cmp::Ge, floor),
-        (CompareOp::Lt | CompareOp::Le, false) => Cond::LastModified(Cmp::Le, ceil),
-        (CompareOp::Eq, _) => Cond::And(
-            Box::new(Cond::LastModified(Cmp::Ge, floor)),
-            Box::new(Cond::LastModified(Cmp::Le, ceil)),
-        ),
-        _ => return (None, false),
-    };
-    (Some(cond), whole)
-}
-
-impl ScimEndpoint {
+impl ScimService {
     /// Runs a list or search over `kinds` and renders the ListResponse.
     pub(crate) fn run_list(
         &self,
@@ -428,7 +334,7 @@ impl ScimEndpoint {
             },
             (Some(c), None) => {
                 let cursor =
-                    Cursor::decode(c, shape, call.now_ms, self.settings.cursor_timeout_ms)?;
+                    Cursor::decode(c, shape, call.now_ms, self.settings.cursor_timeout_ms())?;
                 Position::Cursor {
                     offset: cursor.offset,
                     after: cursor.after,
@@ -438,20 +344,47 @@ impl ScimEndpoint {
                 start: start.unwrap_or(1).max(1) as u64,
             },
         };
-        let (cond, exact) = match (&filter, kinds) {
+        let (pushed, exact) = match (&filter, kinds) {
             (None, _) => (None, true),
-            (Some(f), [kind]) => translate(f, &kind.ctx),
+            (Some(f), [kind]) => (
+                Some((f, &kind.ctx)),
+                self.backend.filter_is_exact(f, &kind.ctx),
+            ),
             (Some(_), _) => (None, false),
         };
         let relations = filter.as_ref().is_some_and(filter_needs_relations)
             || sort_by.as_ref().is_some_and(names_relations);
+        // Sort push-down: one type, a path the backend orders exactly as
+        // `compare` does (derived attributes never).
+        let pushed_sort = match (&sort_by, kinds) {
+            (Some(path), [kind])
+                if !names_relations(path) && self.backend.can_sort(path, &kind.ctx) =>
+            {
+                Some((path, order))
+            }
+            _ => None,
+        };
         let scan = Scan {
             resource_types: types,
-            cond,
+            filter: pushed,
+            sort: pushed_sort,
             ..Scan::default()
         };
-        let page = if sort_by.is_none() && exact {
+        let page = if (sort_by.is_none() || pushed_sort.is_some()) && exact {
             self.page_from_store(call, kinds, &scan, filter.as_ref(), &position, count, shape)?
+        } else if pushed_sort.is_some() {
+            // The backend's order, the engine's filter: stream and count.
+            self.page_in_memory(
+                call,
+                kinds,
+                &scan,
+                filter.as_ref(),
+                None,
+                order,
+                &position,
+                count,
+                relations,
+            )?
         } else {
             self.page_in_memory(
                 call,
@@ -483,7 +416,7 @@ impl ScimEndpoint {
                     if offset + returned < page.total && returned > 0 {
                         let next = Cursor {
                             offset: offset + returned,
-                            after: page.last_seq,
+                            after: page.last_seq.filter(|_| self.caps.keyset),
                             issued_ms: call.now_ms,
                             shape,
                         };
@@ -504,30 +437,53 @@ impl ScimEndpoint {
         }
     }
 
-    /// Exact filter, insertion order: the store counts and pages.
+    /// Exact filter, natural or pushed-down order: the backend counts and
+    /// pages.
     #[allow(clippy::too_many_arguments)]
     fn page_from_store(
         &self,
         call: &Call<'_>,
         kinds: &[Kind<'_>],
-        scan: &Scan,
+        scan: &Scan<'_>,
         filter: Option<&Filter>,
         position: &Position,
         count: u64,
         shape: u64,
     ) -> Result<Page, PluginError> {
-        let generation = self.store.generation();
-        let cached = self
-            .pages
-            .lock()
-            .ok()
-            .and_then(|p| p.total(shape, generation));
+        let caps = self.caps;
+        // Keys are `seq`s: they only continue a walk in natural order.
+        let keyset = caps.keyset && scan.sort.is_none();
+        let generation = if caps.generation {
+            self.backend.generation()
+        } else {
+            0
+        };
+        let cached = if caps.generation {
+            self.pages
+                .lock()
+                .ok()
+                .and_then(|p| p.total(shape, generation))
+        } else {
+            None
+        };
         let total = match cached {
             Some(total) => total,
             None => {
-                let total = self.store.count(scan)?;
-                if let Ok(mut pages) = self.pages.lock() {
-                    pages.remember_total(shape, generation, total);
+                let total = match self.backend.count(scan)? {
+                    Some(total) => total,
+                    None => {
+                        let mut n = 0u64;
+                        self.backend.scan(scan, &mut |_| {
+                            n += 1;
+                            Ok(Visit::Continue)
+                        })?;
+                        n
+                    }
+                };
+                if caps.generation {
+                    if let Ok(mut pages) = self.pages.lock() {
+                        pages.remember_total(shape, generation, total);
+                    }
                 }
                 total
             }
@@ -545,29 +501,37 @@ impl ScimEndpoint {
         match position {
             Position::Index { start } => {
                 let key = (shape, count, *start);
-                let resume = self
-                    .pages
-                    .lock()
-                    .ok()
-                    .and_then(|mut p| p.continuation(key, generation));
+                let resume = if keyset && caps.generation {
+                    self.pages
+                        .lock()
+                        .ok()
+                        .and_then(|mut p| p.continuation(key, generation))
+                } else {
+                    None
+                };
                 match resume {
                     Some(after) => scan.after = Some(after),
                     None => scan.offset = start - 1,
                 }
             }
-            Position::Cursor { offset, after } => match after {
-                Some(after) => scan.after = Some(*after),
+            Position::Cursor { offset, after } => match after.filter(|_| keyset) {
+                Some(after) => scan.after = Some(after),
                 None => scan.offset = *offset,
             },
         }
-        self.store.scan(&scan, &mut |rec| {
-            page.last_seq = Some(rec.seq);
+        self.backend.scan(&scan, &mut |rec| {
+            let rec = self.adopt(rec);
+            if keyset {
+                page.last_seq = Some(rec.seq);
+            }
             if let Some((i, doc)) = self.match_doc(call, kinds, &rec, filter, true)? {
                 page.docs.push((i, doc));
             }
             Ok(Visit::Continue)
         })?;
-        if let (Position::Index { start }, Some(last)) = (position, page.last_seq) {
+        if let (Position::Index { start }, Some(last), true) =
+            (position, page.last_seq, keyset && caps.generation)
+        {
             if let Ok(mut pages) = self.pages.lock() {
                 pages.remember(
                     (shape, count, start + page.docs.len() as u64),
@@ -586,7 +550,7 @@ impl ScimEndpoint {
         &self,
         call: &Call<'_>,
         kinds: &[Kind<'_>],
-        scan: &Scan,
+        scan: &Scan<'_>,
         filter: Option<&Filter>,
         sort_by: Option<&AttrPath>,
         order: SortOrder,
@@ -604,9 +568,21 @@ impl ScimEndpoint {
             docs: Vec::new(),
             last_seq: None,
         };
+        let max_scan = self.settings.max_scan;
+        let mut scanned = 0u64;
+        let mut bound = move || {
+            scanned += 1;
+            if scanned > max_scan {
+                Err(too_many(max_scan))
+            } else {
+                Ok(())
+            }
+        };
         match sort_by {
             None => {
-                self.store.scan(scan, &mut |rec| {
+                self.backend.scan(scan, &mut |rec| {
+                    bound()?;
+                    let rec = self.adopt(rec);
                     if let Some((i, doc)) = self.match_doc(call, kinds, &rec, filter, relations)? {
                         if page.total >= offset && page.total < end {
                             let doc = if relations {
@@ -627,7 +603,9 @@ impl ScimEndpoint {
                     excluded: Vec::new(),
                 };
                 let mut keys: Vec<(Value, usize, String)> = Vec::new();
-                self.store.scan(scan, &mut |rec| {
+                self.backend.scan(scan, &mut |rec| {
+                    bound()?;
+                    let rec = self.adopt(rec);
                     if let Some((i, doc)) = self.match_doc(call, kinds, &rec, filter, relations)? {
                         keys.push((project(&kinds[i].ctx, &doc, &selection), i, rec.id));
                     }
@@ -641,7 +619,8 @@ impl ScimEndpoint {
                     .skip(offset.min(usize::MAX as u64) as usize)
                     .take(count.min(usize::MAX as u64) as usize);
                 for (_, i, id) in window {
-                    if let Some(rec) = self.store.get(&kinds[i].rt.name, &id)? {
+                    if let Some(rec) = self.backend.get(&kinds[i].rt.name, &id)? {
+                        let rec = self.adopt(rec);
                         page.docs
                             .push((i, self.render(&kinds[i], &rec, call.base, true)?));
                     }
@@ -682,61 +661,6 @@ struct Page {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use scimgate_scim::Registry;
-
-    fn cond(text: &str) -> (Option<Cond>, bool) {
-        let registry = Registry::core();
-        let ctx = registry.context_for("User").expect("User");
-        translate(&parse_filter(text).expect("filter"), &ctx)
-    }
-
-    #[test]
-    fn indexable_filters_become_conditions() {
-        assert_eq!(
-            cond(r#"userName eq "BJensen""#),
-            (Some(Cond::UserName("bjensen".into())), true)
-        );
-        assert_eq!(cond(r#"id eq "A""#), (Some(Cond::Id("A".into())), true));
-        assert_eq!(
-            cond(r#"externalId eq "X""#),
-            (Some(Cond::ExternalId("X".into())), true)
-        );
-        assert_eq!(
-            cond(r#"emails.value eq "A@B""#),
-            (Some(Cond::Email("a@b".into())), true)
-        );
-        assert_eq!(
-            cond(r#"emails[value eq "A@B"]"#),
-            (Some(Cond::Email("a@b".into())), true)
-        );
-        let (c, exact) = cond(r#"userName eq "a" or userName eq "b""#);
-        assert!(exact && matches!(c, Some(Cond::Or(..))));
-        let (c, exact) = cond(r#"userName eq "a" and title co "x""#);
-        assert_eq!((c, exact), (Some(Cond::UserName("a".into())), false));
-        assert_eq!(cond(r#"userName eq "a" or title co "x""#), (None, false));
-        assert_eq!(cond(r#"not (userName eq "a")"#), (None, false));
-        assert_eq!(cond(r#"userName sw "a""#), (None, false));
-        assert_eq!(
-            cond(r#"meta.lastModified gt "2024-01-01T00:00:00Z""#),
-            (
-                Some(Cond::LastModified(
-                    Cmp::Gt,
-                    "2024-01-01T00:00:00.000Z".into()
-                )),
-                true
-            )
-        );
-        assert_eq!(
-            cond(r#"meta.lastModified gt "2024-01-01T00:00:00.0005Z""#),
-            (
-                Some(Cond::LastModified(
-                    Cmp::Ge,
-                    "2024-01-01T00:00:00.000Z".into()
-                )),
-                false
-            )
-        );
-    }
 
     #[test]
     fn cursors_round_trip_and_expire() {

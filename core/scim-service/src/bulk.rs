@@ -1,8 +1,17 @@
 //! `POST /Bulk` (RFC 7644 §3.7): every operation of a request runs in one
-//! store transaction, each in its own savepoint (a failed operation leaves
-//! no trace), `bulkId:` references are resolved in any order, and circular
-//! references between new groups are resolved by creating the resources
-//! first and adding the pending members once their ids are known (§3.7.1).
+//! backend unit of work ([`Backend::write`]), each in its own savepoint,
+//! `bulkId:` references are resolved in any order, and circular references
+//! between new groups are resolved by creating the resources first and
+//! adding the pending members once their ids are known (§3.7.1).
+//!
+//! With `Capabilities::transactions` a failed operation leaves no trace and
+//! the request is atomic as a unit. Without, Bulk is best-effort: each
+//! operation is applied as it runs, a failed operation may leave the part
+//! it already wrote (a backend write is usually one step, so this is rare),
+//! and an error of the unit itself (the backend failing mid-way) leaves the
+//! operations before it applied.
+//!
+//! [`Backend::write`]: crate::backend::Backend::write
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -10,10 +19,10 @@ use scimgate_abi::{PluginError, Response};
 use scimgate_scim::{urn, BulkOperation, BulkRequest, Target};
 use serde_json::{json, Value};
 
-use crate::endpoint::{json_body, Call, ScimEndpoint, SCIM_JSON};
+use crate::backend::{BackendResult, BackendTx, Member, NewRecord, Record, UniqueColumn, Work};
 use crate::errors::{bad, from_scim, invalid_syntax, invalid_value, not_found, to_json};
 use crate::resources::etag;
-use crate::store::{Member, NewRecord, Record, StoreResult, StoreTx, UniqueColumn, Work};
+use crate::service::{json_body, Call, ScimService, SCIM_JSON};
 
 /// One parsed operation.
 struct Op {
@@ -36,33 +45,33 @@ enum Outcome {
     Failed(PluginError),
 }
 
-impl ScimEndpoint {
+impl ScimService {
     pub(crate) fn bulk(&self, call: &Call<'_>) -> Result<Response, PluginError> {
-        if !self.settings.bulk_enabled {
+        if !self.settings.bulk.enabled {
             return Err(PluginError::new(
                 501,
                 "Bulk is not enabled on this endpoint",
             ));
         }
         let size = call.req.body.len() as u64;
-        if size > self.settings.bulk_max_payload_size {
+        if size > self.settings.bulk.max_payload_size {
             return Err(PluginError::new(
                 413,
                 format!(
                     "the bulk request is {size} bytes; at most {} are accepted (maxPayloadSize)",
-                    self.settings.bulk_max_payload_size
+                    self.settings.bulk.max_payload_size
                 ),
             ));
         }
         // The one Bulk reader, shared with the policies that judged it.
         let request = BulkRequest::parse(&json_body(call.req)?).map_err(from_scim)?;
-        if request.operations.len() as u64 > self.settings.bulk_max_operations {
+        if request.operations.len() as u64 > self.settings.bulk.max_operations {
             return Err(PluginError::new(
                 413,
                 format!(
                     "the bulk request has {} operations; at most {} are accepted (maxOperations)",
                     request.operations.len(),
-                    self.settings.bulk_max_operations
+                    self.settings.bulk.max_operations
                 ),
             ));
         }
@@ -97,7 +106,7 @@ impl ScimEndpoint {
         }
 
         let mut outcomes: Vec<Option<Outcome>> = Vec::new();
-        self.store.write(&mut |tx| {
+        self.backend.write(&mut |tx| {
             let mut tx = Bumps::new(tx);
             outcomes = self.run_ops(
                 &mut tx,
@@ -119,7 +128,7 @@ impl ScimEndpoint {
                 {
                     if tx.bumped.contains(id.as_str()) {
                         if let Some(stored) = tx.get(type_name, id)? {
-                            *version = stored.version;
+                            *version = self.adopt(stored).version;
                         }
                     }
                 }
@@ -167,7 +176,7 @@ impl ScimEndpoint {
     /// not attempted because `failOnErrors` was reached.
     fn run_ops(
         &self,
-        tx: &mut dyn StoreTx,
+        tx: &mut dyn BackendTx,
         call: &Call<'_>,
         ops: &[Op],
         bulk_ids: &HashMap<String, usize>,
@@ -260,6 +269,11 @@ impl ScimEndpoint {
         }
         for (type_name, group_id, entries) in deferred {
             let added = tx.savepoint(&mut |tx| {
+                if !self.caps.native_members {
+                    return self.add_deferred_to_body(
+                        tx, call, &type_name, &group_id, &entries, &resolved,
+                    );
+                }
                 let mut members = tx.members(&group_id)?;
                 for entry in &entries {
                     let Some(value) = entry.get("value").and_then(Value::as_str) else {
@@ -303,6 +317,52 @@ impl ScimEndpoint {
         outcomes
     }
 
+    /// Without native membership: adds the members set aside to break a
+    /// cycle to the group's body (an ordinary replace of the group).
+    fn add_deferred_to_body(
+        &self,
+        tx: &mut dyn BackendTx,
+        call: &Call<'_>,
+        type_name: &str,
+        group_id: &str,
+        entries: &[Value],
+        resolved: &HashMap<String, (String, String)>,
+    ) -> Result<(), PluginError> {
+        let kind = self
+            .kind_named(type_name)
+            .ok_or_else(|| PluginError::internal(format!("no resource type {type_name}")))?;
+        let existing = tx
+            .get(type_name, group_id)?
+            .map(|rec| self.adopt(rec))
+            .ok_or_else(|| not_found(format!("{type_name} '{group_id}' not found")))?;
+        let mut body = existing.body.clone();
+        let mut members = match body.get("members") {
+            Some(Value::Array(items)) => items.clone(),
+            _ => Vec::new(),
+        };
+        for entry in entries {
+            let mut entry = entry.clone();
+            if let Some(value) = entry.get("value").and_then(Value::as_str) {
+                if let Some((_, id)) = value.strip_prefix("bulkId:").and_then(|b| resolved.get(b)) {
+                    entry["value"] = Value::String(id.clone());
+                    members.push(entry);
+                }
+            }
+        }
+        body["members"] = Value::Array(members);
+        self.store_in(
+            tx,
+            &kind,
+            group_id,
+            body,
+            Some(&existing),
+            None,
+            false,
+            &call.now,
+        )?;
+        Ok(())
+    }
+
     fn record(
         &self,
         op: &Op,
@@ -333,7 +393,7 @@ impl ScimEndpoint {
     /// entries that still reference unknown bulkIds are set aside.
     fn run_op(
         &self,
-        tx: &mut dyn StoreTx,
+        tx: &mut dyn BackendTx,
         call: &Call<'_>,
         op: &Op,
         resolved: &HashMap<String, (String, String)>,
@@ -478,12 +538,12 @@ impl ScimEndpoint {
 /// The bulk transaction, noting every resource whose version a write
 /// bumped after it was created or updated (`touch`, `update`).
 struct Bumps<'t> {
-    inner: &'t mut dyn StoreTx,
+    inner: &'t mut dyn BackendTx,
     bumped: BTreeSet<String>,
 }
 
 impl<'t> Bumps<'t> {
-    fn new(inner: &'t mut dyn StoreTx) -> Self {
+    fn new(inner: &'t mut dyn BackendTx) -> Self {
         Bumps {
             inner,
             bumped: BTreeSet::new(),
@@ -491,17 +551,17 @@ impl<'t> Bumps<'t> {
     }
 }
 
-impl StoreTx for Bumps<'_> {
-    fn get(&mut self, resource_type: &str, id: &str) -> StoreResult<Option<Record>> {
+impl BackendTx for Bumps<'_> {
+    fn get(&mut self, resource_type: &str, id: &str) -> BackendResult<Option<Record>> {
         self.inner.get(resource_type, id)
     }
-    fn type_of(&mut self, id: &str) -> StoreResult<Option<String>> {
-        self.inner.type_of(id)
+    fn type_of(&mut self, types: &[String], id: &str) -> BackendResult<Option<String>> {
+        self.inner.type_of(types, id)
     }
-    fn insert(&mut self, record: &NewRecord) -> StoreResult<Record> {
+    fn insert(&mut self, record: &NewRecord) -> BackendResult<Record> {
         self.inner.insert(record)
     }
-    fn update(&mut self, record: &NewRecord, expected_version: i64) -> StoreResult<Record> {
+    fn update(&mut self, record: &NewRecord, expected_version: i64) -> BackendResult<Record> {
         self.bumped.insert(record.id.clone());
         self.inner.update(record, expected_version)
     }
@@ -510,7 +570,7 @@ impl StoreTx for Bumps<'_> {
         resource_type: &str,
         id: &str,
         expected_version: Option<i64>,
-    ) -> StoreResult<bool> {
+    ) -> BackendResult<bool> {
         self.inner.delete(resource_type, id, expected_version)
     }
     fn taken(
@@ -519,19 +579,19 @@ impl StoreTx for Bumps<'_> {
         column: UniqueColumn,
         value: &str,
         except_id: &str,
-    ) -> StoreResult<bool> {
+    ) -> BackendResult<bool> {
         self.inner.taken(resource_type, column, value, except_id)
     }
-    fn set_members(&mut self, group_id: &str, members: &[Member]) -> StoreResult<()> {
+    fn set_members(&mut self, group_id: &str, members: &[Member]) -> BackendResult<()> {
         self.inner.set_members(group_id, members)
     }
-    fn members(&mut self, group_id: &str) -> StoreResult<Vec<Member>> {
+    fn members(&mut self, group_id: &str) -> BackendResult<Vec<Member>> {
         self.inner.members(group_id)
     }
-    fn group_ids_of(&mut self, member_id: &str) -> StoreResult<Vec<String>> {
+    fn group_ids_of(&mut self, member_id: &str) -> BackendResult<Vec<String>> {
         self.inner.group_ids_of(member_id)
     }
-    fn touch(&mut self, ids: &[String], now: &str) -> StoreResult<()> {
+    fn touch(&mut self, ids: &[String], now: &str) -> BackendResult<()> {
         self.bumped.extend(ids.iter().cloned());
         self.inner.touch(ids, now)
     }

@@ -46,3 +46,17 @@ pub fn to_json(error: &PluginError) -> serde_json::Value {
     }
     body
 }
+
+/// 400 `tooMany`: the engine would have to evaluate a filter or sort over
+/// more than `max_scan` resources itself.
+pub fn too_many(max_scan: u64) -> PluginError {
+    bad(
+        400,
+        "tooMany",
+        format!(
+            "this filter or sort must be evaluated by the service over more than {max_scan} \
+             resources (max_scan); narrow it with conditions the backend can search itself \
+             (for the SQL stores: eq on id, userName, externalId, displayName, emails)"
+        ),
+    )
+}

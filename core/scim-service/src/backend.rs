@@ -1,0 +1,389 @@
+//! The contract between the SCIM service engine and the system that keeps
+//! the resources: a [`Backend`] stores and finds, the engine does the
+//! protocol (validation, PATCH, filters, sorting, paging, cursors, Bulk,
+//! ETags, discovery, `/Me`, derived `members`/`groups`).
+//!
+//! A backend declares what it can do ([`Capabilities`]); the engine does the
+//! rest itself. In particular:
+//! - **Filters.** The engine hands the parsed filter to [`Backend::scan`];
+//!   the backend narrows by what it can push down and returns a superset,
+//!   and says through [`Backend::filter_is_exact`] whether that superset is
+//!   exact. When it is not, the engine evaluates `Filter::matches` on every
+//!   row (a bounded number of rows: beyond it a list is refused with
+//!   `tooMany`).
+//! - **Order and paging.** Rows come in the backend's stable natural order
+//!   (insertion order for the SQL stores). `offset`/`limit` are applied by
+//!   the backend; a backend with keyset paging (`Capabilities::keyset`)
+//!   also honours `after`/`before` on [`Record::seq`], which keeps a full
+//!   sequential sync linear. A backend that can sort by an attribute
+//!   exactly as the engine would says so through [`Backend::can_sort`];
+//!   then a `sortBy` on it is passed down in [`Scan::sort`] and pages come
+//!   from the backend's order (else the engine sorts in memory).
+//! - **Transactions.** [`Backend::write`] runs a unit of work; with
+//!   `Capabilities::transactions` it is atomic and [`BackendTx::savepoint`]
+//!   undoes a failed step. Without, each step is applied as it runs (Bulk is
+//!   best-effort, as documented).
+//! - **Versions.** With `Capabilities::versions` the backend keeps a version
+//!   per resource and checks `expected_version` on update; without, the
+//!   engine derives a version from the resource's content.
+//! - **Membership.** With `Capabilities::native_members` the backend keeps
+//!   group members itself ([`BackendTx::set_members`] …); without, the engine
+//!   keeps `members` inside the group's body and derives `User.groups` by a
+//!   scan, through the provided default methods.
+//!
+//! The trait is plain Rust: a backend lives in the same plugin `.so` as the
+//! engine, so nothing here crosses the plugin ABI.
+
+use std::fmt;
+
+use scimgate_abi::PluginError;
+use scimgate_scim::sort::SortOrder;
+use scimgate_scim::{AttrPath, Filter, PatchRequest, SchemaCtx};
+use serde_json::Value;
+
+/// A stored resource: the body (without `id`, `meta`, and, for backends
+/// with native membership, without `members`/`groups`) and its bookkeeping.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub id: String,
+    pub resource_type: String,
+    /// The backend's natural order; with keyset paging, the paging key
+    /// (increasing, never reused). Backends without keyset paging may
+    /// leave it 0.
+    pub seq: i64,
+    /// The resource's version; backends without versions return 0 and the
+    /// engine derives one from the content.
+    pub version: i64,
+    /// RFC 3339, UTC, millisecond precision (sorts as text).
+    pub created: String,
+    pub last_modified: String,
+    pub body: Value,
+}
+
+/// What a write stores. The indexed values are derived by the engine, for
+/// backends that keep index columns (the SQL stores); others ignore them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewRecord {
+    pub id: String,
+    pub resource_type: String,
+    /// Lower-cased `userName` (unique per resource type), if any.
+    pub user_name: Option<String>,
+    pub external_id: Option<String>,
+    /// Lower-cased `displayName`, if any.
+    pub display_name: Option<String>,
+    /// Lower-cased `emails[].value`.
+    pub emails: Vec<String>,
+    /// When this write happens (RFC 3339, ms).
+    pub now: String,
+    pub body: Value,
+}
+
+/// One member of a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub id: String,
+    /// `User` or `Group` (the member's resource type).
+    pub member_type: String,
+    /// The client's `display`, if it sent one (else derived on read).
+    pub display: Option<String>,
+}
+
+/// A member as read back, with what `display` needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemberView {
+    pub id: String,
+    pub member_type: String,
+    pub display: Option<String>,
+    /// The member's body (for `display`), when it still exists.
+    pub body: Option<Value>,
+}
+
+/// A group a resource is a direct member of.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupRef {
+    pub id: String,
+    pub resource_type: String,
+    pub body: Value,
+}
+
+/// Attributes a uniqueness check looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UniqueColumn {
+    UserName,
+    DisplayName,
+}
+
+/// A narrowed read in the backend's natural order.
+#[derive(Debug, Clone, Default)]
+pub struct Scan<'a> {
+    /// Resource types to include (at least one).
+    pub resource_types: Vec<String>,
+    /// The filter, with the schema view it is read with; the backend
+    /// narrows by what it can push down (a superset is fine, see
+    /// [`Backend::filter_is_exact`]). Only set for scans of one type.
+    pub filter: Option<(&'a Filter, &'a SchemaCtx<'a>)>,
+    /// Keyset paging: only rows with `seq > after` (needs `keyset`).
+    pub after: Option<i64>,
+    /// Keyset paging: only rows with `seq < before` (needs `keyset`).
+    pub before: Option<i64>,
+    /// Newest first instead of oldest first (needs `keyset`).
+    pub descending: bool,
+    pub offset: u64,
+    pub limit: Option<u64>,
+    /// Sort push-down: visit the rows in this order instead of the natural
+    /// one, exactly as `scimgate_scim::sort::compare` orders the rendered
+    /// resources (missing values last ascending and first descending, ties
+    /// in natural order), then apply `offset`/`limit`. Only set for scans
+    /// of one type when [`Backend::can_sort`] said yes for this path; never
+    /// together with `after`/`before`/`descending`.
+    pub sort: Option<(&'a AttrPath, SortOrder)>,
+}
+
+/// What a backend can do; the engine does the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Writes of one unit of work are atomic and savepoints undo a step.
+    pub transactions: bool,
+    /// The backend keeps versions and checks them on update and delete.
+    pub versions: bool,
+    /// `after`/`before`/`descending` on `seq`.
+    pub keyset: bool,
+    /// The backend keeps group members itself.
+    pub native_members: bool,
+    /// [`Backend::generation`] changes on every committed write, so the
+    /// engine may cache totals keyed by it.
+    pub generation: bool,
+}
+
+impl Capabilities {
+    /// What the smallest backend offers: nothing but storing and finding.
+    pub const MINIMAL: Capabilities = Capabilities {
+        transactions: false,
+        versions: false,
+        keyset: false,
+        native_members: false,
+        generation: false,
+    };
+}
+
+/// Backend failures. Conflicts and version mismatches are the engine's to
+/// interpret (409 / 412); the rest are internal or unavailability.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendError {
+    /// A unique value is already taken.
+    Conflict(String),
+    /// `expected_version` did not match (or the resource is gone).
+    VersionMismatch,
+    /// The client asked for something this backend refuses (a constraint
+    /// of the target system): 400 with this message and `scimType`.
+    Invalid(String, &'static str),
+    /// The target system cannot be reached: 503 with `Retry-After`.
+    Unavailable(String),
+    Backend(String),
+}
+
+/// Seconds a client is asked to wait after a 503 from the backend.
+pub const RETRY_AFTER_SECONDS: &str = "2";
+
+impl fmt::Display for BackendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BackendError::Conflict(what) => write!(f, "{what} is already in use"),
+            BackendError::VersionMismatch => write!(f, "the resource was modified concurrently"),
+            BackendError::Invalid(message, _) => f.write_str(message),
+            BackendError::Unavailable(message) => {
+                write!(f, "the store is unavailable: {message}")
+            }
+            BackendError::Backend(message) => write!(f, "store: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for BackendError {}
+
+impl From<BackendError> for PluginError {
+    fn from(error: BackendError) -> Self {
+        match error {
+            BackendError::Conflict(_) => {
+                PluginError::new(409, error.to_string()).with_code("uniqueness")
+            }
+            BackendError::VersionMismatch => PluginError::new(409, error.to_string()),
+            BackendError::Invalid(message, scim_type) => {
+                PluginError::new(400, message).with_code(scim_type)
+            }
+            BackendError::Unavailable(_) => PluginError::new(503, error.to_string())
+                .with_header("retry-after", RETRY_AFTER_SECONDS)
+                .with_context("store"),
+            BackendError::Backend(message) => PluginError::internal(message).with_context("store"),
+        }
+    }
+}
+
+pub type BackendResult<T> = Result<T, BackendError>;
+
+/// What a scan visitor says after each row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Visit {
+    Continue,
+    Stop,
+}
+
+/// A read-side visitor; its error aborts the scan and is returned as is.
+pub type Visitor<'a> = dyn FnMut(Record) -> Result<Visit, PluginError> + 'a;
+
+/// The work of one write unit.
+pub type Work<'a> = dyn FnMut(&mut dyn BackendTx) -> Result<(), PluginError> + 'a;
+
+/// The engine's view of a target system. Reads may run in parallel; each
+/// [`Backend::write`] is one unit of work (atomic with `transactions`).
+pub trait Backend: Send + Sync {
+    /// What this backend does itself; the engine does the rest.
+    fn capabilities(&self) -> Capabilities;
+
+    fn get(&self, resource_type: &str, id: &str) -> BackendResult<Option<Record>>;
+
+    /// Visits the rows of `scan` in natural order until the visitor says
+    /// stop. Rows must include every row that matches `scan.filter`; with
+    /// [`Backend::filter_is_exact`] they must be exactly those.
+    fn scan(&self, scan: &Scan<'_>, visit: &mut Visitor<'_>) -> Result<(), PluginError>;
+
+    /// Whether [`Backend::scan`] selects exactly what `filter` matches (then
+    /// the engine trusts counts and pages from the backend and skips its own
+    /// evaluation). The default, `false`, is always correct.
+    fn filter_is_exact(&self, _filter: &Filter, _ctx: &SchemaCtx<'_>) -> bool {
+        false
+    }
+
+    /// Whether [`Backend::scan`] can order its rows by `path` (read with
+    /// `ctx`) exactly as `scimgate_scim::sort::compare` orders the rendered
+    /// resources, ties in natural order ([`Scan::sort`]). Then the engine
+    /// pages from the backend's order instead of sorting in memory. The
+    /// default, `false`, is always correct.
+    fn can_sort(&self, _path: &AttrPath, _ctx: &SchemaCtx<'_>) -> bool {
+        false
+    }
+
+    /// How many rows `scan` selects, ignoring offset, limit and keyset
+    /// bounds; `None` when the backend cannot count cheaply (the engine then
+    /// counts by scanning).
+    fn count(&self, _scan: &Scan<'_>) -> BackendResult<Option<u64>> {
+        Ok(None)
+    }
+
+    /// Native membership: the members of a group.
+    fn members(&self, _group_type: &str, _group_id: &str) -> BackendResult<Vec<MemberView>> {
+        Err(no_native_members())
+    }
+
+    /// Native membership: the groups `member_id` is a direct member of.
+    fn groups_of(&self, _member_id: &str) -> BackendResult<Vec<GroupRef>> {
+        Err(no_native_members())
+    }
+
+    /// With `Capabilities::generation`: a counter that changes on every
+    /// committed write (by any node sharing the backend).
+    fn generation(&self) -> u64 {
+        0
+    }
+
+    /// Runs `work`; with `transactions`, committed if it returns `Ok` and
+    /// rolled back otherwise.
+    fn write(&self, work: &mut Work<'_>) -> Result<(), PluginError>;
+
+    /// Whether the backend can serve requests (feeds `/readyz`).
+    fn ready(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// The write side of one unit of work (sees its own writes).
+pub trait BackendTx {
+    fn get(&mut self, resource_type: &str, id: &str) -> BackendResult<Option<Record>>;
+
+    /// The resource type of `id` among `types`; the default tries each.
+    fn type_of(&mut self, types: &[String], id: &str) -> BackendResult<Option<String>> {
+        for resource_type in types {
+            if self.get(resource_type, id)?.is_some() {
+                return Ok(Some(resource_type.clone()));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Stores a new resource under `record.id`: the engine assigns ids (UUID
+    /// v4), and the backend keeps that id as the resource's stable id (the
+    /// LDAP backend writes it to `entryUUID`).
+    fn insert(&mut self, record: &NewRecord) -> BackendResult<Record>;
+
+    /// Replaces a resource. With `versions`, only if its version is still
+    /// `expected_version` (else [`BackendError::VersionMismatch`]); bumps
+    /// the version and `lastModified`.
+    fn update(&mut self, record: &NewRecord, expected_version: i64) -> BackendResult<Record>;
+
+    /// Native PATCH: stores the result of a PATCH request. The engine has
+    /// already applied `patch` to `old` and validated the result, `new`,
+    /// which the default stores with [`BackendTx::update`]. A backend that
+    /// applies PATCH operations natively (a SCIM API, an LDAP modify of the
+    /// changed values only, a large group's member table) overrides this
+    /// and applies `patch` instead, with the same version rule; the engine
+    /// answers with the resource it returns.
+    fn update_by_patch(
+        &mut self,
+        old: &Record,
+        new: &NewRecord,
+        patch: &PatchRequest,
+        expected_version: i64,
+    ) -> BackendResult<Record> {
+        let _ = (old, patch);
+        self.update(new, expected_version)
+    }
+
+    /// Deletes a resource (and, with native membership, its memberships
+    /// both ways); `false` if absent.
+    fn delete(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+        expected_version: Option<i64>,
+    ) -> BackendResult<bool>;
+
+    /// Whether another resource of this type holds `value` (compared
+    /// ignoring case) in a unique attribute.
+    fn taken(
+        &mut self,
+        resource_type: &str,
+        column: UniqueColumn,
+        value: &str,
+        except_id: &str,
+    ) -> BackendResult<bool>;
+
+    /// Native membership: replaces the member list of a group.
+    fn set_members(&mut self, _group_id: &str, _members: &[Member]) -> BackendResult<()> {
+        Err(no_native_members())
+    }
+
+    /// Native membership: the members of a group.
+    fn members(&mut self, _group_id: &str) -> BackendResult<Vec<Member>> {
+        Err(no_native_members())
+    }
+
+    /// Native membership: the groups `member_id` is a direct member of.
+    fn group_ids_of(&mut self, _member_id: &str) -> BackendResult<Vec<String>> {
+        Err(no_native_members())
+    }
+
+    /// Native membership: bumps version and `lastModified` of these
+    /// resources (their derived attributes changed).
+    fn touch(&mut self, _ids: &[String], _now: &str) -> BackendResult<()> {
+        Ok(())
+    }
+
+    /// Runs `work` so that on `Err` its writes are undone and the outer unit
+    /// goes on. A backend without transactions cannot undo: it runs `work`
+    /// as is (`work(self)`).
+    fn savepoint(&mut self, work: &mut Work<'_>) -> Result<(), PluginError>;
+}
+
+fn no_native_members() -> BackendError {
+    BackendError::Backend("this backend keeps no native membership".into())
+}

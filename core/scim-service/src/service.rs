@@ -1,0 +1,510 @@
+//! [`ScimService`]: the SCIM 2.0 service provider engine. It routes a
+//! request below the mount to discovery, resources, `/.search`, `/Bulk` or
+//! `/Me`, and turns results into `application/scim+json` responses with
+//! `Location` and `ETag`; the resources live in a [`Backend`].
+
+use std::sync::{Arc, Mutex};
+
+use scimgate_abi::{Caller, PluginError, Request, Response};
+use scimgate_scim::discovery::{resource_types_json, schemas_json};
+use scimgate_scim::{
+    list_response, parse_body, project, strip_never, AttrPath, AttributeSelection, CompValue,
+    CompareOp, Filter, Registry, ResourceType, Target,
+};
+use serde_json::Value;
+
+use crate::backend::{Backend, Capabilities, Record, Scan, Visit};
+use crate::errors::{from_scim, invalid_syntax, not_found, too_many};
+use crate::list::{ListParams, PageMemory};
+use crate::resources::{etag, etag_matches, timestamp, Kind};
+use crate::settings::{PatchResponse, Settings};
+
+/// The `Content-Type` of every SCIM response.
+pub const SCIM_JSON: &str = "application/scim+json";
+
+/// The SCIM service provider over one [`Backend`]: build it once per
+/// configuration, then [`ScimService::handle`] every request routed to it.
+pub struct ScimService {
+    pub(crate) registry: Registry,
+    pub(crate) backend: Arc<dyn Backend>,
+    /// The backend's capabilities, read once.
+    pub(crate) caps: Capabilities,
+    pub(crate) settings: Settings,
+    /// Every resource type name (for member type look-ups).
+    pub(crate) type_names: Vec<String>,
+    spc: Value,
+    pub(crate) pages: Mutex<PageMemory>,
+}
+
+impl ScimService {
+    /// The engine for `registry`'s resource types, kept by `backend`.
+    pub fn new(settings: Settings, registry: Registry, backend: Arc<dyn Backend>) -> ScimService {
+        let caps = backend.capabilities();
+        let type_names = registry
+            .resource_types()
+            .iter()
+            .map(|rt| rt.name.clone())
+            .collect();
+        ScimService {
+            spc: settings.service_provider_config(),
+            registry,
+            backend,
+            caps,
+            settings,
+            type_names,
+            pages: Mutex::new(PageMemory::default()),
+        }
+    }
+
+    /// Answers one request below the mount (`req.path` is the canonical
+    /// path after the base URL). Client mistakes are 4xx [`PluginError`]s.
+    pub fn handle(&self, req: &Request, caller: Caller<'_>) -> Result<Response, PluginError> {
+        self.route(req, caller)
+    }
+
+    /// Whether the backend can serve requests (for `/readyz`).
+    pub fn ready(&self) -> Result<(), String> {
+        self.backend.ready()
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    /// The resource type served at `endpoint` (`Users` or `users`): names
+    /// match ignoring ASCII case, as in [`Target::resolve`].
+    pub(crate) fn resource_type_at(&self, endpoint: &str) -> Option<&ResourceType> {
+        self.registry.resource_types().iter().find(|rt| {
+            rt.endpoint
+                .trim_start_matches('/')
+                .eq_ignore_ascii_case(endpoint)
+        })
+    }
+
+    /// A record as the engine uses it: without `Capabilities::versions`
+    /// its version is derived from its content ([`derived_version`]).
+    pub(crate) fn adopt(&self, mut rec: Record) -> Record {
+        if !self.caps.versions {
+            rec.version = derived_version(&rec);
+        }
+        rec
+    }
+}
+
+/// The version of a record from a backend without versions: its body's
+/// [`content_version`] mixed with `lastModified`, so that a change the body
+/// does not show (a backend's native group members) still changes the ETag.
+pub(crate) fn derived_version(rec: &Record) -> i64 {
+    let mut hash = content_version(&rec.body) as u64;
+    for b in rec.last_modified.as_bytes() {
+        hash ^= u64::from(*b);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (hash >> 1) as i64
+}
+
+/// A stable version of a stored body for backends without versions: the
+/// FNV-1a hash of its canonical JSON (object keys sorted), as a positive
+/// `i64`. The same body gives the same version on every node and build.
+pub fn content_version(body: &Value) -> i64 {
+    struct Fnv(u64);
+    impl Fnv {
+        fn bytes(&mut self, bytes: &[u8]) {
+            for b in bytes {
+                self.0 ^= u64::from(*b);
+                self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        }
+        fn value(&mut self, value: &Value) {
+            match value {
+                Value::Null => self.bytes(b"n"),
+                Value::Bool(b) => self.bytes(if *b { b"t" } else { b"f" }),
+                Value::Number(n) => {
+                    self.bytes(b"#");
+                    self.bytes(n.to_string().as_bytes());
+                }
+                Value::String(s) => {
+                    self.bytes(b"\"");
+                    self.bytes(&(s.len() as u64).to_le_bytes());
+                    self.bytes(s.as_bytes());
+                }
+                Value::Array(items) => {
+                    self.bytes(b"[");
+                    self.bytes(&(items.len() as u64).to_le_bytes());
+                    items.iter().for_each(|v| self.value(v));
+                }
+                Value::Object(map) => {
+                    self.bytes(b"{");
+                    self.bytes(&(map.len() as u64).to_le_bytes());
+                    let mut keys: Vec<&String> = map.keys().collect();
+                    keys.sort();
+                    for key in keys {
+                        self.bytes(&(key.len() as u64).to_le_bytes());
+                        self.bytes(key.as_bytes());
+                        self.value(&map[key]);
+                    }
+                }
+            }
+        }
+    }
+    let mut hash = Fnv(0xcbf2_9ce4_8422_2325);
+    hash.value(body);
+    (hash.0 & (i64::MAX as u64)) as i64
+}
+
+/// What a request is about, with what it needs from the request.
+pub(crate) struct Call<'a> {
+    pub req: &'a Request,
+    pub base: &'a str,
+    pub now: String,
+    pub now_ms: i64,
+}
+
+fn method_not_allowed(method: &str, allowed: &str) -> PluginError {
+    PluginError::new(
+        405,
+        format!("{method} is not allowed here; allowed: {allowed}"),
+    )
+    .with_header("allow", allowed)
+}
+
+impl ScimService {
+    fn route(&self, req: &Request, caller: Caller<'_>) -> Result<Response, PluginError> {
+        let call = Call {
+            req,
+            base: req.base_url.as_str(),
+            now: timestamp(req.received_at_unix_ms),
+            now_ms: req.received_at_unix_ms,
+        };
+        let method = req.method.as_str();
+        // The host hands over a canonical path; the policies resolved it
+        // with this same function.
+        match Target::resolve(req.path.as_str()) {
+            Target::Root => Err(not_found(
+                "this is a SCIM base URL; see /ServiceProviderConfig",
+            )),
+            Target::ServiceProviderConfig => self.discovery(&call, Discovery::Spc),
+            Target::ResourceTypes(name) => self.discovery(&call, Discovery::ResourceTypes(name)),
+            Target::Schemas(urn) => self.discovery(&call, Discovery::Schemas(urn)),
+            Target::Search => match method {
+                "POST" => self.search(&call, None),
+                _ => Err(method_not_allowed(method, "POST")),
+            },
+            Target::Bulk => match method {
+                "POST" => self.bulk(&call),
+                _ => Err(method_not_allowed(method, "POST")),
+            },
+            Target::Me => self.me(&call, caller),
+            Target::Nothing(_) => Err(not_found(format!("no such path: {}", req.path.as_str()))),
+            target @ (Target::Collection(endpoint)
+            | Target::CollectionSearch(endpoint)
+            | Target::Resource(endpoint, _)) => {
+                let rt = self
+                    .resource_type_at(endpoint)
+                    .ok_or_else(|| not_found(format!("no SCIM endpoint /{endpoint}")))?;
+                let kind = self.kind(rt)?;
+                match target {
+                    Target::Collection(_) => match method {
+                        "GET" => self.list(&call, &kind),
+                        "POST" => self.create(&call, &kind),
+                        _ => Err(method_not_allowed(method, "GET, POST")),
+                    },
+                    Target::CollectionSearch(_) => match method {
+                        "POST" => self.search(&call, Some(&kind)),
+                        _ => Err(method_not_allowed(method, "POST")),
+                    },
+                    _ => {
+                        let Target::Resource(_, id) = target else {
+                            unreachable!("resource targets only")
+                        };
+                        self.one(&call, &kind, id)
+                    }
+                }
+            }
+        }
+    }
+
+    fn one(&self, call: &Call<'_>, kind: &Kind<'_>, id: &str) -> Result<Response, PluginError> {
+        let req = call.req;
+        let if_match = req.header("if-match");
+        match req.method.as_str() {
+            "GET" => self.read_one(call, kind, id),
+            "PUT" => {
+                let body = json_body(req)?;
+                let mut out = None;
+                self.backend.write(&mut |tx| {
+                    out = Some(self.replace_in(tx, kind, id, &body, if_match, &call.now)?);
+                    Ok(())
+                })?;
+                let rec = out.ok_or_else(|| PluginError::internal("no record"))?;
+                self.resource_response(call, kind, &rec, 200)
+            }
+            "PATCH" => {
+                let body = json_body(req)?;
+                let mut out = None;
+                self.backend.write(&mut |tx| {
+                    out = Some(self.patch_in(tx, kind, id, &body, if_match, &call.now)?);
+                    Ok(())
+                })?;
+                let rec = out.ok_or_else(|| PluginError::internal("no record"))?;
+                if self.settings.patch_response == PatchResponse::NoContent {
+                    return Ok(Response::new(204)
+                        .with_header("etag", &etag(rec.version))
+                        .with_header("location", &self.location(call.base, &kind.rt.name, id)));
+                }
+                self.resource_response(call, kind, &rec, 200)
+            }
+            "DELETE" => {
+                self.backend
+                    .write(&mut |tx| self.delete_in(tx, kind, id, if_match, &call.now))?;
+                Ok(Response::new(204))
+            }
+            method => Err(method_not_allowed(method, "GET, PUT, PATCH, DELETE")),
+        }
+    }
+
+    fn read_one(
+        &self,
+        call: &Call<'_>,
+        kind: &Kind<'_>,
+        id: &str,
+    ) -> Result<Response, PluginError> {
+        let rec = self
+            .backend
+            .get(&kind.rt.name, id)?
+            .map(|rec| self.adopt(rec))
+            .ok_or_else(|| not_found(format!("{} '{id}' not found", kind.rt.name)))?;
+        if let Some(header) = call.req.header("if-none-match") {
+            if etag_matches(header, rec.version) {
+                return Ok(Response::new(304)
+                    .with_header("etag", &etag(rec.version))
+                    .with_header("location", &self.location(call.base, &kind.rt.name, id)));
+            }
+        }
+        self.resource_response(call, kind, &rec, 200)
+    }
+
+    fn create(&self, call: &Call<'_>, kind: &Kind<'_>) -> Result<Response, PluginError> {
+        let body = json_body(call.req)?;
+        let mut out = None;
+        self.backend.write(&mut |tx| {
+            out = Some(self.create_in(tx, kind, &body, &call.now)?);
+            Ok(())
+        })?;
+        let rec = out.ok_or_else(|| PluginError::internal("no record"))?;
+        self.resource_response(call, kind, &rec, 201)
+    }
+
+    /// A resource response: rendered, projected by the query's
+    /// `attributes`/`excludedAttributes`, with `Location` and `ETag`.
+    pub(crate) fn resource_response(
+        &self,
+        call: &Call<'_>,
+        kind: &Kind<'_>,
+        rec: &Record,
+        status: u16,
+    ) -> Result<Response, PluginError> {
+        let selection = query_selection(call.req)?;
+        let full = self.render(kind, rec, call.base, true)?;
+        let shown = project(&kind.ctx, &strip_never(&kind.ctx, &full), &selection);
+        let location = self.location(call.base, &kind.rt.name, &rec.id);
+        Ok(Response::json(status, SCIM_JSON, &shown)
+            .with_header("location", &location)
+            .with_header("etag", &etag(rec.version)))
+    }
+
+    fn me(&self, call: &Call<'_>, caller: Caller<'_>) -> Result<Response, PluginError> {
+        if !self.settings.me {
+            return Err(PluginError::new(
+                501,
+                "/Me is not enabled on this endpoint (set me = true)",
+            ));
+        }
+        let principal = caller
+            .principal()
+            .ok_or_else(|| PluginError::new(401, "/Me needs an authenticated caller"))?;
+        let kind = self
+            .kind_named("User")
+            .ok_or_else(|| PluginError::new(501, "/Me needs the User resource type"))?;
+        let subject = principal.subject.to_string();
+        let filter = Filter::Compare {
+            path: AttrPath {
+                urn: None,
+                attr: "userName".into(),
+                sub_attr: None,
+            },
+            op: CompareOp::Eq,
+            value: CompValue::String(subject.clone()),
+        };
+        let id = self.find_one(&kind, &filter)?.ok_or_else(|| {
+            not_found(format!(
+                "no User has userName '{subject}' (the caller's subject)"
+            ))
+        })?;
+        match call.req.method.as_str() {
+            "GET" | "PUT" | "PATCH" | "DELETE" => self.one(call, &kind, &id),
+            method => Err(method_not_allowed(method, "GET, PUT, PATCH, DELETE")),
+        }
+    }
+
+    /// The id of the first resource of `kind` that `filter` matches: the
+    /// backend narrows, the engine checks when the narrowing is not exact.
+    pub(crate) fn find_one(
+        &self,
+        kind: &Kind<'_>,
+        filter: &Filter,
+    ) -> Result<Option<String>, PluginError> {
+        let exact = self.backend.filter_is_exact(filter, &kind.ctx);
+        let scan = Scan {
+            resource_types: vec![kind.rt.name.clone()],
+            filter: Some((filter, &kind.ctx)),
+            limit: exact.then_some(1),
+            ..Scan::default()
+        };
+        let mut found = None;
+        let mut scanned = 0u64;
+        let max_scan = self.settings.max_scan;
+        self.backend.scan(&scan, &mut |rec| {
+            if !exact {
+                scanned += 1;
+                if scanned > max_scan {
+                    return Err(too_many(max_scan));
+                }
+                let doc = self.render(kind, &rec, "", false)?;
+                if !filter.matches(&doc, &kind.ctx).map_err(from_scim)? {
+                    return Ok(Visit::Continue);
+                }
+            }
+            found = Some(rec.id);
+            Ok(Visit::Stop)
+        })?;
+        Ok(found)
+    }
+
+    fn discovery(&self, call: &Call<'_>, what: Discovery<'_>) -> Result<Response, PluginError> {
+        let req = call.req;
+        if req.method.as_str() != "GET" {
+            return Err(method_not_allowed(req.method.as_str(), "GET"));
+        }
+        if req
+            .query_pairs()
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("filter"))
+        {
+            return Err(PluginError::new(
+                403,
+                "discovery endpoints do not support filtering",
+            ));
+        }
+        let base = Some(call.base);
+        let body = match what {
+            Discovery::Spc => {
+                let mut spc = self.spc.clone();
+                spc["meta"]["location"] = Value::String(format!(
+                    "{}/ServiceProviderConfig",
+                    call.base.trim_end_matches('/')
+                ));
+                spc
+            }
+            Discovery::ResourceTypes(None) => {
+                let all = resource_types_json(&self.registry, base);
+                let n = all.len() as u64;
+                list_response(all, n, 1)
+            }
+            Discovery::ResourceTypes(Some(name)) => self
+                .registry
+                .resource_types()
+                .iter()
+                .find(|rt| rt.name == name)
+                .map(|rt| rt.to_json(base))
+                .ok_or_else(|| not_found(format!("no resource type '{name}'")))?,
+            Discovery::Schemas(None) => {
+                let all = schemas_json(&self.registry, base);
+                let n = all.len() as u64;
+                list_response(all, n, 1)
+            }
+            Discovery::Schemas(Some(urn)) => self
+                .registry
+                .schemas()
+                .iter()
+                .find(|s| s.id == urn)
+                .map(|s| s.to_json(base))
+                .ok_or_else(|| not_found(format!("no schema '{urn}'")))?,
+        };
+        Ok(Response::json(200, SCIM_JSON, &body))
+    }
+
+    fn list(&self, call: &Call<'_>, kind: &Kind<'_>) -> Result<Response, PluginError> {
+        let params = ListParams::from_query(call.req)?;
+        let body = self.run_list(call, std::slice::from_ref(kind), &params)?;
+        Ok(Response::json(200, SCIM_JSON, &body))
+    }
+
+    fn search(&self, call: &Call<'_>, kind: Option<&Kind<'_>>) -> Result<Response, PluginError> {
+        let body = json_body(call.req)?;
+        let params = ListParams::from_search(&body)?;
+        let value = match kind {
+            Some(kind) => self.run_list(call, std::slice::from_ref(kind), &params)?,
+            None => {
+                let kinds: Vec<Kind<'_>> = self
+                    .registry
+                    .resource_types()
+                    .iter()
+                    .map(|rt| self.kind(rt))
+                    .collect::<Result<_, _>>()?;
+                self.run_list(call, &kinds, &params)?
+            }
+        };
+        Ok(Response::json(200, SCIM_JSON, &value))
+    }
+}
+
+enum Discovery<'a> {
+    Spc,
+    ResourceTypes(Option<&'a str>),
+    Schemas(Option<&'a str>),
+}
+
+/// The request body as JSON: `application/scim+json`, `application/json` or
+/// no content type; anything else is 415, bad JSON 400 `invalidSyntax`.
+pub(crate) fn json_body(req: &Request) -> Result<Value, PluginError> {
+    if let Some(ct) = req.header("content-type") {
+        let media = ct
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if !(media.is_empty() || media == "application/scim+json" || media == "application/json") {
+            return Err(PluginError::new(
+                415,
+                format!("content type '{media}' is not supported; send application/scim+json"),
+            ));
+        }
+    }
+    if req.body.is_empty() {
+        return Err(invalid_syntax("the request needs a JSON body"));
+    }
+    // The one body reader: names equal ignoring case are refused.
+    parse_body(&req.body).map_err(from_scim)
+}
+
+/// `attributes` / `excludedAttributes` from the query string.
+pub(crate) fn query_selection(req: &Request) -> Result<AttributeSelection, PluginError> {
+    let pairs = req.query_pairs();
+    let find = |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    };
+    AttributeSelection::parse(find("attributes"), find("excludedAttributes")).map_err(from_scim)
+}

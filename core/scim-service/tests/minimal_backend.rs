@@ -1,0 +1,306 @@
+//! The engine over the smallest backend (`Capabilities::MINIMAL`: no
+//! transactions, versions, keyset, native membership or generation): an
+//! in-memory list of records. Proves the paths the SQL stores never take:
+//! content-derived versions and `If-Match`, members kept in the group's
+//! body, derived `User.groups`, unlinking on delete, in-memory filtering
+//! with offset paging, and the `max_scan` bound.
+
+use std::sync::{Arc, Mutex};
+
+use scimgate_abi::{Caller, PluginError, Request, Response};
+use scimgate_scim::{PatchRequest, Registry};
+use scimgate_scim_service::{
+    Backend, BackendError, BackendResult, BackendTx, Capabilities, NewRecord, Record, Scan,
+    ScimService, Settings, UniqueColumn, Visit, Visitor, Work,
+};
+use serde_json::{json, Value};
+
+#[derive(Default)]
+struct Memory {
+    rows: Mutex<Vec<Record>>,
+    /// The operations `update_by_patch` received (native PATCH), as
+    /// (op, path) pairs.
+    patches: Mutex<Vec<(String, String)>>,
+}
+
+struct Tx<'a>(&'a Memory);
+
+impl Backend for Memory {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::MINIMAL
+    }
+    fn get(&self, rt: &str, id: &str) -> BackendResult<Option<Record>> {
+        Tx(self).get(rt, id)
+    }
+    fn scan(&self, scan: &Scan<'_>, visit: &mut Visitor<'_>) -> Result<(), PluginError> {
+        let rows: Vec<Record> = self.rows.lock().expect("rows").clone();
+        let selected = rows
+            .into_iter()
+            .filter(|r| scan.resource_types.contains(&r.resource_type))
+            .skip(scan.offset as usize)
+            .take(scan.limit.unwrap_or(u64::MAX).min(usize::MAX as u64) as usize);
+        for rec in selected {
+            if visit(rec)? == Visit::Stop {
+                break;
+            }
+        }
+        Ok(())
+    }
+    fn write(&self, work: &mut Work<'_>) -> Result<(), PluginError> {
+        work(&mut Tx(self))
+    }
+}
+
+impl BackendTx for Tx<'_> {
+    fn get(&mut self, rt: &str, id: &str) -> BackendResult<Option<Record>> {
+        let rows = self.0.rows.lock().expect("rows");
+        Ok(rows
+            .iter()
+            .find(|r| r.resource_type == rt && r.id == id)
+            .cloned())
+    }
+    fn insert(&mut self, rec: &NewRecord) -> BackendResult<Record> {
+        let stored = Record {
+            id: rec.id.clone(),
+            resource_type: rec.resource_type.clone(),
+            seq: 0,
+            version: 0,
+            created: rec.now.clone(),
+            last_modified: rec.now.clone(),
+            body: rec.body.clone(),
+        };
+        self.0.rows.lock().expect("rows").push(stored.clone());
+        Ok(stored)
+    }
+    fn update(&mut self, rec: &NewRecord, _expected: i64) -> BackendResult<Record> {
+        let mut rows = self.0.rows.lock().expect("rows");
+        let row = rows
+            .iter_mut()
+            .find(|r| r.resource_type == rec.resource_type && r.id == rec.id)
+            .ok_or(BackendError::VersionMismatch)?;
+        row.body = rec.body.clone();
+        row.last_modified = rec.now.clone();
+        Ok(row.clone())
+    }
+    fn delete(&mut self, rt: &str, id: &str, _expected: Option<i64>) -> BackendResult<bool> {
+        let mut rows = self.0.rows.lock().expect("rows");
+        let before = rows.len();
+        rows.retain(|r| !(r.resource_type == rt && r.id == id));
+        Ok(rows.len() < before)
+    }
+    fn taken(
+        &mut self,
+        rt: &str,
+        column: UniqueColumn,
+        value: &str,
+        except: &str,
+    ) -> BackendResult<bool> {
+        let key = match column {
+            UniqueColumn::UserName => "userName",
+            UniqueColumn::DisplayName => "displayName",
+        };
+        let rows = self.0.rows.lock().expect("rows");
+        Ok(rows.iter().any(|r| {
+            r.resource_type == rt
+                && r.id != except
+                && r.body
+                    .get(key)
+                    .and_then(Value::as_str)
+                    .map(str::to_lowercase)
+                    .as_deref()
+                    == Some(value)
+        }))
+    }
+    fn update_by_patch(
+        &mut self,
+        _old: &Record,
+        new: &NewRecord,
+        patch: &PatchRequest,
+        expected: i64,
+    ) -> BackendResult<Record> {
+        if let Ok(mut seen) = self.0.patches.lock() {
+            seen.extend(patch.operations.iter().map(|op| {
+                (
+                    format!("{:?}", op.op),
+                    op.path.as_ref().map(|p| p.to_string()).unwrap_or_default(),
+                )
+            }));
+        }
+        self.update(new, expected)
+    }
+    fn savepoint(&mut self, work: &mut Work<'_>) -> Result<(), PluginError> {
+        work(self)
+    }
+}
+
+fn service(settings: Settings) -> ScimService {
+    service_over(settings, Arc::new(Memory::default()))
+}
+
+fn service_over(settings: Settings, backend: Arc<Memory>) -> ScimService {
+    ScimService::new(settings, Registry::core(), backend)
+}
+
+fn send(service: &ScimService, req: Request) -> Result<(Response, Value), PluginError> {
+    let response = service.handle(&req, Caller::ANONYMOUS)?;
+    let body = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
+    Ok((response, body))
+}
+
+fn post(service: &ScimService, path: &str, body: Value) -> Value {
+    let req = Request::new("POST", path)
+        .with_header("content-type", "application/scim+json")
+        .with_body(body.to_string());
+    let (response, body) = send(service, req).expect("created");
+    assert_eq!(response.status, 201);
+    body
+}
+
+fn user(service: &ScimService, name: &str) -> String {
+    let body = post(
+        service,
+        "/Users",
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": name}),
+    );
+    body["id"].as_str().expect("id").to_string()
+}
+
+fn header<'a>(response: &'a Response, name: &str) -> Option<&'a str> {
+    response
+        .headers
+        .iter()
+        .find(|h| h.name.as_str().eq_ignore_ascii_case(name))
+        .map(|h| h.value.as_str())
+}
+
+#[test]
+fn versions_are_derived_from_content_and_if_match_is_checked() {
+    let service = service(Settings::default());
+    let id = user(&service, "alice");
+    let (first, _) = send(&service, Request::new("GET", &format!("/Users/{id}"))).expect("get");
+    let etag = header(&first, "etag").expect("etag").to_string();
+    let (again, _) = send(&service, Request::new("GET", &format!("/Users/{id}"))).expect("get");
+    assert_eq!(
+        header(&again, "etag"),
+        Some(etag.as_str()),
+        "stable for the same content"
+    );
+    let patch = |if_match: &str, title: &str| {
+        Request::new("PATCH", &format!("/Users/{id}"))
+            .with_header("if-match", if_match)
+            .with_body(
+                json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "replace", "path": "title", "value": title}]})
+                .to_string(),
+            )
+    };
+    let (changed, _) = send(&service, patch(&etag, "Boss")).expect("patched");
+    let new_etag = header(&changed, "etag").expect("etag").to_string();
+    assert_ne!(new_etag, etag, "a content change is a new version");
+    let stale = send(&service, patch(&etag, "Dev")).expect_err("stale If-Match");
+    assert_eq!(stale.status, 412);
+}
+
+#[test]
+fn members_live_in_the_body_and_groups_are_derived() {
+    let service = service(Settings::default());
+    let alice = user(&service, "alice");
+    let bob = user(&service, "bob");
+    let missing = post_err(
+        &service,
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "g", "members": [{"value": "nope"}]}),
+    );
+    assert_eq!(
+        (missing.status, missing.code()),
+        (400, Some("invalidValue"))
+    );
+    let group = post(
+        &service,
+        "/Groups",
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+        "displayName": "Admins", "members": [{"value": alice}, {"value": bob}]}),
+    );
+    let gid = group["id"].as_str().expect("id").to_string();
+    assert_eq!(
+        group["members"][0]["display"], "alice",
+        "display derived from the member"
+    );
+    assert_eq!(group["members"][1]["type"], "User");
+    let (_, shown) = send(&service, Request::new("GET", &format!("/Users/{alice}"))).expect("get");
+    assert_eq!(shown["groups"][0]["value"], gid.as_str());
+    assert_eq!(shown["groups"][0]["display"], "Admins");
+    send(&service, Request::new("DELETE", &format!("/Users/{alice}"))).expect("deleted");
+    let (_, group) = send(&service, Request::new("GET", &format!("/Groups/{gid}"))).expect("get");
+    let left: Vec<&str> = group["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .filter_map(|m| m["value"].as_str())
+        .collect();
+    assert_eq!(left, [bob.as_str()], "the deleted user left the group");
+}
+
+fn post_err(service: &ScimService, body: Value) -> PluginError {
+    let req = Request::new("POST", "/Groups").with_body(body.to_string());
+    send(service, req).expect_err("refused")
+}
+
+#[test]
+fn lists_filter_in_memory_page_by_offset_and_are_bounded() {
+    let service = service(Settings {
+        max_scan: 5,
+        ..Settings::default()
+    });
+    for name in ["a1", "b1", "a2", "b2", "a3"] {
+        user(&service, name);
+    }
+    let list = |query: &str| send(&service, Request::new("GET", "/Users").with_query(query));
+    let (_, page) = list("filter=userName%20sw%20%22A%22&count=2&startIndex=2").expect("list");
+    assert_eq!(page["totalResults"], 3);
+    let names: Vec<&str> = page["Resources"]
+        .as_array()
+        .expect("page")
+        .iter()
+        .filter_map(|r| r["userName"].as_str())
+        .collect();
+    assert_eq!(names, ["a2", "a3"]);
+    let (_, first) = list("count=2&cursor=").expect("cursor");
+    let next = first["nextCursor"].as_str().expect("next").to_string();
+    let (_, second) = list(&format!("count=2&cursor={next}")).expect("next page");
+    assert_eq!(second["Resources"][0]["userName"], "a2");
+    user(&service, "a4");
+    let refused = list("filter=userName%20sw%20%22a%22").expect_err("over max_scan");
+    assert_eq!((refused.status, refused.code()), (400, Some("tooMany")));
+}
+
+/// Native PATCH: the backend receives the validated operations with the
+/// engine's result (and stores what it returns); PUT is a plain update.
+#[test]
+fn a_backend_receives_patch_operations_to_apply_natively() {
+    let backend = Arc::new(Memory::default());
+    let service = service_over(Settings::default(), backend.clone());
+    let id = user(&service, "bjensen");
+    let patch = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "path": "displayName", "value": "Babs"},
+                       {"op": "add", "path": "title", "value": "Tour Guide"}]});
+    let req = Request::new("PATCH", &format!("/Users/{id}")).with_body(patch.to_string());
+    let (response, body) = send(&service, req).expect("patched");
+    assert_eq!(response.status, 200);
+    assert_eq!(body["displayName"], "Babs");
+    let seen = backend.patches.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(seen[0].1.eq_ignore_ascii_case("displayName"), "{seen:?}");
+    assert!(seen[1].1.eq_ignore_ascii_case("title"), "{seen:?}");
+    // A PATCH that fails validation never reaches the backend.
+    let bad = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "path": "id", "value": "other"}]});
+    let req = Request::new("PATCH", &format!("/Users/{id}")).with_body(bad.to_string());
+    assert!(send(&service, req).is_err());
+    assert_eq!(backend.patches.lock().unwrap().len(), 2);
+    // PUT goes through `update`.
+    let put =
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "bjensen"});
+    let req = Request::new("PUT", &format!("/Users/{id}")).with_body(put.to_string());
+    assert_eq!(send(&service, req).expect("replaced").0.status, 200);
+    assert_eq!(backend.patches.lock().unwrap().len(), 2);
+}
