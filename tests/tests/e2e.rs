@@ -1,10 +1,12 @@
 //! The one end-to-end test binary (one link, many modules): the real
 //! `scimgate` binary and real plugin `.so`s over real HTTP.
 
+mod backends;
 mod binding;
 mod canonical;
 mod edge;
 mod host;
+mod ldap;
 mod lockout;
 mod multinode;
 mod oauth2;

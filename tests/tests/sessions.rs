@@ -40,7 +40,11 @@ fn member_values(group: &Value) -> Vec<String> {
 const OIM_SECRET: &str = "oim secret/with:odd+chars";
 const SEED_TOKEN: &str = "seed-token-for-the-e2e-session-only";
 
-fn oim_config(access: &str) -> String {
+/// The SQLite SCIM stage of the reference scenario.
+const SQLITE_STAGE: &str = r#"use = "scim-server/scim"
+store = "sqlite:scim.db""#;
+
+fn oim_config(access: &str, scim_stage: &str) -> String {
     format!(
         r#"
 [server]
@@ -70,8 +74,7 @@ use = "policies/access-mode"
 [stage.oim]
 use = "one-identity/profile"
 [stage.scim]
-use = "scim-server/scim"
-store = "sqlite:scim.db"
+{scim_stage}
 
 [[route]]
 path = "/iso/oauth2/token"
@@ -153,7 +156,24 @@ fn seed(server: &Server, path: &str, body: &Value) -> Value {
 
 #[test]
 fn one_identity_manager_session() {
-    let server = Server::start(&oim_config("read-only"));
+    one_identity_manager_session_on(SQLITE_STAGE, &[]);
+}
+
+/// The reference scenario with a directory as the target: the same recorded
+/// session against an `ldap/directory` route backed by slapd.
+#[test]
+fn one_identity_manager_session_against_an_ldap_directory() {
+    let Some((stage, env)) = crate::ldap::oim_session_stage() else {
+        return;
+    };
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    one_identity_manager_session_on(&stage, &env);
+}
+
+/// One Identity Manager's session against a route whose SCIM stage is
+/// `scim_stage`.
+fn one_identity_manager_session_on(scim_stage: &str, env: &[(&str, &str)]) {
+    let server = Server::start_with_env(&oim_config("read-only", scim_stage), env);
 
     // Seed: five users, two groups (one nested member group).
     let mut users = Vec::new();
@@ -302,7 +322,7 @@ fn one_identity_manager_session() {
     assert_eq!(reply.status, 403, "{}", reply.body);
 
     // 6. The operator switches the provider to read-write; the same token now writes.
-    server.reload_with(&oim_config("read-write"));
+    server.reload_with(&oim_config("read-write", scim_stage));
     let reply = send_json("POST", &format!("{base}/users/"), h, &new_user);
     assert_eq!(reply.status, 201, "{}", reply.body);
     let hire = reply.json()["id"].as_str().unwrap().to_string();
