@@ -408,3 +408,68 @@ fn the_ldap_example_serves_a_token_authenticated_route() {
     assert_eq!(found.json()["totalResults"], 1, "{}", found.body);
     assert_eq!(found.json()["Resources"][0]["id"], created.json()["id"]);
 }
+
+/// `password_storage = "backend"`: the clear password reaches the directory
+/// only through the Password Modify operation (RFC 3062), which hashes it
+/// with the directory's own scheme ({SSHA} by default): the user can bind,
+/// and the stored value is the directory's, not the engine's argon2id.
+#[test]
+fn a_directory_hashes_passwords_itself_with_backend_storage() {
+    if !available() {
+        return;
+    }
+    let (server, root) = start("passmod", r#"password_storage = "backend""#);
+    let base = server.url("/scim/v2");
+    let created = send_json(
+        "POST",
+        &format!("{base}/Users"),
+        &[AUTH],
+        &json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "passmod",
+                "password": "Corr3ct-Horse"}),
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert!(created.json().get("password").is_none(), "{}", created.body);
+    let dn = format!("uid=passmod,ou=people,{root}");
+    let bind = |password: &str| {
+        Command::new("ldapwhoami")
+            .args([
+                "-x",
+                "-H",
+                &env("SCIMGATE_TEST_LDAP_URL"),
+                "-D",
+                &dn,
+                "-w",
+                password,
+            ])
+            .output()
+            .expect("ldapwhoami")
+            .status
+            .success()
+    };
+    assert!(
+        bind("Corr3ct-Horse"),
+        "the directory verifies the new password"
+    );
+    assert!(!bind("wrong"), "and refuses another");
+    let stored = Command::new("ldapsearch")
+        .args(["-x", "-LLL", "-H", &env("SCIMGATE_TEST_LDAP_URL")])
+        .args(["-D", &env("SCIMGATE_TEST_LDAP_BIND_DN")])
+        .args(["-w", &env("SCIMGATE_TEST_LDAP_PASSWORD")])
+        .args(["-b", &dn, "-s", "base", "userPassword"])
+        .output()
+        .expect("ldapsearch");
+    let text = String::from_utf8_lossy(&stored.stdout).to_string();
+    let value = text
+        .lines()
+        .find_map(|l| l.strip_prefix("userPassword:: "))
+        .expect("a userPassword");
+    // base64 of "{SSHA}" is "e1NTSEF9"; never the clear value, never {ARGON2}.
+    assert!(value.starts_with("e1NTSEF9"), "{text}");
+    // A change by PATCH goes the same way.
+    let id = created.json()["id"].as_str().expect("id").to_string();
+    let patch = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "path": "password", "value": "N3w-Secret"}]});
+    let patched = send_json("PATCH", &format!("{base}/Users/{id}"), &[AUTH], &patch);
+    assert_eq!(patched.status, 200, "{}", patched.body);
+    assert!(bind("N3w-Secret") && !bind("Corr3ct-Horse"));
+}

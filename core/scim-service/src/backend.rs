@@ -280,6 +280,14 @@ pub trait Backend: Send + Sync {
         Err(no_native_members())
     }
 
+    /// Whether the backend takes `password` in clear (with
+    /// `password_storage = "backend"`) and stores it the way the target
+    /// system expects: hashed by the target, never returned, never kept in
+    /// clear. Default `false`: the engine never hands it a clear password.
+    fn stores_passwords(&self) -> bool {
+        false
+    }
+
     /// With `Capabilities::generation`: a counter that changes on every
     /// committed write (by any node sharing the backend).
     fn generation(&self) -> u64 {

@@ -28,6 +28,13 @@ pub enum PasswordStorage {
     Drop,
     /// Answer 400 `invalidValue`.
     Refuse,
+    /// Hand the clear value to the backend, which stores it the way the
+    /// target system expects (the LDAP backend: the Password Modify
+    /// extended operation, RFC 3062, so the directory hashes it with its
+    /// own scheme). Only for backends that declare
+    /// `Backend::stores_passwords`; with any other backend the engine
+    /// hashes as with [`PasswordStorage::Hash`].
+    Backend,
 }
 
 /// Whether `text` is a well-formed argon2id PHC string (with salt and hash).
@@ -107,6 +114,10 @@ pub fn protect(
             };
             Ok(())
         }
+        PasswordStorage::Backend => match sent {
+            Value::String(_) => Ok(()),
+            _ => Err(invalid_value("'password' must be a string")),
+        },
         PasswordStorage::Hash => {
             let Value::String(clear) = sent else {
                 return Err(invalid_value("'password' must be a string"));

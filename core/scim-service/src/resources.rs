@@ -89,7 +89,12 @@ impl ScimService {
 
     /// The stage's `password_storage`.
     pub(crate) fn password_storage(&self) -> PasswordStorage {
-        self.settings.password_storage
+        match self.settings.password_storage {
+            // A clear password only ever reaches a backend that stores it
+            // its own way.
+            PasswordStorage::Backend if !self.backend.stores_passwords() => PasswordStorage::Hash,
+            storage => storage,
+        }
     }
 
     pub(crate) fn kind_named(&self, name: &str) -> Option<Kind<'_>> {

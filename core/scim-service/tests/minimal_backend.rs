@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use scimgate_abi::{Caller, PluginError, Request, Response};
 use scimgate_scim::{PatchRequest, Registry};
 use scimgate_scim_service::{
-    Backend, BackendError, BackendResult, BackendTx, Capabilities, NewRecord, Record, Scan,
-    ScimService, Settings, UniqueColumn, Visit, Visitor, Work,
+    Backend, BackendError, BackendResult, BackendTx, Capabilities, NewRecord, PasswordStorage,
+    Record, Scan, ScimService, Settings, UniqueColumn, Visit, Visitor, Work,
 };
 use serde_json::{json, Value};
 
@@ -303,4 +303,28 @@ fn a_backend_receives_patch_operations_to_apply_natively() {
     let req = Request::new("PUT", &format!("/Users/{id}")).with_body(put.to_string());
     assert_eq!(send(&service, req).expect("replaced").0.status, 200);
     assert_eq!(backend.patches.lock().unwrap().len(), 2);
+}
+
+/// `password_storage = "backend"` with a backend that does not store
+/// passwords itself: the engine hashes, never hands over the clear value.
+#[test]
+fn backend_password_storage_falls_back_to_hashing() {
+    let backend = Arc::new(Memory::default());
+    let settings = Settings {
+        password_storage: PasswordStorage::Backend,
+        ..Settings::default()
+    };
+    let service = service_over(settings, backend.clone());
+    post(
+        &service,
+        "/Users",
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "x",
+               "password": "clear-text-9"}),
+    );
+    let rows = backend.rows.lock().unwrap();
+    let stored = rows[0].body["password"]
+        .as_str()
+        .expect("a password")
+        .to_string();
+    assert!(stored.starts_with("$argon2id$"), "{stored}");
 }

@@ -385,26 +385,34 @@ impl LdapBackend {
                     "invalidValue",
                 )
             })?;
-        let password = password.map(|p| user_password(&p)).transpose()?;
+        let password = password.map(|p| user_password(&p));
         Ok((attrs.into_iter().collect(), rdn_value, password))
     }
 }
 
-/// A write's attributes, its RDN value and its `userPassword`.
-type EntryParts = (Vec<(String, Vec<String>)>, String, Option<String>);
+/// A write's attributes, its RDN value and how its password is written.
+type EntryParts = (Vec<(String, Vec<String>)>, String, Option<PasswordWrite>);
 
-/// `userPassword` from what the engine stores: its argon2id PHC string as
-/// `{ARGON2}` (OpenLDAP's pw-argon2 verifies it), an `{SCHEME}` value as is.
-fn user_password(stored: &str) -> BackendResult<String> {
+/// How a password reaches the directory.
+enum PasswordWrite {
+    /// A hashed value written to `userPassword` as is.
+    Attribute(String),
+    /// A clear value (`password_storage = "backend"`), set with the Password
+    /// Modify extended operation (RFC 3062) so that the directory hashes it
+    /// with its own scheme.
+    Modify(String),
+}
+
+/// What the engine hands over: its argon2id PHC string becomes `{ARGON2}`
+/// (OpenLDAP's argon2 module verifies it), an `{SCHEME}` value stays, and
+/// anything else is a clear password for the Password Modify operation.
+fn user_password(stored: &str) -> PasswordWrite {
     if stored.starts_with("$argon2") {
-        Ok(format!("{{ARGON2}}{stored}"))
+        PasswordWrite::Attribute(format!("{{ARGON2}}{stored}"))
     } else if stored.starts_with('{') && stored.contains('}') {
-        Ok(stored.to_string())
+        PasswordWrite::Attribute(stored.to_string())
     } else {
-        Err(BackendError::Invalid(
-            "a password must reach the directory hashed (password_storage = \"hash\")".into(),
-            "invalidValue",
-        ))
+        PasswordWrite::Modify(stored.to_string())
     }
 }
 
@@ -522,6 +530,22 @@ impl Session<'_> {
         }
     }
 
+    /// Sets a password with the Password Modify extended operation (RFC
+    /// 3062): the directory hashes it with its configured scheme.
+    fn set_password(&mut self, dn: &str, password: &str) -> BackendResult<()> {
+        let conn = self.conn()?;
+        let exop = ldap3::exop::PasswordModify {
+            user_id: Some(dn),
+            old_pass: None,
+            new_pass: Some(password),
+        };
+        match conn.extended(exop) {
+            Ok(res) if res.1.rc == 0 => Ok(()),
+            Ok(res) => Err(result_error("password", &res.1)),
+            Err(e) => Err(self.broken("password modify", &e)),
+        }
+    }
+
     fn rename(&mut self, dn: &str, rdn: &str) -> BackendResult<()> {
         let conn = self.conn()?;
         match conn.modifydn(dn, rdn, true, None) {
@@ -545,6 +569,12 @@ impl Session<'_> {
 use ldap3::controls::MakeCritical;
 
 impl Backend for LdapBackend {
+    /// With `password_storage = "backend"` a clear password goes to the
+    /// directory through the Password Modify operation.
+    fn stores_passwords(&self) -> bool {
+        true
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             transactions: false,
@@ -749,8 +779,13 @@ impl BackendTx for LdapTx<'_> {
             }
         }
         entry.push((map.id_attr.clone(), set([record.id.clone()])));
-        if let Some(password) = password {
-            entry.push(("userPassword".into(), set([password])));
+        let mut clear = None;
+        match password {
+            Some(PasswordWrite::Attribute(hashed)) => {
+                entry.push(("userPassword".into(), set([hashed])));
+            }
+            Some(PasswordWrite::Modify(value)) => clear = Some(value),
+            None => {}
         }
         if map.is_group() {
             entry.push(("member".into(), set([backend.placeholder.clone()])));
@@ -758,6 +793,9 @@ impl BackendTx for LdapTx<'_> {
         // entryUUID is operational: setting it needs the Relax Rules control.
         let relax = map.id_attr.eq_ignore_ascii_case("entryUUID");
         self.session.add(&dn, entry, relax)?;
+        if let Some(clear) = clear {
+            self.session.set_password(&dn, &clear)?;
+        }
         self.read_back(map, &record.id)
     }
 
@@ -786,10 +824,18 @@ impl BackendTx for LdapTx<'_> {
             }
             mods.push(Mod::Replace(name, values.into_iter().collect()));
         }
-        if let Some(password) = password {
-            mods.push(Mod::Replace("userPassword".into(), set([password])));
+        let mut clear = None;
+        match password {
+            Some(PasswordWrite::Attribute(hashed)) => {
+                mods.push(Mod::Replace("userPassword".into(), set([hashed])));
+            }
+            Some(PasswordWrite::Modify(value)) => clear = Some(value),
+            None => {}
         }
         self.session.modify(&dn, mods, &[])?;
+        if let Some(clear) = clear {
+            self.session.set_password(&dn, &clear)?;
+        }
         self.read_back(map, &record.id)
     }
 

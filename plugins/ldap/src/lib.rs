@@ -60,6 +60,6 @@ const CONFIG_SCHEMA: &str = r#"{"type":"object","additionalProperties":false,"re
 "unique_group_names":{"type":"boolean","default":true},
 "me":{"type":"boolean","default":false},
 "cursor_timeout":{"type":["integer","string"],"default":"10m"},
-"password_storage":{"enum":["hash","drop","refuse"],"default":"hash"},
+"password_storage":{"enum":["hash","drop","refuse","backend"],"default":"hash"},
 "max_scan":{"type":"integer","minimum":1,"default":100000},
 "documentation_uri":{"type":"string"}}}"#;

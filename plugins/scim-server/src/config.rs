@@ -273,6 +273,12 @@ impl ScimConfig {
         if let Err(issue) = self.store_location(data_dir) {
             issues.push(issue);
         }
+        if self.password_storage == PasswordStorage::Backend {
+            issues.push(ConfigIssue::new(
+                "password_storage",
+                "the SQL stores keep no passwords of their own: use \"hash\" (default), \"drop\" or \"refuse\"",
+            ));
+        }
         if self.pool_size == 0 || self.pool_size > MAX_POOL_SIZE {
             issues.push(ConfigIssue::new(
                 "pool_size",
@@ -560,6 +566,19 @@ mod tests {
     use super::*;
     use scimgate_abi::sdk::deserialize_config;
     use serde_json::json;
+
+    #[test]
+    fn backend_password_storage_is_refused_by_the_sql_stores() {
+        let config: ScimConfig =
+            deserialize_config(&json!({"password_storage": "backend"})).expect("parses");
+        let issues = config.check(Path::new("/tmp"));
+        assert!(
+            issues
+                .iter()
+                .any(|i| i.path.as_str() == "password_storage" && i.message.contains("hash")),
+            "{issues:?}"
+        );
+    }
 
     #[test]
     fn defaults_are_documented_values() {
