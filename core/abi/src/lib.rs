@@ -49,6 +49,7 @@ pub mod ffi;
 pub mod net;
 pub mod path;
 pub mod sdk;
+pub mod text;
 mod trace_bridge;
 #[allow(unsafe_code)]
 pub mod types;

@@ -5,6 +5,7 @@
 //! address they carry, on both sides. Plain Rust: nothing here crosses the
 //! plugin boundary or is part of the FFI layout.
 
+use crate::text::shown;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
@@ -134,25 +135,6 @@ pub fn client_network(ip: IpAddr, v6_prefix: u8) -> IpNet {
             .map(|n| IpNet::V6(n.trunc()))
             .unwrap_or(IpNet::V6(Ipv6Net::from(v6))),
     }
-}
-
-/// Text from a config or a client as it goes into an error message: cut to
-/// 120 characters, control characters escaped.
-fn shown(text: &str) -> String {
-    const MAX: usize = 120;
-    let mut out = String::with_capacity(text.len().min(MAX + 3));
-    for (i, c) in text.chars().enumerate() {
-        if i == MAX {
-            out.push('…');
-            break;
-        }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -452,34 +452,14 @@ impl ScimService {
                         Some((rt.name.clone(), rec.id)),
                     )
                 }
-                ("PUT", Some(id)) => {
-                    let rec = self.replace_in(
-                        tx,
-                        &kind,
-                        id,
-                        &need_data()?,
-                        op.version.as_deref(),
-                        &call.now,
-                    )?;
-                    (
-                        Outcome::Done {
-                            location: Some(self.location(call.base, &rt.name, id)),
-                            version: Some(rec.version),
-                            status: 200,
-                            resource: Some((rt.name.clone(), id.to_string())),
-                        },
-                        None,
-                    )
-                }
-                ("PATCH", Some(id)) => {
-                    let rec = self.patch_in(
-                        tx,
-                        &kind,
-                        id,
-                        &need_data()?,
-                        op.version.as_deref(),
-                        &call.now,
-                    )?;
+                ("PUT" | "PATCH", Some(id)) => {
+                    let data = need_data()?;
+                    let version = op.version.as_deref();
+                    let rec = if op.method == "PUT" {
+                        self.replace_in(tx, &kind, id, &data, version, &call.now)?
+                    } else {
+                        self.patch_in(tx, &kind, id, &data, version, &call.now)?
+                    };
                     (
                         Outcome::Done {
                             location: Some(self.location(call.base, &rt.name, id)),

@@ -111,6 +111,18 @@ pub(crate) fn derived_version(rec: &Record) -> i64 {
     (hash >> 1) as i64
 }
 
+/// The engine is an endpoint as it is: a plugin returns its `ScimService`
+/// from the component's constructor.
+impl scimgate_abi::sdk::Endpoint for ScimService {
+    fn handle(&self, req: &Request, caller: Caller<'_>) -> Result<Response, PluginError> {
+        ScimService::handle(self, req, caller)
+    }
+
+    fn ready(&self) -> Result<(), String> {
+        ScimService::ready(self)
+    }
+}
+
 /// A stable version of a stored body for backends without versions: the
 /// FNV-1a hash of its canonical JSON (object keys sorted), as a positive
 /// `i64`. The same body gives the same version on every node and build.

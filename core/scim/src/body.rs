@@ -8,6 +8,7 @@
 //! Such a body is refused with 400 `invalidSyntax` by everything that reads
 //! SCIM bodies: the policies, the profiles and the endpoint.
 
+use scimgate_abi::text::shown;
 use std::collections::HashSet;
 use std::fmt;
 
@@ -182,25 +183,6 @@ impl<'de> Visitor<'de> for StrictVisitor {
         }
         Ok(Value::Object(map))
     }
-}
-
-/// A member name as it goes into an error: cut, control characters escaped.
-fn shown(name: &str) -> String {
-    let mut out: String = name
-        .chars()
-        .take(64)
-        .flat_map(|c| {
-            if c.is_control() {
-                c.escape_default().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
-        .collect();
-    if name.chars().count() > 64 {
-        out.push('…');
-    }
-    out
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! applies to request paths, so an operation means the same thing as the
 //! request it stands for; [`BulkOperation::target`] says what it addresses.
 
+use scimgate_abi::text::shown;
 use serde_json::{Map, Value};
 
 use crate::body::{has_unique_names, parse_body};
@@ -143,19 +144,6 @@ fn text<'v>(object: &'v Map<String, Value>, name: &str) -> Result<Option<&'v str
             "an operation's '{name}' must be a string"
         ))),
     }
-}
-
-fn shown(text: &str) -> String {
-    text.chars()
-        .take(120)
-        .flat_map(|c| {
-            if c.is_control() {
-                c.escape_default().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
 }
 
 #[cfg(test)]

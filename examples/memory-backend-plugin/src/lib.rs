@@ -11,8 +11,8 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use scimgate_abi::sdk::{Component, CreateContext, Endpoint};
-use scimgate_abi::{Caller, PluginError, Request, Response};
+use scimgate_abi::sdk::{Component, CreateContext};
+use scimgate_abi::PluginError;
 use scimgate_scim_service::{
     Backend, BackendError, BackendResult, BackendTx, Capabilities, NewRecord, Record, Scan,
     ScimService, Settings, UniqueColumn, Visit, Visitor, Work,
@@ -158,16 +158,6 @@ impl BackendTx for MemoryTx<'_> {
     }
 }
 
-/// `memory/scim`: the engine, with its default settings, in front of a
-/// fresh map (every start begins empty).
-struct MemoryScim(ScimService);
-
-impl Endpoint for MemoryScim {
-    fn handle(&self, req: &Request, caller: Caller<'_>) -> Result<Response, PluginError> {
-        self.0.handle(req, caller)
-    }
-}
-
 fn components() -> Vec<Component> {
     vec![Component::endpoint(
         "scim",
@@ -175,11 +165,8 @@ fn components() -> Vec<Component> {
         |_ctx: &CreateContext| {
             let backend = Arc::new(MemoryBackend::default());
             let registry = scimgate_scim::Registry::core();
-            Ok(MemoryScim(ScimService::new(
-                Settings::default(),
-                registry,
-                backend,
-            )))
+            // The engine is the endpoint, with its default settings.
+            Ok(ScimService::new(Settings::default(), registry, backend))
         },
     )]
 }

@@ -15,13 +15,12 @@ use scimgate_abi::sdk::{Component, CreateContext};
 
 pub use backend::LdapBackend;
 pub use config::LdapConfig;
-pub use endpoint::DirectoryEndpoint;
 
 fn components() -> Vec<Component> {
     vec![Component::endpoint_with_config(
         "directory",
         "SCIM 2.0 service provider in front of an LDAP directory: Users as inetOrgPerson, Groups as groupOfNames",
-        |config: LdapConfig, ctx: &CreateContext| DirectoryEndpoint::from_config(config, ctx),
+        |config: LdapConfig, ctx: &CreateContext| endpoint::create(config, ctx),
     )
     .with_validate(|ctx: &CreateContext| match ctx.deserialize::<LdapConfig>() {
         Ok(config) => config.check(),

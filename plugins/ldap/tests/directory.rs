@@ -5,85 +5,18 @@
 //! directory. Without `SCIMGATE_TEST_LDAP_URL` every test prints a loud
 //! `SKIPPED:` line (and fails under `CI=true`).
 
-use std::io::Write;
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::{available, config, env};
 use ldap::config::Span;
 use ldap::{LdapBackend, LdapConfig};
-use ldap3::LdapConn;
 use scimgate_scim::{parse_filter, Registry};
 use scimgate_scim_service::{
     Backend, BackendError, Member, NewRecord, Record, Scan, UniqueColumn, Visit,
 };
 use serde_json::{json, Value};
-
-const SKIPPED: &str =
-    "SKIPPED: LDAP tests need SCIMGATE_TEST_LDAP_URL (tests/run starts slapd with tests/ldap-server)";
-
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_default()
-}
-
-fn available() -> bool {
-    if !env("SCIMGATE_TEST_LDAP_URL").is_empty() {
-        return true;
-    }
-    assert!(
-        env("CI") != "true",
-        "CI=true needs the LDAP tests: {SKIPPED}"
-    );
-    let _ = writeln!(std::io::stderr().lock(), "{SKIPPED}");
-    false
-}
-
-/// A config over a fresh subtree `ou=<tag>-<unique>` with people and groups.
-fn config(tag: &str) -> LdapConfig {
-    let unique = format!(
-        "{tag}-{}-{}",
-        std::process::id(),
-        Instant::now().elapsed().as_nanos()
-            ^ std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_nanos()
-    );
-    let root = format!("ou={unique},dc=example,dc=com");
-    let mut admin = LdapConn::new(&env("SCIMGATE_TEST_LDAP_URL")).expect("connect");
-    admin
-        .simple_bind(
-            &env("SCIMGATE_TEST_LDAP_BIND_DN"),
-            &env("SCIMGATE_TEST_LDAP_PASSWORD"),
-        )
-        .expect("bind")
-        .success()
-        .expect("bound");
-    for dn in [
-        root.clone(),
-        format!("ou=people,{root}"),
-        format!("ou=groups,{root}"),
-    ] {
-        let ou = dn[3..].split(',').next().unwrap_or_default().to_string();
-        admin
-            .add(
-                &dn,
-                vec![
-                    ("objectClass", ["organizationalUnit"].into_iter().collect()),
-                    ("ou", [ou.as_str()].into_iter().collect()),
-                ],
-            )
-            .expect("add")
-            .success()
-            .expect("added");
-    }
-    LdapConfig {
-        url: env("SCIMGATE_TEST_LDAP_URL"),
-        bind_dn: env("SCIMGATE_TEST_LDAP_BIND_DN"),
-        bind_password: env("SCIMGATE_TEST_LDAP_PASSWORD"),
-        users_base: format!("ou=people,{root}"),
-        groups_base: format!("ou=groups,{root}"),
-        ..LdapConfig::default()
-    }
-}
 
 fn new_record(resource_type: &str, id: &str, body: Value) -> NewRecord {
     NewRecord {

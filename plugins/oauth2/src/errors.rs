@@ -3,6 +3,7 @@
 //! `scimType` for 401s on SCIM routes; and how client-supplied text is
 //! shown in log lines.
 
+pub use scimgate_abi::text::shown;
 use scimgate_abi::{ErrorStyle, PluginError, Request};
 
 pub const REALM: &str = "scimgate";
@@ -49,26 +50,6 @@ pub fn bearer_challenge() -> String {
 /// Joins creation problems into one error naming every problem.
 pub fn config_error(stage: &str, problems: &[String]) -> PluginError {
     PluginError::internal(format!("stage `{stage}`: {}", problems.join("; "))).with_code("config")
-}
-
-/// Client-supplied text (a client id, a username, an address) as it goes
-/// into a log line or audit reason: cut to 120 characters, with control
-/// characters escaped, so that a hostile value cannot flood or forge lines.
-pub fn shown(text: &str) -> String {
-    const MAX: usize = 120;
-    let mut out = String::with_capacity(text.len().min(MAX + 3));
-    for (i, c) in text.chars().enumerate() {
-        if i == MAX {
-            out.push('…');
-            break;
-        }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! classified (read or write, resource type), and a per-provider cache of
 //! pre-parsed provider lists.
 
+pub(crate) use scimgate_abi::text::shown;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -89,26 +90,6 @@ pub(crate) fn bulk_operations(req: &Request) -> Result<Vec<BulkOperation>, Polic
         .enumerate()
         .map(|(i, op)| op.map_err(|e| refuse(e, Some(i))))
         .collect()
-}
-
-/// Client-supplied text as it goes into a reason: cut to 120 characters and
-/// with control characters escaped, so that a hostile header cannot flood or
-/// forge audit lines.
-pub(crate) fn shown(text: &str) -> String {
-    const MAX: usize = 120;
-    let mut out = String::with_capacity(text.len().min(MAX + 3));
-    for (i, c) in text.chars().enumerate() {
-        if i == MAX {
-            out.push('…');
-            break;
-        }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// A Unix time in seconds as RFC 3339 (`2027-01-01T00:00:00Z`).

@@ -18,13 +18,12 @@ pub mod store;
 use scimgate_abi::sdk::{Component, CreateContext};
 
 pub use config::ScimConfig;
-pub use endpoint::ScimEndpoint;
 
 fn components() -> Vec<Component> {
     vec![Component::endpoint_with_config(
         "scim",
         "SCIM 2.0 service provider: Users, Groups, custom resource types, Bulk, /Me, ETags, cursors; SQLite or PostgreSQL store",
-        |config: ScimConfig, ctx: &CreateContext| ScimEndpoint::from_config(config, ctx),
+        |config: ScimConfig, ctx: &CreateContext| endpoint::create(config, ctx),
     )
     .with_validate(|ctx: &CreateContext| match ctx.deserialize::<ScimConfig>() {
         Ok(config) => config.check(&ctx.data_dir),
