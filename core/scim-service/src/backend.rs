@@ -34,6 +34,7 @@
 //! The trait is plain Rust: a backend lives in the same plugin `.so` as the
 //! engine, so nothing here crosses the plugin ABI.
 
+use std::collections::HashMap;
 use std::fmt;
 
 use scimgate_abi::PluginError;
@@ -278,6 +279,23 @@ pub trait Backend: Send + Sync {
     /// Native membership: the groups `member_id` is a direct member of.
     fn groups_of(&self, _member_id: &str) -> BackendResult<Vec<GroupRef>> {
         Err(no_native_members())
+    }
+
+    /// Native membership, for a page of resources at once: the groups each
+    /// of `member_ids` is a direct member of, keyed by member id (an id
+    /// without groups may be absent), each list exactly what
+    /// [`Backend::groups_of`] returns for it. The engine calls it when it
+    /// renders several resources with derived `groups` (a list page); the
+    /// default asks [`Backend::groups_of`] once per id, a backend that can
+    /// answer in one round trip (one query, one search) overrides it.
+    fn groups_of_many(&self, member_ids: &[&str]) -> BackendResult<HashMap<String, Vec<GroupRef>>> {
+        let mut out = HashMap::with_capacity(member_ids.len());
+        for id in member_ids {
+            if !out.contains_key(*id) {
+                out.insert(id.to_string(), self.groups_of(id)?);
+            }
+        }
+        Ok(out)
     }
 
     /// Whether the backend takes `password` in clear (with

@@ -11,12 +11,16 @@
 //! backend generation, so only with `Capabilities::generation` too), and
 //! RFC 9865 cursors carry their key; without, both page by offset. Totals
 //! are cached per generation only with `Capabilities::generation`.
+//! With native membership, the derived `User.groups` of a page (or of each
+//! chunk of rows a filter on `groups` needs) come from one
+//! [`Backend::groups_of_many`] call, not one `groups_of` per user.
 //!
 //! [`Backend::filter_is_exact`]: crate::backend::Backend::filter_is_exact
 //! [`Backend::can_sort`]: crate::backend::Backend::can_sort
+//! [`Backend::groups_of_many`]: crate::backend::Backend::groups_of_many
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -29,13 +33,17 @@ use scimgate_scim::{
 };
 use serde_json::{json, Value};
 
-use crate::backend::{Record, Scan, Visit};
+use crate::backend::{GroupRef, Record, Scan, Visit};
 use crate::errors::{bad, from_scim, invalid_value, too_many};
 use crate::resources::Kind;
 use crate::service::{Call, ScimService};
 
 /// How many recent page walks (and totals) are remembered.
 const MEMORY: usize = 64;
+
+/// Rows matched per batch of derived `groups` when a filter or sort needs
+/// them for every scanned row.
+const CHUNK: usize = 100;
 
 /// The query parameters of a list or search.
 #[derive(Debug, Default)]
@@ -519,16 +527,25 @@ impl ScimService {
                 None => scan.offset = *offset,
             },
         }
+        // The page (at most `count` rows) first, then its derived `groups`
+        // in one batch, then rendering.
+        let mut recs: Vec<Record> = Vec::new();
         self.backend.scan(&scan, &mut |rec| {
             let rec = self.adopt(rec);
             if keyset {
                 page.last_seq = Some(rec.seq);
             }
-            if let Some((i, doc)) = self.match_doc(call, kinds, &rec, filter, true)? {
-                page.docs.push((i, doc));
-            }
+            recs.push(rec);
             Ok(Visit::Continue)
         })?;
+        let groups = self.page_groups(kinds, &recs, true)?;
+        for rec in &recs {
+            if let Some((i, doc)) =
+                self.match_doc(call, kinds, rec, filter, true, groups.as_ref())?
+            {
+                page.docs.push((i, doc));
+            }
+        }
         if let (Position::Index { start }, Some(last), true) =
             (position, page.last_seq, keyset && caps.generation)
         {
@@ -579,23 +596,48 @@ impl ScimService {
             }
         };
         match sort_by {
+            None if relations => {
+                // The filter needs `groups`: rows are matched by chunks,
+                // each chunk's groups fetched at once.
+                let mut chunk: Vec<Record> = Vec::new();
+                let flush = |chunk: &mut Vec<Record>, page: &mut Page| {
+                    let groups = self.page_groups(kinds, chunk.iter(), true)?;
+                    for rec in chunk.drain(..) {
+                        if let Some((i, doc)) =
+                            self.match_doc(call, kinds, &rec, filter, true, groups.as_ref())?
+                        {
+                            if page.total >= offset && page.total < end {
+                                page.docs.push((i, doc));
+                            }
+                            page.total += 1;
+                        }
+                    }
+                    Ok::<(), PluginError>(())
+                };
+                self.backend.scan(scan, &mut |rec| {
+                    bound()?;
+                    chunk.push(self.adopt(rec));
+                    if chunk.len() >= CHUNK {
+                        flush(&mut chunk, &mut page)?;
+                    }
+                    Ok(Visit::Continue)
+                })?;
+                flush(&mut chunk, &mut page)?;
+            }
             None => {
+                let mut window: Vec<(usize, Record)> = Vec::new();
                 self.backend.scan(scan, &mut |rec| {
                     bound()?;
                     let rec = self.adopt(rec);
-                    if let Some((i, doc)) = self.match_doc(call, kinds, &rec, filter, relations)? {
+                    if let Some((i, _)) = self.match_doc(call, kinds, &rec, filter, false, None)? {
                         if page.total >= offset && page.total < end {
-                            let doc = if relations {
-                                doc
-                            } else {
-                                self.render(&kinds[i], &rec, call.base, true)?
-                            };
-                            page.docs.push((i, doc));
+                            window.push((i, rec));
                         }
                         page.total += 1;
                     }
                     Ok(Visit::Continue)
                 })?;
+                page.docs = self.render_page(call, kinds, &window)?;
             }
             Some(sort_by) => {
                 let selection = AttributeSelection {
@@ -603,14 +645,27 @@ impl ScimService {
                     excluded: Vec::new(),
                 };
                 let mut keys: Vec<(Value, usize, String)> = Vec::new();
+                let mut chunk: Vec<Record> = Vec::new();
+                let flush = |chunk: &mut Vec<Record>, keys: &mut Vec<(Value, usize, String)>| {
+                    let groups = self.page_groups(kinds, chunk.iter(), relations)?;
+                    for rec in chunk.drain(..) {
+                        if let Some((i, doc)) =
+                            self.match_doc(call, kinds, &rec, filter, relations, groups.as_ref())?
+                        {
+                            keys.push((project(&kinds[i].ctx, &doc, &selection), i, rec.id));
+                        }
+                    }
+                    Ok::<(), PluginError>(())
+                };
                 self.backend.scan(scan, &mut |rec| {
                     bound()?;
-                    let rec = self.adopt(rec);
-                    if let Some((i, doc)) = self.match_doc(call, kinds, &rec, filter, relations)? {
-                        keys.push((project(&kinds[i].ctx, &doc, &selection), i, rec.id));
+                    chunk.push(self.adopt(rec));
+                    if chunk.len() >= CHUNK || !relations {
+                        flush(&mut chunk, &mut keys)?;
                     }
                     Ok(Visit::Continue)
                 })?;
+                flush(&mut chunk, &mut keys)?;
                 // Stable: ties keep insertion order.
                 keys.sort_by(|a, b| compare(&kinds[a.1].ctx, &a.0, &b.0, sort_by, order));
                 page.total = keys.len() as u64;
@@ -618,19 +673,37 @@ impl ScimService {
                     .into_iter()
                     .skip(offset.min(usize::MAX as u64) as usize)
                     .take(count.min(usize::MAX as u64) as usize);
+                let mut recs: Vec<(usize, Record)> = Vec::new();
                 for (_, i, id) in window {
                     if let Some(rec) = self.backend.get(&kinds[i].rt.name, &id)? {
-                        let rec = self.adopt(rec);
-                        page.docs
-                            .push((i, self.render(&kinds[i], &rec, call.base, true)?));
+                        recs.push((i, self.adopt(rec)));
                     }
                 }
+                page.docs = self.render_page(call, kinds, &recs)?;
             }
         }
         Ok(page)
     }
 
-    /// The rendered resource if it matches the filter.
+    /// The page's rows rendered with their derived attributes (`groups`
+    /// fetched for the whole page at once).
+    fn render_page(
+        &self,
+        call: &Call<'_>,
+        kinds: &[Kind<'_>],
+        recs: &[(usize, Record)],
+    ) -> Result<Vec<(usize, Value)>, PluginError> {
+        let groups = self.page_groups(kinds, recs.iter().map(|(_, rec)| rec), true)?;
+        recs.iter()
+            .map(|(i, rec)| {
+                let doc = self.render_with(&kinds[*i], rec, call.base, true, groups.as_ref())?;
+                Ok((*i, doc))
+            })
+            .collect()
+    }
+
+    /// The rendered resource if it matches the filter (`groups`: the
+    /// page's derived groups fetched beforehand, if any).
     fn match_doc(
         &self,
         call: &Call<'_>,
@@ -638,11 +711,12 @@ impl ScimService {
         rec: &Record,
         filter: Option<&Filter>,
         relations: bool,
+        groups: Option<&HashMap<String, Vec<GroupRef>>>,
     ) -> Result<Option<(usize, Value)>, PluginError> {
         let Some(i) = kinds.iter().position(|k| k.rt.name == rec.resource_type) else {
             return Ok(None);
         };
-        let doc = self.render(&kinds[i], rec, call.base, relations)?;
+        let doc = self.render_with(&kinds[i], rec, call.base, relations, groups)?;
         if let Some(filter) = filter {
             if !filter.matches(&doc, &kinds[i].ctx).map_err(from_scim)? {
                 return Ok(None);

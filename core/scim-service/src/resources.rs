@@ -14,7 +14,7 @@
 //! them from the content and checks `If-Match` and concurrent changes
 //! itself before writing.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use scimgate_abi::PluginError;
 use scimgate_scim::dialect::normalize_patch_request;
@@ -125,6 +125,20 @@ impl ScimService {
         base: &str,
         relations: bool,
     ) -> Result<Value, PluginError> {
+        self.render_with(kind, rec, base, relations, None)
+    }
+
+    /// [`ScimService::render`] with the native `groups` of a whole page
+    /// fetched beforehand ([`ScimService::page_groups`]): a resource found
+    /// in `groups` is rendered from it instead of asking the backend.
+    pub(crate) fn render_with(
+        &self,
+        kind: &Kind<'_>,
+        rec: &Record,
+        base: &str,
+        relations: bool,
+        groups: Option<&HashMap<String, Vec<GroupRef>>>,
+    ) -> Result<Value, PluginError> {
         let mut body = match &rec.body {
             Value::Object(map) => map.clone(),
             _ => Map::new(),
@@ -170,7 +184,10 @@ impl ScimService {
         }
         if relations && kind.has_groups {
             let refs = if self.caps.native_members {
-                self.backend.groups_of(&rec.id)?
+                match groups {
+                    Some(page) => page.get(&rec.id).cloned().unwrap_or_default(),
+                    None => self.backend.groups_of(&rec.id)?,
+                }
             } else {
                 self.groups_by_scan(&rec.id)?
             };
@@ -193,6 +210,37 @@ impl ScimService {
             }
         }
         Ok(Value::Object(body))
+    }
+
+    /// With native membership, the `groups` of the resources of `recs`
+    /// that derive them, in one [`Backend::groups_of_many`] call when there
+    /// are several (a list page); `None` when there is nothing to batch
+    /// (then [`ScimService::render`] asks per resource, as a single GET
+    /// does).
+    ///
+    /// [`Backend::groups_of_many`]: crate::backend::Backend::groups_of_many
+    pub(crate) fn page_groups<'a>(
+        &self,
+        kinds: &[Kind<'_>],
+        recs: impl IntoIterator<Item = &'a Record>,
+        relations: bool,
+    ) -> Result<Option<HashMap<String, Vec<GroupRef>>>, PluginError> {
+        if !relations || !self.caps.native_members {
+            return Ok(None);
+        }
+        let ids: Vec<&str> = recs
+            .into_iter()
+            .filter(|rec| {
+                kinds
+                    .iter()
+                    .any(|k| k.has_groups && k.rt.name == rec.resource_type)
+            })
+            .map(|rec| rec.id.as_str())
+            .collect();
+        if ids.len() < 2 {
+            return Ok(None);
+        }
+        Ok(Some(self.backend.groups_of_many(&ids)?))
     }
 
     /// POST: validates, assigns the id, stores.

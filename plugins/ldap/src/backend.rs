@@ -29,6 +29,9 @@ use crate::mapping::{generalized_to_rfc3339, TypeMap, GROUP, USER};
 const CONTINUATIONS: usize = 4;
 /// How long a parked paged search waits for its next page.
 const CONTINUATION_TTL: Duration = Duration::from_secs(60);
+/// Member ids per search of [`Backend::groups_of_many`] (the length of its
+/// `(|(member=…)…)` filter).
+const BATCH: usize = 100;
 
 struct Continuation {
     key: (String, String, u64),
@@ -416,6 +419,41 @@ fn user_password(stored: &str) -> PasswordWrite {
     }
 }
 
+/// An LDAP filter component selecting at least every entry whose `attr`
+/// holds a value `v` with `v.to_lowercase() == value` (`value` is already
+/// lower-cased), whatever the directory's case folding: an equality
+/// assertion for a pure ASCII value (ASCII case folding is the same
+/// everywhere); otherwise a substring assertion on the value's runs of
+/// ASCII characters that surely come from the same ASCII characters of `v`
+/// (not `i`/`k`, which `İ` and the Kelvin sign lower-case to, not one
+/// followed by a non-ASCII character a directory may compose it with, no
+/// spaces, which directories fold), in order; with no such run, every entry
+/// holding the attribute.
+fn candidates(attr: &str, value: &str) -> String {
+    if value.is_ascii() {
+        return format!("({attr}={})", escape(value));
+    }
+    let chars: Vec<char> = value.chars().collect();
+    let mut runs: Vec<String> = Vec::new();
+    let mut run = String::new();
+    for (n, c) in chars.iter().enumerate() {
+        let next_ascii = !matches!(chars.get(n + 1), Some(next) if !next.is_ascii());
+        if c.is_ascii_graphic() && !matches!(c, 'i' | 'k') && next_ascii {
+            run.push(*c);
+        } else if !run.is_empty() {
+            runs.push(std::mem::take(&mut run));
+        }
+    }
+    if !run.is_empty() {
+        runs.push(run);
+    }
+    if runs.is_empty() {
+        return format!("({attr}=*)");
+    }
+    let inner: Vec<String> = runs.iter().map(|r| escape(r)).collect();
+    format!("({attr}=*{}*)", inner.join("*"))
+}
+
 fn first<'a>(attrs: &'a HashMap<String, Vec<String>>, name: &str) -> Option<&'a str> {
     attrs
         .iter()
@@ -430,6 +468,41 @@ fn all<'a>(attrs: &'a HashMap<String, Vec<String>>, name: &str) -> &'a [String] 
         .find(|(k, _)| k.eq_ignore_ascii_case(name))
         .map(|(_, v)| v.as_slice())
         .unwrap_or(&[])
+}
+
+/// A DN compared as the directory mostly would: ASCII case folded, spaces
+/// around `,`, `=` and `+` dropped (a spelling this misses sends
+/// [`Backend::groups_of_many`] back to per-member searches, never to a
+/// wrong answer).
+fn normalize_dn(dn: &str) -> String {
+    let mut out = String::with_capacity(dn.len());
+    // Spaces since the last significant character (dropped before and
+    // after a separator).
+    let mut spaces = 0;
+    let mut after_separator = false;
+    let mut escaped = false;
+    for c in dn.chars() {
+        if escaped {
+            escaped = false;
+        } else if c == ' ' {
+            if !after_separator {
+                spaces += 1;
+            }
+            continue;
+        } else if matches!(c, ',' | '=' | '+') {
+            out.push(c);
+            spaces = 0;
+            after_separator = true;
+            continue;
+        } else if c == '\\' {
+            escaped = true;
+        }
+        out.extend(std::iter::repeat(' ').take(spaces));
+        spaces = 0;
+        after_separator = false;
+        out.push(c.to_ascii_lowercase());
+    }
+    out
 }
 
 fn set<const N: usize>(values: [String; N]) -> HashSet<String> {
@@ -678,6 +751,23 @@ impl Backend for LdapBackend {
             .collect())
     }
 
+    /// One search for the members' DNs and one for their groups per
+    /// [`BATCH`] ids, instead of two searches per member.
+    fn groups_of_many(&self, member_ids: &[&str]) -> BackendResult<HashMap<String, Vec<GroupRef>>> {
+        let mut out = HashMap::new();
+        let mut session = self.session()?;
+        for chunk in member_ids.chunks(BATCH) {
+            if !self.groups_of_batch(&mut session, chunk, &mut out)? {
+                drop(session);
+                for id in chunk {
+                    out.insert(id.to_string(), self.groups_of(id)?);
+                }
+                session = self.session()?;
+            }
+        }
+        Ok(out)
+    }
+
     fn write(&self, work: &mut Work<'_>) -> Result<(), PluginError> {
         let mut tx = LdapTx {
             backend: self,
@@ -702,6 +792,122 @@ impl Backend for LdapBackend {
 }
 
 impl LdapBackend {
+    /// Every entry matching `filter` under `base` (subtree), with `attrs`,
+    /// by pages of `page_size` (no server size limit applies).
+    fn search_paged(
+        &self,
+        session: &mut Session<'_>,
+        base: &str,
+        filter: &str,
+        attrs: &[String],
+    ) -> BackendResult<Vec<SearchEntry>> {
+        let mut cookie = Vec::new();
+        let mut out = Vec::new();
+        loop {
+            let control = PagedResults {
+                size: self.page_size.min(i32::MAX as u32) as i32,
+                cookie,
+            };
+            let (entries, controls) = session.search(
+                base,
+                Scope::Subtree,
+                filter,
+                attrs,
+                vec![RawControl::from(control)],
+            )?;
+            out.extend(entries);
+            cookie = controls
+                .iter()
+                .find_map(|Control(kind, raw)| match kind {
+                    Some(ControlType::PagedResults) => Some(raw.parse::<PagedResults>().cookie),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            if cookie.is_empty() {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// [`Backend::groups_of_many`] for at most [`BATCH`] ids: their DNs in
+    /// one search per type (Users first, as [`LdapBackend::locate`]), then
+    /// the groups holding any of them in one search. `false` when a group
+    /// came back whose `member` values name none of the DNs as written
+    /// (the directory matched another spelling of a DN): the caller then
+    /// asks per member.
+    fn groups_of_batch(
+        &self,
+        session: &mut Session<'_>,
+        ids: &[&str],
+        out: &mut HashMap<String, Vec<GroupRef>>,
+    ) -> BackendResult<bool> {
+        let mut missing: Vec<&str> = ids.to_vec();
+        // (member DN, normalized, member id)
+        let mut dns: Vec<(String, String, String)> = Vec::new();
+        for map in [&self.users, &self.groups] {
+            if missing.is_empty() {
+                break;
+            }
+            let any: String = missing
+                .iter()
+                .map(|id| format!("({}={})", map.id_attr, escape(id)))
+                .collect();
+            let filter = format!("(&{}(|{any}))", map.selector());
+            let attrs = [map.id_attr.clone()];
+            for entry in self.search_paged(session, &map.base, &filter, &attrs)? {
+                let Some(found) = first(&entry.attrs, &map.id_attr) else {
+                    continue;
+                };
+                let normalized = normalize_dn(&entry.dn);
+                missing.retain(|id| {
+                    if id.eq_ignore_ascii_case(found) {
+                        dns.push((entry.dn.clone(), normalized.clone(), id.to_string()));
+                        false
+                    } else {
+                        true
+                    }
+                });
+            }
+        }
+        if dns.is_empty() {
+            return Ok(true);
+        }
+        let any: String = dns
+            .iter()
+            .map(|(dn, _, _)| format!("(member={})", escape(dn)))
+            .collect();
+        let filter = format!("(&{}(|{any}))", self.groups.selector());
+        let mut attrs = self.groups.read_attributes();
+        attrs.push("member".into());
+        let groups = self.search_paged(session, &self.groups.base, &filter, &attrs)?;
+        let mut found: HashMap<String, Vec<GroupRef>> = HashMap::new();
+        for group in &groups {
+            let Some(record) = self.record(&self.groups, group) else {
+                continue;
+            };
+            let members: HashSet<String> = all(&group.attrs, "member")
+                .iter()
+                .map(|m| normalize_dn(m))
+                .collect();
+            let mut named = false;
+            for (_, normalized, id) in &dns {
+                if members.contains(normalized) {
+                    named = true;
+                    found.entry(id.clone()).or_default().push(GroupRef {
+                        id: record.id.clone(),
+                        resource_type: record.resource_type.clone(),
+                        body: record.body.clone(),
+                    });
+                }
+            }
+            if !named {
+                return Ok(false);
+            }
+        }
+        out.extend(found);
+        Ok(true)
+    }
+
     /// Entries matching `filter` under the type's base (DNs only, paged).
     fn count_one(&self, map: &TypeMap, filter: &str) -> BackendResult<u64> {
         let mut session = self.session()?;
@@ -873,18 +1079,22 @@ impl BackendTx for LdapTx<'_> {
         else {
             return Ok(false);
         };
-        let filter = format!("(&{}({}={}))", map.selector(), field.ldap, escape(value));
-        let (entries, _) = self.session.search(
-            &map.base,
-            Scope::Subtree,
-            &filter,
-            std::slice::from_ref(&map.id_attr),
-            vec![],
-        )?;
-        Ok(entries
-            .iter()
-            .filter_map(|e| first(&e.attrs, &map.id_attr))
-            .any(|id| id != except_id))
+        // The directory's matching rules fold case (and spaces) their own
+        // way: search a superset it surely returns, then compare as SCIM
+        // does (`to_lowercase`; the engine's `value` already is).
+        let value = value.to_lowercase();
+        let value = value.as_str();
+        let filter = format!("(&{}{})", map.selector(), candidates(&field.ldap, value));
+        let attrs = vec![map.id_attr.clone(), field.ldap.clone()];
+        let entries = self
+            .backend
+            .search_paged(&mut self.session, &map.base, &filter, &attrs)?;
+        Ok(entries.iter().any(|e| {
+            first(&e.attrs, &map.id_attr).is_some_and(|id| id != except_id)
+                && all(&e.attrs, &field.ldap)
+                    .iter()
+                    .any(|v| v.to_lowercase() == value)
+        }))
     }
 
     fn set_members(&mut self, group_id: &str, members: &[Member]) -> BackendResult<()> {
@@ -949,5 +1159,37 @@ impl BackendTx for LdapTx<'_> {
 
     fn savepoint(&mut self, work: &mut Work<'_>) -> Result<(), PluginError> {
         work(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uniqueness_searches_a_superset_the_directory_surely_returns() {
+        // Pure ASCII: the equality match folds ASCII case like SCIM does.
+        assert_eq!(candidates("uid", "alice(1)"), "(uid=alice\\281\\29)");
+        // ASCII runs, in order; `i`/`k`, spaces and a letter before a
+        // combining mark break them.
+        assert_eq!(candidates("uid", "ünal.smith"), "(uid=*nal.sm*th*)");
+        assert_eq!(candidates("uid", "kai ño"), "(uid=*a*o*)");
+        assert_eq!(candidates("uid", "e\u{301}x"), "(uid=*x*)");
+        // Nothing safe to anchor on: every entry holding the attribute.
+        assert_eq!(candidates("uid", "σας"), "(uid=*)");
+        assert_eq!(candidates("uid", "i\u{307}k"), "(uid=*)");
+    }
+
+    #[test]
+    fn dns_compare_without_case_and_spaces_around_separators() {
+        assert_eq!(
+            normalize_dn("UID=Ann , OU=People,dc=Example"),
+            normalize_dn("uid=ann,ou=people,DC=example")
+        );
+        assert_ne!(
+            normalize_dn("uid=a\\, b,ou=x"),
+            normalize_dn("uid=a\\,b,ou=x")
+        );
+        assert_ne!(normalize_dn("uid=ann,ou=x"), normalize_dn("uid=anne,ou=x"));
     }
 }

@@ -34,6 +34,10 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     generation: true,
 };
 
+/// Member ids per query of `groups_of_many` (bound parameters of one
+/// `IN (…)` / `= ANY($1)`).
+pub const BATCH: usize = 500;
+
 /// The indexable part of a filter, as the SQL stores search it. Values of
 /// the case-insensitive columns are already lower-cased.
 #[derive(Debug, Clone, PartialEq)]

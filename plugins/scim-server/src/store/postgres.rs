@@ -19,7 +19,8 @@ use serde_json::Value;
 use super::sql::{count_query, scan_query, Param, POSTGRES};
 use super::{
     Backend, BackendError, BackendResult, BackendTx, Capabilities, GroupRef, Member, MemberView,
-    NewRecord, Record, Scan, SqlScan, SqlStore, UniqueColumn, Visit, Visitor, Work, CAPABILITIES,
+    NewRecord, Record, Scan, SqlScan, SqlStore, UniqueColumn, Visit, Visitor, Work, BATCH,
+    CAPABILITIES,
 };
 use scimgate_scim::{AttrPath, Filter, SchemaCtx};
 
@@ -759,6 +760,36 @@ impl Backend for PostgresStore {
             })
             .collect::<Result<_, postgres::Error>>()
             .map_err(pg)
+    }
+
+    /// One `member_id = ANY($1)` query per [`BATCH`] ids; each member's
+    /// groups in the order of [`Backend::groups_of`] (`seq`).
+    fn groups_of_many(&self, member_ids: &[&str]) -> BackendResult<HashMap<String, Vec<GroupRef>>> {
+        let mut out: HashMap<String, Vec<GroupRef>> = HashMap::new();
+        for chunk in member_ids.chunks(BATCH) {
+            let ids: Vec<&str> = chunk.to_vec();
+            let rows = self.read(|conn| {
+                conn.query(
+                    "SELECT m.member_id, r.id, r.resource_type, r.body FROM memberships m
+                     JOIN resources r ON r.id = m.group_id
+                     WHERE m.member_id = ANY($1) ORDER BY r.seq",
+                    &[&ids],
+                )
+            })?;
+            for row in &rows {
+                let member: String = row.try_get(0).map_err(pg)?;
+                let group = GroupRef {
+                    id: row.try_get(1).map_err(pg)?,
+                    resource_type: row.try_get(2).map_err(pg)?,
+                    body: row
+                        .try_get::<_, Option<Value>>(3)
+                        .map_err(pg)?
+                        .unwrap_or(Value::Null),
+                };
+                out.entry(member).or_default().push(group);
+            }
+        }
+        Ok(out)
     }
 
     fn generation(&self) -> u64 {

@@ -16,7 +16,8 @@ use serde_json::Value;
 use super::sql::{count_query, scan_query, Param, SQLITE};
 use super::{
     Backend, BackendError, BackendResult, BackendTx, Capabilities, GroupRef, Member, MemberView,
-    NewRecord, Record, Scan, SqlScan, SqlStore, UniqueColumn, Visit, Visitor, Work, CAPABILITIES,
+    NewRecord, Record, Scan, SqlScan, SqlStore, UniqueColumn, Visit, Visitor, Work, BATCH,
+    CAPABILITIES,
 };
 use scimgate_scim::{AttrPath, Filter, SchemaCtx};
 
@@ -417,6 +418,41 @@ impl Backend for SqliteStore {
                 .map_err(sql)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(sql)
         })?
+    }
+
+    /// One `member_id IN (…)` query per [`BATCH`] ids; each member's
+    /// groups in the order of [`Backend::groups_of`] (`seq`).
+    fn groups_of_many(&self, member_ids: &[&str]) -> BackendResult<HashMap<String, Vec<GroupRef>>> {
+        let mut out: HashMap<String, Vec<GroupRef>> = HashMap::new();
+        for chunk in member_ids.chunks(BATCH) {
+            let marks = vec!["?"; chunk.len()].join(",");
+            let query = format!(
+                "SELECT m.member_id, r.id, r.resource_type, r.body FROM memberships m
+                 JOIN resources r ON r.id = m.group_id
+                 WHERE m.member_id IN ({marks}) ORDER BY r.seq"
+            );
+            let rows = self.read(|conn| {
+                let mut stmt = conn.prepare_cached(&query).map_err(sql)?;
+                let rows = stmt
+                    .query_map(params_from_iter(chunk.iter()), |row| {
+                        let body: String = row.get(3)?;
+                        Ok((
+                            row.get::<_, String>(0)?,
+                            GroupRef {
+                                id: row.get(1)?,
+                                resource_type: row.get(2)?,
+                                body: serde_json::from_str(&body).unwrap_or(Value::Null),
+                            },
+                        ))
+                    })
+                    .map_err(sql)?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(sql)
+            })??;
+            for (member, group) in rows {
+                out.entry(member).or_default().push(group);
+            }
+        }
+        Ok(out)
     }
 
     fn generation(&self) -> u64 {

@@ -15,6 +15,7 @@ pub fn run_all(store: &dyn SqlStore) {
     unique_user_names(store);
     scans_narrow_and_page_in_insertion_order(store);
     memberships_follow_deletes(store);
+    groups_of_many_agrees_with_groups_of(store);
     failed_transactions_write_nothing(store);
     savepoints_undo_only_their_part(store);
     concurrent_writers_get_one_success_per_version(store);
@@ -110,6 +111,53 @@ impl Drop for TestDatabase {
             }
         }
     }
+}
+
+/// The batched read of a page's groups gives each member exactly what
+/// `groups_of` gives it, in the same order, across several queries.
+fn groups_of_many_agrees_with_groups_of(store: &dyn SqlStore) {
+    for n in 1..=4 {
+        insert_user(store, &format!("b-u{n}"), &format!("batch{n}"));
+    }
+    let groups: [(&str, &[&str]); 3] = [
+        ("b-g1", &["b-u1", "b-u2"]),
+        ("b-g2", &["b-u3", "b-u1"]),
+        ("b-g3", &["b-u1"]),
+    ];
+    for (group, members) in groups {
+        let record = new_record(group, "Group", None, "2024-01-01T00:00:00.000Z");
+        let members: Vec<Member> = members
+            .iter()
+            .map(|id| Member {
+                id: id.to_string(),
+                member_type: "User".into(),
+                display: None,
+            })
+            .collect();
+        store
+            .write(&mut |tx| {
+                tx.insert(&record)?;
+                tx.set_members(group, &members)?;
+                Ok(())
+            })
+            .expect("group");
+    }
+    // More ids than one query takes, the real ones last.
+    let padding: Vec<String> = (0..super::BATCH + 3).map(|n| format!("b-x{n}")).collect();
+    let mut ids: Vec<&str> = padding.iter().map(String::as_str).collect();
+    ids.extend(["b-u1", "b-u2", "b-u3", "b-u4"]);
+    let batch = store.groups_of_many(&ids).expect("groups_of_many");
+    let names =
+        |refs: &[super::GroupRef]| -> Vec<String> { refs.iter().map(|g| g.id.clone()).collect() };
+    for id in &ids {
+        let single = store.groups_of(id).expect("groups_of");
+        let batched = batch.get(*id).map(Vec::as_slice).unwrap_or_default();
+        assert_eq!(names(batched), names(&single), "groups of {id}");
+        assert_eq!(batched, single.as_slice(), "groups of {id}");
+    }
+    let u1 = batch.get("b-u1").map(Vec::as_slice).unwrap_or_default();
+    assert_eq!(names(u1), vec!["b-g1", "b-g2", "b-g3"]);
+    assert!(!batch.contains_key("b-u4"));
 }
 
 pub fn new_record(id: &str, rt: &str, user_name: Option<&str>, now: &str) -> NewRecord {
