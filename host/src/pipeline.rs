@@ -1,5 +1,5 @@
 //! Pipelines: assembling routes from a checked config and loaded libraries,
-//! and running one request through them (DESIGN.md §3).
+//! and running one request through them (docs/architecture.md, "A request's way through").
 //!
 //! authenticators and policies (interleaved, in order; the first
 //! `Authenticated` wins) → profiles inbound → the endpoint → profiles

@@ -260,7 +260,7 @@ impl Principal {
 }
 
 /// A registered IGA provider: every field of the vendor's "new provider" form
-/// (DESIGN.md §5). Times are Unix seconds (UTC).
+/// (docs/architecture.md). Times are Unix seconds (UTC).
 #[repr(C)]
 #[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
 pub struct ProviderRecord {
@@ -335,7 +335,7 @@ pub enum PolicyDecision {
     Deny(PluginError),
 }
 
-/// The four component kinds (DESIGN.md §4.1).
+/// The four component kinds (docs/architecture.md, "The plugin contract").
 #[repr(u8)]
 #[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ComponentKind {
