@@ -331,12 +331,9 @@ async fn handle(
         Some(_) => None,
         None => runtime.route_for(&path).cloned(),
     };
-    let response = match route {
-        None if bad_path.is_some() => {
-            let reason = format!(
-                "invalid request path: {}",
-                bad_path.unwrap_or(scimgate_abi::path::PathError::NotAbsolute)
-            );
+    let response = match (bad_path, route) {
+        (Some(bad_path), _) => {
+            let reason = format!("invalid request path: {bad_path}");
             audit.decision = "deny";
             audit.reason = reason.clone();
             error_response(
@@ -345,13 +342,13 @@ async fn handle(
                 &request_id,
             )
         }
-        None => {
+        (None, None) => {
             audit.decision = "deny";
             audit.reason = "no route".into();
             let error = PluginError::new(404, format!("no route serves {path}"));
             error_response(ErrorStyle::Scim, &error, &request_id)
         }
-        Some(route) => {
+        (None, Some(route)) => {
             audit.route = route.mount.clone();
             // The timeout covers reading the body too: a client trickling
             // its body holds a connection, not a pipeline, and not forever.
@@ -654,14 +651,6 @@ fn now_unix_ms() -> i64 {
     (now.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
-/// IPv4-mapped IPv6 addresses become plain IPv4.
-pub fn canonical_ip(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-        v4 => v4,
-    }
-}
-
 fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
     trusted.iter().any(|net| net.contains(&ip))
 }
@@ -677,7 +666,7 @@ pub fn resolve_client_ip(
     trusted: &[IpNet],
     header: ForwardedHeader,
 ) -> IpAddr {
-    let peer = canonical_ip(peer);
+    let peer = peer.to_canonical();
     if !is_trusted(peer, trusted) {
         return peer;
     }
@@ -699,7 +688,7 @@ pub fn resolve_client_ip(
     };
     let mut nearest = peer;
     for hop in hops.iter().rev() {
-        match hop.map(canonical_ip) {
+        match *hop {
             Some(ip) if is_trusted(ip, trusted) => nearest = ip,
             Some(ip) => return ip,
             // An unreadable hop: nothing to its left can be trusted.
@@ -709,16 +698,11 @@ pub fn resolve_client_ip(
     nearest
 }
 
+/// One hop of a forwarding header, in the address grammar every client
+/// address is read with (`scimgate_abi::net`): `ip`, `ip:port`, `[v6]`,
+/// `[v6]:port`, quoted or not; IPv4-mapped addresses unwrapped.
 fn parse_hop(raw: &str) -> Option<IpAddr> {
-    let s = raw.trim().trim_matches('"');
-    if let Ok(ip) = s.parse::<IpAddr>() {
-        return Some(ip);
-    }
-    if let Ok(sock) = s.parse::<SocketAddr>() {
-        return Some(sock.ip());
-    }
-    let inner = s.strip_prefix('[')?.split(']').next()?;
-    inner.parse().ok()
+    scimgate_abi::net::parse_client_ip(raw.trim().trim_matches('"'))
 }
 
 /// The absolute URL of the mount point, for `Location` and `meta.location`.
@@ -727,7 +711,7 @@ fn base_url(runtime: &Runtime, headers: &HeaderMap, peer: IpAddr, mount: &str) -
     if let Some(public) = &runtime.server.public_url {
         return format!("{}{mount}", public.trim_end_matches('/'));
     }
-    let trusted = is_trusted(canonical_ip(peer), &runtime.server.trusted_proxies);
+    let trusted = is_trusted(peer.to_canonical(), &runtime.server.trusted_proxies);
     let header = |name: &str| {
         headers
             .get(name)

@@ -11,7 +11,6 @@ use time::OffsetDateTime;
 
 use super::check::{did_you_mean, span_or_empty, unknown_key, Checker};
 use super::diagnostic::Diagnostic;
-use super::server::parse_net;
 use super::tree::{Kind, Table, Val};
 use super::{Access, AuthMethod, ProviderAuth, ProviderConfig};
 
@@ -265,7 +264,9 @@ fn auth(
     let mut allowed_ips = Vec::new();
     if let Some(e) = table.get("allowed_ips") {
         for (text, val) in ck.str_array(&e.val, "provider.auth.allowed_ips") {
-            if text == "*" || parse_net(text).is_some() {
+            // The grammar the allowed-ips policy and the authenticators
+            // decide with, not a second one.
+            if scimgate_abi::net::parse_entry(text).is_ok() {
                 allowed_ips.push(text.to_string());
             } else {
                 ck.push(

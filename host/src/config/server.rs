@@ -1,6 +1,6 @@
 //! `[server]`: where to listen, where plugins and data live, request limits.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use super::check::Checker;
@@ -212,11 +212,12 @@ fn duration(ck: &mut Checker, table: &Table, key: &str) -> Option<std::time::Dur
     }
 }
 
-/// A CIDR or a single address (as a /32 or /128).
+/// A trusted proxy: a CIDR or a single address (as a /32 or /128), read
+/// with the IP-list grammar of `scimgate_abi::net` (IPv4-mapped blocks
+/// become IPv4, as the peer addresses they are compared with do); `*` is
+/// not a proxy.
 pub(crate) fn parse_net(text: &str) -> Option<ipnet::IpNet> {
-    text.parse::<ipnet::IpNet>()
-        .ok()
-        .or_else(|| text.parse::<IpAddr>().ok().map(ipnet::IpNet::from))
+    scimgate_abi::net::parse_entry(text).ok().flatten()
 }
 
 /// Relative paths are taken from the config file's folder.
