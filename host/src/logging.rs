@@ -67,12 +67,9 @@ pub fn escape_into(s: &str, out: &mut impl fmt::Write) -> fmt::Result {
     while let Some(i) = rest.find(needs_escape) {
         out.write_str(&rest[..i])?;
         let c = rest[i..].chars().next().unwrap_or_default();
-        match c {
-            '\n' => out.write_str("\\n")?,
-            '\r' => out.write_str("\\r")?,
-            '\t' => out.write_str("\\t")?,
-            c => write!(out, "\\u{{{:x}}}", c as u32)?,
-        }
+        // `\n`, `\r`, `\t`, else `\u{…}`: every character escaped here is
+        // a control character or a line separator.
+        write!(out, "{}", c.escape_default())?;
         rest = &rest[i + c.len_utf8()..];
     }
     out.write_str(rest)
@@ -82,16 +79,15 @@ fn needs_escape(c: char) -> bool {
     c.is_control() || c == '\u{2028}' || c == '\u{2029}'
 }
 
-/// [`escape_into`] into a new string.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let _ = escape_into(s, &mut out);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn escape(s: &str) -> String {
+        let mut out = String::new();
+        escape_into(s, &mut out).unwrap();
+        out
+    }
     use std::sync::{Arc, Mutex};
 
     #[derive(Clone, Default)]

@@ -209,10 +209,6 @@ impl Route {
                         ComponentKind::Authenticator,
                     ));
                 };
-                let caller = Some((
-                    principal.provider_id.to_string(),
-                    principal.client_id.to_string(),
-                ));
                 if let Some(allowed) = &self.providers {
                     if !allowed
                         .iter()
@@ -223,7 +219,10 @@ impl Route {
                             &stage.name,
                             ComponentKind::Authenticator,
                         );
-                        rejection.caller = caller;
+                        rejection.caller = Some((
+                            principal.provider_id.to_string(),
+                            principal.client_id.to_string(),
+                        ));
                         return Err(rejection);
                     }
                 }
@@ -267,17 +266,20 @@ impl Route {
 
     /// Profiles, inbound, in pipeline order.
     pub fn inbound(&self, req: &mut Request, authn: &Authn) -> Result<(), Rejection> {
+        // Policies decided on this method and path: a profile that changed
+        // them would make the endpoint run something else.
+        let judged = (!self.profiles.is_empty()).then(|| (req.method.clone(), req.path.clone()));
         for stage in &self.profiles {
             if let ComponentInstance::Profile(profile) = &stage.instance {
-                let before = (req.method.clone(), req.path.clone());
                 if let RResult::RErr(error) = profile.inbound(req, authn.caller()) {
                     return Err(
                         Rejection::new(error, &stage.name, ComponentKind::Profile).by(authn)
                     );
                 }
-                // Policies decided on this method and path: a profile that
-                // changed them would make the endpoint run something else.
-                if (&req.method, &req.path) != (&before.0, &before.1) {
+                if judged
+                    .as_ref()
+                    .is_some_and(|(method, path)| (&req.method, &req.path) != (method, path))
+                {
                     let error = PluginError::internal(format!(
                         "profile `{}` changed the request's method or path, which profiles may not do",
                         stage.name
