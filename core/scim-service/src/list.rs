@@ -380,26 +380,16 @@ impl ScimService {
         };
         let page = if (sort_by.is_none() || pushed_sort.is_some()) && exact {
             self.page_from_store(call, kinds, &scan, filter.as_ref(), &position, count, shape)?
-        } else if pushed_sort.is_some() {
-            // The backend's order, the engine's filter: stream and count.
-            self.page_in_memory(
-                call,
-                kinds,
-                &scan,
-                filter.as_ref(),
-                None,
-                order,
-                &position,
-                count,
-                relations,
-            )?
         } else {
+            // With the order pushed down, the engine only filters and counts,
+            // in the backend's order; otherwise it sorts too.
+            let sort_in_memory = sort_by.as_ref().filter(|_| pushed_sort.is_none());
             self.page_in_memory(
                 call,
                 kinds,
                 &scan,
                 filter.as_ref(),
-                sort_by.as_ref(),
+                sort_in_memory,
                 order,
                 &position,
                 count,
@@ -458,22 +448,16 @@ impl ScimService {
         count: u64,
         shape: u64,
     ) -> Result<Page, PluginError> {
-        let caps = self.caps;
         // Keys are `seq`s: they only continue a walk in natural order.
-        let keyset = caps.keyset && scan.sort.is_none();
-        let generation = if caps.generation {
-            self.backend.generation()
-        } else {
-            0
-        };
-        let cached = if caps.generation {
+        let keyset = self.caps.keyset && scan.sort.is_none();
+        // Totals and walks are remembered only against a generation.
+        let generation = self.caps.generation.then(|| self.backend.generation());
+        let cached = generation.and_then(|generation| {
             self.pages
                 .lock()
                 .ok()
                 .and_then(|p| p.total(shape, generation))
-        } else {
-            None
-        };
+        });
         let total = match cached {
             Some(total) => total,
             None => {
@@ -488,7 +472,7 @@ impl ScimService {
                         n
                     }
                 };
-                if caps.generation {
+                if let Some(generation) = generation {
                     if let Ok(mut pages) = self.pages.lock() {
                         pages.remember_total(shape, generation, total);
                     }
@@ -504,19 +488,19 @@ impl ScimService {
         if count == 0 {
             return Ok(page);
         }
+        // Index walks continue from the last key of the previous page.
+        let walk_generation = generation.filter(|_| keyset);
         let mut scan = scan.clone();
         scan.limit = Some(count);
         match position {
             Position::Index { start } => {
                 let key = (shape, count, *start);
-                let resume = if keyset && caps.generation {
+                let resume = walk_generation.and_then(|generation| {
                     self.pages
                         .lock()
                         .ok()
                         .and_then(|mut p| p.continuation(key, generation))
-                } else {
-                    None
-                };
+                });
                 match resume {
                     Some(after) => scan.after = Some(after),
                     None => scan.offset = start - 1,
@@ -546,8 +530,8 @@ impl ScimService {
                 page.docs.push((i, doc));
             }
         }
-        if let (Position::Index { start }, Some(last), true) =
-            (position, page.last_seq, keyset && caps.generation)
+        if let (Position::Index { start }, Some(last), Some(generation)) =
+            (position, page.last_seq, walk_generation)
         {
             if let Ok(mut pages) = self.pages.lock() {
                 pages.remember(
@@ -585,57 +569,25 @@ impl ScimService {
             docs: Vec::new(),
             last_seq: None,
         };
-        let max_scan = self.settings.max_scan;
-        let mut scanned = 0u64;
-        let mut bound = move || {
-            scanned += 1;
-            if scanned > max_scan {
-                Err(too_many(max_scan))
-            } else {
-                Ok(())
-            }
-        };
         match sort_by {
             None if relations => {
-                // The filter needs `groups`: rows are matched by chunks,
-                // each chunk's groups fetched at once.
-                let mut chunk: Vec<Record> = Vec::new();
-                let flush = |chunk: &mut Vec<Record>, page: &mut Page| {
-                    let groups = self.page_groups(kinds, chunk.iter(), true)?;
-                    for rec in chunk.drain(..) {
-                        if let Some((i, doc)) =
-                            self.match_doc(call, kinds, &rec, filter, true, groups.as_ref())?
-                        {
-                            if page.total >= offset && page.total < end {
-                                page.docs.push((i, doc));
-                            }
-                            page.total += 1;
-                        }
+                // The filter needed `groups`: the matches come rendered with them.
+                self.scan_matches(call, kinds, scan, filter, relations, &mut |i, doc, _| {
+                    if page.total >= offset && page.total < end {
+                        page.docs.push((i, doc));
                     }
-                    Ok::<(), PluginError>(())
-                };
-                self.backend.scan(scan, &mut |rec| {
-                    bound()?;
-                    chunk.push(self.adopt(rec));
-                    if chunk.len() >= CHUNK {
-                        flush(&mut chunk, &mut page)?;
-                    }
-                    Ok(Visit::Continue)
+                    page.total += 1;
+                    Ok(())
                 })?;
-                flush(&mut chunk, &mut page)?;
             }
             None => {
                 let mut window: Vec<(usize, Record)> = Vec::new();
-                self.backend.scan(scan, &mut |rec| {
-                    bound()?;
-                    let rec = self.adopt(rec);
-                    if let Some((i, _)) = self.match_doc(call, kinds, &rec, filter, false, None)? {
-                        if page.total >= offset && page.total < end {
-                            window.push((i, rec));
-                        }
-                        page.total += 1;
+                self.scan_matches(call, kinds, scan, filter, relations, &mut |i, _, rec| {
+                    if page.total >= offset && page.total < end {
+                        window.push((i, rec));
                     }
-                    Ok(Visit::Continue)
+                    page.total += 1;
+                    Ok(())
                 })?;
                 page.docs = self.render_page(call, kinds, &window)?;
             }
@@ -645,27 +597,10 @@ impl ScimService {
                     excluded: Vec::new(),
                 };
                 let mut keys: Vec<(Value, usize, String)> = Vec::new();
-                let mut chunk: Vec<Record> = Vec::new();
-                let flush = |chunk: &mut Vec<Record>, keys: &mut Vec<(Value, usize, String)>| {
-                    let groups = self.page_groups(kinds, chunk.iter(), relations)?;
-                    for rec in chunk.drain(..) {
-                        if let Some((i, doc)) =
-                            self.match_doc(call, kinds, &rec, filter, relations, groups.as_ref())?
-                        {
-                            keys.push((project(&kinds[i].ctx, &doc, &selection), i, rec.id));
-                        }
-                    }
-                    Ok::<(), PluginError>(())
-                };
-                self.backend.scan(scan, &mut |rec| {
-                    bound()?;
-                    chunk.push(self.adopt(rec));
-                    if chunk.len() >= CHUNK || !relations {
-                        flush(&mut chunk, &mut keys)?;
-                    }
-                    Ok(Visit::Continue)
+                self.scan_matches(call, kinds, scan, filter, relations, &mut |i, doc, rec| {
+                    keys.push((project(&kinds[i].ctx, &doc, &selection), i, rec.id));
+                    Ok(())
                 })?;
-                flush(&mut chunk, &mut keys)?;
                 // Stable: ties keep insertion order.
                 keys.sort_by(|a, b| compare(&kinds[a.1].ctx, &a.0, &b.0, sort_by, order));
                 page.total = keys.len() as u64;
@@ -683,6 +618,49 @@ impl ScimService {
             }
         }
         Ok(page)
+    }
+
+    /// Streams the rows of `scan` (at most `max_scan` of them: 400 `tooMany`
+    /// beyond) and hands each one that matches `filter` to `matched`, with
+    /// its kind, its rendered document and the record. With `relations` the
+    /// document carries the derived attributes, the `groups` of each chunk
+    /// of rows fetched at once; without, rows are matched one by one.
+    fn scan_matches(
+        &self,
+        call: &Call<'_>,
+        kinds: &[Kind<'_>],
+        scan: &Scan<'_>,
+        filter: Option<&Filter>,
+        relations: bool,
+        matched: &mut dyn FnMut(usize, Value, Record) -> Result<(), PluginError>,
+    ) -> Result<(), PluginError> {
+        let max_scan = self.settings.max_scan;
+        let chunk_size = if relations { CHUNK } else { 1 };
+        let mut scanned = 0u64;
+        let mut chunk: Vec<Record> = Vec::new();
+        let mut flush = |chunk: &mut Vec<Record>| {
+            let groups = self.page_groups(kinds, chunk.iter(), relations)?;
+            for rec in chunk.drain(..) {
+                if let Some((i, doc)) =
+                    self.match_doc(call, kinds, &rec, filter, relations, groups.as_ref())?
+                {
+                    matched(i, doc, rec)?;
+                }
+            }
+            Ok::<(), PluginError>(())
+        };
+        self.backend.scan(scan, &mut |rec| {
+            scanned += 1;
+            if scanned > max_scan {
+                return Err(too_many(max_scan));
+            }
+            chunk.push(self.adopt(rec));
+            if chunk.len() >= chunk_size {
+                flush(&mut chunk)?;
+            }
+            Ok(Visit::Continue)
+        })?;
+        flush(&mut chunk)
     }
 
     /// The page's rows rendered with their derived attributes (`groups`

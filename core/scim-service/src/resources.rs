@@ -331,27 +331,20 @@ impl ScimService {
         now: &str,
     ) -> Result<(), PluginError> {
         let existing = self.existing(tx, kind, id, if_match)?;
-        if !self.caps.native_members {
-            self.check_unchanged(tx, kind, &existing)?;
-            match tx.delete(&kind.rt.name, id, self.expected(&existing)) {
-                Ok(true) => {}
-                Ok(false) => return Err(not_found(format!("{} '{id}' not found", kind.rt.name))),
-                Err(BackendError::VersionMismatch) => {
-                    return Err(precondition_failed("the resource changed; fetch it again"))
-                }
-                Err(e) => return Err(e.into()),
-            }
-            return self.unlink_everywhere(tx, id, now);
-        }
-        let mut touched = tx.group_ids_of(id)?;
-        if kind.has_members {
-            for member in tx.members(id)? {
-                if self.derives_groups(&member.member_type) {
-                    touched.push(member.id);
+        // Native membership: the resources whose derived attributes change.
+        let mut touched = Vec::new();
+        if self.caps.native_members {
+            touched = tx.group_ids_of(id)?;
+            if kind.has_members {
+                for member in tx.members(id)? {
+                    if self.derives_groups(&member.member_type) {
+                        touched.push(member.id);
+                    }
                 }
             }
         }
-        match tx.delete(&kind.rt.name, id, Some(existing.version)) {
+        self.check_unchanged(tx, kind, &existing)?;
+        match tx.delete(&kind.rt.name, id, self.expected(&existing)) {
             Ok(true) => {}
             Ok(false) => return Err(not_found(format!("{} '{id}' not found", kind.rt.name))),
             Err(BackendError::VersionMismatch) => {
@@ -359,8 +352,12 @@ impl ScimService {
             }
             Err(e) => return Err(e.into()),
         }
-        tx.touch(&touched, now)?;
-        Ok(())
+        if self.caps.native_members {
+            tx.touch(&touched, now)?;
+            Ok(())
+        } else {
+            self.unlink_everywhere(tx, id, now)
+        }
     }
 
     /// The current row, checking `If-Match`.
