@@ -215,26 +215,16 @@ impl LdapBackend {
             if started && cookie.is_empty() {
                 return Ok((delivered, false));
             }
-            let control = PagedResults {
-                size: self.page_size.min(i32::MAX as u32) as i32,
-                cookie: std::mem::take(&mut cookie),
-            };
-            let (entries, controls) = session.search(
+            let (entries, next) = self.one_page(
+                &mut session,
                 &map.base,
-                Scope::Subtree,
                 filter,
                 &attrs,
-                vec![RawControl::from(control)],
+                std::mem::take(&mut cookie),
             )?;
             started = true;
             pending.extend(entries);
-            cookie = controls
-                .iter()
-                .find_map(|Control(kind, raw)| match kind {
-                    Some(ControlType::PagedResults) => Some(raw.parse::<PagedResults>().cookie),
-                    _ => None,
-                })
-                .unwrap_or_default();
+            cookie = next;
         }
     }
 
@@ -801,32 +791,64 @@ impl LdapBackend {
         filter: &str,
         attrs: &[String],
     ) -> BackendResult<Vec<SearchEntry>> {
-        let mut cookie = Vec::new();
         let mut out = Vec::new();
+        self.each_page(session, base, filter, attrs, &mut |entries| {
+            out.extend(entries)
+        })?;
+        Ok(out)
+    }
+
+    /// Runs the search of [`LdapBackend::search_paged`] and hands each page
+    /// of entries to `page` as it arrives.
+    fn each_page(
+        &self,
+        session: &mut Session<'_>,
+        base: &str,
+        filter: &str,
+        attrs: &[String],
+        page: &mut dyn FnMut(Vec<SearchEntry>),
+    ) -> BackendResult<()> {
+        let mut cookie = Vec::new();
         loop {
-            let control = PagedResults {
-                size: self.page_size.min(i32::MAX as u32) as i32,
-                cookie,
-            };
-            let (entries, controls) = session.search(
-                base,
-                Scope::Subtree,
-                filter,
-                attrs,
-                vec![RawControl::from(control)],
-            )?;
-            out.extend(entries);
-            cookie = controls
-                .iter()
-                .find_map(|Control(kind, raw)| match kind {
-                    Some(ControlType::PagedResults) => Some(raw.parse::<PagedResults>().cookie),
-                    _ => None,
-                })
-                .unwrap_or_default();
-            if cookie.is_empty() {
-                return Ok(out);
+            let (entries, next) = self.one_page(session, base, filter, attrs, cookie)?;
+            page(entries);
+            if next.is_empty() {
+                return Ok(());
             }
+            cookie = next;
         }
+    }
+
+    /// One page of a simple-paged-results search (RFC 2696) from `cookie`
+    /// (empty: the first page): its entries and the cookie of the next page
+    /// (empty: that was the last).
+    fn one_page(
+        &self,
+        session: &mut Session<'_>,
+        base: &str,
+        filter: &str,
+        attrs: &[String],
+        cookie: Vec<u8>,
+    ) -> BackendResult<(Vec<SearchEntry>, Vec<u8>)> {
+        let control = PagedResults {
+            size: self.page_size.min(i32::MAX as u32) as i32,
+            cookie,
+        };
+        let (entries, controls) = session.search(
+            base,
+            Scope::Subtree,
+            filter,
+            attrs,
+            vec![RawControl::from(control)],
+        )?;
+        let next = controls
+            .iter()
+            .find_map(|Control(kind, raw)| match kind {
+                Some(ControlType::PagedResults) => Some(raw.parse::<PagedResults>().cookie),
+                _ => None,
+            })
+            .unwrap_or_default();
+        Ok((entries, next))
     }
 
     /// [`Backend::groups_of_many`] for at most [`BATCH`] ids: their DNs in
@@ -911,32 +933,15 @@ impl LdapBackend {
     /// Entries matching `filter` under the type's base (DNs only, paged).
     fn count_one(&self, map: &TypeMap, filter: &str) -> BackendResult<u64> {
         let mut session = self.session()?;
-        let mut cookie = Vec::new();
         let mut total = 0u64;
-        loop {
-            let control = PagedResults {
-                size: self.page_size.min(i32::MAX as u32) as i32,
-                cookie,
-            };
-            let (entries, controls) = session.search(
-                &map.base,
-                Scope::Subtree,
-                filter,
-                &["1.1".to_string()],
-                vec![RawControl::from(control)],
-            )?;
-            total += entries.len() as u64;
-            cookie = controls
-                .iter()
-                .find_map(|Control(kind, raw)| match kind {
-                    Some(ControlType::PagedResults) => Some(raw.parse::<PagedResults>().cookie),
-                    _ => None,
-                })
-                .unwrap_or_default();
-            if cookie.is_empty() {
-                return Ok(total);
-            }
-        }
+        self.each_page(
+            &mut session,
+            &map.base,
+            filter,
+            &["1.1".to_string()],
+            &mut |entries| total += entries.len() as u64,
+        )?;
+        Ok(total)
     }
 }
 
