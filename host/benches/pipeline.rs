@@ -9,11 +9,10 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use abi_stable::std_types::{RString, RVec};
-use scimgate_abi::ffi::ComponentInstance;
 use scimgate_abi::{Caller, ErrorStyle, Header, Request};
 use scimgate_host::config::{parse_str, SourceFile};
 use scimgate_host::loader::LibraryCache;
-use scimgate_host::pipeline::{assemble, AssembleMode};
+use scimgate_host::pipeline::{assemble, AssembleMode, PreStage};
 
 const CONFIG: &str = r#"
 [server]
@@ -104,8 +103,8 @@ fn main() {
     let route = runtime.routes[0].clone();
     let iterations = 2_000_000;
 
-    let policy = match &route.pre[1].instance {
-        ComponentInstance::Policy(p) => p,
+    let policy = match &route.pre[1] {
+        PreStage::Policy(p) => &p.component,
         _ => panic!("stage 1 is a policy"),
     };
     let req = request();
@@ -114,8 +113,7 @@ fn main() {
     });
 
     let pipeline = time_per_op(iterations, || {
-        let mut req = request();
-        black_box(route.run_inline(&mut req, &runtime.providers).ok());
+        black_box(route.run(request(), &runtime.providers));
     });
     let build_request = time_per_op(iterations, || {
         black_box(request());

@@ -1,31 +1,31 @@
-//! Pipelines: assembling routes from a checked config and loaded libraries,
-//! and running one request through them (docs/architecture.md, "A request's way through").
-//!
-//! authenticators and policies (interleaved, in order; the first
-//! `Authenticated` wins) → profiles inbound → the endpoint → profiles
-//! outbound in reverse order. Assembly reports every problem at once as
-//! located [`Diagnostic`]s; execution never panics (plugins are guarded on
-//! their side of the boundary).
+//! Pipelines: assembling routes from a checked config and loaded libraries
+//! (docs/architecture.md, "A request's way through"). Running one request
+//! through a route is [`route`]'s: [`Route::run`]. Assembly reports every
+//! problem at once as located [`Diagnostic`]s; execution never panics
+//! (plugins are guarded on their side of the boundary).
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use abi_stable::std_types::{ROption, RResult, RString};
-use scimgate_abi::ffi::{
-    AuthenticatorBox, ComponentInstance, CreateEnvelope, FfiHostServices_TO, HostServicesBox,
-};
-use scimgate_abi::{
-    AuthOutcome, Caller, ComponentKind, ErrorStyle, PluginError, PolicyDecision, Principal,
-    ProviderRecord, Request, Response,
-};
+use abi_stable::std_types::{RResult, RString};
+use scimgate_abi::ffi::{ComponentInstance, CreateEnvelope, FfiHostServices_TO, HostServicesBox};
+use scimgate_abi::{ComponentKind, ErrorStyle, PluginError};
 
 use crate::config::{Config, Diagnostic, ServerConfig};
 use crate::host_services::TracingHostServices;
 use crate::loader::LibraryCache;
 use crate::registry::ProviderRegistry;
 
-/// A created stage, shared by every route that names it.
+pub mod route;
+
+pub use route::{
+    AuditRecord, AuthenticatorStage, Decision, EndpointStage, PolicyStage, PreStage, ProfileStage,
+    Route, Stage, TypedStage,
+};
+
+/// A stage as its library created it, before it is sorted by kind
+/// ([`TypedStage`]); `scimgate token` calls one directly.
 pub struct StageInstance {
     pub name: String,
     /// `library/component`.
@@ -48,8 +48,8 @@ impl Runtime {
         self.routes.iter().find(|r| mount_matches(&r.mount, path))
     }
 
-    /// Every endpoint instance with its stage name (for `/readyz`).
-    pub fn endpoints(&self) -> Vec<(String, Arc<StageInstance>)> {
+    /// Every endpoint stage with its name (for `/readyz`).
+    pub fn endpoints(&self) -> Vec<(String, Arc<EndpointStage>)> {
         let mut seen = HashMap::new();
         for r in &self.routes {
             seen.entry(r.endpoint.name.clone())
@@ -69,289 +69,6 @@ pub fn mount_matches(mount: &str, path: &str) -> bool {
         Some(rest) => rest.is_empty() || rest.starts_with('/'),
         None => false,
     }
-}
-
-/// One route: the mount path and its stages by kind.
-pub struct Route {
-    pub mount: String,
-    /// Authenticators and policies, in pipeline order.
-    pub pre: Vec<Arc<StageInstance>>,
-    /// Index in `pre` of the last authenticator; once past it without a
-    /// principal the request is refused (401).
-    pub last_authenticator: Option<usize>,
-    pub profiles: Vec<Arc<StageInstance>>,
-    pub endpoint: Arc<StageInstance>,
-    pub error_style: ErrorStyle,
-    /// `WWW-Authenticate` challenges of the route's authenticators.
-    pub challenges: Vec<String>,
-    /// A stage before the endpoint may block: run the whole pipeline on the
-    /// blocking pool.
-    pub blocking: bool,
-    /// `providers = [...]`: the only providers this route serves (`None`:
-    /// every registered provider).
-    pub providers: Option<Vec<String>>,
-}
-
-/// Who the request is from, once the pre-stages ran.
-#[derive(Default, Clone)]
-pub struct Authn {
-    pub principal: Option<Principal>,
-    pub provider: Option<Arc<ProviderRecord>>,
-}
-
-impl Authn {
-    pub fn caller(&self) -> Caller<'_> {
-        Caller {
-            principal: self
-                .principal
-                .as_ref()
-                .map_or(ROption::RNone, ROption::RSome),
-            provider: self
-                .provider
-                .as_deref()
-                .map_or(ROption::RNone, ROption::RSome),
-        }
-    }
-}
-
-/// Why a request was stopped, and by which stage.
-#[derive(Debug, Clone)]
-pub struct Rejection {
-    pub error: PluginError,
-    pub stage: String,
-    pub kind: ComponentKind,
-    /// `(provider id, client id)` when the caller was already authenticated.
-    pub caller: Option<(String, String)>,
-}
-
-impl Rejection {
-    fn new(error: PluginError, stage: &str, kind: ComponentKind) -> Self {
-        Rejection {
-            error,
-            stage: stage.to_string(),
-            kind,
-            caller: None,
-        }
-    }
-
-    fn by(mut self, authn: &Authn) -> Self {
-        self.caller = authn
-            .principal
-            .as_ref()
-            .map(|p| (p.provider_id.to_string(), p.client_id.to_string()));
-        self
-    }
-}
-
-impl Route {
-    /// Runs authenticators and policies in order.
-    pub fn authorize(
-        &self,
-        req: &Request,
-        providers: &ProviderRegistry,
-    ) -> Result<Authn, Rejection> {
-        let mut authn = Authn::default();
-        for (index, stage) in self.pre.iter().enumerate() {
-            match &stage.instance {
-                ComponentInstance::Authenticator(auth) if authn.principal.is_none() => {
-                    self.authenticate(auth, stage, req, providers, &mut authn)?;
-                }
-                ComponentInstance::Policy(policy) => {
-                    if let PolicyDecision::Deny(error) = policy.check(req, authn.caller()) {
-                        return Err(
-                            Rejection::new(error, &stage.name, ComponentKind::Policy).by(&authn)
-                        );
-                    }
-                }
-                _ => {}
-            }
-            if Some(index) == self.last_authenticator && authn.principal.is_none() {
-                return Err(self.unauthenticated(stage));
-            }
-        }
-        Ok(authn)
-    }
-
-    fn authenticate(
-        &self,
-        auth: &AuthenticatorBox,
-        stage: &StageInstance,
-        req: &Request,
-        providers: &ProviderRegistry,
-        authn: &mut Authn,
-    ) -> Result<(), Rejection> {
-        match auth.authenticate(req) {
-            AuthOutcome::NotMine => Ok(()),
-            AuthOutcome::Rejected(mut error) => {
-                if error.status == 401 && !has_header(&error, "www-authenticate") {
-                    for c in &self.challenges {
-                        error = error.with_header("www-authenticate", c);
-                    }
-                }
-                Err(Rejection::new(
-                    error,
-                    &stage.name,
-                    ComponentKind::Authenticator,
-                ))
-            }
-            AuthOutcome::Authenticated(principal) => {
-                let Some(provider) = providers.get(principal.provider_id.as_str()) else {
-                    let error = PluginError::new(
-                        401,
-                        format!(
-                            "the credentials belong to provider `{}`, which is not registered",
-                            principal.provider_id
-                        ),
-                    );
-                    return Err(Rejection::new(
-                        error,
-                        &stage.name,
-                        ComponentKind::Authenticator,
-                    ));
-                };
-                if let Some(allowed) = &self.providers {
-                    if !allowed
-                        .iter()
-                        .any(|id| id == principal.provider_id.as_str())
-                    {
-                        let mut rejection = Rejection::new(
-                            self.not_bound(principal.provider_id.as_str()),
-                            &stage.name,
-                            ComponentKind::Authenticator,
-                        );
-                        rejection.caller = Some((
-                            principal.provider_id.to_string(),
-                            principal.client_id.to_string(),
-                        ));
-                        return Err(rejection);
-                    }
-                }
-                authn.provider = Some(provider.clone());
-                authn.principal = Some(principal);
-                Ok(())
-            }
-        }
-    }
-
-    /// The answer to a provider this route is not bound to: a token route
-    /// says `invalid_client` (RFC 6749 §5.2), a SCIM route 403.
-    fn not_bound(&self, provider: &str) -> PluginError {
-        let message = format!(
-            "provider `{provider}` is not allowed on route `{}`",
-            self.mount
-        );
-        match self.error_style {
-            ErrorStyle::OAuth => {
-                let mut error = PluginError::new(401, message).with_code("invalid_client");
-                for c in &self.challenges {
-                    error = error.with_header("www-authenticate", c);
-                }
-                error
-            }
-            ErrorStyle::Scim => PluginError::new(403, message),
-        }
-    }
-
-    fn unauthenticated(&self, stage: &StageInstance) -> Rejection {
-        let mut error = match self.error_style {
-            ErrorStyle::OAuth => PluginError::new(401, "client authentication is required")
-                .with_code("invalid_client"),
-            ErrorStyle::Scim => PluginError::new(401, "authentication is required"),
-        };
-        for c in &self.challenges {
-            error = error.with_header("www-authenticate", c);
-        }
-        Rejection::new(error, &stage.name, ComponentKind::Authenticator)
-    }
-
-    /// Profiles, inbound, in pipeline order.
-    pub fn inbound(&self, req: &mut Request, authn: &Authn) -> Result<(), Rejection> {
-        // Policies decided on this method and path: a profile that changed
-        // them would make the endpoint run something else.
-        let judged = (!self.profiles.is_empty()).then(|| (req.method.clone(), req.path.clone()));
-        for stage in &self.profiles {
-            if let ComponentInstance::Profile(profile) = &stage.instance {
-                if let RResult::RErr(error) = profile.inbound(req, authn.caller()) {
-                    return Err(
-                        Rejection::new(error, &stage.name, ComponentKind::Profile).by(authn)
-                    );
-                }
-                if judged
-                    .as_ref()
-                    .is_some_and(|(method, path)| (&req.method, &req.path) != (method, path))
-                {
-                    let error = PluginError::internal(format!(
-                        "profile `{}` changed the request's method or path, which profiles may not do",
-                        stage.name
-                    ));
-                    return Err(
-                        Rejection::new(error, &stage.name, ComponentKind::Profile).by(authn)
-                    );
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// The endpoint (call it on the blocking pool).
-    pub fn call_endpoint(&self, req: &Request, authn: &Authn) -> Result<Response, Rejection> {
-        match &self.endpoint.instance {
-            ComponentInstance::Endpoint(endpoint) => match endpoint.handle(req, authn.caller()) {
-                RResult::ROk(resp) => Ok(resp),
-                RResult::RErr(error) => {
-                    Err(
-                        Rejection::new(error, &self.endpoint.name, ComponentKind::Endpoint)
-                            .by(authn),
-                    )
-                }
-            },
-            _ => Err(Rejection::new(
-                PluginError::internal("the route's last stage is not an endpoint"),
-                &self.endpoint.name,
-                ComponentKind::Endpoint,
-            )),
-        }
-    }
-
-    /// Profiles, outbound, in reverse order.
-    pub fn outbound(
-        &self,
-        req: &Request,
-        authn: &Authn,
-        resp: &mut Response,
-    ) -> Result<(), Rejection> {
-        for stage in self.profiles.iter().rev() {
-            if let ComponentInstance::Profile(profile) = &stage.instance {
-                if let RResult::RErr(error) = profile.outbound(req, authn.caller(), resp) {
-                    return Err(
-                        Rejection::new(error, &stage.name, ComponentKind::Profile).by(authn)
-                    );
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// The whole pipeline inline, on this thread (tests and benchmarks; the
-    /// server runs the endpoint on its blocking pool instead).
-    pub fn run_inline(
-        &self,
-        req: &mut Request,
-        providers: &ProviderRegistry,
-    ) -> Result<Response, Rejection> {
-        let authn = self.authorize(req, providers)?;
-        self.inbound(req, &authn)?;
-        let mut resp = self.call_endpoint(req, &authn)?;
-        self.outbound(req, &authn, &mut resp)?;
-        Ok(resp)
-    }
-}
-
-fn has_header(error: &PluginError, name: &str) -> bool {
-    error
-        .headers
-        .iter()
-        .any(|h| h.name.as_str().eq_ignore_ascii_case(name))
 }
 
 /// How far [`assemble`] goes.
@@ -393,12 +110,13 @@ pub fn assemble(
     mode: AssembleMode,
 ) -> Result<Option<Runtime>, Vec<Diagnostic>> {
     let mut diags = Vec::new();
-    let providers = ProviderRegistry::from_config(&config.providers);
+    // Provider methods belong to the authenticators that declare them.
+    let (providers, method_diags) = crate::config::methods::registry(config, plugin_dir, cache);
+    diags.extend(method_diags);
     let factory = StageFactory::new(config, &providers);
 
     // 1. Libraries and component descriptors.
     let mut kinds: HashMap<&str, (ComponentKind, ErrorStyle)> = HashMap::new();
-    let mut may_block: HashMap<&str, bool> = HashMap::new();
     for stage in &config.stages {
         let lib = match cache.load(plugin_dir, &stage.library) {
             Ok(lib) => lib,
@@ -427,7 +145,6 @@ pub fn assemble(
             continue;
         };
         kinds.insert(stage.name.as_str(), (desc.kind, desc.error_style));
-        may_block.insert(stage.name.as_str(), desc.may_block);
         // 2. The plugin's own validation, mapped back to TOML positions.
         let envelope = factory.envelope(stage);
         for issue in (lib.module.validate())(stage.component.as_str().into(), &envelope) {
@@ -462,7 +179,7 @@ pub fn assemble(
     }
 
     // 4. Create the stages that routes use, once each.
-    let mut instances: HashMap<&str, Arc<StageInstance>> = HashMap::new();
+    let mut instances: HashMap<&str, TypedStage> = HashMap::new();
     for stage in &config.stages {
         let used = config
             .routes
@@ -477,7 +194,7 @@ pub fn assemble(
         };
         match factory.create(lib, stage) {
             Ok(instance) => {
-                instances.insert(stage.name.as_str(), Arc::new(instance));
+                instances.insert(stage.name.as_str(), TypedStage::from(instance));
             }
             Err(error) => diags.push(Diagnostic::error(
                 format!("stage `{}` could not be created: {error}", stage.name),
@@ -489,56 +206,35 @@ pub fn assemble(
         return Err(diags);
     }
 
+    // 5. Routes of typed stages, sorted by kind once, here.
     let mut routes = Vec::new();
     for route in &config.routes {
         let mut pre = Vec::new();
         let mut profiles = Vec::new();
         let mut endpoint = None;
-        let mut last_authenticator = None;
-        let mut challenges = Vec::new();
         for (name, _) in &route.pipeline {
-            let Some(stage) = instances.get(name.as_str()) else {
-                continue;
-            };
-            match &stage.instance {
-                ComponentInstance::Authenticator(auth) => {
-                    last_authenticator = Some(pre.len());
-                    let challenge = auth.challenge();
-                    if !challenge.is_empty() && !challenges.contains(&challenge.to_string()) {
-                        challenges.push(challenge.to_string());
-                    }
-                    pre.push(stage.clone());
-                }
-                ComponentInstance::Policy(_) => pre.push(stage.clone()),
-                ComponentInstance::Profile(_) => profiles.push(stage.clone()),
-                ComponentInstance::Endpoint(_) => endpoint = Some(stage.clone()),
+            match instances.get(name.as_str()) {
+                Some(TypedStage::Pre(stage)) => pre.push(stage.clone()),
+                Some(TypedStage::Profile(stage)) => profiles.push(stage.clone()),
+                Some(TypedStage::Endpoint(stage)) => endpoint = Some(stage.clone()),
+                None => {}
             }
         }
         let Some(endpoint) = endpoint else { continue };
         let error_style = kinds
             .get(endpoint.name.as_str())
             .map_or(ErrorStyle::Scim, |(_, style)| *style);
-        if challenges.is_empty() && last_authenticator.is_some() {
-            challenges.push("Bearer realm=\"scimgate\"".to_string());
-        }
-        let blocking = route.pipeline.iter().any(|(name, _)| {
-            may_block.get(name.as_str()).copied().unwrap_or(false)
-                && kinds.get(name.as_str()).map(|(k, _)| *k) != Some(ComponentKind::Endpoint)
-        });
-        routes.push(Arc::new(Route {
-            providers: route
-                .providers
-                .as_ref()
-                .map(|ids| ids.iter().map(|(id, _)| id.clone()).collect()),
-            blocking,
-            mount: route.path.clone(),
+        routes.push(Arc::new(Route::new(
+            route.path.clone(),
             pre,
-            last_authenticator,
             profiles,
             endpoint,
             error_style,
-            challenges,
-        }));
+            route
+                .providers
+                .as_ref()
+                .map(|ids| ids.iter().map(|(id, _)| id.clone()).collect()),
+        )));
     }
     routes.sort_by_key(|r| std::cmp::Reverse(r.mount.len()));
     Ok(Some(Runtime {

@@ -1,0 +1,220 @@
+//! The running server's state: where the configuration comes from, the
+//! current [`Runtime`] (swapped whole on reload), the plugin cache, the bound
+//! on pipelines in flight and the readiness probe's memory. Also reload on
+//! SIGHUP and the shutdown signal.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, RwLock};
+
+use tokio::sync::Semaphore;
+
+use crate::config::{self, Config};
+use crate::loader::LibraryCache;
+use crate::pipeline::{check_and_assemble, AssembleMode, Runtime};
+
+/// Where the configuration comes from, so that a reload reads it again.
+#[derive(Clone)]
+pub enum ConfigSource {
+    File(PathBuf),
+    /// A configuration compiled into the binary, with variables of its own
+    /// (looked up before the environment).
+    Embedded {
+        name: String,
+        text: String,
+        vars: std::collections::HashMap<String, String>,
+    },
+}
+
+impl ConfigSource {
+    /// Reads and checks the configuration (no plugins yet). A file that is
+    /// TOML yields a possibly partial config next to its diagnostics; see
+    /// [`config::load_partial`]. `Err` is a printable report.
+    pub fn load(&self) -> Result<(Config, Vec<config::Diagnostic>), String> {
+        let result = match self {
+            ConfigSource::File(path) => {
+                config::load_partial(path, &|name: &str| std::env::var(name).ok())
+            }
+            ConfigSource::Embedded { name, text, vars } => config::parse_partial(
+                config::SourceFile {
+                    path: PathBuf::from(name),
+                    text: text.clone(),
+                },
+                &|name: &str| vars.get(name).cloned().or_else(|| std::env::var(name).ok()),
+            ),
+        };
+        result.map_err(|(source, diags)| config::render_diagnostics(&source, &diags))
+    }
+}
+
+/// The running server's state.
+pub struct App {
+    runtime: RwLock<Arc<Runtime>>,
+    source: ConfigSource,
+    plugin_dir: PathBuf,
+    cache: Mutex<LibraryCache>,
+    /// Pipelines in flight (see the module doc of [`crate::server`]).
+    pub(super) pipelines: Arc<Semaphore>,
+    pub(super) pipeline_capacity: usize,
+    /// One readiness probe at a time; the others answer the last result.
+    pub(super) probe: Arc<tokio::sync::Mutex<()>>,
+    pub(super) last_ready: AtomicBool,
+    /// Why the server was last not ready (empty when ready), to log changes only.
+    pub(super) last_reasons: Mutex<Option<String>>,
+}
+
+/// Pipelines that may be in flight for a pool of `blocking_threads`: as many
+/// running as the pool has threads, as many again queued.
+pub fn pipeline_capacity(blocking_threads: usize) -> usize {
+    blocking_threads.max(1).saturating_mul(2)
+}
+
+impl App {
+    /// Loads plugins and creates every stage; the error is printable as is.
+    pub fn start(
+        source: ConfigSource,
+        config: &Config,
+        config_diags: Vec<config::Diagnostic>,
+        plugin_dir: PathBuf,
+    ) -> Result<Arc<App>, String> {
+        let mut cache = LibraryCache::default();
+        let runtime = build_runtime(config, config_diags, &plugin_dir, &mut cache)?;
+        let pipeline_capacity = pipeline_capacity(config.server.blocking_threads);
+        Ok(Arc::new(App {
+            runtime: RwLock::new(Arc::new(runtime)),
+            source,
+            plugin_dir,
+            cache: Mutex::new(cache),
+            pipelines: Arc::new(Semaphore::new(pipeline_capacity)),
+            pipeline_capacity,
+            probe: Arc::new(tokio::sync::Mutex::new(())),
+            last_ready: AtomicBool::new(true),
+            last_reasons: Mutex::new(None),
+        }))
+    }
+
+    pub fn runtime(&self) -> Arc<Runtime> {
+        match self.runtime.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Reads the configuration again and swaps in new stages. On any error
+    /// the running configuration stays.
+    pub fn reload(&self) -> Result<(), String> {
+        let (config, config_diags) = self.source.load()?;
+        let mut cache = self
+            .cache
+            .lock()
+            .map_err(|_| "plugin cache lock poisoned".to_string())?;
+        let runtime = build_runtime(&config, config_diags, &self.plugin_dir, &mut cache)?;
+        let current = self.runtime();
+        if current.server.listen != runtime.server.listen {
+            tracing::warn!(
+                "server.listen changed to {}; a restart is needed for that, the server keeps listening on {}",
+                runtime.server.listen,
+                current.server.listen
+            );
+        }
+        for (key, changed) in [
+            (
+                "max_connections",
+                current.server.max_connections != runtime.server.max_connections,
+            ),
+            (
+                "blocking_threads",
+                current.server.blocking_threads != runtime.server.blocking_threads,
+            ),
+        ] {
+            if changed {
+                tracing::warn!("server.{key} changed; a restart is needed for that");
+            }
+        }
+        match self.runtime.write() {
+            Ok(mut guard) => *guard = Arc::new(runtime),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(runtime),
+        }
+        Ok(())
+    }
+}
+
+fn build_runtime(
+    config: &Config,
+    config_diags: Vec<config::Diagnostic>,
+    plugin_dir: &std::path::Path,
+    cache: &mut LibraryCache,
+) -> Result<Runtime, String> {
+    match check_and_assemble(
+        config,
+        config_diags,
+        plugin_dir,
+        cache,
+        AssembleMode::Create,
+    ) {
+        Ok(Some(runtime)) => {
+            for warning in crate::pipeline::route_warnings(config, plugin_dir, cache) {
+                tracing::warn!(
+                    "{}: {} ({})",
+                    warning.location(&config.source),
+                    warning.message,
+                    warning.help.as_deref().unwrap_or_default()
+                );
+            }
+            Ok(runtime)
+        }
+        Ok(None) => Err("internal: assembly created nothing".to_string()),
+        Err(diags) => Err(config::render_diagnostics(&config.source, &diags)),
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+/// Reloads the configuration on every SIGHUP.
+pub async fn reload_on_sighup(app: Arc<App>) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let app = app.clone();
+            let result = tokio::task::spawn_blocking(move || app.reload()).await;
+            match result {
+                Ok(Ok(())) => tracing::info!("configuration reloaded"),
+                Ok(Err(report)) => {
+                    // One event per line: log lines never carry line breaks.
+                    tracing::error!("reload failed; the previous configuration stays in force:");
+                    for line in report.lines().filter(|l| !l.trim().is_empty()) {
+                        tracing::error!("reload failed: {line}");
+                    }
+                }
+                Err(e) => tracing::error!("reload failed: {e}"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = app;
+}

@@ -1,0 +1,217 @@
+//! What the HTTP request says about where it came from, read only as far as
+//! the configuration trusts it: the client's address (`server.trusted_proxies`
+//! and the one `server.forwarded_header`), the base URL of a mount
+//! (`server.public_url`, else forwarded or `Host` headers) and the request id.
+
+use std::net::IpAddr;
+
+use axum::http::HeaderMap;
+use ipnet::IpNet;
+
+use crate::config::ForwardedHeader;
+use crate::pipeline::Runtime;
+
+/// `X-Request-Id` if it is sane (≤ 128 visible ASCII characters), else a new
+/// UUID.
+pub(super) fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
+    trusted.iter().any(|net| net.contains(&ip))
+}
+
+/// The client's address: the TCP peer, unless the peer is a trusted proxy;
+/// then the right-most untrusted hop of the one configured header
+/// (`X-Forwarded-For` or `Forwarded`, `server.forwarded_header`). The other
+/// header is ignored: a proxy that sets one of them passes the other through
+/// from the client untouched.
+pub fn resolve_client_ip(
+    peer: IpAddr,
+    headers: &HeaderMap,
+    trusted: &[IpNet],
+    header: ForwardedHeader,
+) -> IpAddr {
+    let peer = peer.to_canonical();
+    if !is_trusted(peer, trusted) {
+        return peer;
+    }
+    let values = headers
+        .get_all(header.as_str())
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','));
+    let hops: Vec<Option<IpAddr>> = match header {
+        ForwardedHeader::XForwardedFor => values.map(parse_hop).collect(),
+        ForwardedHeader::Forwarded => values
+            .filter_map(|element| {
+                element.split(';').find_map(|pair| {
+                    let (k, v) = pair.split_once('=')?;
+                    k.trim().eq_ignore_ascii_case("for").then(|| parse_hop(v))
+                })
+            })
+            .collect(),
+    };
+    let mut nearest = peer;
+    for hop in hops.iter().rev() {
+        match *hop {
+            Some(ip) if is_trusted(ip, trusted) => nearest = ip,
+            Some(ip) => return ip,
+            // An unreadable hop: nothing to its left can be trusted.
+            None => return nearest,
+        }
+    }
+    nearest
+}
+
+/// One hop of a forwarding header, in the address grammar every client
+/// address is read with (`scimgate_abi::net`): `ip`, `ip:port`, `[v6]`,
+/// `[v6]:port`, quoted or not; IPv4-mapped addresses unwrapped.
+fn parse_hop(raw: &str) -> Option<IpAddr> {
+    scimgate_abi::net::parse_client_ip(raw.trim().trim_matches('"'))
+}
+
+/// The absolute URL of the mount point, for `Location` and `meta.location`.
+pub(super) fn base_url(
+    runtime: &Runtime,
+    headers: &HeaderMap,
+    peer: IpAddr,
+    mount: &str,
+) -> String {
+    let mount = if mount == "/" { "" } else { mount };
+    if let Some(public) = &runtime.server.public_url {
+        return format!("{}{mount}", public.trim_end_matches('/'));
+    }
+    let trusted = is_trusted(peer.to_canonical(), &runtime.server.trusted_proxies);
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    let scheme = match header("x-forwarded-proto") {
+        Some(p) if trusted && (p == "https" || p == "http") => p,
+        _ => "http",
+    };
+    let sane = |h: &&str| {
+        !h.is_empty()
+            && h.len() <= 255
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+    };
+    let host = trusted
+        .then(|| header("x-forwarded-host"))
+        .flatten()
+        .filter(sane)
+        .or_else(|| header("host").filter(sane))
+        .map(str::to_string)
+        .unwrap_or_else(|| runtime.server.listen.to_string());
+    format!("{scheme}://{host}{mount}")
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::{HeaderName, HeaderValue};
+
+    use super::*;
+
+    const XFF: ForwardedHeader = ForwardedHeader::XForwardedFor;
+    const FWD: ForwardedHeader = ForwardedHeader::Forwarded;
+
+    #[test]
+    fn only_the_configured_forwarding_header_is_read() {
+        let trusted: Vec<IpNet> = vec!["127.0.0.1/32".parse().unwrap()];
+        let peer: IpAddr = "127.0.0.1".parse().unwrap();
+        // The proxy sets Forwarded; the client's own X-Forwarded-For came through.
+        let h = headers(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("forwarded", "for=203.0.113.7"),
+        ]);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            resolve_client_ip(peer, &h, &trusted, FWD),
+            ip("203.0.113.7")
+        );
+        assert_eq!(resolve_client_ip(peer, &h, &trusted, XFF), ip("6.6.6.6"));
+        let only_forwarded = headers(&[("forwarded", "for=203.0.113.7")]);
+        assert_eq!(
+            resolve_client_ip(peer, &only_forwarded, &trusted, XFF),
+            peer
+        );
+        let only_xff = headers(&[("x-forwarded-for", "6.6.6.6")]);
+        assert_eq!(resolve_client_ip(peer, &only_xff, &trusted, FWD), peer);
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn spoofed_forwarded_for_from_an_untrusted_peer_changes_nothing() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.1/32".parse().unwrap()];
+        let h = headers(&[("x-forwarded-for", "1.2.3.4")]);
+        assert_eq!(
+            resolve_client_ip("127.0.0.9".parse().unwrap(), &h, &trusted, XFF),
+            "127.0.0.9".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn trusted_proxy_yields_rightmost_untrusted_hop() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/24".parse().unwrap()];
+        let h = headers(&[
+            ("x-forwarded-for", "6.6.6.6, 203.0.113.7"),
+            ("x-forwarded-for", "10.0.0.5"),
+        ]);
+        assert_eq!(
+            resolve_client_ip("10.0.0.1".parse().unwrap(), &h, &trusted, XFF),
+            "203.0.113.7".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn forwarded_header_and_mapped_addresses() {
+        let trusted: Vec<IpNet> = vec!["127.0.0.1/32".parse().unwrap()];
+        let h = headers(&[(
+            "forwarded",
+            "for=192.0.2.60;proto=http, for=\"[::ffff:198.51.100.17]:4711\"",
+        )]);
+        assert_eq!(
+            resolve_client_ip("::ffff:127.0.0.1".parse().unwrap(), &h, &trusted, FWD),
+            "198.51.100.17".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn garbage_hop_stops_the_walk_at_the_proxy() {
+        let trusted: Vec<IpNet> = vec!["127.0.0.1/32".parse().unwrap()];
+        let h = headers(&[("x-forwarded-for", "1.1.1.1, unknown")]);
+        assert_eq!(
+            resolve_client_ip("127.0.0.1".parse().unwrap(), &h, &trusted, XFF),
+            "127.0.0.1".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn request_ids_are_honoured_only_when_sane() {
+        assert_eq!(
+            request_id(&headers(&[("x-request-id", "abc-123")])),
+            "abc-123"
+        );
+        let generated = request_id(&headers(&[("x-request-id", "has space")]));
+        assert_ne!(generated, "has space");
+        assert_eq!(generated.len(), 36);
+    }
+}

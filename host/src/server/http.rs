@@ -1,0 +1,373 @@
+//! HTTP handling: every request goes to the route whose mount is the longest
+//! prefix of its canonical path; the body is read under the configured
+//! limit, the route's pipeline ([`crate::pipeline::Route::run`]) runs on the
+//! blocking pool, and one audit event is written per request from the
+//! pipeline's [`AuditRecord`]. Also `/healthz` and `/readyz`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use abi_stable::std_types::{RResult, RVec};
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::routing::get;
+use axum::Router;
+use scimgate_abi::{ErrorStyle, Header, PluginError, Request, Response};
+use tokio::net::TcpListener;
+
+use super::forwarding::{base_url, request_id, resolve_client_ip};
+use super::App;
+use crate::pipeline::{AuditRecord, Decision, Route, Runtime};
+use crate::render::error_response;
+
+/// Serves until `shutdown` resolves; in-flight requests finish first.
+pub async fn serve(
+    app: Arc<App>,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let max_connections = app.runtime().server.max_connections;
+    let router = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(handle)
+        .with_state(app.clone());
+    let limits = move || {
+        let server = &app.runtime().server;
+        crate::conn::ConnLimits {
+            header_read_timeout: server.header_read_timeout,
+            keep_alive_timeout: server.keep_alive_timeout,
+        }
+    };
+    crate::conn::serve(listener, router, max_connections, limits, shutdown).await
+}
+
+async fn healthz() -> axum::response::Response {
+    json_response(200, r#"{"status":"ok"}"#)
+}
+
+/// `{"status":"ready"}` (200) or `{"status":"not ready"}` (503), nothing
+/// more: the reasons (store errors, hosts, paths) go to the log, once per
+/// change.
+async fn readyz(State(app): State<Arc<App>>) -> axum::response::Response {
+    let ready = match app.probe.clone().try_lock_owned() {
+        Ok(guard) => app.probe_readiness(guard).await,
+        // A probe is running (perhaps stuck on a store): answer its last result.
+        Err(_) => app.last_ready.load(Ordering::Relaxed),
+    };
+    if ready {
+        json_response(200, r#"{"status":"ready"}"#)
+    } else {
+        json_response(503, r#"{"status":"not ready"}"#)
+    }
+}
+
+impl App {
+    async fn probe_readiness(&self, guard: tokio::sync::OwnedMutexGuard<()>) -> bool {
+        let runtime = self.runtime();
+        let timeout = runtime.server.request_timeout;
+        let task = tokio::task::spawn_blocking(move || {
+            let _one_probe_at_a_time = guard;
+            runtime
+                .endpoints()
+                .into_iter()
+                .filter_map(|(name, stage)| match stage.component.ready() {
+                    RResult::ROk(()) => None,
+                    RResult::RErr(reason) => Some(format!("stage `{name}`: {reason}")),
+                })
+                .collect::<Vec<_>>()
+        });
+        let failures = match tokio::time::timeout(timeout, task).await {
+            Ok(Ok(failures)) => failures,
+            Ok(Err(error)) => vec![format!("the readiness check failed: {error}")],
+            Err(_) => vec![format!(
+                "the readiness check did not finish within {timeout:?}"
+            )],
+        };
+        let ready = failures.is_empty();
+        self.last_ready.store(ready, Ordering::Relaxed);
+        let reasons = failures.join("; ");
+        let mut last = match self.last_reasons.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if last.as_deref() != Some(reasons.as_str()) {
+            if ready {
+                if last.is_some() {
+                    tracing::info!(target: "scimgate::readiness", "ready again");
+                }
+            } else {
+                tracing::warn!(target: "scimgate::readiness", reasons = %reasons, "not ready");
+            }
+            *last = Some(reasons);
+        }
+        ready
+    }
+}
+
+fn json_response(status: u16, body: &str) -> axum::response::Response {
+    let mut resp = axum::response::Response::new(Body::from(body.to_string()));
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    resp.headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
+    resp
+}
+
+async fn handle(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    let started = Instant::now();
+    let runtime = app.runtime();
+    let (parts, body) = request.into_parts();
+    let request_id = request_id(&parts.headers);
+    let method = parts.method.as_str().to_string();
+    // The one canonical path every stage sees; what has no single meaning
+    // is refused before any stage runs.
+    let (path, bad_path) = match scimgate_abi::path::canonicalize(parts.uri.path()) {
+        Ok(path) => (path, None),
+        Err(error) => (parts.uri.path().to_string(), Some(error)),
+    };
+    let client_ip = resolve_client_ip(
+        peer.ip(),
+        &parts.headers,
+        &runtime.server.trusted_proxies,
+        runtime.server.forwarded_header,
+    );
+
+    let route = match bad_path {
+        Some(_) => None,
+        None => runtime.route_for(&path).cloned(),
+    };
+    let (response, mut audit) = match (bad_path, route) {
+        (Some(bad_path), _) => {
+            let reason = format!("invalid request path: {bad_path}");
+            let error = PluginError::new(400, reason.as_str());
+            let mut audit = AuditRecord::new("");
+            audit.refuse(Decision::Deny, reason);
+            (error_response(ErrorStyle::Scim, &error, &request_id), audit)
+        }
+        (None, None) => {
+            let mut audit = AuditRecord::new("");
+            audit.refuse(Decision::Deny, "no route");
+            let error = PluginError::new(404, format!("no route serves {path}"));
+            (error_response(ErrorStyle::Scim, &error, &request_id), audit)
+        }
+        (None, Some(route)) => {
+            // The timeout covers reading the body too: a client trickling
+            // its body holds a connection, not a pipeline, and not forever.
+            let timeout = runtime.server.request_timeout;
+            let work = serve_route(
+                &app,
+                route.clone(),
+                runtime.clone(),
+                RouteInput {
+                    parts: &parts,
+                    body,
+                    path: &path,
+                    peer,
+                    client_ip,
+                    request_id: &request_id,
+                },
+            );
+            match tokio::time::timeout(timeout, work).await {
+                Ok(done) => done,
+                Err(_) => {
+                    let mut audit = AuditRecord::new(&route.mount);
+                    audit.refuse(
+                        Decision::Error,
+                        format!("request timed out after {timeout:?}"),
+                    );
+                    let error = PluginError::new(
+                        503,
+                        format!("the request did not complete within {timeout:?}"),
+                    )
+                    .with_header("retry-after", "1");
+                    (
+                        error_response(route.error_style, &error, &request_id),
+                        audit,
+                    )
+                }
+            }
+        }
+    };
+
+    audit.status = response.status;
+    let status = audit.status;
+    let decision = audit.decision.as_str();
+    let latency_us = started.elapsed().as_micros() as u64;
+    if status >= 500 {
+        tracing::error!(target: "scimgate::audit", request_id = %request_id, route = %audit.route, method = %method, path = %path,
+            status, provider = %audit.provider, client_id = %audit.client_id, client_ip = %client_ip,
+            decision, stage = %audit.stage, reason = %audit.reason, latency_us, "request failed");
+    } else {
+        tracing::info!(target: "scimgate::audit", request_id = %request_id, route = %audit.route, method = %method, path = %path,
+            status, provider = %audit.provider, client_id = %audit.client_id, client_ip = %client_ip,
+            decision, stage = %audit.stage, reason = %audit.reason, latency_us, "request");
+    }
+    into_http(response, &request_id)
+}
+
+/// What [`serve_route`] needs of the HTTP request.
+struct RouteInput<'a> {
+    parts: &'a axum::http::request::Parts,
+    body: Body,
+    path: &'a str,
+    peer: SocketAddr,
+    client_ip: IpAddr,
+    request_id: &'a str,
+}
+
+/// Reads the body and runs the route's pipeline on the blocking pool (under
+/// the caller's timeout).
+async fn serve_route(
+    app: &App,
+    route: Arc<Route>,
+    runtime: Arc<Runtime>,
+    input: RouteInput<'_>,
+) -> (Response, AuditRecord) {
+    let RouteInput {
+        parts,
+        body,
+        path,
+        peer,
+        client_ip,
+        request_id,
+    } = input;
+    let refused = |decision: Decision, reason: String, error: &PluginError| {
+        let mut audit = AuditRecord::new(&route.mount);
+        audit.refuse(decision, reason);
+        (error_response(route.error_style, error, request_id), audit)
+    };
+    let limit = runtime.server.max_body_size;
+    let bytes = match read_body(body, &parts.headers, limit).await {
+        Ok(bytes) => bytes,
+        Err(error) => return refused(Decision::Deny, error.message.to_string(), &error),
+    };
+    // A pipeline cannot be cancelled once on the blocking pool: bound how
+    // many may be in flight, timed out or not.
+    let Ok(slot) = app.pipelines.clone().try_acquire_owned() else {
+        let error = PluginError::new(503, "the server is busy; retry later")
+            .with_header("retry-after", "1");
+        let reason = format!(
+            "busy: {} pipelines in flight (twice server.blocking_threads)",
+            app.pipeline_capacity
+        );
+        return refused(Decision::Error, reason, &error);
+    };
+    let req = Request {
+        method: parts.method.as_str().into(),
+        path: path[route.mount.len().min(path.len())..].to_string().into(),
+        query: parts.uri.query().unwrap_or("").into(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(n, v)| Header::new(n.as_str(), String::from_utf8_lossy(v.as_bytes()).as_ref()))
+            .collect(),
+        body: RVec::from(bytes.to_vec()),
+        peer_addr: peer.to_string().into(),
+        client_ip: client_ip.to_string().into(),
+        request_id: request_id.into(),
+        mount: route.mount.as_str().into(),
+        base_url: base_url(&runtime, &parts.headers, peer.ip(), &route.mount).into(),
+        received_at_unix_ms: now_unix_ms(),
+        error_style: route.error_style,
+        attributes: RVec::new(),
+    };
+    // The endpoint (and any stage) may block: the whole pipeline runs on
+    // the blocking pool, holding its slot until it returns.
+    let task = {
+        let route = route.clone();
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            route.run(req, &runtime.providers)
+        })
+    };
+    match task.await {
+        Ok(done) => done,
+        Err(join_error) => refused(
+            Decision::Error,
+            format!("pipeline task failed: {join_error}"),
+            &PluginError::internal("pipeline task failed"),
+        ),
+    }
+}
+
+/// Reads the body, refusing more than `limit` bytes with 413.
+async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, PluginError> {
+    let too_large = || {
+        PluginError::new(
+            413,
+            format!("the request body is larger than the limit of {limit} bytes"),
+        )
+    };
+    if let Some(len) = headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if len > limit as u64 {
+            return Err(too_large());
+        }
+    }
+    match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => Ok(bytes),
+        Err(err) => {
+            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+            while let Some(e) = source {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    return Err(too_large());
+                }
+                source = e.source();
+            }
+            Err(PluginError::new(
+                400,
+                format!("the request body could not be read: {err}"),
+            ))
+        }
+    }
+}
+
+fn into_http(resp: Response, request_id: &str) -> axum::response::Response {
+    let status = StatusCode::from_u16(resp.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut headers = HeaderMap::new();
+    for h in resp.headers.iter() {
+        match (
+            HeaderName::from_bytes(h.name.as_bytes()),
+            HeaderValue::from_str(h.value.as_str()),
+        ) {
+            (Ok(name), Ok(value)) => {
+                headers.append(name, value);
+            }
+            _ => {
+                tracing::warn!(header = %h.name, "a stage produced an invalid response header; dropped")
+            }
+        }
+    }
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        headers.insert("x-request-id", value);
+    }
+    let body = Body::from(Bytes::from_owner(RVecBytes(resp.body)));
+    let mut out = axum::response::Response::new(body);
+    *out.status_mut() = status;
+    *out.headers_mut() = headers;
+    out
+}
+
+/// Lets `Bytes` own a plugin's `RVec<u8>` without copying it.
+struct RVecBytes(RVec<u8>);
+
+impl AsRef<[u8]> for RVecBytes {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_slice()
+    }
+}
+
+fn now_unix_ms() -> i64 {
+    let now = time::OffsetDateTime::now_utc();
+    (now.unix_timestamp_nanos() / 1_000_000) as i64
+}
