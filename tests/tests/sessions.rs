@@ -864,3 +864,321 @@ token_hash = "sha256:00000000000000000000000000000000000000000000000000000000000
         );
     }
 }
+
+// ---------------------------------------------------------------------------
+// SailPoint Identity Security Cloud: a preset only (core/scim/presets/sailpoint.toml),
+// through the generic `profiles/profile` stage.
+//
+// The session follows SailPoint's SCIM 2.0 connector documentation:
+// - https://documentation.sailpoint.com/connectors/saas/scim_2_0/help/saas_connectivity/scim_2_0_saas/prerequisites.html
+//   (test connection and Discover Schema need /ServiceProviderConfig,
+//   /ResourceTypes, /Schemas, /ResourceTypes/User and /ResourceTypes/Group;
+//   the service account gets all users, modifies users, gets all groups and
+//   modifies group membership);
+// - https://documentation.sailpoint.com/connectors/scim_2_0/help/integrating_scim2/supported_features.html
+//   (load accounts, provisioning, groups as entitlements);
+// - https://documentation.sailpoint.com/connectors/identityiq/scim_2_0/help/integrating_scim2/configuration_parameters.html
+//   (API token authentication, filter strings for users and groups,
+//   application/scim+json Accept and Content-Type);
+// - https://documentation.sailpoint.com/connectors/scim_2_0/help/integrating_scim2/noncompliant_settings.html
+//   (aggregation reads `Resources` of each ListResponse page).
+
+const SAILPOINT_TOKEN: &str = "sailpoint-isc-api-token-for-e2e";
+
+fn sailpoint_config() -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+plugin_dir = "{{plugin_dir}}"
+data_dir = "{{data_dir}}"
+
+[stage.api-token]
+use = "oauth2/static-bearer"
+[stage.active]
+use = "policies/provider-active"
+[stage.access]
+use = "policies/access-mode"
+[stage.sailpoint]
+use = "profiles/profile"
+preset = "sailpoint"
+[stage.scim]
+use = "scim-server/scim"
+store = "sqlite:scim.db"
+
+[[route]]
+path = "/sailpoint/scim/v2"
+pipeline = ["api-token", "active", "access", "sailpoint", "scim"]
+
+[[provider]]
+id = "sailpoint-isc"
+name = "SailPoint Identity Security Cloud"
+[provider.auth]
+method = "static-bearer"
+token = "{SAILPOINT_TOKEN}"
+access = "read-write"
+"#
+    )
+}
+
+#[test]
+fn sailpoint_identity_security_cloud_session() {
+    let server = Server::start(&sailpoint_config());
+    let auth = format!("Bearer {SAILPOINT_TOKEN}");
+    let h: &[(&str, &str)] = &[
+        ("authorization", &auth),
+        ("accept", "application/scim+json"),
+        ("content-type", "application/scim+json"),
+    ];
+    let base = server.url("/sailpoint/scim/v2");
+
+    // 1. Test connection / Discover Schema: the five discovery documents.
+    let spc = get(&format!("{base}/ServiceProviderConfig"), h);
+    assert_eq!(spc.status, 200, "{}", spc.body);
+    assert_eq!(spc.json()["patch"]["supported"], true);
+    assert_eq!(spc.json()["filter"]["supported"], true);
+    for path in ["/ResourceTypes", "/Schemas"] {
+        let reply = get(&format!("{base}{path}"), h);
+        assert_eq!(reply.status, 200, "{path}: {}", reply.body);
+        assert!(!resources(&reply).is_empty(), "{path}");
+    }
+    for (path, schema) in [
+        ("/ResourceTypes/User", USER),
+        ("/ResourceTypes/Group", GROUP),
+    ] {
+        let reply = get(&format!("{base}{path}"), h);
+        assert_eq!(reply.status, 200, "{path}: {}", reply.body);
+        assert_eq!(reply.json()["schema"], schema, "{path}");
+    }
+
+    // 2. Provisioning: create two accounts (core + enterprise attributes).
+    let mut ids = Vec::new();
+    for (name, given) in [("amy.lee", "Amy"), ("raj.patel", "Raj")] {
+        let reply = send_json(
+            "POST",
+            &format!("{base}/Users"),
+            h,
+            &json!({"schemas": [USER, ENTERPRISE], "userName": name,
+                    "name": {"givenName": given, "familyName": "Test"},
+                    "emails": [{"value": format!("{name}@example.com"), "type": "work", "primary": true}],
+                    "active": true,
+                    ENTERPRISE: {"employeeNumber": format!("E-{given}"), "department": "Finance"}}),
+        );
+        assert_eq!(reply.status, 201, "{}", reply.body);
+        ids.push(reply.json()["id"].as_str().unwrap().to_string());
+    }
+    let reply = send_json(
+        "POST",
+        &format!("{base}/Groups"),
+        h,
+        &json!({"schemas": [GROUP], "displayName": "Finance Approvers"}),
+    );
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let group = reply.json()["id"].as_str().unwrap().to_string();
+    let group_url = format!("{base}/Groups/{group}");
+
+    // 3. Account aggregation: pages of one with the configured filter string;
+    //    every account is read from `Resources` exactly once.
+    let filter = percent_encode("active eq true");
+    let mut seen = Vec::new();
+    for start in 1..=3 {
+        let reply = get(
+            &format!("{base}/Users?filter={filter}&startIndex={start}&count=1"),
+            h,
+        );
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let body = reply.json();
+        assert_eq!(body["totalResults"], 2, "{body}");
+        for user in resources(&reply) {
+            seen.push(user["id"].as_str().unwrap().to_string());
+        }
+    }
+    seen.sort();
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(seen, expected);
+
+    // 4. Entitlement aggregation.
+    let reply = get(&format!("{base}/Groups?startIndex=1&count=100"), h);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(resources(&reply).iter().any(|g| g["id"] == group.as_str()));
+
+    // 5. Entitlement add: PATCH the group, answered 200 with the group.
+    let reply = send_json(
+        "PATCH",
+        &group_url,
+        h,
+        &patch(json!([{"op": "add", "path": "members",
+                       "value": [{"value": ids[0]}, {"value": ids[1]}]}])),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(member_values(&reply.json()), expected);
+
+    // 6. Entitlement remove: by filter, and by a `value` array (turned into
+    //    the filter by the preset's PATCH rewrites).
+    let reply = send_json(
+        "PATCH",
+        &group_url,
+        h,
+        &patch(json!([{"op": "remove", "path": format!("members[value eq \"{}\"]", ids[0])}])),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(member_values(&reply.json()), vec![ids[1].clone()]);
+    let reply = send_json(
+        "PATCH",
+        &group_url,
+        h,
+        &patch(json!([{"op": "remove", "path": "members", "value": [{"value": ids[1]}]}])),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(member_values(&get(&group_url, h).json()).is_empty());
+
+    // 7. Attribute update and disable / enable.
+    let user_url = format!("{base}/Users/{}", ids[0]);
+    let reply = send_json(
+        "PATCH",
+        &user_url,
+        h,
+        &patch(json!([
+            {"op": "replace", "path": "name.givenName", "value": "Amelia"},
+            {"op": "replace", "path": format!("{ENTERPRISE}:department"), "value": "Audit"}
+        ])),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json()["name"]["givenName"], "Amelia");
+    assert_eq!(reply.json()[ENTERPRISE]["department"], "Audit");
+    for active in [false, true] {
+        let reply = send_json(
+            "PATCH",
+            &user_url,
+            h,
+            &patch(json!([{"op": "replace", "path": "active", "value": active}])),
+        );
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert_eq!(reply.json()["active"], active);
+    }
+
+    // 8. Delete the account.
+    let reply = send("DELETE", &user_url, h, None);
+    assert_eq!(reply.status, 204, "{}", reply.body);
+    assert_eq!(get(&user_url, h).status, 404);
+
+    // The preset keeps the route RFC-compliant for the public suite too.
+    let (passed, output) = run_compliance(&base, SAILPOINT_TOKEN);
+    assert!(
+        passed,
+        "compliance suite through the sailpoint preset:\n{output}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// PATCH normalisation has one owner, the profile: `normalize_patch = false`
+// takes effect, and the endpoint itself reads RFC 7644 PatchOp only.
+
+#[test]
+fn normalize_patch_off_sends_dialect_bodies_to_the_endpoint_which_refuses_them() {
+    let server = Server::start(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+plugin_dir = "{plugin_dir}"
+data_dir = "{data_dir}"
+
+[stage.key]
+use = "oauth2/static-bearer"
+
+[stage.oim]
+use = "one-identity/profile"
+
+[stage.oim-strict]
+use = "one-identity/profile"
+normalize_patch = false
+
+[stage.generic-strict]
+use = "profiles/profile"
+preset = "entra-id"
+normalize_patch = false
+
+[stage.scim]
+use = "scim-server/scim"
+store = "sqlite:scim.db"
+
+[[route]]
+path = "/oim/scim/v2"
+pipeline = ["key", "oim", "scim"]
+
+[[route]]
+path = "/strict/scim/v2"
+pipeline = ["key", "oim-strict", "scim"]
+
+[[route]]
+path = "/generic/scim/v2"
+pipeline = ["key", "generic-strict", "scim"]
+
+[[route]]
+path = "/plain/scim/v2"
+pipeline = ["key", "scim"]
+
+[[provider]]
+id = "p1"
+[provider.auth]
+method = "static-bearer"
+token = "dialect-token"
+access = "read-write"
+"#,
+    );
+    let h: &[(&str, &str)] = &[
+        ("authorization", "Bearer dialect-token"),
+        ("content-type", "application/scim+json"),
+    ];
+    let reply = send_json(
+        "POST",
+        &server.url("/plain/scim/v2/Users"),
+        h,
+        &json!({"schemas": [USER], "userName": "dialect.user", "active": true}),
+    );
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let id = reply.json()["id"].as_str().unwrap().to_string();
+    // One Identity's and Entra's (pre-aadOptscim062020) boolean as a string.
+    let dialect = patch(json!([{"op": "Replace", "path": "active", "value": "False"}]));
+
+    // Without the profile's rewrite the endpoint sees the string: a SCIM 400.
+    for route in ["/strict/scim/v2", "/generic/scim/v2", "/plain/scim/v2"] {
+        let reply = send_json(
+            "PATCH",
+            &server.url(&format!("{route}/Users/{id}")),
+            h,
+            &dialect,
+        );
+        assert_eq!(reply.status, 400, "{route}: {}", reply.body);
+        let body = reply.json();
+        assert_eq!(
+            body["schemas"][0], "urn:ietf:params:scim:api:messages:2.0:Error",
+            "{body}"
+        );
+        assert_eq!(body["status"], "400", "{body}");
+        assert_eq!(body["scimType"], "invalidValue", "{body}");
+    }
+    let user = get(&server.url(&format!("/plain/scim/v2/Users/{id}")), h).json();
+    assert_eq!(user["active"], true, "the refused PATCHes changed nothing");
+
+    // With the default (normalize_patch = true) the same body succeeds.
+    let reply = send_json(
+        "PATCH",
+        &server.url(&format!("/oim/scim/v2/Users/{id}")),
+        h,
+        &dialect,
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json()["active"], false);
+
+    // RFC leniency stays in the parser on every route: the op ignores case.
+    let reply = send_json(
+        "PATCH",
+        &server.url(&format!("/strict/scim/v2/Users/{id}")),
+        h,
+        &patch(json!([{"op": "Replace", "path": "active", "value": true}])),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json()["active"], true);
+}

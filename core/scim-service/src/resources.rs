@@ -17,7 +17,6 @@
 use std::collections::{BTreeSet, HashMap};
 
 use scimgate_abi::PluginError;
-use scimgate_scim::dialect::normalize_patch_request;
 use scimgate_scim::schema::Uniqueness;
 use scimgate_scim::{
     apply_patch, validate_create, validate_replace, AttrPath, CompValue, CompareOp, Filter,
@@ -297,8 +296,10 @@ impl ScimService {
         if_match: Option<&str>,
         now: &str,
     ) -> Result<Record, PluginError> {
-        let normalized = normalize_patch_request(body, &kind.ctx);
-        let request = PatchRequest::parse(&normalized).map_err(from_scim)?;
+        // Standard RFC 7644 PatchOp only: the client dialects are rewritten by
+        // the route's profile (scimgate_scim::profile), which owns PATCH
+        // normalisation, so a profile's `normalize_patch = false` takes effect.
+        let request = PatchRequest::parse(body).map_err(from_scim)?;
         let existing = self.existing(tx, kind, id, if_match)?;
         let mut current = existing.body.clone();
         current["id"] = Value::String(id.to_string());

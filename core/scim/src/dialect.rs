@@ -1,7 +1,11 @@
-//! IGA client dialects: small rewrites that turn what One Identity, Entra ID and Okta
-//! actually send into RFC 7644 PatchOp bodies. Each function edits a PatchOp JSON in
-//! place and leaves anything it does not recognise untouched;
-//! [`normalize_patch_request`] applies them all, before [`crate::patch::PatchRequest::parse`].
+//! IGA client dialects: small rewrites that turn what One Identity, Entra ID, Okta
+//! and other IGA clients actually send into RFC 7644 PatchOp bodies. Each function
+//! edits a PatchOp JSON in place and leaves anything it does not recognise
+//! untouched. The profile engine ([`crate::profile`]) is their one caller on a
+//! request's way: each rewrite is one of its settings, run in the order of
+//! [`crate::profile::Settings`]; [`normalize_patch_request`] applies the six
+//! shared ones (a profile's defaults) to a copy. The SCIM service itself parses
+//! RFC PatchOp only ([`crate::patch::PatchRequest::parse`]).
 
 use serde_json::{Map, Value};
 
@@ -9,6 +13,7 @@ use crate::filter::{AttrPath, CompValue, PatchPath};
 use crate::object_keys;
 use crate::registry::{Location, SchemaCtx};
 use crate::schema::{AttrType, Attribute};
+use crate::urn;
 
 /// Applies every rewrite of this module, in a sensible order, to a copy of `body`.
 pub fn normalize_patch_request(body: &Value, context: &SchemaCtx<'_>) -> Value {
@@ -311,5 +316,104 @@ fn coerce_value(attribute: &Attribute, value: &mut Value) {
             coerce_members(value, &attribute.sub_attributes)
         }
         _ => {}
+    }
+}
+
+/// The Enterprise User `manager`, fully qualified.
+const MANAGER: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager";
+
+fn is_manager_path(path: &str) -> bool {
+    path.eq_ignore_ascii_case(MANAGER) || path.eq_ignore_ascii_case("manager")
+}
+
+/// Entra ID sends the Enterprise User manager as `"value": "<id>"`,
+/// `{"value": "<id>"}` or `[{"value": "<id>"}]`; the schema wants
+/// `{"value": id}`. A `remove` of the manager with a value removes the
+/// manager (the value is dropped). Run before [`value_array_removal_to_filter`].
+pub fn normalize_manager(body: &mut Value) {
+    let Some(operations) = operations_mut(body) else {
+        return;
+    };
+    for operation in operations.iter_mut().filter_map(Value::as_object_mut) {
+        let path = object_keys::get(operation, "path")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let is_remove = object_keys::get(operation, "op")
+            .and_then(Value::as_str)
+            .is_some_and(|op| op.eq_ignore_ascii_case("remove"));
+        match path {
+            Some(path) if is_manager_path(&path) => {
+                if is_remove {
+                    object_keys::remove(operation, "value");
+                } else if let Some(value) = object_keys::get_mut(operation, "value") {
+                    manager_value(value);
+                }
+            }
+            Some(_) => {}
+            None => {
+                if let Some(Value::Object(members)) = object_keys::get_mut(operation, "value") {
+                    manager_in_object(members);
+                }
+            }
+        }
+    }
+}
+
+fn manager_in_object(members: &mut Map<String, Value>) {
+    for (key, value) in members.iter_mut() {
+        if is_manager_path(key) {
+            manager_value(value);
+        } else if key.eq_ignore_ascii_case(urn::ENTERPRISE_USER) {
+            if let Value::Object(extension) = value {
+                for (name, inner) in extension.iter_mut() {
+                    if name.eq_ignore_ascii_case("manager") {
+                        manager_value(inner);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn manager_value(value: &mut Value) {
+    match value {
+        Value::String(id) => {
+            let mut object = Map::new();
+            object.insert("value".into(), Value::String(std::mem::take(id)));
+            *value = Value::Object(object);
+        }
+        Value::Array(items) if items.len() == 1 => {
+            let mut item = items.remove(0);
+            manager_value(&mut item);
+            *value = item;
+        }
+        _ => {}
+    }
+}
+
+/// Okta's group push repeats the group's `id` in a pathless replace; `id` is
+/// read-only and the URL names the resource, so it is dropped from pathless
+/// values (an operation left with an empty value goes too, unless it is the
+/// only one).
+pub fn drop_pathless_ids(body: &mut Value) {
+    let Some(operations) = operations_mut(body) else {
+        return;
+    };
+    for operation in operations.iter_mut().filter_map(Value::as_object_mut) {
+        let pathless = object_keys::get(operation, "path").map_or(true, Value::is_null);
+        if let (true, Some(Value::Object(value))) =
+            (pathless, object_keys::get_mut(operation, "value"))
+        {
+            object_keys::remove(value, "id");
+        }
+    }
+    if operations.len() > 1 {
+        operations.retain(|operation| {
+            !operation
+                .as_object()
+                .and_then(|operation| object_keys::get(operation, "value"))
+                .and_then(Value::as_object)
+                .is_some_and(|value| value.is_empty())
+        });
     }
 }

@@ -13,8 +13,10 @@
 //! (readOnly dropped, names canonical). [`filter`] parses RFC 7644 filters into a
 //! public AST that stores may translate to SQL, prints them back, and evaluates them
 //! with the schema's types and `caseExact`. [`patch`] parses and applies PatchOp
-//! bodies atomically; [`dialect`] first rewrites what IGA clients (One Identity,
-//! Entra ID, Okta) send into RFC form. [`projection`] applies `attributes` /
+//! bodies atomically; [`dialect`] holds the rewrites of what IGA clients (One
+//! Identity, Entra ID, Okta, …) send into RFC form, which the profile engine
+//! ([`profile`]) runs as settings of a route's profile (an IGA client is a
+//! preset of those settings). [`projection`] applies `attributes` /
 //! `excludedAttributes` with the `returned` rules and [`sort`] orders results.
 //!
 //! **Responses.** [`ScimError::to_json`] renders RFC 7644 §3.12 error bodies,
@@ -86,6 +88,7 @@ pub mod mapping;
 pub mod message;
 mod object_keys;
 pub mod patch;
+pub mod profile;
 pub mod projection;
 pub mod redact;
 pub mod registry;

@@ -59,9 +59,9 @@ pub struct PatchRequest {
 impl PatchRequest {
     /// Parses a PatchOp body. `schemas` must list
     /// `urn:ietf:params:scim:api:messages:2.0:PatchOp`, `Operations` must be a
-    /// non-empty array, `op` one of `add`/`remove`/`replace` (exactly; see
-    /// [`crate::dialect::normalize_op_case`] for lenient clients) and `path` a valid
-    /// path (`invalidPath` otherwise).
+    /// non-empty array, `op` one of `add`/`remove`/`replace` (ignoring ASCII
+    /// case) and `path` a valid path (`invalidPath` otherwise). Client dialects
+    /// beyond the RFC are rewritten before, by a route's profile ([`crate::profile`]).
     pub fn parse(body: &Value) -> Result<PatchRequest, ScimError> {
         let object = body
             .as_object()
@@ -93,10 +93,19 @@ impl PatchRequest {
             let operation = item.as_object().ok_or_else(|| {
                 ScimError::invalid_syntax(format!("Operations[{index}] must be a JSON object"))
             })?;
+            // Leniency the RFC allows lives here, in the parser, for every
+            // route (with or without a profile): RFC 7644 names the three
+            // operations but does not make their keyword case-exact, and
+            // SCIM keywords (attribute names, filter operators, §3.4.2.2) are
+            // case-insensitive, so `"op": "Replace"` is `replace`. What the
+            // RFC does not allow (string booleans, dotted pathless keys,
+            // value-array removals with a filter, …) is a client dialect and
+            // is rewritten only by a route's profile
+            // ([`crate::profile`]), where each rewrite is a setting.
             let op = match object_keys::get(operation, "op").and_then(Value::as_str) {
-                Some("add") => PatchOpKind::Add,
-                Some("remove") => PatchOpKind::Remove,
-                Some("replace") => PatchOpKind::Replace,
+                Some(op) if op.eq_ignore_ascii_case("add") => PatchOpKind::Add,
+                Some(op) if op.eq_ignore_ascii_case("remove") => PatchOpKind::Remove,
+                Some(op) if op.eq_ignore_ascii_case("replace") => PatchOpKind::Replace,
                 Some(other) => {
                     return Err(ScimError::invalid_syntax(format!(
                         "Operations[{index}]: unknown op '{other}'; expected add, remove or replace"
@@ -208,7 +217,7 @@ fn apply_keyed(
                 extension.id
             )));
         };
-        for (name, member) in members {
+        for (name, member) in extension_members(extension, members) {
             let attribute = extension.attribute(name).ok_or_else(|| {
                 ScimError::invalid_path(format!(
                     "unknown attribute '{name}' in extension '{}'",
@@ -454,7 +463,7 @@ fn apply_whole_extension(
                     extension.id
                 )));
             };
-            for (name, member) in members {
+            for (name, member) in extension_members(extension, members) {
                 let attribute = extension.attribute(name).ok_or_else(|| {
                     ScimError::invalid_path(format!(
                         "unknown attribute '{name}' in extension '{}'",
@@ -471,6 +480,28 @@ fn apply_whole_extension(
             Ok(())
         }
     }
+}
+
+/// The members of an extension object given as a PATCH value, without a
+/// `schemas` member that only names the extension itself: clients that
+/// serialise the extension as a model (the public compliance suite among
+/// them) repeat its URN there. That member restates the key the object is
+/// under, so it is RFC leniency and read here, for every route; any other
+/// `schemas` member stays an unknown attribute.
+fn extension_members<'v>(
+    extension: &Schema,
+    members: &'v Map<String, Value>,
+) -> impl Iterator<Item = (&'v String, &'v Value)> {
+    let id = extension.id.clone();
+    members.iter().filter(move |(name, member)| {
+        let restates_id = member.as_array().is_some_and(|urns| {
+            urns.iter().all(|urn| {
+                urn.as_str()
+                    .is_some_and(|urn| urn.eq_ignore_ascii_case(&id))
+            })
+        });
+        !(name.eq_ignore_ascii_case("schemas") && restates_id)
+    })
 }
 
 /// The object holding the attribute: the resource, or its extension object.

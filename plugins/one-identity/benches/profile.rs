@@ -7,15 +7,14 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use one_identity::{OneIdentity, OneIdentityConfig};
-use scimgate_abi::sdk::{deserialize_config, Profile};
+use scimgate_abi::sdk::Profile;
 use scimgate_abi::std_types::RVec;
 use scimgate_abi::{Caller, ErrorStyle, Header, Request, Response};
+use scimgate_scim::profile::ProfileEngine;
 use serde_json::{json, Value};
 
-fn profile(config: Value) -> OneIdentity {
-    let config: OneIdentityConfig = deserialize_config(&config).expect("config");
-    OneIdentity::new(config).expect("profile")
+fn profile(config: Value) -> ProfileEngine {
+    one_identity::profile(&config).expect("profile")
 }
 
 fn request() -> Request {
@@ -77,7 +76,7 @@ fn user() -> Value {
     })
 }
 
-fn measure(label: &str, profile: &OneIdentity) -> f64 {
+fn measure(label: &str, profile: &ProfileEngine) -> f64 {
     let template = request();
     let body = serde_json::to_vec(&user()).expect("body");
     let response = Response {

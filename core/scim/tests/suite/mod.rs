@@ -3,6 +3,10 @@
 mod dialects;
 mod discovery;
 mod fixtures;
+mod profile_engine;
+mod profile_entra;
+mod profile_okta;
+mod profile_one_identity;
 mod projection_sort;
 mod properties;
 mod regression;

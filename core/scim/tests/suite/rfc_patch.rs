@@ -373,11 +373,22 @@ fn rfc_error_types() {
         )),
         Some(ScimType::InvalidValue)
     );
+    // The op keyword ignores case (RFC leniency, read by the parser on every
+    // route); an unknown op is invalidSyntax.
+    assert_eq!(
+        patch(
+            "User",
+            &user,
+            json!([{"op": "Replace", "path": "active", "value": false}])
+        )
+        .expect("Replace is replace")["active"],
+        false
+    );
     assert_eq!(
         kind(patch(
             "User",
             &user,
-            json!([{"op": "Replace", "path": "active", "value": false}])
+            json!([{"op": "move", "path": "active", "value": false}])
         )),
         Some(ScimType::InvalidSyntax)
     );
@@ -484,4 +495,36 @@ fn group_membership_in_bulk() {
         member_ids(&listed),
         vec!["2819c223-7f76-453a-919d-413861904646"]
     );
+}
+
+/// An extension object given whole may restate its own URN in `schemas` (the
+/// public compliance suite sends that); the parser reads past it on every
+/// route, while any other `schemas` member stays an unknown attribute.
+#[test]
+fn extension_objects_may_restate_their_own_urn() {
+    const ENT: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+    let user = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "id": "u1", "userName": "bj"});
+    for op in ["add", "replace"] {
+        let out = patch(
+            "User",
+            &user,
+            json!([{"op": op, "path": ENT, "value": {"schemas": [ENT], "department": "Sales"}}]),
+        )
+        .expect("applies");
+        assert_eq!(out[ENT]["department"], "Sales", "{op}");
+        let out = patch(
+            "User",
+            &user,
+            json!([{"op": op, "value": {ENT: {"schemas": [ENT], "department": "Tours"}}}]),
+        )
+        .expect("applies");
+        assert_eq!(out[ENT]["department"], "Tours", "{op}");
+    }
+    let error = patch(
+        "User",
+        &user,
+        json!([{"op": "add", "path": ENT, "value": {"schemas": ["urn:example:other"], "department": "x"}}]),
+    )
+    .unwrap_err();
+    assert_eq!(error.scim_type, Some(ScimType::InvalidPath));
 }
