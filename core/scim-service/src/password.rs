@@ -17,7 +17,9 @@ use crate::errors::invalid_value;
 pub const PASSWORD: &str = "password";
 
 /// What a write does with a `password` the client sends.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum PasswordStorage {
     /// Store an argon2id PHC string (`$argon2id$v=19$m=19456,t=2,p=1$…`);

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use scimgate_abi::sdk::{Authenticator, Component, Endpoint, Policy, Profile};
 use scimgate_abi::{
     AuthOutcome, Caller, PluginError, PolicyDecision, Principal, Request, Response,
@@ -17,20 +18,49 @@ use serde_json::{json, Value};
 fn components() -> Vec<Component> {
     vec![
         Component::authenticator_with_config("api-key", "authenticates `X-Api-Key` (or another header) against a key → provider map", |c: ApiKeyConfig, _| Ok(ApiKey(c)))
-            .with_schema(r#"{"type":"object","properties":{"header":{"type":"string"},"keys":{"type":"object"}},"required":["keys"]}"#),
-        Component::policy_with_config("require-header", "denies requests without a given header", |c: RequireHeaderConfig, _| Ok(RequireHeader(c))),
-        Component::profile_with_config("tag", "marks requests and responses so tests can see the profile ran", |c: TagConfig, _| Ok(Tag(c))),
-        Component::endpoint("echo", "answers with what it received; `?panic=1` panics, `?sleep_ms=N` sleeps, `?log=TEXT` logs TEXT as is", |_| Ok(Echo)),
-        Component::authenticator_with_config("anyone", "no-op authenticator: everyone is the configured provider", |c: AnyoneConfig, _| Ok(Anyone(Principal::new(&c.provider, &c.provider, "anyone")))),
-        Component::policy("allow", "no-op policy", |_| Ok(Allow)),
-        Component::profile("noop", "no-op profile", |_| Ok(Noop)),
-        Component::endpoint("empty", "no-op endpoint: 204", |_| Ok(Empty)),
+            .with_example(json!({"header": "x-api-key", "keys": {"k-123": "demo-provider"}})),
+        Component::policy_with_config("require-header", "denies requests without a given header", |c: RequireHeaderConfig, _| Ok(RequireHeader(c)))
+            .with_example(json!({"header": "x-tenant", "status": 403})),
+        Component::profile_with_config("tag", "marks requests and responses so tests can see the profile ran", |c: TagConfig, _| Ok(Tag(c)))
+            .with_example(json!({"tag": "demo"})),
+        Component::endpoint_with_config("echo", "answers with what it received; `?panic=1` panics, `?sleep_ms=N` sleeps, `?log=TEXT` logs TEXT as is", |_: NoConfig, _| Ok(Echo))
+            .with_example(json!({})),
+        Component::authenticator_with_config("anyone", "no-op authenticator: everyone is the configured provider", |c: AnyoneConfig, _| Ok(Anyone(Principal::new(&c.provider, &c.provider, "anyone"))))
+            .with_example(json!({"provider": "demo-provider"})),
+        // `panic_in_validate = true` makes validation panic: the host must
+        // contain it (conformance tests).
+        Component::policy_with_config("allow", "no-op policy", |_: AllowConfig, _| Ok(Allow))
+            .with_validate(|ctx| {
+                if ctx.config.get("panic_in_validate") == Some(&Value::Bool(true)) {
+                    panic!("validation panic requested by the config");
+                }
+                Vec::new()
+            })
+            .with_example(json!({})),
+        Component::profile_with_config("noop", "no-op profile", |_: NoConfig, _| Ok(Noop))
+            .with_example(json!({})),
+        Component::endpoint_with_config("empty", "no-op endpoint: 204", |_: NoConfig, _| Ok(Empty))
+            .with_example(json!({})),
     ]
+}
+
+/// The config of components that take none: any key is a mistake.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct NoConfig {}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct AllowConfig {
+    /// Panic in validation (for the host's containment tests).
+    #[serde(default)]
+    #[allow(dead_code)]
+    panic_in_validate: bool,
 }
 
 scimgate_abi::export_plugin!("demo", components);
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ApiKeyConfig {
     #[serde(default = "default_key_header")]
@@ -63,7 +93,7 @@ impl Authenticator for ApiKey {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RequireHeaderConfig {
     header: String,
@@ -90,7 +120,7 @@ impl Policy for RequireHeader {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct TagConfig {
     tag: String,
@@ -191,7 +221,7 @@ impl Authenticator for Anyone {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct AnyoneConfig {
     provider: String,

@@ -15,7 +15,7 @@ use scimgate_abi::sdk::{Component, CreateContext};
 use scimgate_abi::PluginError;
 use scimgate_scim_service::{
     Backend, BackendError, BackendResult, BackendTx, Capabilities, NewRecord, Record, Scan,
-    ScimService, Settings, UniqueColumn, Visit, Visitor, Work,
+    ScimService, UniqueColumn, Visit, Visitor, Work,
 };
 
 /// Resources by (resource type, id); `seq` keeps insertion order.
@@ -159,16 +159,30 @@ impl BackendTx for MemoryTx<'_> {
 }
 
 fn components() -> Vec<Component> {
-    vec![Component::endpoint(
+    vec![Component::endpoint_with_config(
         "scim",
         "SCIM 2.0 service provider over an in-memory map (example backend)",
-        |_ctx: &CreateContext| {
+        |config: MemoryConfig, _ctx: &CreateContext| {
             let backend = Arc::new(MemoryBackend::default());
             let registry = scimgate_scim::Registry::core();
-            // The engine is the endpoint, with its default settings.
-            Ok(ScimService::new(Settings::default(), registry, backend))
+            // The engine is the endpoint, with the engine keys of the stage.
+            Ok(ScimService::new(
+                config.engine.settings(),
+                registry,
+                backend,
+            ))
         },
-    )]
+    )
+    .with_example(serde_json::json!({"max_results": 50, "bulk": {"enabled": false}}))]
+}
+
+/// The stage table: only the engine's own keys (declared once, in
+/// `scimgate_scim_service::settings::EngineSettings`).
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct MemoryConfig {
+    #[serde(flatten)]
+    engine: scimgate_scim_service::settings::EngineSettings,
 }
 
 scimgate_abi::export_plugin!("memory", components);

@@ -6,70 +6,17 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use scimgate_abi::ConfigIssue;
-use scimgate_scim_service::settings::{BulkSettings, PasswordStorage, PatchResponse, Settings};
-use serde::{Deserialize, Deserializer};
+use scimgate_scim_service::settings::{EngineSettings, Settings};
+use serde::Deserialize;
 
-/// A duration given as seconds (`5`) or with a unit (`"500ms"`, `"5s"`, `"2m"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Span(pub Duration);
-
-impl<'de> Deserialize<'de> for Span {
-    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Secs(u64),
-            Text(String),
-        }
-        match Raw::deserialize(de)? {
-            Raw::Secs(secs) => Ok(Span(Duration::from_secs(secs))),
-            Raw::Text(text) => parse_span(&text).map(Span).ok_or_else(|| {
-                serde::de::Error::custom(format!(
-                    "invalid duration '{text}' (use e.g. 5, \"500ms\", \"5s\", \"2m\")"
-                ))
-            }),
-        }
-    }
-}
-
-fn parse_span(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().ok()?;
-    match unit.trim() {
-        "" | "s" => Some(Duration::from_secs(number)),
-        "ms" => Some(Duration::from_millis(number)),
-        "m" => Some(Duration::from_secs(number.checked_mul(60)?)),
-        _ => None,
-    }
-}
-
-/// `POST /Bulk` limits (the engine's).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct BulkConfig {
-    pub enabled: bool,
-    pub max_operations: u64,
-    pub max_payload_size: u64,
-}
-
-impl Default for BulkConfig {
-    fn default() -> Self {
-        let defaults = BulkSettings::default();
-        BulkConfig {
-            enabled: defaults.enabled,
-            max_operations: defaults.max_operations,
-            max_payload_size: defaults.max_payload_size,
-        }
-    }
-}
+/// A duration given as seconds (`5`) or with a unit (`"500ms"`, `"5s"`,
+/// `"2m"`): the grammar of `scimgate_abi::units`.
+pub use scimgate_abi::units::HumanDuration as Span;
 
 /// The stage table of `ldap/directory`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct LdapConfig {
     /// `ldap://host:389` or `ldaps://host:636`.
@@ -109,22 +56,14 @@ pub struct LdapConfig {
     /// `sn` is mandatory in `inetOrgPerson`: what it holds when the client
     /// sends no `name.familyName` (hidden from SCIM).
     pub missing_surname: String,
-    // --- the engine's settings -------------------------------------------
-    pub max_results: u64,
-    pub default_page_size: u64,
-    pub bulk: BulkConfig,
-    pub patch_response: PatchResponse,
-    pub unique_group_names: bool,
-    pub me: bool,
-    pub cursor_timeout: Span,
-    pub password_storage: PasswordStorage,
-    pub max_scan: u64,
-    pub documentation_uri: Option<String>,
+    /// The SCIM engine's settings (paging, Bulk, PATCH, `/Me`, cursors,
+    /// passwords, scans, discovery), keys of this table.
+    #[serde(flatten)]
+    pub engine: EngineSettings,
 }
 
 impl Default for LdapConfig {
     fn default() -> Self {
-        let engine = Settings::default();
         LdapConfig {
             url: String::new(),
             starttls: false,
@@ -148,16 +87,7 @@ impl Default for LdapConfig {
             group_attributes: BTreeMap::new(),
             empty_group_member: None,
             missing_surname: "-".into(),
-            max_results: engine.max_results,
-            default_page_size: engine.default_page_size,
-            bulk: BulkConfig::default(),
-            patch_response: engine.patch_response,
-            unique_group_names: engine.unique_group_names,
-            me: engine.me,
-            cursor_timeout: Span(Duration::from_secs(engine.cursor_timeout_secs)),
-            password_storage: engine.password_storage,
-            max_scan: engine.max_scan,
-            documentation_uri: None,
+            engine: EngineSettings::default(),
         }
     }
 }
@@ -220,23 +150,7 @@ impl LdapConfig {
 
     /// The engine's settings.
     pub fn settings(&self) -> Settings {
-        Settings {
-            max_results: self.max_results,
-            default_page_size: self.default_page_size,
-            bulk: BulkSettings {
-                enabled: self.bulk.enabled,
-                max_operations: self.bulk.max_operations,
-                max_payload_size: self.bulk.max_payload_size,
-            },
-            patch_response: self.patch_response,
-            unique_group_names: self.unique_group_names,
-            me: self.me,
-            cursor_timeout_secs: self.cursor_timeout.0.as_secs(),
-            password_storage: self.password_storage,
-            max_scan: self.max_scan,
-            authentication_schemes: None,
-            documentation_uri: self.documentation_uri.clone(),
-        }
+        self.engine.settings()
     }
 
     /// Problems with the values, located by key.
@@ -311,10 +225,83 @@ mod tests {
 
     #[test]
     fn spans_take_seconds_or_units() {
-        assert_eq!(parse_span("5"), Some(Duration::from_secs(5)));
-        assert_eq!(parse_span("250ms"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_span("2m"), Some(Duration::from_secs(120)));
-        assert_eq!(parse_span("2h"), None);
+        let span = |v| serde_json::from_value::<Span>(v).map(|s| s.0);
+        assert_eq!(
+            span(serde_json::json!(5)).ok(),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(
+            span(serde_json::json!("250ms")).ok(),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(
+            span(serde_json::json!("2h")).ok(),
+            Some(Duration::from_secs(7200))
+        );
+        // The old grammar's unit-less string now says what to write.
+        let message = span(serde_json::json!("5")).unwrap_err().to_string();
+        assert!(message.contains("\"5s\""), "{message}");
+    }
+
+    fn validate(config: serde_json::Value) -> Vec<(String, String)> {
+        let component = crate::components().remove(0);
+        let ctx = scimgate_abi::sdk::CreateContext {
+            stage: "directory".into(),
+            config,
+            providers: Vec::new(),
+            data_dir: std::path::PathBuf::from("/tmp"),
+            server: serde_json::json!({}),
+            host: None,
+        };
+        component
+            .validate(&ctx)
+            .into_iter()
+            .map(|i| (i.path.to_string(), i.message.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_published_schema_is_the_derived_one_and_its_example_validates() {
+        let component = crate::components().remove(0);
+        let mut published: serde_json::Value =
+            serde_json::from_str(&component.config_schema).expect("json");
+        let example = published
+            .as_object_mut()
+            .and_then(|m| m.remove("examples"))
+            .expect("an example");
+        assert_eq!(published, scimgate_abi::schema::schema_of::<LdapConfig>());
+        assert_eq!(published["additionalProperties"], serde_json::json!(false));
+        for key in [
+            "url",
+            "bind_dn",
+            "connect_timeout",
+            "max_results",
+            "bulk",
+            "authentication_schemes",
+        ] {
+            assert!(published["properties"].get(key).is_some(), "{key}");
+        }
+        assert_eq!(validate(example[0].clone()), vec![]);
+    }
+
+    #[test]
+    fn every_mistake_is_reported_at_once_with_its_path() {
+        let issues = validate(serde_json::json!({
+            "url": "ldap://localhost", "bind_dn": "cn=admin", "users_base": "ou=u", "groups_base": "ou=g",
+            "starttsl": true,
+            "connect_timeout": "5 fortnights",
+            "bulk": {"max_payload_size": -1},
+        }));
+        let paths: Vec<&str> = issues.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["bulk.max_payload_size", "connect_timeout", "starttsl"],
+            "{issues:?}"
+        );
+        assert!(
+            issues[2].1.contains("did you mean `starttls`?"),
+            "{issues:?}"
+        );
     }
 
     #[test]

@@ -26,7 +26,7 @@ use crate::throttle::{FailureLockout, Keys};
 pub const METHOD: &str = "basic";
 
 /// `[stage.x] use = "oauth2/basic"`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BasicConfig {
     /// How long a successful password verification is remembered.

@@ -24,7 +24,7 @@ use crate::secret::sha256;
 use crate::token::{default_name, AccessClaims};
 
 /// `[stage.x] use = "oauth2/bearer"`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BearerConfig {
     /// Expected `iss` (the token stage's `issuer`).

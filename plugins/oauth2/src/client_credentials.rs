@@ -22,7 +22,7 @@ use crate::throttle::{FailureLockout, Keys};
 pub const METHOD: &str = "oauth2-client-credentials";
 
 /// `[stage.x] use = "oauth2/client-credentials"`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClientCredentialsConfig {
     /// Failed authentications of one client id from one client network

@@ -32,7 +32,7 @@ pub const METHOD: &str = "jwks";
 const MAX_JWKS_BYTES: u64 = 1 << 20;
 
 /// `[stage.x] use = "oauth2/jwks"`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JwksConfig {
     /// How often a JWKS is re-read (file) or re-fetched (URL).

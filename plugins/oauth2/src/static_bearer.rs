@@ -18,7 +18,7 @@ use crate::secret::{sha256, SecretHash};
 pub const METHOD: &str = "static-bearer";
 
 /// `[stage.x] use = "oauth2/static-bearer"`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StaticBearerConfig {
     /// Reject Bearer tokens that match no provider (401) instead of passing

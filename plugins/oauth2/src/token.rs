@@ -20,7 +20,7 @@ use crate::keys::{self, KeySet, KeySources};
 pub const MAX_TTL: Seconds = Seconds(86_400);
 
 /// `[stage.x] use = "oauth2/token"`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenConfig {
     /// Access-token lifetime (`"1h"`, `"15m"`; at most 24 h).

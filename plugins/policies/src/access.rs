@@ -13,7 +13,7 @@ use crate::common::{bulk_operations, provider_of, refuse_client, shown, target_o
 use scimgate_scim::Target;
 
 /// `policies/access-mode`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccessModeConfig {
     /// Resource type (first path segment, case-insensitive: `Users`,
@@ -23,7 +23,7 @@ pub struct AccessModeConfig {
     pub overrides: BTreeMap<String, Access>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Access {
     ReadOnly,

@@ -218,13 +218,6 @@ impl<T> ProviderCache<T> {
     }
 }
 
-/// Parses a human duration (`"30s"`, `"500ms"`, `"1m30s"`; the grammar of
-/// `scimgate_abi::units`) into milliseconds.
-pub(crate) fn parse_duration_ms(text: &str) -> Result<i64, String> {
-    let duration = scimgate_abi::units::parse_duration(text)?;
-    i64::try_from(duration.as_millis()).map_err(|_| format!("invalid duration `{text}`: too large"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,22 +243,6 @@ mod tests {
             panic!("an ambiguous body must be refused");
         };
         assert_eq!(err.code.as_str(), "invalidSyntax");
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration_ms("0s"), Ok(0));
-        assert_eq!(parse_duration_ms("30s"), Ok(30_000));
-        assert_eq!(parse_duration_ms("1m30s"), Ok(90_000));
-        assert_eq!(parse_duration_ms("250ms"), Ok(250));
-        assert!(parse_duration_ms("30")
-            .unwrap_err()
-            .contains("missing unit"));
-        assert!(parse_duration_ms("3x")
-            .unwrap_err()
-            .contains("unknown unit"));
-        assert!(parse_duration_ms("").is_err());
-        assert!(parse_duration_ms("99999999999999999999d").is_err());
     }
 
     #[test]

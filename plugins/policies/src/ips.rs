@@ -13,7 +13,7 @@ use serde::Deserialize;
 use crate::common::{provider_of, refuse_client, shown, ProviderCache};
 
 /// `policies/allowed-ips`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AllowedIpsConfig {
     /// A route-wide list checked on top of the provider's, also before

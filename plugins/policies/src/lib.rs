@@ -17,6 +17,7 @@ mod testutil;
 use scimgate_abi::sdk::{Component, CreateContext, Policy};
 use scimgate_abi::ConfigIssue;
 use serde::de::DeserializeOwned;
+use serde_json::json;
 
 pub use access::{Access, AccessMode, AccessModeConfig};
 pub use ips::{AllowedIps, AllowedIpsConfig};
@@ -26,50 +27,53 @@ pub use referrers::{AllowedReferrers, AllowedReferrersConfig};
 pub use scopes::{ScopeRuleConfig, Scopes, ScopesConfig};
 
 /// The library's components, in the order `scimgate plugins` lists them.
+/// Each config's JSON Schema is derived from its struct; each declares a
+/// valid example.
 pub fn components() -> Vec<Component> {
     vec![
         policy(
             "provider-active",
             "refuses callers whose provider is inactive",
-            r#"{"type":"object","additionalProperties":false,"properties":{}}"#,
             ProviderActive::build,
-        ),
+        )
+        .with_example(json!({})),
         policy(
             "validity",
             "refuses callers outside their provider's valid_from..=valid_until window",
-            r#"{"type":"object","additionalProperties":false,"properties":{"leeway":{"type":"string","description":"clock skew tolerated on both bounds, e.g. \"30s\"","default":"0s"}}}"#,
             Validity::build,
-        ),
+        )
+        .with_example(json!({"leeway": "30s"})),
         policy(
             "allowed-ips",
             "the client address must be in the provider's allowed_ips and the stage's `allow` list",
-            r#"{"type":"object","additionalProperties":false,"properties":{"allow":{"type":"array","items":{"type":"string"},"description":"route-wide addresses or CIDR blocks, checked also before authentication"}}}"#,
             AllowedIps::build,
-        ),
+        )
+        .with_example(json!({"allow": ["10.0.0.0/8", "192.0.2.7"]})),
         policy(
             "allowed-referrers",
             "Referer and Origin must name one of the provider's allowed_referrers",
-            r#"{"type":"object","additionalProperties":false,"properties":{"allow_missing":{"type":"boolean","default":true}}}"#,
             AllowedReferrers::build,
-        ),
+        )
+        .with_example(json!({"allow_missing": true})),
         policy(
             "access-mode",
             "read-only providers may only read (GET, HEAD, POST …/.search)",
-            r#"{"type":"object","additionalProperties":false,"properties":{"overrides":{"type":"object","additionalProperties":{"enum":["read-only","read-write"]}}}}"#,
             AccessMode::build,
-        ),
+        )
+        .with_example(json!({"overrides": {"Groups": "read-only"}})),
         policy(
             "scopes",
             "the caller's token must carry the scope the method and resource type require",
-            r#"{"type":"object","additionalProperties":false,"properties":{"read":{"type":"string"},"write":{"type":"string"},"rules":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"resource":{"type":"string"},"methods":{"type":"array","items":{"type":"string"}},"scope":{"type":"string"}},"required":["scope"]}}}}"#,
             Scopes::build,
-        ),
+        )
+        .with_example(json!({"read": "scim.read", "write": "scim.write",
+            "rules": [{"resource": "Groups", "methods": ["DELETE"], "scope": "scim.admin"}]})),
         policy(
             "rate-limit",
             "GCRA rate limits per provider and per client address (429 with Retry-After)",
-            r#"{"type":"object","additionalProperties":false,"properties":{"per_provider":{"type":"string","pattern":"^\\s*[0-9]+\\s*/\\s*[smhd]\\s*$"},"per_ip":{"type":"string","pattern":"^\\s*[0-9]+\\s*/\\s*[smhd]\\s*$"},"burst":{"type":"integer","minimum":1},"per_provider_burst":{"type":"integer","minimum":1},"per_ip_burst":{"type":"integer","minimum":1},"ipv6_prefix":{"type":"integer","minimum":0,"maximum":128,"default":128},"max_keys":{"type":"integer","minimum":1,"default":100000}}}"#,
             RateLimit::build,
-        ),
+        )
+        .with_example(json!({"per_provider": "50/s", "per_ip": "100/15m", "burst": 20})),
     ]
 }
 
@@ -82,20 +86,19 @@ type Build<C, T> = fn(C, &CreateContext) -> Result<T, Vec<ConfigIssue>>;
 /// with its key path.
 // The SDK's constructor returns `Result<_, PluginError>`: not ours to shrink.
 #[allow(clippy::result_large_err)]
-fn policy<C, T>(name: &str, description: &str, schema: &str, build: Build<C, T>) -> Component
+fn policy<C, T>(name: &str, description: &str, build: Build<C, T>) -> Component
 where
-    C: DeserializeOwned + 'static,
+    C: DeserializeOwned + schemars::JsonSchema + 'static,
     T: Policy,
 {
     Component::policy_with_config(name, description, move |config: C, ctx: &CreateContext| {
         build(config, ctx).map_err(|issues| common::config_error(&ctx.stage, &issues))
     })
-    .with_validate(move |ctx| match ctx.deserialize::<C>() {
+    .with_validate(move |ctx| match ctx.deserialize_checked::<C>() {
         Ok(config) => build(config, ctx).err().unwrap_or_default(),
         // Already reported by the typed constructor's own validation.
         Err(_) => Vec::new(),
     })
-    .with_schema(schema)
 }
 
 #[cfg(test)]
@@ -133,6 +136,43 @@ mod tests {
     }
 
     #[test]
+    fn schemas_are_derived_and_examples_validate() {
+        use scimgate_abi::schema::schema_of;
+        let derived = [
+            ("provider-active", schema_of::<ProviderActiveConfig>()),
+            ("validity", schema_of::<ValidityConfig>()),
+            ("allowed-ips", schema_of::<AllowedIpsConfig>()),
+            ("allowed-referrers", schema_of::<AllowedReferrersConfig>()),
+            ("access-mode", schema_of::<AccessModeConfig>()),
+            ("scopes", schema_of::<ScopesConfig>()),
+            ("rate-limit", schema_of::<RateLimitConfig>()),
+        ];
+        for (name, schema) in derived {
+            let mut published: serde_json::Value =
+                serde_json::from_str(&component(name).config_schema).unwrap();
+            let example = published
+                .as_object_mut()
+                .unwrap()
+                .remove("examples")
+                .unwrap();
+            assert_eq!(published, schema, "{name}");
+            assert_eq!(published["additionalProperties"], json!(false), "{name}");
+            let issues = component(name).validate(&ctx(example[0].clone()));
+            assert!(issues.is_empty(), "{name}: {issues:?}");
+        }
+    }
+
+    #[test]
+    fn rates_take_a_duration_of_the_shared_grammar() {
+        assert!(component("rate-limit")
+            .validate(&ctx(json!({"per_ip": "100/15m"})))
+            .is_empty());
+        let issues = component("rate-limit").validate(&ctx(json!({"per_ip": "100/fortnight"})));
+        assert_eq!(issues.len(), 1, "{issues:?}");
+        assert!(issues[0].message.contains("\"100/15m\""), "{issues:?}");
+    }
+
+    #[test]
     fn validate_reports_every_issue_with_its_path() {
         let issues = component("allowed-ips")
             .validate(&ctx(json!({"allow": ["10.0.0.0/8", "10.0.0.300", "x/1"]})));
@@ -144,7 +184,7 @@ mod tests {
         let issues = component("provider-active").validate(&ctx(json!({"enabled": true})));
         assert_eq!(issues.len(), 1);
         assert!(
-            issues[0].message.contains("unknown field"),
+            issues[0].message.contains("unknown key `enabled`"),
             "{}",
             issues[0].message
         );

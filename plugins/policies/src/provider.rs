@@ -6,10 +6,12 @@ use scimgate_abi::std_types::ROption;
 use scimgate_abi::{Caller, ConfigIssue, PolicyDecision, Request};
 use serde::Deserialize;
 
-use crate::common::{parse_duration_ms, provider_of, refuse_client, rfc3339};
+use scimgate_abi::units::HumanDuration;
+
+use crate::common::{provider_of, refuse_client, rfc3339};
 
 /// `policies/provider-active` takes no settings.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderActiveConfig {}
 
@@ -44,12 +46,12 @@ impl Policy for ProviderActive {
 }
 
 /// `policies/validity`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ValidityConfig {
     /// Clock skew tolerated on both bounds, e.g. `"30s"`. Default `"0s"`.
     #[serde(default)]
-    pub leeway: Option<String>,
+    pub leeway: Option<HumanDuration>,
 }
 
 /// Refuses callers outside their provider's `valid_from`..=`valid_until`
@@ -66,17 +68,19 @@ const MAX_LEEWAY_MS: i64 = 86_400_000;
 
 impl Validity {
     pub fn build(config: ValidityConfig, _ctx: &CreateContext) -> Result<Self, Vec<ConfigIssue>> {
-        let leeway_ms = match config.leeway.as_deref() {
+        let leeway_ms = match config.leeway {
             None => 0,
-            Some(text) => match parse_duration_ms(text) {
+            Some(HumanDuration(leeway)) => match i64::try_from(leeway.as_millis()) {
                 Ok(ms) if ms <= MAX_LEEWAY_MS => ms,
-                Ok(_) => {
+                _ => {
                     return Err(vec![ConfigIssue::new(
                         "leeway",
-                        format!("leeway `{text}` is longer than a day"),
+                        format!(
+                            "leeway `{}` is longer than a day",
+                            scimgate_abi::units::format_duration(leeway)
+                        ),
                     )])
                 }
-                Err(message) => return Err(vec![ConfigIssue::new("leeway", message)]),
             },
         };
         Ok(Validity { leeway_ms })
@@ -133,7 +137,9 @@ mod tests {
 
     fn validity(leeway: Option<&str>) -> Validity {
         let config = ValidityConfig {
-            leeway: leeway.map(str::to_string),
+            leeway: leeway.map(|text| {
+                HumanDuration(scimgate_abi::units::parse_duration(text).expect("a duration"))
+            }),
         };
         Validity::build(config, &ctx(serde_json::json!({}))).unwrap()
     }
@@ -278,18 +284,17 @@ mod tests {
 
     #[test]
     fn bad_leeway_is_a_located_issue() {
-        let issues = Validity::build(
-            ValidityConfig {
-                leeway: Some("30".into()),
-            },
-            &ctx(serde_json::json!({})),
-        )
-        .err()
-        .unwrap();
+        let issues = crate::components()
+            .into_iter()
+            .find(|c| c.name == "validity")
+            .unwrap()
+            .validate(&ctx(serde_json::json!({"leeway": "30"})));
+        assert_eq!(issues.len(), 1, "{issues:?}");
         assert_eq!(issues[0].path.as_str(), "leeway");
+        assert!(issues[0].message.contains("\"30s\""), "{issues:?}");
         let issues = Validity::build(
             ValidityConfig {
-                leeway: Some("2d".into()),
+                leeway: Some(HumanDuration(std::time::Duration::from_secs(2 * 86_400))),
             },
             &ctx(serde_json::json!({})),
         )

@@ -15,14 +15,17 @@ use serde::Deserialize;
 use crate::ips::parse_client_ip;
 
 /// `policies/rate-limit`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitConfig {
-    /// Sustained rate per provider, `"N/s"`, `"N/m"`, `"N/h"` or `"N/d"`.
+    /// Sustained rate per provider, `"N/s"`, `"N/m"`, `"N/h"`, `"N/d"` or
+    /// N per a duration of `scimgate_abi::units` (`"100/15m"`).
     #[serde(default)]
+    #[schemars(pattern(RATE_PATTERN))]
     pub per_provider: Option<String>,
     /// Sustained rate per client address.
     #[serde(default)]
+    #[schemars(pattern(RATE_PATTERN))]
     pub per_ip: Option<String>,
     /// Requests allowed back to back before the rate applies, for both
     /// keys. Default: N of the rate (`"20/m"` allows 20 at once).
@@ -43,6 +46,9 @@ pub struct RateLimitConfig {
     #[serde(default)]
     pub max_keys: Option<usize>,
 }
+
+/// What an editor may match a rate against: N per a unit or a duration.
+const RATE_PATTERN: &str = r"^\s*[0-9]+\s*/\s*([0-9]*\s*(ms|s|m|h|d)\s*)+$";
 
 const DEFAULT_MAX_KEYS: usize = 100_000;
 const MAX_BURST: u32 = 1_000_000;
@@ -238,9 +244,14 @@ struct Gcra {
 }
 
 impl Gcra {
-    /// `"50/s"`, `"100/m"`, `"1000/h"`, `"10000/d"`.
+    /// `"50/s"`, `"100/m"`, `"1000/h"`, `"10000/d"`, or N per a duration of
+    /// the shared grammar (`"100/15m"`, `"5/1h30m"`).
     fn parse(text: &str, burst: Option<u32>) -> Result<Gcra, String> {
-        let bad = || format!("invalid rate `{text}`: write N/s, N/m, N/h or N/d, e.g. \"50/s\"");
+        let bad = || {
+            format!(
+                "invalid rate `{text}`: write N/s, N/m, N/h, N/d or N per a duration, e.g. \"50/s\" or \"100/15m\""
+            )
+        };
         let (count, unit) = text.trim().split_once('/').ok_or_else(bad)?;
         let count: u32 = count.trim().parse().map_err(|_| bad())?;
         if count == 0 || count > 1_000_000_000 {
@@ -248,11 +259,17 @@ impl Gcra {
                 "invalid rate `{text}`: N must be between 1 and 1000000000"
             ));
         }
-        let period_ns: i64 = match unit.trim() {
-            "s" => 1_000_000_000,
-            "m" => 60_000_000_000,
-            "h" => 3_600_000_000_000,
-            "d" => 86_400_000_000_000,
+        // A bare unit is one of it (`s` = `1s`); the period is a duration of
+        // the one grammar (`scimgate_abi::units`).
+        let unit = unit.trim();
+        let period = if unit.starts_with(|c: char| c.is_ascii_digit()) {
+            scimgate_abi::units::parse_duration(unit)
+        } else {
+            scimgate_abi::units::parse_duration(&format!("1{unit}"))
+        }
+        .map_err(|_| bad())?;
+        let period_ns = match i64::try_from(period.as_nanos()) {
+            Ok(ns) if ns > 0 => ns,
             _ => return Err(bad()),
         };
         let interval_ns = (period_ns / i64::from(count)).max(1);

@@ -10,7 +10,7 @@ use scimgate_scim::Target;
 use crate::common::{bulk_operations, shown, target_of};
 
 /// `policies/scopes`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScopesConfig {
     /// Scope required for reads (`GET`, `HEAD`, `POST …/.search`) that no
@@ -25,7 +25,7 @@ pub struct ScopesConfig {
     pub rules: Vec<ScopeRuleConfig>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScopeRuleConfig {
     /// Resource type (first path segment, case-insensitive). Absent: any.

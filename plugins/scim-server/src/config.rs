@@ -1,23 +1,27 @@
 //! The `scim-server/scim` stage configuration (`[stage.NAME]` table): typed,
 //! `deny_unknown_fields`, every key documented and defaulted, and the
 //! checks that need more than types (schema files, resource types, limits)
-//! reported as located [`ConfigIssue`]s.
+//! reported as located [`ConfigIssue`]s. The SCIM engine's own keys
+//! (`max_results`, `bulk`, `cursor_timeout`, …) are
+//! [`scimgate_scim_service::settings::EngineSettings`], flattened in; the
+//! JSON Schema of the whole table is derived from these types.
 
 use std::path::{Path, PathBuf};
 
+use schemars::JsonSchema;
 use scimgate_abi::ConfigIssue;
-use scimgate_scim::discovery::AuthenticationScheme;
 use scimgate_scim::{core_schemas, urn, Registry, ResourceType, Schema};
-use scimgate_scim_service::{BulkSettings, Settings};
-use serde::de::{self, Deserializer};
-use serde::Deserialize;
+use scimgate_scim_service::settings::EngineSettings;
+use scimgate_scim_service::Settings;
+use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 pub use crate::store::postgres::{PgSettings, Secret};
+pub use scimgate_scim_service::settings::{AuthSchemeConfig, BulkConfig};
 pub use scimgate_scim_service::{PasswordStorage, PatchResponse};
 
 /// The stage table.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScimConfig {
     /// Where resources live: `sqlite:PATH` (relative paths are resolved
@@ -28,32 +32,12 @@ pub struct ScimConfig {
     /// The PostgreSQL password, usually `"${SCIMGATE_PG_PASSWORD}"`; wins over
     /// a password inside the URL. Never logged.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub store_password: Option<Secret>,
-    /// Most connections one PostgreSQL store keeps open (per node).
+    /// Most connections one PostgreSQL store keeps open (per node), 1..=1000.
     #[serde(default = "default_pool_size")]
+    #[schemars(range(min = 1, max = 1000))]
     pub pool_size: usize,
-    /// The most resources one list/search response returns (`count` above
-    /// it is clamped); advertised as `filter.maxResults` and `maxPageSize`.
-    #[serde(default = "default_max_results")]
-    pub max_results: u64,
-    /// Page size when the client sends no `count`.
-    #[serde(default = "default_page_size")]
-    pub default_page_size: u64,
-    #[serde(default)]
-    pub bulk: BulkConfig,
-    /// What a successful PATCH answers: `resource` (200 with the resource)
-    /// or `no-content` (204).
-    #[serde(default)]
-    pub patch_response: PatchResponse,
-    /// Group `displayName`s are unique (case-insensitive), 409 otherwise.
-    #[serde(default = "yes")]
-    pub unique_group_names: bool,
-    /// Serve `/Me` as the User whose `userName` is the caller's subject.
-    #[serde(default)]
-    pub me: bool,
-    /// How long an RFC 9865 cursor stays valid (`30s`, `10m`, `1h`, or seconds).
-    #[serde(default = "default_cursor_timeout")]
-    pub cursor_timeout: Seconds,
     /// Serve the core User resource type at `/Users`.
     #[serde(default = "yes")]
     pub users: bool,
@@ -71,155 +55,18 @@ pub struct ScimConfig {
     /// tables `{ name, endpoint, schema, description, extensions }`.
     #[serde(default)]
     pub resource_types: Vec<JsonSource>,
-    /// Advertised in `authenticationSchemes` (default: one `oauthbearertoken`).
-    #[serde(default)]
-    pub authentication_schemes: Option<Vec<AuthSchemeConfig>>,
-    /// `documentationUri` of the ServiceProviderConfig.
-    #[serde(default)]
-    pub documentation_uri: Option<String>,
-    /// What a write does with a `password`: `hash` (store an argon2id PHC
-    /// string; one that already is one is kept), `drop` (store nothing) or
-    /// `refuse` (400 `invalidValue`). Never stored in clear.
-    #[serde(default)]
-    pub password_storage: PasswordStorage,
-    /// The most rows one list or search reads when the filter or sort must
-    /// be evaluated in memory (not answerable by the store's indexes);
-    /// beyond it the request is refused with 400 `tooMany`.
-    #[serde(default = "default_max_scan")]
-    pub max_scan: u64,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BulkConfig {
-    /// Serve `/Bulk`.
-    #[serde(default = "yes")]
-    pub enabled: bool,
-    /// Most operations in one Bulk request (413 above).
-    #[serde(default = "default_bulk_ops")]
-    pub max_operations: u64,
-    /// Largest Bulk request body in bytes: an integer or `"1MiB"`, `"512KiB"`.
-    #[serde(default = "default_bulk_size")]
-    pub max_payload_size: ByteSize,
-}
-
-impl Default for BulkConfig {
-    fn default() -> Self {
-        BulkConfig {
-            enabled: true,
-            max_operations: default_bulk_ops(),
-            max_payload_size: default_bulk_size(),
-        }
-    }
+    /// The SCIM engine's settings (paging, Bulk, PATCH, `/Me`, cursors,
+    /// passwords, scans, discovery), keys of this table.
+    #[serde(flatten)]
+    pub engine: EngineSettings,
 }
 
 /// A JSON document given as a file path or inline.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum JsonSource {
     File(String),
     Inline(serde_json::Map<String, Value>),
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuthSchemeConfig {
-    /// `oauthbearertoken`, `httpbasic`, …
-    #[serde(rename = "type")]
-    pub scheme_type: String,
-    #[serde(default)]
-    pub name: Option<String>,
-    #[serde(default)]
-    pub description: Option<String>,
-    #[serde(default)]
-    pub spec_uri: Option<String>,
-    #[serde(default)]
-    pub documentation_uri: Option<String>,
-    #[serde(default)]
-    pub primary: bool,
-}
-
-/// A byte count: an integer or a string with a unit (`B`, `KB`, `KiB`, `MB`, `MiB`, `GB`, `GiB`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ByteSize(pub u64);
-
-impl<'de> Deserialize<'de> for ByteSize {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        match Value::deserialize(deserializer)? {
-            Value::Number(n) => n
-                .as_u64()
-                .map(ByteSize)
-                .ok_or_else(|| de::Error::custom("a size must be a non-negative integer")),
-            Value::String(s) => parse_size(&s).map(ByteSize).map_err(de::Error::custom),
-            _ => Err(de::Error::custom(
-                "expected a byte count such as 1048576 or \"1MiB\"",
-            )),
-        }
-    }
-}
-
-/// A duration in seconds: an integer or `"30s"`, `"10m"`, `"1h"`, `"1d"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Seconds(pub u64);
-
-impl<'de> Deserialize<'de> for Seconds {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        match Value::deserialize(deserializer)? {
-            Value::Number(n) => n
-                .as_u64()
-                .map(Seconds)
-                .ok_or_else(|| de::Error::custom("a duration must be a non-negative integer")),
-            Value::String(s) => parse_duration(&s).map(Seconds).map_err(de::Error::custom),
-            _ => Err(de::Error::custom("expected a duration such as \"10m\"")),
-        }
-    }
-}
-
-fn parse_size(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("'{text}' is not a size such as \"1MiB\""))?;
-    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "kb" => 1_000,
-        "kib" | "k" => 1024,
-        "mb" => 1_000_000,
-        "mib" | "m" => 1024 * 1024,
-        "gb" => 1_000_000_000,
-        "gib" | "g" => 1024 * 1024 * 1024,
-        other => {
-            return Err(format!(
-                "unknown size unit '{other}' (use B, KiB, MiB, GiB, KB, MB, GB)"
-            ))
-        }
-    };
-    n.checked_mul(factor)
-        .ok_or_else(|| format!("'{text}' is too large"))
-}
-
-fn parse_duration(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("'{text}' is not a duration such as \"10m\""))?;
-    let factor = match unit.trim() {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86400,
-        other => return Err(format!("unknown duration unit '{other}' (use s, m, h, d)")),
-    };
-    n.checked_mul(factor)
-        .ok_or_else(|| format!("'{text}' is too large"))
 }
 
 fn yes() -> bool {
@@ -230,24 +77,6 @@ fn default_store() -> String {
 }
 fn default_pool_size() -> usize {
     8
-}
-fn default_max_results() -> u64 {
-    200
-}
-fn default_page_size() -> u64 {
-    100
-}
-fn default_bulk_ops() -> u64 {
-    1000
-}
-fn default_bulk_size() -> ByteSize {
-    ByteSize(1024 * 1024)
-}
-fn default_cursor_timeout() -> Seconds {
-    Seconds(600)
-}
-fn default_max_scan() -> u64 {
-    scimgate_scim_service::DEFAULT_MAX_SCAN
 }
 
 /// Where the store lives, parsed from `store`.
@@ -273,7 +102,7 @@ impl ScimConfig {
         if let Err(issue) = self.store_location(data_dir) {
             issues.push(issue);
         }
-        if self.password_storage == PasswordStorage::Backend {
+        if self.engine.password_storage == PasswordStorage::Backend {
             issues.push(ConfigIssue::new(
                 "password_storage",
                 "the SQL stores keep no passwords of their own: use \"hash\" (default), \"drop\" or \"refuse\"",
@@ -437,65 +266,13 @@ impl ScimConfig {
 
     /// The engine settings this stage table describes.
     pub fn settings(&self) -> Settings {
-        Settings {
-            max_results: self.max_results,
-            default_page_size: self.default_page_size,
-            bulk: BulkSettings {
-                enabled: self.bulk.enabled,
-                max_operations: self.bulk.max_operations,
-                max_payload_size: self.bulk.max_payload_size.0,
-            },
-            patch_response: self.patch_response,
-            unique_group_names: self.unique_group_names,
-            me: self.me,
-            cursor_timeout_secs: self.cursor_timeout.0,
-            password_storage: self.password_storage,
-            max_scan: self.max_scan,
-            authentication_schemes: self
-                .authentication_schemes
-                .as_ref()
-                .map(|schemes| schemes.iter().map(AuthSchemeConfig::scheme).collect()),
-            documentation_uri: self.documentation_uri.clone(),
-        }
+        self.engine.settings()
     }
 
     /// The ServiceProviderConfig body (without `meta.location`), including
     /// the RFC 9865 `pagination` object.
     pub fn service_provider_config(&self) -> Value {
         self.settings().service_provider_config()
-    }
-}
-
-impl AuthSchemeConfig {
-    /// The advertised scheme: the known types with their RFC texts, any
-    /// other as named; `name`, `description` and URIs override.
-    fn scheme(&self) -> AuthenticationScheme {
-        let known = match self.scheme_type.to_ascii_lowercase().as_str() {
-            "oauthbearertoken" => Some(AuthenticationScheme::oauth_bearer_token(self.primary)),
-            "httpbasic" => Some(AuthenticationScheme::http_basic(self.primary)),
-            _ => None,
-        };
-        let mut scheme = known.unwrap_or(AuthenticationScheme {
-            scheme_type: self.scheme_type.clone(),
-            name: self.scheme_type.clone(),
-            description: String::new(),
-            spec_uri: None,
-            documentation_uri: None,
-            primary: self.primary,
-        });
-        if let Some(name) = &self.name {
-            scheme.name = name.clone();
-        }
-        if let Some(d) = &self.description {
-            scheme.description = d.clone();
-        }
-        if self.spec_uri.is_some() {
-            scheme.spec_uri = self.spec_uri.clone();
-        }
-        if self.documentation_uri.is_some() {
-            scheme.documentation_uri = self.documentation_uri.clone();
-        }
-        scheme
     }
 }
 
@@ -565,6 +342,7 @@ fn resource_type_from(value: &Value) -> Result<ResourceType, String> {
 mod tests {
     use super::*;
     use scimgate_abi::sdk::deserialize_config;
+    use scimgate_abi::units::{Seconds, Size};
     use serde_json::json;
 
     #[test]
@@ -584,18 +362,20 @@ mod tests {
     fn defaults_are_documented_values() {
         let config: ScimConfig = deserialize_config(&json!({})).expect("defaults");
         assert_eq!(config.store, "sqlite:scim.db");
-        assert_eq!(config.max_results, 200);
-        assert_eq!(config.default_page_size, 100);
-        assert_eq!(config.bulk.max_operations, 1000);
-        assert_eq!(config.bulk.max_payload_size, ByteSize(1 << 20));
-        assert_eq!(config.cursor_timeout, Seconds(600));
-        assert_eq!(config.max_scan, 100_000);
+        assert_eq!(config.engine.max_results, 200);
+        assert_eq!(config.engine.default_page_size, 100);
+        assert_eq!(config.engine.bulk.max_operations, 1000);
+        assert_eq!(config.engine.bulk.max_payload_size, Size(1 << 20));
+        assert_eq!(config.engine.cursor_timeout, Seconds(600));
+        assert_eq!(config.engine.max_scan, 100_000);
         assert_eq!(
             config.settings(),
             scimgate_scim_service::Settings::default()
         );
-        assert_eq!(config.patch_response, PatchResponse::Resource);
-        assert!(config.unique_group_names && !config.me && config.users && config.groups);
+        assert_eq!(config.engine.patch_response, PatchResponse::Resource);
+        assert!(
+            config.engine.unique_group_names && !config.engine.me && config.users && config.groups
+        );
         assert_eq!(
             config.store_location(Path::new("/data")),
             Ok(StoreLocation::Sqlite(PathBuf::from("/data/scim.db")))
@@ -613,15 +393,23 @@ mod tests {
             "bulk": {"max_payload_size": "512KiB"}, "cursor_timeout": "2h", "patch_response": "no-content"
         }))
         .expect("parse");
-        assert_eq!(config.bulk.max_payload_size, ByteSize(512 * 1024));
-        assert_eq!(config.cursor_timeout, Seconds(7200));
-        assert_eq!(config.patch_response, PatchResponse::NoContent);
-        let issue =
-            deserialize_config::<ScimConfig>(&json!({"bulk": {"max_payload_size": "1 furlong"}}))
-                .expect_err("bad size");
-        assert_eq!(issue.path.as_str(), "bulk.max_payload_size");
+        assert_eq!(config.engine.bulk.max_payload_size, Size(512 * 1024));
+        assert_eq!(config.engine.cursor_timeout, Seconds(7200));
+        assert_eq!(config.engine.patch_response, PatchResponse::NoContent);
+        let checked = |value| {
+            scimgate_abi::schema::check_config::<ScimConfig>(
+                &scimgate_abi::schema::schema_of::<ScimConfig>(),
+                &value,
+            )
+        };
+        let issues =
+            checked(json!({"bulk": {"max_payload_size": "1 furlong"}})).expect_err("bad size");
+        assert_eq!(issues[0].path.as_str(), "bulk.max_payload_size");
+        // serde alone (flattened engine keys) still refuses unknown keys.
         let issue = deserialize_config::<ScimConfig>(&json!({"nope": 1})).expect_err("unknown key");
         assert!(issue.message.contains("unknown field"), "{}", issue.message);
+        let issues = checked(json!({"nope": 1})).expect_err("unknown key");
+        assert_eq!(issues[0].path.as_str(), "nope");
         let config: ScimConfig =
             deserialize_config(&json!({"store": "mysql:x", "default_page_size": 500}))
                 .expect("parse");
@@ -693,5 +481,82 @@ mod tests {
         let issues = bad.check(Path::new("/tmp"));
         assert_eq!(issues.len(), 1);
         assert_eq!(issues[0].path.as_str(), "resource_types[0]");
+    }
+
+    fn validate(config: serde_json::Value) -> Vec<(String, String)> {
+        let component = crate::components().remove(0);
+        let ctx = scimgate_abi::sdk::CreateContext {
+            stage: "scim".into(),
+            config,
+            providers: Vec::new(),
+            data_dir: PathBuf::from("/tmp"),
+            server: json!({}),
+            host: None,
+        };
+        component
+            .validate(&ctx)
+            .into_iter()
+            .map(|i| (i.path.to_string(), i.message.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_published_schema_is_the_derived_one_and_its_example_validates() {
+        let component = crate::components().remove(0);
+        let mut published: serde_json::Value =
+            serde_json::from_str(&component.config_schema).expect("json");
+        let example = published
+            .as_object_mut()
+            .and_then(|m| m.remove("examples"))
+            .expect("an example");
+        assert_eq!(published, scimgate_abi::schema::schema_of::<ScimConfig>());
+        // The engine's keys are flattened into the stage table, unknown keys refused.
+        assert_eq!(published["additionalProperties"], json!(false));
+        for key in [
+            "store",
+            "max_results",
+            "bulk",
+            "cursor_timeout",
+            "password_storage",
+        ] {
+            assert!(published["properties"].get(key).is_some(), "{key}");
+        }
+        assert_eq!(validate(example[0].clone()), vec![]);
+    }
+
+    #[test]
+    fn every_mistake_is_reported_at_once_with_its_path() {
+        let issues = validate(json!({
+            "max_resluts": 10,
+            "bulk": {"max_operations": "many", "max_payload_size": "1m"},
+            "cursor_timeout": "10",
+            "patch_response": "nothing"
+        }));
+        let paths: Vec<&str> = issues.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "bulk.max_operations",
+                "bulk.max_payload_size",
+                "cursor_timeout",
+                "max_resluts",
+                "patch_response"
+            ],
+            "{issues:?}"
+        );
+        // The old grammar's `"1m"` (1 MiB) says what to write now.
+        assert!(issues[1].1.contains("\"1MiB\""), "{issues:?}");
+        assert!(issues[2].1.contains("\"10s\""), "{issues:?}");
+        assert!(
+            issues[3].1.contains("did you mean `max_results`?"),
+            "{issues:?}"
+        );
+    }
+
+    #[test]
+    fn a_value_out_of_range_is_reported_once() {
+        let issues = validate(json!({"pool_size": 0}));
+        assert_eq!(issues.len(), 1, "{issues:?}");
+        assert_eq!(issues[0].0, "pool_size");
     }
 }
