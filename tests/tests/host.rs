@@ -526,6 +526,36 @@ fn plugins_built_against_another_abi_are_refused_with_one_paragraph() {
         ),
         "{err}"
     );
+    // It names the type and the variant that differ, and says what to do.
+    assert!(
+        err.contains("`ErrorStyle` has variant `Plain` that this scimgate does not know"),
+        "{err}"
+    );
+    assert!(
+        err.contains("Rebuild the plugin against this scimgate's `scimgate-abi`"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "one paragraph: {err}");
+
+    // Another `scimgate-abi` version number: named as such, not as a layout.
+    let other_version = demo_plugin_built_against("abi-version", |root| {
+        let path = root.join("core/abi/Cargo.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("version = \"0.1.0\""), "{text}");
+        std::fs::write(
+            &path,
+            text.replacen("version = \"0.1.0\"", "version = \"0.2.0\"", 1),
+        )
+        .unwrap();
+    });
+    let dir = other_version.path().to_str().unwrap().to_string();
+    let (code, _out, err) = run_cli(&["plugins", "--dir", &dir], &[]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("libdemo.so was built against scimgate-abi 0.2.0, but this scimgate has scimgate-abi 0.1.0"),
+        "{err}"
+    );
+    assert!(!err.contains("layout"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "one paragraph: {err}");
 
     // Same layout, a newer ABI epoch.
