@@ -12,6 +12,9 @@ use scimgate_host::pipeline::{check_and_assemble, AssembleMode};
 use scimgate_host::server::{self, App, ConfigSource};
 use scimgate_host::{credentials, quickstart};
 
+mod plugin_new;
+mod schema_cmd;
+
 #[derive(Parser)]
 #[command(
     name = "scimgate",
@@ -45,6 +48,16 @@ enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Start a plugin crate (`scimgate plugin new NAME --kind KIND`).
+    Plugin {
+        #[command(subcommand)]
+        command: plugin_new::PluginCommand,
+    },
+    /// Configuration tools: `config schema` prints its JSON Schema.
+    Config {
+        #[command(subcommand)]
+        command: schema_cmd::ConfigCommand,
+    },
     /// Register IGA providers.
     Provider {
         #[command(subcommand)]
@@ -55,11 +68,13 @@ enum Command {
         #[command(subcommand)]
         command: SecretCommand,
     },
-    /// Create (and so migrate) the store of every `scim-server/scim` stage,
-    /// print which stages were migrated, and exit. Serving migrates on start
+    /// Create (and so migrate) the store of every stage whose component
+    /// declares `migrates` (e.g. `scim-server/scim`), print which stages
+    /// were migrated, and exit. Serving migrates on start
     /// too; this runs it explicitly, e.g. before rolling out new nodes.
     Migrate,
-    /// Mint an access token for a provider with the configuration's `oauth2/token` stage
+    /// Mint an access token for a provider with the configuration's token
+    /// stage — a component declaring `mints-tokens`, e.g. `oauth2/token` —
     /// (for tests and first steps; clients use the token route).
     Token {
         /// The provider id.
@@ -175,6 +190,8 @@ fn main() -> ExitCode {
         } => secret_hash(argon2id),
         Command::Token { provider, scope } => token(&source, &provider, scope.as_deref()),
         Command::Migrate => migrate(&source),
+        Command::Config { command } => schema_cmd::run(cli.config.as_deref(), command),
+        Command::Plugin { command } => plugin_new::run(command),
     }
 }
 
@@ -375,6 +392,20 @@ fn list_plugins(dir: &Path, names: &[String]) -> ExitCode {
                         "  {}/{:<22} {:<28} {}  {}",
                         lib.name, c.name, kind, c.version, c.description
                     );
+                    let declared =
+                        scimgate_host::config::methods::declarations_of(lib, c.name.as_str());
+                    for capability in &declared.capabilities {
+                        println!("      capability {}", capability.as_str());
+                    }
+                    for method in &declared.provider_methods {
+                        let keys: Vec<&str> = method.all_keys().collect();
+                        println!(
+                            "      provider method \"{}\" ({}): {}",
+                            method.name,
+                            keys.join(", "),
+                            method.description
+                        );
+                    }
                 }
             }
             Err(message) => {
@@ -562,9 +593,6 @@ fn token(source: &ConfigSource, provider: &str, scope: Option<&str>) -> ExitCode
     }
 }
 
-/// The stages whose creation opens and migrates a store.
-const MIGRATING_COMPONENTS: &[(&str, &str)] = &[("scim-server", "scim")];
-
 fn migrate(source: &ConfigSource) -> ExitCode {
     let (config, config_diags) = match load_or_report(source) {
         Ok(c) => c,
@@ -587,14 +615,21 @@ fn migrate(source: &ConfigSource) -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    let providers = scimgate_host::registry::ProviderRegistry::from_config(&config.providers);
+    let (providers, _) = scimgate_host::config::methods::registry(&config, &dir, &mut cache);
     let factory = scimgate_host::pipeline::StageFactory::new(&config, &providers);
     let (mut migrated, mut failed) = (0, 0);
-    for stage in config.stages.iter().filter(|s| {
-        MIGRATING_COMPONENTS
-            .iter()
-            .any(|(lib, component)| s.library == *lib && s.component == *component)
-    }) {
+    // The stages whose component declares that creating it migrates a store.
+    let migrating: Vec<_> = config
+        .stages
+        .iter()
+        .filter(|stage| {
+            cache.load(&dir, &stage.library).is_ok_and(|lib| {
+                scimgate_host::config::methods::declarations_of(lib, &stage.component)
+                    .has(scimgate_abi::declare::Capability::Migrates)
+            })
+        })
+        .collect();
+    for stage in migrating {
         let created = cache
             .load(&dir, &stage.library)
             .and_then(|lib| factory.create(lib, stage).map_err(|e| e.to_string()));

@@ -1,7 +1,8 @@
 //! `scimgate token`: mints an access token for a provider by calling the
-//! configuration's own `oauth2/token` stage in-process, through the ABI —
-//! the same key, issuer, audience and TTL as the running server. For tests
-//! and first steps; production clients use the token route.
+//! configuration's own token stage in-process, through the ABI — the same
+//! key, issuer, audience and TTL as the running server. The stage is found
+//! by what its component declares (`Capability::MintsTokens`), not by name.
+//! For tests and first steps; production clients use the token route.
 
 use std::path::Path;
 
@@ -9,10 +10,12 @@ use abi_stable::std_types::{ROption, RResult, RVec};
 use scimgate_abi::ffi::ComponentInstance;
 use scimgate_abi::{Caller, ErrorStyle, Principal, Request};
 
+use scimgate_abi::declare::Capability;
+
+use crate::config::methods::{declarations_of, registry};
 use crate::config::Config;
 use crate::loader::LibraryCache;
 use crate::pipeline::StageFactory;
-use crate::registry::ProviderRegistry;
 
 /// The token response (`access_token`, `expires_in`, …) or a printable error.
 pub fn mint_token(
@@ -21,8 +24,17 @@ pub fn mint_token(
     provider_id: &str,
     scope: Option<&str>,
 ) -> Result<serde_json::Value, String> {
-    let is_token =
-        |s: &&crate::config::StageConfig| s.library == "oauth2" && s.component == "token";
+    let mut cache = LibraryCache::default();
+    // Stages whose component declares that it mints tokens.
+    let minting: Vec<&crate::config::StageConfig> = config
+        .stages
+        .iter()
+        .filter(|stage| {
+            cache.load(plugin_dir, &stage.library).is_ok_and(|lib| {
+                declarations_of(lib, &stage.component).has(Capability::MintsTokens)
+            })
+        })
+        .collect();
     // The token stage of a route the provider is bound to (its audience is
     // that route's), else the first token stage.
     let bound = config.routes.iter().find_map(|route| {
@@ -32,14 +44,17 @@ pub fn mint_token(
         };
         let (last, _) = route.pipeline.last()?;
         admits
-            .then(|| config.stage(last))
+            .then(|| minting.iter().find(|s| s.name == *last))
             .flatten()
-            .filter(is_token)
     });
-    let stage = bound
-        .or_else(|| config.stages.iter().find(is_token))
-        .ok_or("the configuration has no `oauth2/token` stage to mint tokens with")?;
-    let providers = ProviderRegistry::from_config(&config.providers);
+    let stage = *bound.or_else(|| minting.first()).ok_or(
+        "the configuration has no stage that mints tokens (a component declaring \
+         `mints-tokens`, such as `oauth2/token`)",
+    )?;
+    let (providers, problems) = registry(config, plugin_dir, &mut cache);
+    if let Some(problem) = problems.first() {
+        return Err(format!("the providers are not usable: {}", problem.message));
+    }
     let record = providers.get(provider_id).ok_or_else(|| {
         let known: Vec<&str> = config.providers.iter().map(|p| p.id.as_str()).collect();
         format!(
@@ -47,7 +62,6 @@ pub fn mint_token(
             known.join(", ")
         )
     })?;
-    let mut cache = LibraryCache::default();
     let lib = cache.load(plugin_dir, &stage.library)?;
     let factory = StageFactory::new(config, &providers);
     let instance = factory
@@ -66,7 +80,7 @@ pub fn mint_token(
         client_id: client_id.clone(),
         subject: client_id,
         scopes: record.scopes.clone(),
-        auth_method: "oauth2-client-credentials".into(),
+        auth_method: record.auth_method.clone(),
         attributes: RVec::new(),
     };
     let mut body = String::from("grant_type=client_credentials");

@@ -4,10 +4,13 @@
 mod backends;
 mod binding;
 mod canonical;
+mod conformance;
 mod edge;
 mod host;
+mod kit;
 mod ldap;
 mod lockout;
+mod methods;
 mod multinode;
 mod oauth2;
 mod passwords;

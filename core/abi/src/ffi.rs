@@ -146,6 +146,20 @@ pub struct PluginLib {
         env: &CreateEnvelope,
         host: HostServicesBox,
     ) -> RResult<ComponentInstance, PluginError>,
+    // Fields after `create` were added without an epoch change: a library
+    // built before them lacks them, and their getters return `None`.
+    /// What a component declares ([`crate::declare::Declarations`]), as JSON.
+    #[sabi(missing_field(option))]
+    pub declarations: extern "C" fn(component: RStr<'_>) -> RString,
+    /// Checks the method-specific keys of one `[provider.auth]` table (JSON,
+    /// secrets already hashed) for a method the component declares. Issue
+    /// paths are keys of that table.
+    #[sabi(missing_field(option))]
+    pub validate_provider: extern "C" fn(
+        component: RStr<'_>,
+        method: RStr<'_>,
+        auth_json: RStr<'_>,
+    ) -> RVec<ConfigIssue>,
 }
 
 impl RootModule for PluginLibRef {

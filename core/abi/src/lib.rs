@@ -42,13 +42,18 @@
 
 // abi_stable's derive and `#[sabi_trait]` macros expand to `unsafe` impls and
 // blocks; these modules hold no hand-written `unsafe`.
+pub mod declare;
 #[allow(unsafe_code)]
 pub mod error;
 #[allow(unsafe_code, non_local_definitions)]
 pub mod ffi;
 pub mod net;
 pub mod path;
+pub mod referrer;
+pub mod schema;
 pub mod sdk;
+pub mod secret;
+pub mod testing;
 pub mod text;
 mod trace_bridge;
 #[allow(unsafe_code)]

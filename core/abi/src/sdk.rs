@@ -14,6 +14,7 @@ use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{RResult, RStr, RString, RVec};
 use serde::de::DeserializeOwned;
 
+use crate::declare::{Capability, Declarations, ProviderMethod, GENERIC_AUTH_KEYS};
 use crate::error::{ConfigIssue, PluginError};
 use crate::ffi::{
     self, AuthenticatorBox, ComponentDescriptor, ComponentInstance, CreateEnvelope, EndpointBox,
@@ -107,14 +108,42 @@ impl CreateContext {
     }
 
     /// The stage config as a typed value. Use `#[serde(deny_unknown_fields)]`
-    /// on the type; errors name the key path.
+    /// on the type; errors name the key path. With a derived schema (every
+    /// typed constructor has one), prefer [`CreateContext::deserialize_checked`]:
+    /// it reports every problem, not only serde's first.
     pub fn deserialize<T: DeserializeOwned>(&self) -> Result<T, ConfigIssue> {
         deserialize_config(&self.config)
     }
+
+    /// The stage config as a typed value, checked against the schema
+    /// `schemars` derives for `T` first: every problem at once, located.
+    pub fn deserialize_checked<T: DeserializeOwned + schemars::JsonSchema>(
+        &self,
+    ) -> Result<T, Vec<ConfigIssue>> {
+        crate::schema::check_config(&crate::schema::schema_of::<T>(), &self.config)
+    }
+}
+
+/// Config issues as one line of text (`key: message; key: message`), for
+/// the error of a create that validation did not run before.
+fn config_issues_text(issues: &[ConfigIssue]) -> String {
+    let parts: Vec<String> = issues
+        .iter()
+        .map(|issue| {
+            if issue.path.is_empty() {
+                issue.message.to_string()
+            } else {
+                format!("{}: {}", issue.path, issue.message)
+            }
+        })
+        .collect();
+    format!("config {}", parts.join("; "))
 }
 
 /// Deserializes a config value, turning the first error into a located
-/// [`ConfigIssue`] (key path + serde's message).
+/// [`ConfigIssue`] (key path + serde's message). Typed constructors check
+/// the derived schema first ([`crate::schema::check_config`]), so this is
+/// serde's part: the value checks only serde can do.
 pub fn deserialize_config<T: DeserializeOwned>(
     value: &serde_json::Value,
 ) -> Result<T, ConfigIssue> {
@@ -154,6 +183,9 @@ impl HostHandle {
 
 type CreateFn = dyn Fn(&CreateContext) -> Result<ComponentInstance, PluginError> + Send + Sync;
 type ValidateFn = dyn Fn(&CreateContext) -> Vec<ConfigIssue> + Send + Sync;
+/// Checks the method-specific keys of one `[provider.auth]` table.
+type ProviderValidateFn =
+    dyn Fn(&serde_json::Map<String, serde_json::Value>) -> Vec<ConfigIssue> + Send + Sync;
 
 /// One component of a library: its descriptor, config validation and
 /// constructor.
@@ -165,8 +197,11 @@ pub struct Component {
     pub config_schema: String,
     pub error_style: ErrorStyle,
     pub may_block: bool,
+    /// Capabilities and provider methods (see [`crate::declare`]).
+    pub declarations: Declarations,
     validate: Box<ValidateFn>,
     create: Box<CreateFn>,
+    provider_validators: Vec<(String, Box<ProviderValidateFn>)>,
 }
 
 macro_rules! component_ctor {
@@ -185,24 +220,31 @@ macro_rules! component_ctor {
         }
 
         /// Like the untyped constructor, with the stage config deserialized
-        /// into `C` (validated with located errors before anything is created).
+        /// into `C`. The component's `config_schema` is the JSON Schema
+        /// `schemars` derives for `C`; validation checks the config against
+        /// it first (every problem at once, each located by key path), then
+        /// deserializes it (serde's value checks) before anything is created.
         pub fn $typed<C, T, F>(name: &str, description: &str, build: F) -> Component
         where
-            C: DeserializeOwned + 'static,
+            C: DeserializeOwned + schemars::JsonSchema + 'static,
             T: $trait,
             F: Fn(C, &CreateContext) -> Result<T, PluginError> + Send + Sync + 'static,
         {
             let stage_name = name.to_string();
-            Component::new(name, description, ComponentKind::$kind, move |ctx| {
-                let config: C = ctx
-                    .deserialize()
-                    .map_err(|issue| PluginError::new(500, format!("config {}: {}", issue.path, issue.message)))?;
+            let schema = std::sync::Arc::new(crate::schema::schema_of::<C>());
+            let for_create = schema.clone();
+            let mut component = Component::new(name, description, ComponentKind::$kind, move |ctx| {
+                let config: C = crate::schema::check_config(&for_create, &ctx.config)
+                    .map_err(|issues| PluginError::new(500, config_issues_text(&issues)))?;
                 let inner = build(config, ctx)?;
                 Ok($wrap(inner, stage_name.clone()))
-            })
-            .with_validate(|ctx| match ctx.deserialize::<C>() {
-                Ok(_) => Vec::new(),
-                Err(issue) => vec![issue],
+            });
+            component.config_schema = schema.to_string();
+            component.with_validate(move |ctx| {
+                match crate::schema::check_config::<C>(&schema, &ctx.config) {
+                    Ok(_) => Vec::new(),
+                    Err(issues) => issues,
+                }
             })
         }
     };
@@ -221,8 +263,10 @@ impl Component {
             config_schema: "{}".to_string(),
             error_style: ErrorStyle::Scim,
             may_block: false,
+            declarations: Declarations::default(),
             validate: Box::new(|_| Vec::new()),
             create: Box::new(create),
+            provider_validators: Vec::new(),
         }
     }
 
@@ -263,6 +307,20 @@ impl Component {
         self
     }
 
+    /// A complete, valid example of the stage config (without `use`). It is
+    /// published in the config schema as JSON Schema `examples` (editors
+    /// offer it; `scimgate config schema` prints it) and the conformance
+    /// suite checks that it validates.
+    pub fn with_example(mut self, example: serde_json::Value) -> Component {
+        let mut schema: serde_json::Value = serde_json::from_str(&self.config_schema)
+            .unwrap_or_else(|_| serde_json::Value::Object(Default::default()));
+        if let Some(map) = schema.as_object_mut() {
+            map.insert("examples".into(), serde_json::Value::Array(vec![example]));
+        }
+        self.config_schema = schema.to_string();
+        self
+    }
+
     /// How the host renders errors on routes this endpoint ends (default:
     /// SCIM error bodies).
     pub fn with_error_style(mut self, style: ErrorStyle) -> Component {
@@ -275,6 +333,74 @@ impl Component {
     pub fn may_block(mut self) -> Component {
         self.may_block = true;
         self
+    }
+
+    /// Declares a capability the host's commands look for (`Migrates`:
+    /// `scimgate migrate` creates the stage; `MintsTokens`: `scimgate token`
+    /// mints with it).
+    pub fn with_capability(mut self, capability: Capability) -> Component {
+        self.declarations.capabilities.push(capability);
+        self
+    }
+
+    /// Declares a provider authentication method this authenticator owns:
+    /// `[provider.auth] method = "<name>"` with the method's keys. The host
+    /// reports unknown keys and checks and hashes the declared secrets;
+    /// `validate` checks the values (its issue paths are keys of the table,
+    /// which the host locates in the provider's own lines).
+    pub fn with_provider_method<F>(mut self, method: ProviderMethod, validate: F) -> Component
+    where
+        F: Fn(&serde_json::Map<String, serde_json::Value>) -> Vec<ConfigIssue>
+            + Send
+            + Sync
+            + 'static,
+    {
+        self.provider_validators
+            .push((method.name.clone(), Box::new(validate)));
+        self.declarations.provider_methods.push(method);
+        self
+    }
+
+    /// Like [`Component::with_provider_method`], with the method-specific
+    /// keys deserialized into `C` (generic keys such as `allowed_ips` are
+    /// removed first, so `C` may use `#[serde(deny_unknown_fields)]`).
+    pub fn with_provider_method_typed<C: DeserializeOwned + 'static>(
+        self,
+        method: ProviderMethod,
+    ) -> Component {
+        self.with_provider_method(method, |auth| {
+            match deserialize_config::<C>(&serde_json::Value::Object(method_keys(auth))) {
+                Ok(_) => Vec::new(),
+                Err(issue) => vec![issue],
+            }
+        })
+    }
+
+    /// Runs the provider method validation (guarded).
+    pub fn validate_provider(
+        &self,
+        method: &str,
+        auth: &serde_json::Map<String, serde_json::Value>,
+    ) -> Vec<ConfigIssue> {
+        let Some((_, validate)) = self.provider_validators.iter().find(|(m, _)| m == method) else {
+            return vec![ConfigIssue::new(
+                "method",
+                format!(
+                    "component `{}` does not declare the authentication method `{method}`",
+                    self.name
+                ),
+            )];
+        };
+        match catch_unwind(AssertUnwindSafe(|| validate(auth))) {
+            Ok(issues) => issues,
+            Err(payload) => vec![ConfigIssue::new(
+                "",
+                format!(
+                    "the plugin panicked while checking the provider: {}",
+                    panic_message(&payload)
+                ),
+            )],
+        }
     }
 
     pub fn with_version(mut self, version: &str) -> Component {
@@ -322,6 +448,17 @@ impl Component {
     }
 }
 
+/// The method-specific part of a `[provider.auth]` table: every key but the
+/// generic ones of the provider record.
+pub fn method_keys(
+    auth: &serde_json::Map<String, serde_json::Value>,
+) -> serde_json::Map<String, serde_json::Value> {
+    auth.iter()
+        .filter(|(k, _)| !GENERIC_AUTH_KEYS.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
 /// A library: its name, version and components. The export macro keeps one
 /// in a static.
 pub struct Library {
@@ -365,6 +502,38 @@ impl Library {
             Some(c) => c.create(&CreateContext::from_envelope(env, Some(host))),
         };
         result.into()
+    }
+}
+
+impl Library {
+    /// A component's declarations as JSON (`{}` for an unknown component).
+    pub fn declarations(&self, component: &str) -> RString {
+        match self.component(component) {
+            Some(c) => c.declarations.to_json().into(),
+            None => "{}".into(),
+        }
+    }
+
+    pub fn validate_provider(
+        &self,
+        component: &str,
+        method: &str,
+        auth_json: &str,
+    ) -> RVec<ConfigIssue> {
+        let Some(c) = self.component(component) else {
+            return vec![unknown_component(&self.name, component, self)].into();
+        };
+        let auth = match serde_json::from_str(auth_json) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => {
+                return vec![ConfigIssue::new(
+                    "",
+                    "the host sent an unreadable provider table",
+                )]
+                .into()
+            }
+        };
+        c.validate_provider(method, &auth).into()
     }
 }
 
@@ -576,6 +745,28 @@ pub mod __export {
             |m| RResult::RErr(panic_error_message(component.as_str(), m)),
         )
     }
+
+    pub fn declarations(lib: &Library, component: RStr<'_>) -> RString {
+        guard(|| lib.declarations(component.as_str()), |_| "{}".into())
+    }
+
+    pub fn validate_provider(
+        lib: &Library,
+        component: RStr<'_>,
+        method: RStr<'_>,
+        auth_json: RStr<'_>,
+    ) -> RVec<ConfigIssue> {
+        guard(
+            || lib.validate_provider(component.as_str(), method.as_str(), auth_json.as_str()),
+            |m| {
+                vec![ConfigIssue::new(
+                    "",
+                    format!("the plugin panicked while checking the provider: {m}"),
+                )]
+                .into()
+            },
+        )
+    }
 }
 
 /// Exports a plugin library: `export_plugin!("name", components_fn);` where
@@ -640,6 +831,30 @@ macro_rules! export_plugin {
                 )
             }
 
+            extern "C" fn declarations(component: RStr<'_>) -> RString {
+                $crate::sdk::guard(
+                    || $crate::sdk::__export::declarations(library(), component),
+                    |_| RString::from("{}"),
+                )
+            }
+            extern "C" fn validate_provider(
+                component: RStr<'_>,
+                method: RStr<'_>,
+                auth_json: RStr<'_>,
+            ) -> RVec<ConfigIssue> {
+                $crate::sdk::guard(
+                    || {
+                        $crate::sdk::__export::validate_provider(
+                            library(),
+                            component,
+                            method,
+                            auth_json,
+                        )
+                    },
+                    |m| vec![ConfigIssue::new("", m)].into(),
+                )
+            }
+
             /// The root module (also usable in-process, without dlopen).
             pub fn root_module() -> PluginLibRef {
                 PluginLib {
@@ -649,6 +864,8 @@ macro_rules! export_plugin {
                     components,
                     validate,
                     create,
+                    declarations,
+                    validate_provider,
                 }
                 .leak_into_prefix()
             }

@@ -6,8 +6,10 @@
 
 mod check;
 mod diagnostic;
+pub mod methods;
 mod pipeline;
 mod provider;
+pub mod schema;
 mod server;
 mod tree;
 mod units;
@@ -18,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use diagnostic::{render_diagnostics, render_warnings, Diagnostic, SourceFile};
-pub use provider::sha256_secret;
+pub use scimgate_abi::secret::sha256_secret;
 pub use units::{parse_duration, parse_size};
 
 use check::Checker;
@@ -171,11 +173,16 @@ pub struct ProviderConfig {
     pub span: Range<usize>,
 }
 
-/// `[provider.auth]`, normalised: secrets appear only as hashes.
+/// `[provider.auth]`: the generic provider record's rules, and the keys of
+/// the authentication method as written, for the authenticator that declares
+/// the method ([`methods`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProviderAuth {
-    pub method: AuthMethod,
-    /// Only for `oauth2-client-credentials`.
+    /// `method`, as written; declared by an authenticator component.
+    pub method: String,
+    pub method_span: Option<Range<usize>>,
+    /// Optional unless the method requires it; names the client in
+    /// principals and audit events.
     pub client_id: Option<String>,
     pub valid_from: Option<time::OffsetDateTime>,
     pub valid_until: Option<time::OffsetDateTime>,
@@ -185,41 +192,33 @@ pub struct ProviderAuth {
     pub allowed_referrers: Vec<String>,
     pub access: Access,
     pub scopes: Vec<String>,
-    /// The whole table as JSON after expansion, with `client_secret`, `token`
-    /// and `password` replaced by `…_hash = "sha256:<hex>"`.
+    /// Every other key of the table, as written after `${VAR}` expansion
+    /// (plaintext secrets included until [`methods::resolve`] hashes them).
+    pub method_keys: Vec<MethodKey>,
+    /// `[provider.auth]`, for issues about the table as a whole.
+    pub header_span: Option<Range<usize>>,
+    /// The method's keys as plugins see them, filled by
+    /// [`methods::resolve`]: declared keys only, secrets only as hashes,
+    /// relative paths resolved.
     pub table: serde_json::Value,
 }
 
-/// `auth.method`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthMethod {
-    OAuth2ClientCredentials,
-    StaticBearer,
-    Basic,
-    Jwks,
+/// One method-specific key of `[provider.auth]` and where it is written.
+#[derive(Clone, PartialEq)]
+pub struct MethodKey {
+    pub key: String,
+    pub key_span: Option<Range<usize>>,
+    pub value: serde_json::Value,
+    pub value_span: Option<Range<usize>>,
 }
 
-impl AuthMethod {
-    pub const ALL: [AuthMethod; 4] = [
-        AuthMethod::OAuth2ClientCredentials,
-        AuthMethod::StaticBearer,
-        AuthMethod::Basic,
-        AuthMethod::Jwks,
-    ];
-
-    /// The name used in the file.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuthMethod::OAuth2ClientCredentials => "oauth2-client-credentials",
-            AuthMethod::StaticBearer => "static-bearer",
-            AuthMethod::Basic => "basic",
-            AuthMethod::Jwks => "jwks",
-        }
-    }
-
-    /// The method named `s` in the file.
-    pub fn from_name(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|m| m.as_str() == s)
+/// The value may be a plaintext secret: never printed.
+impl std::fmt::Debug for MethodKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MethodKey")
+            .field("key", &self.key)
+            .field("value", &"**REDACTED**")
+            .finish()
     }
 }
 
@@ -256,7 +255,7 @@ impl ProviderConfig {
             Value::Object(map) => map.clone(),
             _ => serde_json::Map::new(),
         };
-        auth.insert("method".into(), json!(self.auth.method.as_str()));
+        auth.insert("method".into(), json!(self.auth.method));
         auth.insert("client_id".into(), json!(self.auth.client_id));
         auth.insert("valid_from".into(), rfc3339(&self.auth.valid_from));
         auth.insert("valid_until".into(), rfc3339(&self.auth.valid_until));
@@ -449,7 +448,7 @@ pub fn parse_partial(
     let providers = match root.get("provider") {
         Some(entry) => tables_of(&mut ck, &entry.val, "provider")
             .into_iter()
-            .filter_map(|t| provider::provider(&mut ck, t, base.as_deref()))
+            .filter_map(|t| provider::provider(&mut ck, t))
             .collect(),
         None => Vec::new(),
     };
@@ -782,7 +781,7 @@ password = "$${literal}"
         assert_eq!(config.providers.len(), 4);
         let oim = config.provider("oim-prod").unwrap();
         assert_eq!(&FULL[oim.span.clone()], "\"oim-prod\"");
-        assert_eq!(oim.auth.method, AuthMethod::OAuth2ClientCredentials);
+        assert_eq!(oim.auth.method, "oauth2-client-credentials");
         assert_eq!(oim.auth.client_id.as_deref(), Some("oim-prod"));
         assert_eq!(oim.auth.access, Access::ReadOnly);
         assert_eq!(
@@ -794,8 +793,21 @@ password = "$${literal}"
             Some(time::macros::datetime!(2027-12-31 23:59:59 +01:00))
         );
         assert_eq!(oim.auth.allowed_ips.len(), 3);
-        assert_eq!(oim.auth.table["client_secret_hash"], sha256_secret(SECRET));
-        assert!(oim.auth.table.get("client_secret").is_none());
+        // The method's keys wait, as written, for the authenticator that
+        // declares the method (config::methods); nothing of them is in the
+        // record yet.
+        let method_key = |p: &ProviderConfig, key: &str| {
+            p.auth
+                .method_keys
+                .iter()
+                .find(|k| k.key == key)
+                .map(|k| k.value.clone())
+        };
+        assert_eq!(
+            method_key(oim, "client_secret"),
+            Some(serde_json::json!(SECRET))
+        );
+        assert!(oim.to_json()["auth"].get("client_secret").is_none());
         let json = oim.to_json();
         assert_eq!(json["auth"]["access"], "read-only");
         assert_eq!(json["auth"]["valid_from"], "2026-01-01T00:00:00Z");
@@ -814,12 +826,14 @@ password = "$${literal}"
         );
         let okta = config.provider("okta").unwrap();
         assert!(!okta.active);
-        assert_eq!(okta.auth.table["subject_claim"], "sub");
-        assert_eq!(okta.auth.table["jwks"], "conf/keys/okta.json");
+        assert_eq!(
+            method_key(okta, "jwks"),
+            Some(serde_json::json!("keys/okta.json"))
+        );
         let human = config.provider("human").unwrap();
         assert_eq!(
-            human.auth.table["password_hash"],
-            sha256_secret("${literal}")
+            method_key(human, "password"),
+            Some(serde_json::json!("${literal}"))
         );
 
         for text in [
@@ -908,7 +922,7 @@ access = "read-mostly"
             "colour = 1\n[[route]]\npath = \"/\"\npipeline = [\"a\"]\nverb = \"GET\"\n[stage.a]\nuse = \"x/y\"\n\
              [[provider]]\nid = \"p\"\nnmae = \"x\"\n[provider.auth]\nmethod = \"static-bearer\"\ntoken_hash = \"sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\"\nclient_secret = \"c\"\nfoo = 1\n",
         );
-        assert_eq!(diags.len(), 5, "{out}");
+        assert_eq!(diags.len(), 3, "{out}");
         assert!(out.contains("unknown key `colour` in [top level]"), "{out}");
         assert!(
             out.contains("unknown key `verb` in [route]\n --> x.toml:5:1"),
@@ -918,16 +932,9 @@ access = "read-mostly"
             out.contains("unknown key `nmae` in [provider]\n  --> x.toml:10:1"),
             "{out}"
         );
-        assert!(
-            out.contains(
-                "error: `client_secret` belongs to method oauth2-client-credentials\n  --> x.toml:14:1"
-            ),
-            "{out}"
-        );
-        assert!(
-            out.contains("unknown key `foo` in [provider.auth]"),
-            "{out}"
-        );
+        // Method keys (`client_secret`, `foo`) are the method's
+        // authenticator's to judge, once plugins are loaded (config::methods).
+        assert!(!out.contains("foo"), "{out}");
     }
 
     #[test]
@@ -1054,44 +1061,19 @@ access = "read-mostly"
 
     #[test]
     fn auth_method_rules() {
+        // Which methods exist is for the loaded plugins to say
+        // (config::methods); the file only fixes the form of the name.
         let base = "[[provider]]\nid = \"p\"\n[provider.auth]\n";
-        let missing = errors(&format!("{base}method = \"oauth2-client-credentials\"\n")).1;
+        let bad = errors(&format!("{base}method = \"OAuth 2\"\n")).1;
         assert!(
-            missing
-                .contains("missing required key `client_id` in [provider.auth]\n --> x.toml:3:1"),
+            bad.contains("invalid authentication method `OAuth 2`\n --> x.toml:4:10"),
+            "{bad}"
+        );
+        let missing = errors(base).1;
+        assert!(
+            missing.contains("missing required key `method` in [provider.auth]"),
             "{missing}"
         );
-        assert!(
-            missing.contains("missing `client_secret_hash` (or `client_secret`)"),
-            "{missing}"
-        );
-        let both = errors(&format!(
-            "{base}method = \"static-bearer\"\ntoken = \"a\"\ntoken_hash = \"sha256:00\"\n"
-        ))
-        .1;
-        assert!(
-            both.contains("give either `token_hash` or `token`, not both"),
-            "{both}"
-        );
-        let bad_hash = errors(&format!(
-            "{base}method = \"basic\"\nusername = \"u\"\npassword_hash = \"plain\"\n"
-        ))
-        .1;
-        assert!(
-            bad_hash.contains("invalid `password_hash`\n --> x.toml:6:17"),
-            "{bad_hash}"
-        );
-        let unknown = errors(&format!("{base}method = \"oauth2\"\n")).1;
-        assert!(
-            unknown.contains("unknown authentication method `oauth2`"),
-            "{unknown}"
-        );
-        let jwks = errors(&format!("{base}method = \"jwks\"\nissuer = \"i\"\naudience = 3\njwks = \"x\"\nalgorithms = [\"none\"]\n")).1;
-        assert!(
-            jwks.contains("expected a string or an array of strings for `provider.auth.audience`"),
-            "{jwks}"
-        );
-        assert!(jwks.contains("unsupported JWS algorithm `none`"), "{jwks}");
         let no_auth = errors("[[provider]]\nid = \"p\"\n").1;
         assert!(
             no_auth.contains("missing required key `auth` in [provider]\n --> x.toml:1:1"),

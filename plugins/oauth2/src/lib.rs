@@ -14,6 +14,7 @@ mod errors;
 mod jwks;
 mod jwt;
 mod keys;
+mod methods;
 #[cfg(test)]
 mod proptests;
 mod providers;
@@ -24,6 +25,7 @@ mod testutil;
 mod throttle;
 mod token;
 
+use scimgate_abi::declare::Capability;
 use scimgate_abi::sdk::Component;
 use scimgate_abi::ErrorStyle;
 
@@ -35,78 +37,54 @@ pub fn components() -> Vec<Component> {
             "OAuth2 client authentication at the token endpoint: client_secret_basic (RFC 6749 §2.3.1 URL-decoded), client_secret_post, JSON body; lockout after repeated failures",
             client_credentials::ClientCredentials::build,
         )
+        .with_example(serde_json::json!({"max_failures": 10, "failure_window": "5m", "cache_ttl": "5m"}))
+        .with_provider_method(methods::client_credentials(), |_| Vec::new())
         // `$argon2id$` client secrets are verified inline.
-        .may_block()
-        .with_schema(CLIENT_CREDENTIALS_SCHEMA),
+        .may_block(),
         Component::endpoint_with_config(
             "token",
             "OAuth2 token endpoint, client_credentials grant (RFC 6749 §4.4), RFC 9068 JWT access tokens signed with Ed25519",
             token::TokenEndpoint::build,
         )
-        .with_error_style(ErrorStyle::OAuth)
-        .with_schema(TOKEN_SCHEMA),
+        .with_example(serde_json::json!({"ttl": "1h", "issuer": "scimgate", "audience": "scimgate"}))
+        .with_capability(Capability::MintsTokens)
+        .with_error_style(ErrorStyle::OAuth),
         Component::authenticator_with_config(
             "bearer",
             "verifies the access tokens issued by oauth2/token (EdDSA, typ at+jwt, iss, aud, exp/nbf, kid), with a cache of verified tokens",
             bearer::Bearer::build,
         )
-        .with_schema(BEARER_SCHEMA),
+        .with_example(serde_json::json!({"issuer": "scimgate", "audience": "scimgate", "leeway": "30s"})),
         Component::authenticator_with_config(
             "static-bearer",
             "long-lived bearer tokens stored as sha256 hashes per provider (auth.method = \"static-bearer\")",
             static_bearer::StaticBearer::build,
         )
-        .with_schema(STATIC_BEARER_SCHEMA),
+        .with_example(serde_json::json!({"reject_unknown": true}))
+        .with_provider_method(methods::static_bearer(), methods::check_static_bearer),
         Component::authenticator_with_config(
             "basic",
             "HTTP Basic provider credentials (auth.method = \"basic\"), argon2id or sha256 password hashes, verified-login cache",
             basic::Basic::build,
         )
+        .with_example(serde_json::json!({"cache_ttl": "5m", "max_failures": 10, "reject_unknown": true}))
+        .with_provider_method(methods::basic(), methods::check_basic)
         // argon2id verification of human-chosen passwords.
-        .may_block()
-        .with_schema(BASIC_SCHEMA),
+        .may_block(),
         Component::authenticator_with_config(
             "jwks",
             "JWTs of an external issuer (auth.method = \"jwks\") verified against its JWKS (file, https URL, or http URL on loopback); RS*/PS*/ES256/ES384/EdDSA",
             jwks::Jwks::build,
         )
+        .with_example(serde_json::json!({"refresh": "10m", "leeway": "30s", "fetch_timeout": "5s"}))
+        .with_provider_method(methods::jwks(), methods::check_jwks)
         // JWKS refreshes fetch over the network.
         .may_block()
-        .with_validate(jwks::Jwks::validate)
-        .with_schema(JWKS_SCHEMA),
+        .with_validate(jwks::Jwks::validate),
     ]
 }
 
 scimgate_abi::export_plugin!("oauth2", components);
-
-/// The JSON Schema `$defs` shared by the stage schemas.
-macro_rules! defs {
-    () => {
-        r#""$defs":{"duration":{"type":["string","integer"],"description":"\"30s\", \"15m\", \"1h\", \"1d\" or a number of seconds"}}}"#
-    };
-}
-
-const CLIENT_CREDENTIALS_SCHEMA: &str = concat!(
-    r##"{"type":"object","additionalProperties":false,"properties":{"max_failures":{"type":"integer","minimum":0,"default":10},"failure_window":{"$ref":"#/$defs/duration","default":"5m"},"max_tracked":{"type":"integer","minimum":1,"default":10000},"cache_ttl":{"$ref":"#/$defs/duration","default":"5m"}},"##,
-    defs!()
-);
-const TOKEN_SCHEMA: &str = concat!(
-    r##"{"type":"object","additionalProperties":false,"properties":{"ttl":{"$ref":"#/$defs/duration","default":"1h"},"issuer":{"type":"string","default":"scimgate"},"audience":{"type":"string","default":"scimgate"},"signing_key":{"type":"string"},"verification_keys":{"type":"array","items":{"type":"string"}},"client_auth_methods":{"type":"array","items":{"type":"string"},"default":["oauth2-client-credentials"]}},"##,
-    defs!()
-);
-const BEARER_SCHEMA: &str = concat!(
-    r##"{"type":"object","additionalProperties":false,"properties":{"issuer":{"type":"string","default":"scimgate"},"audience":{"type":"string","default":"scimgate"},"leeway":{"$ref":"#/$defs/duration","default":"30s"},"signing_key":{"type":"string"},"verification_keys":{"type":"array","items":{"type":"string"}},"cache_size":{"type":"integer","minimum":1,"default":10000}},"##,
-    defs!()
-);
-const STATIC_BEARER_SCHEMA: &str = r##"{"type":"object","additionalProperties":false,"properties":{"reject_unknown":{"type":"boolean","default":false}}}"##;
-const BASIC_SCHEMA: &str = concat!(
-    r##"{"type":"object","additionalProperties":false,"properties":{"cache_ttl":{"$ref":"#/$defs/duration","default":"5m"},"cache_size":{"type":"integer","minimum":1,"default":10000},"max_failures":{"type":"integer","minimum":0,"default":10},"failure_window":{"$ref":"#/$defs/duration","default":"5m"},"max_tracked":{"type":"integer","minimum":1,"default":10000},"reject_unknown":{"type":"boolean","default":true}},"##,
-    defs!()
-);
-const JWKS_SCHEMA: &str = concat!(
-    r##"{"type":"object","additionalProperties":false,"properties":{"refresh":{"$ref":"#/$defs/duration","default":"10m"},"unknown_kid_cooldown":{"$ref":"#/$defs/duration","default":"60s"},"leeway":{"$ref":"#/$defs/duration","default":"30s"},"fetch_timeout":{"$ref":"#/$defs/duration","default":"5s"},"cache_size":{"type":"integer","minimum":1,"default":10000}},"##,
-    defs!()
-);
 
 #[cfg(test)]
 mod tests {

@@ -4,90 +4,12 @@
 
 use std::sync::Mutex;
 
-use argon2::password_hash::{PasswordHash, PasswordVerifier};
-use argon2::Argon2;
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use crate::cache::BoundedCache;
 
-/// SHA-256 of `bytes`.
-pub fn sha256(bytes: &[u8]) -> [u8; 32] {
-    Sha256::digest(bytes).into()
-}
-
-/// Lower-case hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)] as char);
-        out.push(DIGITS[usize::from(b & 0x0f)] as char);
-    }
-    out
-}
-
-/// A stored secret as the host hands it over (plaintext never reaches us).
-#[derive(Clone)]
-pub enum SecretHash {
-    /// `sha256:<64 hex>`: for high-entropy generated secrets and tokens.
-    Sha256([u8; 32]),
-    /// A PHC string `$argon2id$v=19$m=…,t=…,p=…$salt$hash`: for human passwords.
-    Argon2id(String),
-}
-
-impl std::fmt::Debug for SecretHash {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SecretHash(**REDACTED**)")
-    }
-}
-
-impl SecretHash {
-    pub fn parse(text: &str) -> Result<SecretHash, String> {
-        if let Some(hex_part) = text.strip_prefix("sha256:") {
-            return parse_sha256_hex(hex_part).map(SecretHash::Sha256);
-        }
-        if text.starts_with("$argon2id$") {
-            let parsed =
-                PasswordHash::new(text).map_err(|e| format!("invalid argon2id hash: {e}"))?;
-            argon2::Params::try_from(&parsed)
-                .map_err(|e| format!("invalid argon2id parameters: {e}"))?;
-            if parsed.salt.is_none() || parsed.hash.is_none() {
-                return Err("invalid argon2id hash: salt or hash missing".into());
-            }
-            return Ok(SecretHash::Argon2id(text.to_string()));
-        }
-        Err("a secret hash must be `sha256:<64 hex digits>` or `$argon2id$…`".into())
-    }
-
-    /// Whether `secret` matches, in constant time for `sha256:` (argon2's
-    /// own comparison is constant-time too).
-    pub fn verify(&self, secret: &[u8]) -> bool {
-        match self {
-            SecretHash::Sha256(expected) => bool::from(sha256(secret).ct_eq(expected)),
-            SecretHash::Argon2id(phc) => match PasswordHash::new(phc) {
-                Ok(parsed) => Argon2::default().verify_password(secret, &parsed).is_ok(),
-                Err(_) => false,
-            },
-        }
-    }
-}
-
-fn parse_sha256_hex(hex_part: &str) -> Result<[u8; 32], String> {
-    let bytes = hex_part.as_bytes();
-    if bytes.len() != 64 {
-        return Err("a `sha256:` hash needs exactly 64 hex digits".into());
-    }
-    let mut out = [0u8; 32];
-    for (i, pair) in bytes.chunks(2).enumerate() {
-        let digit = |b: u8| (b as char).to_digit(16);
-        match (digit(pair[0]), digit(pair[1])) {
-            (Some(h), Some(l)) => out[i] = (h * 16 + l) as u8,
-            _ => return Err("a `sha256:` hash must be hexadecimal".into()),
-        }
-    }
-    Ok(out)
-}
+// One grammar and one verifier for stored secrets, shared with the host.
+pub use scimgate_abi::secret::{hex, sha256, SecretHash};
 
 /// Makes refusing an unknown identity cost what checking a known one costs,
 /// so response times do not tell which usernames or client ids exist: holds
@@ -181,7 +103,8 @@ pub(crate) mod tests {
         // Cheap parameters keep the tests fast; production hashes come from
         // the host with its own parameters, carried in the PHC string.
         let params = argon2::Params::new(1024, 1, 1, None).unwrap();
-        let argon = Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        let argon =
+            argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
         let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
         argon
             .hash_password(secret.as_bytes(), &salt)

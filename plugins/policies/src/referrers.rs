@@ -6,10 +6,12 @@ use scimgate_abi::sdk::{CreateContext, Policy};
 use scimgate_abi::{Caller, ConfigIssue, PolicyDecision, Request};
 use serde::Deserialize;
 
+use scimgate_abi::referrer::ReferrerList;
+
 use crate::common::{provider_of, refuse_client, shown, ProviderCache};
 
 /// `policies/allowed-referrers`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AllowedReferrersConfig {
     /// Whether a request with neither `Referer` nor `Origin` passes a
@@ -67,7 +69,7 @@ impl Policy for AllowedReferrers {
                     )
                 }
             };
-            if list.any {
+            if list.allows_any() {
                 return PolicyDecision::Allow;
             }
             let mut seen = false;
@@ -123,170 +125,6 @@ impl Policy for AllowedReferrers {
             }
         }
     }
-}
-
-/// A provider's parsed `allowed_referrers`.
-#[derive(Debug, Default)]
-pub struct ReferrerList {
-    any: bool,
-    patterns: Vec<OriginPattern>,
-}
-
-/// One entry: `https://app.example.com`, `https://app.example.com:8443`,
-/// `app.example.com` (any scheme), `*.example.com`, `https://*.example.com`.
-#[derive(Debug)]
-struct OriginPattern {
-    /// Lower-case; `None` for a bare host entry (any scheme).
-    scheme: Option<String>,
-    host: HostPattern,
-    /// `None`: the default port of the request's scheme.
-    port: Option<u16>,
-}
-
-#[derive(Debug)]
-enum HostPattern {
-    /// Lower-case host, no trailing dot.
-    Exact(String),
-    /// `*.example.com` as `.example.com`: one or more labels before it.
-    Subdomains(String),
-}
-
-impl ReferrerList {
-    pub fn parse(entries: &[&str]) -> Result<ReferrerList, String> {
-        let mut list = ReferrerList::default();
-        for entry in entries {
-            match parse_pattern(entry)? {
-                None => list.any = true,
-                Some(pattern) => list.patterns.push(pattern),
-            }
-        }
-        Ok(list)
-    }
-
-    /// Whether a `Referer` or `Origin` value names an allowed origin.
-    fn permits(&self, value: &str) -> bool {
-        if self.any {
-            return true;
-        }
-        let Some(origin) = parse_url(value) else {
-            return false;
-        };
-        let Some(scheme) = origin.scheme else {
-            return false;
-        };
-        let port = origin.port.or_else(|| default_port(scheme));
-        self.patterns.iter().any(|p| {
-            p.scheme
-                .as_deref()
-                .is_none_or(|s| s.eq_ignore_ascii_case(scheme))
-                && p.port.or_else(|| default_port(scheme)) == port
-                && match &p.host {
-                    HostPattern::Exact(host) => host.eq_ignore_ascii_case(origin.host),
-                    HostPattern::Subdomains(suffix) => {
-                        origin.host.len() > suffix.len()
-                            && origin
-                                .host
-                                .is_char_boundary(origin.host.len() - suffix.len())
-                            && origin.host[origin.host.len() - suffix.len()..]
-                                .eq_ignore_ascii_case(suffix)
-                    }
-                }
-        })
-    }
-}
-
-fn default_port(scheme: &str) -> Option<u16> {
-    if scheme.eq_ignore_ascii_case("https") {
-        Some(443)
-    } else if scheme.eq_ignore_ascii_case("http") {
-        Some(80)
-    } else {
-        None
-    }
-}
-
-fn parse_pattern(entry: &str) -> Result<Option<OriginPattern>, String> {
-    let text = entry.trim();
-    if text == "*" {
-        return Ok(None);
-    }
-    let bad = |why: &str| format!("allowed referrer `{}` {why}", shown(entry));
-    let url = parse_url(text)
-        .ok_or_else(|| bad("is not an origin such as https://app.example.com or *.example.com"))?;
-    let host = url.host.to_ascii_lowercase();
-    let host = match host.strip_prefix("*.") {
-        Some(rest) if !rest.is_empty() && !rest.contains('*') => {
-            HostPattern::Subdomains(format!(".{rest}"))
-        }
-        _ if host.contains('*') => {
-            return Err(bad("may use `*` only as its first label (`*.example.com`)"))
-        }
-        _ => HostPattern::Exact(host),
-    };
-    Ok(Some(OriginPattern {
-        scheme: url.scheme.map(str::to_ascii_lowercase),
-        host,
-        port: url.port,
-    }))
-}
-
-/// The origin parts of a URL (or of a bare `host[:port][/path]`).
-struct Url<'a> {
-    scheme: Option<&'a str>,
-    /// As written (IPv6 literals keep their brackets), without a trailing dot.
-    host: &'a str,
-    port: Option<u16>,
-}
-
-fn parse_url(text: &str) -> Option<Url<'_>> {
-    let split = text
-        .find(':')
-        .filter(|i| text[i + 1..].starts_with("//"))
-        .map(|i| (&text[..i], &text[i + 3..]));
-    let (scheme, rest) = match split {
-        Some((scheme, rest)) => {
-            let mut chars = scheme.chars();
-            let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-                && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
-            if !valid {
-                return None;
-            }
-            (Some(scheme), rest)
-        }
-        None => (None, text),
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let authority = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
-    let (host, port) = if authority.starts_with('[') {
-        let end = authority.find(']')?;
-        let (host, after) = authority.split_at(end + 1);
-        match after.strip_prefix(':') {
-            Some(port) => (host, Some(port)),
-            None if after.is_empty() => (host, None),
-            None => return None,
-        }
-    } else {
-        match authority.rsplit_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (authority, None),
-        }
-    };
-    let port = match port {
-        None => None,
-        Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
-            Some(p.parse::<u16>().ok()?)
-        }
-        Some(_) => return None,
-    };
-    let host = host.strip_suffix('.').unwrap_or(host);
-    let valid_host = !host.is_empty()
-        && (host.starts_with('[')
-            || host
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'*')));
-    valid_host.then_some(Url { scheme, host, port })
 }
 
 #[cfg(test)]
