@@ -92,7 +92,8 @@ fn main() {
     let config = parse_str(source, &env)
         .unwrap_or_else(|(s, d)| panic!("{}", scimgate_host::config::render_diagnostics(&s, &d)));
     let mut cache = LibraryCache::default();
-    let runtime = assemble(&config, &plugin_dir(), &mut cache, AssembleMode::Create)
+    let plugins = scimgate_host::loader::PluginPath::single(plugin_dir());
+    let runtime = assemble(&config, &plugins, &mut cache, AssembleMode::Create)
         .unwrap_or_else(|d| {
             panic!(
                 "{}",

@@ -55,15 +55,15 @@ pub struct LibraryCache {
 impl LibraryCache {
     /// Loads `name` from `dir` (once; later calls return the loaded one, and
     /// warn once per change when its file was replaced since).
-    pub fn load(&mut self, dir: &Path, name: &str) -> Result<&LoadedLibrary, String> {
+    pub fn load(&mut self, plugins: &PluginPath, name: &str) -> Result<&LoadedLibrary, String> {
         if !self.libraries.contains_key(name) {
-            let lib = load_library(dir, name)?;
+            let lib = load_library(plugins, name)?;
             if let Some(watch) = FileWatch::start(&lib.path) {
                 self.files.insert(name.to_string(), watch);
             }
             self.libraries.insert(name.to_string(), lib);
         } else if let Some(watch) = self.files.get_mut(name) {
-            let path = library_file(dir, name);
+            let path = self.libraries[name].path.clone();
             if let Some(changed) = watch.check(&path) {
                 tracing::warn!(
                     library = name,
@@ -207,6 +207,63 @@ fn hash_file(path: &Path) -> Option<u64> {
     }
 }
 
+/// The folders plugin libraries are looked up in, in order
+/// (`server.plugin_dir`, one folder or a list): a library is loaded from the
+/// first folder that has its file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginPath {
+    dirs: Vec<PathBuf>,
+}
+
+impl PluginPath {
+    /// `dirs` must not be empty (the config defaults it to the binary's folder).
+    pub fn new(dirs: Vec<PathBuf>) -> PluginPath {
+        PluginPath { dirs }
+    }
+
+    /// `server.plugin_dir` as configured, or `default` when it is not set.
+    pub fn or_default(dirs: &[PathBuf], default: impl FnOnce() -> PathBuf) -> PluginPath {
+        if dirs.is_empty() {
+            PluginPath::single(default())
+        } else {
+            PluginPath::new(dirs.to_vec())
+        }
+    }
+
+    pub fn single(dir: impl Into<PathBuf>) -> PluginPath {
+        PluginPath {
+            dirs: vec![dir.into()],
+        }
+    }
+
+    pub fn dirs(&self) -> &[PathBuf] {
+        &self.dirs
+    }
+
+    /// The file `name` loads from: the first folder that has it.
+    pub fn find(&self, name: &str) -> Option<PathBuf> {
+        self.dirs
+            .iter()
+            .map(|dir| library_file(dir, name))
+            .find(|path| path.is_file())
+    }
+
+    /// Every library name in any of the folders, sorted, once.
+    pub fn library_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.dirs.iter().flat_map(|d| library_names_in(d)).collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+}
+
+impl std::fmt::Display for PluginPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown: Vec<String> = self.dirs.iter().map(|d| d.display().to_string()).collect();
+        f.write_str(&shown.join(", "))
+    }
+}
+
 /// The file a library name maps to: `scim-server` → `libscim_server.so`.
 pub fn library_file(dir: &Path, name: &str) -> PathBuf {
     let stem = name.replace('-', "_");
@@ -238,15 +295,16 @@ pub fn library_names_in(dir: &Path) -> Vec<String> {
     names
 }
 
-fn load_library(dir: &Path, name: &str) -> Result<LoadedLibrary, String> {
-    let path = library_file(dir, name);
-    if !path.is_file() {
+fn load_library(plugins: &PluginPath, name: &str) -> Result<LoadedLibrary, String> {
+    let Some(path) = plugins.find(name) else {
+        let file = library_file(Path::new(""), name);
         return Err(format!(
-            "plugin library `{name}` not found: looked for {}. Build it (`cargo build --release --workspace` puts every \
-             shipped plugin next to the scimgate binary) or point `server.plugin_dir` at the folder that holds it.",
-            path.display()
+            "plugin library `{name}` not found: looked for {} in {plugins}. Build it (`cargo build --release --workspace` \
+             puts every shipped plugin next to the scimgate binary) or add the folder that holds it to `server.plugin_dir`.",
+            file.display()
         ));
-    }
+    };
+    let dir = path.parent().unwrap_or(Path::new("")).to_path_buf();
     let header = lib_header_from_path(&path).map_err(|e| explain(&path, name, e, None))?;
     let module = header
         .init_root_module::<PluginLibRef>()
@@ -273,7 +331,7 @@ fn load_library(dir: &Path, name: &str) -> Result<LoadedLibrary, String> {
             "{} declares itself as library `{declared}`, but was loaded as `{name}`. Rename the file to {} \
              or write `use = \"{declared}/…\"`.",
             path.display(),
-            library_file(dir, &declared).display()
+            library_file(&dir, &declared).display()
         ));
     }
     let components: Vec<ComponentDescriptor> = (module.components())().into_iter().collect();

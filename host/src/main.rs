@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use scimgate_host::config::{Config, Diagnostic, LogFormat};
 use scimgate_host::defaults::{binary_dir, DEFAULT_CONFIG, DEFAULT_CONFIG_NAME, DEFAULT_DATA_DIR};
-use scimgate_host::loader::{library_names_in, LibraryCache};
+use scimgate_host::loader::{LibraryCache, PluginPath};
 use scimgate_host::pipeline::{check_and_assemble, AssembleMode};
 use scimgate_host::server::{self, App, ConfigSource};
 use scimgate_host::{credentials, quickstart};
@@ -203,8 +203,8 @@ fn load_or_report(source: &ConfigSource) -> Result<(Config, Vec<Diagnostic>), Ex
     })
 }
 
-fn plugin_dir(config: &Config) -> PathBuf {
-    config.server.plugin_dir.clone().unwrap_or_else(binary_dir)
+fn plugin_dir(config: &Config) -> PluginPath {
+    PluginPath::or_default(&config.server.plugin_dir, binary_dir)
 }
 
 fn init_logging(format: LogFormat, default_filter: &str) {
@@ -345,7 +345,8 @@ fn validate(source: &ConfigSource) -> ExitCode {
 fn plugins(source: &ConfigSource, dir: Option<PathBuf>) -> ExitCode {
     let (dir, names) = match dir {
         Some(dir) => {
-            let names = library_names_in(&dir);
+            let dir = PluginPath::single(dir);
+            let names = dir.library_names();
             (dir, names)
         }
         None => {
@@ -356,7 +357,7 @@ fn plugins(source: &ConfigSource, dir: Option<PathBuf>) -> ExitCode {
             let dir = plugin_dir(&config);
             let mut names: Vec<String> = config.stages.iter().map(|s| s.library.clone()).collect();
             if names.is_empty() {
-                names = library_names_in(&dir);
+                names = dir.library_names();
             }
             names.sort();
             names.dedup();
@@ -366,11 +367,11 @@ fn plugins(source: &ConfigSource, dir: Option<PathBuf>) -> ExitCode {
     list_plugins(&dir, &names)
 }
 
-fn list_plugins(dir: &Path, names: &[String]) -> ExitCode {
+fn list_plugins(dir: &PluginPath, names: &[String]) -> ExitCode {
     let mut cache = LibraryCache::default();
     let mut failed = false;
     if names.is_empty() {
-        println!("no plugin libraries in {}", dir.display());
+        println!("no plugin libraries in {dir}");
     }
     for name in names {
         match cache.load(dir, name) {

@@ -4,7 +4,6 @@
 //! by what its component declares (`Capability::MintsTokens`), not by name.
 //! For tests and first steps; production clients use the token route.
 
-use std::path::Path;
 
 use abi_stable::std_types::{ROption, RResult, RVec};
 use scimgate_abi::ffi::ComponentInstance;
@@ -14,13 +13,13 @@ use scimgate_abi::declare::Capability;
 
 use crate::config::methods::{declarations_of, registry};
 use crate::config::Config;
-use crate::loader::LibraryCache;
+use crate::loader::{LibraryCache, PluginPath};
 use crate::pipeline::StageFactory;
 
 /// The token response (`access_token`, `expires_in`, …) or a printable error.
 pub fn mint_token(
     config: &Config,
-    plugin_dir: &Path,
+    plugin_dir: &PluginPath,
     provider_id: &str,
     scope: Option<&str>,
 ) -> Result<serde_json::Value, String> {

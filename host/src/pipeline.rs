@@ -5,7 +5,6 @@
 //! (plugins are guarded on their side of the boundary).
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Arc;
 
 use abi_stable::std_types::{RResult, RString};
@@ -14,7 +13,7 @@ use scimgate_abi::{ComponentKind, ErrorStyle, PluginError};
 
 use crate::config::{Config, Diagnostic, ServerConfig};
 use crate::host_services::TracingHostServices;
-use crate::loader::LibraryCache;
+use crate::loader::{LibraryCache, PluginPath};
 use crate::registry::ProviderRegistry;
 
 pub mod route;
@@ -86,7 +85,7 @@ pub enum AssembleMode {
 pub fn check_and_assemble(
     config: &Config,
     config_diags: Vec<Diagnostic>,
-    plugin_dir: &Path,
+    plugin_dir: &PluginPath,
     cache: &mut LibraryCache,
     mode: AssembleMode,
 ) -> Result<Option<Runtime>, Vec<Diagnostic>> {
@@ -105,7 +104,7 @@ pub fn check_and_assemble(
 /// (in `Create` mode) creates the stages. All problems are returned at once.
 pub fn assemble(
     config: &Config,
-    plugin_dir: &Path,
+    plugin_dir: &PluginPath,
     cache: &mut LibraryCache,
     mode: AssembleMode,
 ) -> Result<Option<Runtime>, Vec<Diagnostic>> {
@@ -251,7 +250,7 @@ pub fn assemble(
 /// elsewhere).
 pub fn route_warnings(
     config: &Config,
-    plugin_dir: &Path,
+    plugin_dir: &PluginPath,
     cache: &mut LibraryCache,
 ) -> Vec<Diagnostic> {
     if config.providers.len() < 2 {

@@ -13,7 +13,7 @@ use clap::Subcommand;
 use scimgate_host::config::methods::declarations_of;
 use scimgate_host::config::schema::{config_schema, ComponentSchema};
 use scimgate_host::defaults::binary_dir;
-use scimgate_host::loader::{library_names_in, LibraryCache};
+use scimgate_host::loader::{LibraryCache, PluginPath};
 use scimgate_host::server::ConfigSource;
 
 #[derive(Subcommand)]
@@ -46,9 +46,10 @@ fn schema(config: Option<&Path>, dir: Option<PathBuf>) -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let dir = dir
-                .or_else(|| config.server.plugin_dir.clone())
-                .unwrap_or_else(binary_dir);
+            let dir = match dir {
+                Some(dir) => PluginPath::single(dir),
+                None => PluginPath::or_default(&config.server.plugin_dir, binary_dir),
+            };
             let mut names: Vec<String> = config.stages.iter().map(|s| s.library.clone()).collect();
             names.sort();
             names.dedup();
@@ -60,8 +61,8 @@ fn schema(config: Option<&Path>, dir: Option<PathBuf>) -> ExitCode {
             (dir, names, Some(stages))
         }
         None => {
-            let dir = dir.unwrap_or_else(binary_dir);
-            let names = library_names_in(&dir);
+            let dir = PluginPath::single(dir.unwrap_or_else(binary_dir));
+            let names = dir.library_names();
             (dir, names, None)
         }
     };

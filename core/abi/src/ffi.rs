@@ -146,8 +146,10 @@ pub struct PluginLib {
         env: &CreateEnvelope,
         host: HostServicesBox,
     ) -> RResult<ComponentInstance, PluginError>,
-    // Fields after `create` were added without an epoch change: a library
-    // built before them lacks them, and their getters return `None`.
+    // Fields after `create` were added in epoch 2 (scimgate-abi 0.2): abi_stable
+    // refuses libraries whose root module has fewer fields than the host's,
+    // so adding one raises the crate version and the epoch. A newer library
+    // with more fields still loads into an older host.
     /// What a component declares ([`crate::declare::Declarations`]), as JSON.
     #[sabi(missing_field(option))]
     pub declarations: extern "C" fn(component: RStr<'_>) -> RString,

@@ -73,13 +73,17 @@ pub mod std_types {
 }
 
 /// scimgate's own ABI epoch, checked by the host on top of abi_stable's
-/// layout check. It is raised on every change that an older host cannot
-/// read (a new variant in an outcome enum, a new field in a plain struct).
-/// Adding a field after a `last_prefix_field` does not raise it.
-pub const ABI_EPOCH: u32 = 1;
+/// version and layout checks. It is raised on every change an older host
+/// cannot read (a new variant in an outcome enum, a new field in a plain
+/// struct) and on every change that makes the host refuse older plugins (a
+/// field added to the root module: abi_stable refuses a plugin whose root
+/// module has fewer fields than the host's). Epoch 2 added the root module's
+/// `declarations` and `validate_provider` (docs/architecture.md,
+/// "Versioning rules").
+pub const ABI_EPOCH: u32 = 2;
 
 /// The oldest plugin epoch this build of the contract still loads.
-pub const MIN_SUPPORTED_EPOCH: u32 = 1;
+pub const MIN_SUPPORTED_EPOCH: u32 = 2;
 
 /// Hidden items the export macro needs; not part of the public contract.
 #[doc(hidden)]

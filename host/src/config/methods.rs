@@ -20,7 +20,7 @@ use serde_json::{Map, Value};
 
 use super::check::did_you_mean;
 use super::{Config, Diagnostic, ProviderConfig};
-use crate::loader::{LibraryCache, LoadedLibrary};
+use crate::loader::{LibraryCache, LoadedLibrary, PluginPath};
 use crate::registry::ProviderRegistry;
 
 type Validate<'a> = Box<dyn Fn(&Map<String, Value>) -> Vec<ConfigIssue> + 'a>;
@@ -118,7 +118,7 @@ pub fn declarations_of(lib: &LoadedLibrary, component: &str) -> Declarations {
 /// the problems found.
 pub fn registry(
     config: &Config,
-    plugin_dir: &Path,
+    plugin_dir: &PluginPath,
     cache: &mut LibraryCache,
 ) -> (ProviderRegistry, Vec<Diagnostic>) {
     let mut config = config.clone();
@@ -134,7 +134,7 @@ pub fn registry(
 /// Returns the problems found.
 pub fn resolve_config(
     config: &mut Config,
-    plugin_dir: &Path,
+    plugin_dir: &PluginPath,
     cache: &mut LibraryCache,
 ) -> Vec<Diagnostic> {
     let mut names: Vec<String> = config.stages.iter().map(|s| s.library.clone()).collect();
@@ -152,7 +152,7 @@ pub fn resolve_config(
             .any(|p| table.get(&p.auth.method).is_none())
     };
     if undeclared {
-        for name in crate::loader::library_names_in(plugin_dir) {
+        for name in plugin_dir.library_names() {
             if !names.contains(&name) && cache.load(plugin_dir, &name).is_ok() {
                 names.push(name);
             }

@@ -43,8 +43,9 @@ pub struct Config {
 pub struct ServerConfig {
     /// `listen`, default `127.0.0.1:8080`.
     pub listen: SocketAddr,
-    /// `plugin_dir`, resolved against the config file's folder.
-    pub plugin_dir: Option<PathBuf>,
+    /// `plugin_dir`: one folder or a list searched in order, each resolved
+    /// against the config file's folder; empty for the binary's folder.
+    pub plugin_dir: Vec<PathBuf>,
     /// `data_dir`, default `scimgate-data`, resolved against the config file's folder.
     pub data_dir: PathBuf,
     /// `trusted_proxies`: CIDRs or single addresses whose `X-Forwarded-For` is honoured.
@@ -77,7 +78,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            plugin_dir: None,
+            plugin_dir: Vec::new(),
             data_dir: PathBuf::from("scimgate-data"),
             trusted_proxies: Vec::new(),
             max_body_size: 2 * 1024 * 1024,
@@ -718,10 +719,7 @@ password = "$${literal}"
             .unwrap_or_else(|(s, d)| panic!("{}", render_diagnostics(&s, &d)));
         let server = &config.server;
         assert_eq!(server.listen, "127.0.0.1:9090".parse().unwrap());
-        assert_eq!(
-            server.plugin_dir,
-            Some(PathBuf::from("conf/target/release"))
-        );
+        assert_eq!(server.plugin_dir, [PathBuf::from("conf/target/release")]);
         assert_eq!(server.data_dir, PathBuf::from("conf/scimgate-data"));
         assert_eq!(server.trusted_proxies.len(), 2);
         assert_eq!(server.trusted_proxies[0].to_string(), "10.0.0.1/32");
@@ -960,7 +958,7 @@ access = "read-mostly"
         )
         .unwrap();
         assert_eq!(config.server.data_dir, PathBuf::from("/var/lib/scimgate"));
-        assert_eq!(config.server.plugin_dir, Some(PathBuf::from("/opt/${x}")));
+        assert_eq!(config.server.plugin_dir, [PathBuf::from("/opt/${x}")]);
     }
 
     const AUTH_HEAD: &str = "[[provider]]\nid = \"p\"\n[provider.auth]\nmethod = \"oauth2-client-credentials\"\nclient_id = \"c\"\nclient_secret = \"${OIM_SECRET}\"\n";

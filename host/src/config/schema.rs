@@ -61,7 +61,7 @@ fn server_schema() -> Value {
         "additionalProperties": false,
         "properties": {
             "listen": {"type": "string", "default": "127.0.0.1:8080", "description": "IP:port to listen on"},
-            "plugin_dir": {"type": "string", "description": "folder of the plugin libraries (default: the binary's folder)"},
+            "plugin_dir": {"description": "folder of the plugin libraries, or a list of folders searched in order (default: the binary's folder)", "anyOf": [{"type": "string", "minLength": 1}, {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1}]},
             "data_dir": {"type": "string", "default": "scimgate-data", "description": "folder for stores and keys, relative to the config file"},
             "trusted_proxies": strings("addresses or CIDR blocks whose forwarded header is honoured"),
             "max_body_size": max_body_size,

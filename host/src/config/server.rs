@@ -48,9 +48,26 @@ pub(crate) fn server(ck: &mut Checker, table: &Table, base: Option<&Path>) -> Se
             ),
         }
     }
-    if let Some((text, val)) = ck.opt_str(table, "plugin_dir", "server") {
-        if non_empty_path(ck, text, val, "server.plugin_dir") {
-            server.plugin_dir = Some(resolve(base, Path::new(text)));
+    // One folder, or a list searched in order.
+    if let Some(entry) = table.get("plugin_dir") {
+        let folders: Vec<(&str, &Val)> = match &entry.val.kind {
+            Kind::Array(_) => ck.str_array(&entry.val, "server.plugin_dir"),
+            _ => ck
+                .str(&entry.val, "server.plugin_dir")
+                .map(|text| (text, &entry.val))
+                .into_iter()
+                .collect(),
+        };
+        if matches!(&entry.val.kind, Kind::Array(items) if items.is_empty()) {
+            ck.push(
+                Diagnostic::error("`server.plugin_dir` is an empty list", entry.val.span.clone())
+                    .with_label("expected at least one folder"),
+            );
+        }
+        for (text, val) in folders {
+            if non_empty_path(ck, text, val, "server.plugin_dir") {
+                server.plugin_dir.push(resolve(base, Path::new(text)));
+            }
         }
     }
     if let Some((text, val)) = ck.opt_str(table, "data_dir", "server") {

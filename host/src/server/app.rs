@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::Semaphore;
 
 use crate::config::{self, Config};
-use crate::loader::LibraryCache;
+use crate::loader::{LibraryCache, PluginPath};
 use crate::pipeline::{check_and_assemble, AssembleMode, Runtime};
 
 /// Where the configuration comes from, so that a reload reads it again.
@@ -51,7 +51,7 @@ impl ConfigSource {
 pub struct App {
     runtime: RwLock<Arc<Runtime>>,
     source: ConfigSource,
-    plugin_dir: PathBuf,
+    plugin_dir: PluginPath,
     cache: Mutex<LibraryCache>,
     /// Pipelines in flight (see the module doc of [`crate::server`]).
     pub(super) pipelines: Arc<Semaphore>,
@@ -75,7 +75,7 @@ impl App {
         source: ConfigSource,
         config: &Config,
         config_diags: Vec<config::Diagnostic>,
-        plugin_dir: PathBuf,
+        plugin_dir: PluginPath,
     ) -> Result<Arc<App>, String> {
         let mut cache = LibraryCache::default();
         let runtime = build_runtime(config, config_diags, &plugin_dir, &mut cache)?;
@@ -142,7 +142,7 @@ impl App {
 fn build_runtime(
     config: &Config,
     config_diags: Vec<config::Diagnostic>,
-    plugin_dir: &std::path::Path,
+    plugin_dir: &PluginPath,
     cache: &mut LibraryCache,
 ) -> Result<Runtime, String> {
     match check_and_assemble(
