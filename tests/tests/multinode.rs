@@ -1,9 +1,13 @@
 //! Several nodes (PostgreSQL store): two `scimgate` processes on different
-//! ports share one database and one token signing key. A token from one node
-//! works on the other, resources written on one are read on the other (list
-//! totals included), concurrent `If-Match` PATCHes spread over both nodes
-//! win once per version and lose no member, and deactivating a provider by
-//! reload refuses it on both nodes at the next request.
+//! ports share one database and one token signing key. What is shared: a
+//! token from one node works on the other, resources written on one are
+//! read on the other (list totals and filters included), a user deactivated
+//! through one node is inactive through the other (and the other refuses a
+//! write against the version before it), concurrent `If-Match` PATCHes
+//! spread over both nodes win once per version and lose no member. What is
+//! not: providers are each node's own configuration, so deactivating one
+//! takes effect on a node when that node reloads (docs/deployment.md:
+//! "reload every node").
 
 use std::path::Path;
 use std::process::Command;
@@ -117,7 +121,7 @@ impl Cluster {
 }
 
 #[test]
-fn tokens_resources_and_deactivation_are_shared_by_two_nodes() {
+fn tokens_resources_and_user_deactivation_are_shared_by_two_nodes() {
     let Some(cluster) = Cluster::start("nodes") else {
         return;
     };
@@ -216,30 +220,121 @@ fn tokens_resources_and_deactivation_are_shared_by_two_nodes() {
     assert_eq!(on_a.json()["displayName"], "From B");
     assert_eq!(on_a.header("etag"), Some("W/\"2\""));
 
-    // Deactivating the provider (reload on both nodes) refuses its tokens
-    // on both at the very next request.
+    // A user deactivated through A is inactive through B: read, filtered
+    // (B's remembered totals follow), and B refuses a write against the
+    // version before the deactivation.
+    let active_on_b = |value: bool| {
+        let list = get(
+            &format!(
+                "{}/Users?filter={}",
+                Cluster::scim(b),
+                percent_encode(&format!("active eq {value}"))
+            ),
+            &[("authorization", &auth_b)],
+        );
+        assert_eq!(list.status, 200, "{}", list.body);
+        list.json()["Resources"]
+            .as_array()
+            .expect("Resources")
+            .iter()
+            .map(|r| r["id"].as_str().expect("id").to_string())
+            .collect::<Vec<_>>()
+    };
+    let second = second.json()["id"].as_str().expect("id").to_string();
+    for (node, user) in [(a, &id), (b, &second)] {
+        let activated = send_json(
+            "PATCH",
+            &format!("{}/Users/{user}", Cluster::scim(node)),
+            &[("authorization", &auth_a)],
+            &json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                    "Operations": [{"op": "replace", "path": "active", "value": true}]}),
+        );
+        assert_eq!(activated.status, 200, "{}", activated.body);
+    }
+    assert_eq!(active_on_b(false), Vec::<String>::new());
+    assert_eq!(active_on_b(true).len(), 2);
+    let before = get(
+        &format!("{}/Users/{id}", Cluster::scim(b)),
+        &[("authorization", &auth_b)],
+    );
+    let stale = before.header("etag").expect("etag").to_string();
+    let deactivated = send_json(
+        "PATCH",
+        &format!("{}/Users/{id}", Cluster::scim(a)),
+        &[("authorization", &auth_a), ("if-match", &stale)],
+        &json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "replace", "path": "active", "value": false}]}),
+    );
+    assert_eq!(deactivated.status, 200, "{}", deactivated.body);
+    let seen = get(
+        &format!("{}/Users/{id}", Cluster::scim(b)),
+        &[("authorization", &auth_b)],
+    );
+    assert_eq!(seen.json()["active"], false, "{}", seen.body);
+    assert_eq!(seen.header("etag"), deactivated.header("etag"));
+    assert_ne!(seen.header("etag"), Some(stale.as_str()));
+    assert_eq!(active_on_b(false), vec![id.clone()]);
+    assert_eq!(active_on_b(true), vec![second.clone()]);
+    let late = send_json(
+        "PATCH",
+        &format!("{}/Users/{id}", Cluster::scim(b)),
+        &[("authorization", &auth_b), ("if-match", &stale)],
+        &json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "replace", "path": "active", "value": true}]}),
+    );
+    assert_eq!(late.status, 412, "{}", late.body);
+    let still = get(
+        &format!("{}/Users/{id}", Cluster::scim(a)),
+        &[("authorization", &auth_a)],
+    );
+    assert_eq!(still.json()["active"], false, "{}", still.body);
+}
+
+/// Providers are configuration, not shared state: deactivating one takes
+/// effect on each node when that node reloads, at its very next request,
+/// whatever tokens (from either node) the caller holds.
+#[test]
+fn each_node_refuses_a_deactivated_provider_once_it_reloads_its_own_config() {
+    let Some(cluster) = Cluster::start("reload") else {
+        return;
+    };
+    let (a, b) = (&cluster.a, &cluster.b);
+    let auth_a = bearer(&oim_token(a));
+    let auth_b = bearer(&oim_token(b));
+    let status_on = |node: &Server, auth: &str| {
+        let reply = get(
+            &format!("{}/Users?count=0", Cluster::scim(node)),
+            &[("authorization", auth)],
+        );
+        if reply.status == 403 {
+            assert!(reply.body.contains("inactive"), "{}", reply.body);
+        }
+        reply.status
+    };
     let inactive = node_config(&cluster.key, &cluster.schema, false);
+    let active = node_config(&cluster.key, &cluster.schema, true);
+
+    // Only A reloaded: A refuses both nodes' tokens, B still serves them.
     a.reload_with(&inactive);
+    for auth in [&auth_a, &auth_b] {
+        assert_eq!(status_on(a, auth), 403);
+        assert_eq!(status_on(b, auth), 200);
+    }
+    // Both reloaded: refused everywhere.
     b.reload_with(&inactive);
     for node in [a, b] {
         for auth in [&auth_a, &auth_b] {
-            let refused = get(
-                &format!("{}/Users/{id}", Cluster::scim(node)),
-                &[("authorization", auth)],
-            );
-            assert_eq!(refused.status, 403, "{}", refused.body);
-            assert!(refused.body.contains("inactive"), "{}", refused.body);
+            assert_eq!(status_on(node, auth), 403);
         }
     }
-    // The reload kept the store usable: reactivated, the same tokens work.
-    let active = node_config(&cluster.key, &cluster.schema, true);
+    // The reloads kept the store usable: reactivated, the same tokens work.
     a.reload_with(&active);
     b.reload_with(&active);
-    let again = get(
-        &format!("{}/Users/{id}", Cluster::scim(b)),
-        &[("authorization", &auth_a)],
-    );
-    assert_eq!(again.status, 200, "{}", again.body);
+    for node in [a, b] {
+        for auth in [&auth_a, &auth_b] {
+            assert_eq!(status_on(node, auth), 200);
+        }
+    }
 }
 
 #[test]
