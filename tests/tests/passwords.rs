@@ -136,6 +136,37 @@ fn assert_scim_error(reply: &Reply, status: u16, scim_type: &str) {
     assert_eq!(reply.json()["scimType"], scim_type, "{}", reply.body);
 }
 
+/// The database holds password hashes: it and its `-wal` and `-shm` files
+/// are readable by their owner only. Checked while the server runs, when
+/// SQLite keeps all three files (the WAL and SHM go when it closes).
+#[cfg(unix)]
+#[test]
+fn the_database_its_wal_and_shm_are_owner_only_while_serving() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = Server::start(&config("", None));
+    create(&server, "walter", Some("Clear-Wal-5555"));
+    let db = db_path(&server);
+    for file in [
+        db.clone(),
+        db.with_extension("db-wal"),
+        db.with_extension("db-shm"),
+    ] {
+        let meta = std::fs::metadata(&file)
+            .unwrap_or_else(|e| panic!("{} while serving: {e}", file.display()));
+        assert_eq!(
+            meta.permissions().mode() & 0o777,
+            0o600,
+            "{}",
+            file.display()
+        );
+    }
+    // The write is in the WAL, so the file checked is the live one.
+    assert!(contains(
+        &std::fs::read(db.with_extension("db-wal")).expect("WAL"),
+        "walter"
+    ));
+}
+
 #[test]
 fn passwords_are_stored_as_argon2id_hashes_on_every_write_path() {
     let server = Server::start(&config("", None));

@@ -3,7 +3,7 @@
 //! plugin's API-key authenticator. Covers discovery, CRUD, uniqueness,
 //! derived `User.groups`, filters, sort, paging (index and RFC 9865
 //! cursors), projection, PATCH, ETags, Bulk with bulkId references, `/Me`,
-//! custom resource types, bad input, durability after `kill -9`, and the
+//! custom resource types, bad input, and the
 //! public compliance suite — every test on both stores (SQLite and
 //! PostgreSQL, see [`on_every_store!`]) — and, on PostgreSQL only, the
 //! database going away and coming back, and `scimgate migrate`.
@@ -81,7 +81,6 @@ on_every_store!(
     bulk_limits_are_413,
     me_is_the_user_named_after_the_caller,
     custom_resource_types_and_toggles,
-    acknowledged_writes_survive_kill_9,
     migrate_creates_the_schema_and_reports_the_stages,
     concurrent_if_match_patches_win_once_per_version,
 );
@@ -268,16 +267,23 @@ fn env_refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
 
 struct Scim {
     server: Server,
+    #[allow(dead_code)] // the environment the server was started with
     env: Vec<(String, String)>,
     /// Dropped after the server (fields drop in order).
+    #[allow(dead_code)] // held for its Drop only
     schema: Option<PgSchema>,
 }
 
 impl Scim {
     fn start(store: StoreKind, options: &str) -> Scim {
+        Scim::start_edited(store, options, |c| c)
+    }
+
+    /// Like [`Scim::start`], with `edit` applied to the whole config.
+    fn start_edited(store: StoreKind, options: &str, edit: impl Fn(String) -> String) -> Scim {
         let (store_options, env, schema) = store_setup(store);
         let server = Server::start_with_env(
-            &config(&format!("{store_options}{options}")),
+            &edit(config(&format!("{store_options}{options}"))),
             &env_refs(&env),
         );
         Scim {
@@ -758,6 +764,81 @@ fn filters_sort_projection_count_and_search(store: StoreKind) {
         .get("/Users?filter=meta.lastModified%20gt%20%222000-01-01T00:00:00Z%22&count=0")
         .json();
     assert_eq!(recent["totalResults"], 4);
+    // Times taken from the resources themselves, so no clock is assumed.
+    let modified = |name: &str| {
+        scim.get(&format!("/Users?filter=userName%20eq%20%22{name}%22"))
+            .json()["Resources"][0]["meta"]["lastModified"]
+            .as_str()
+            .expect("lastModified")
+            .to_string()
+    };
+    let names_where = |filter: &str| {
+        let list = scim
+            .get(&format!(
+                "/Users?count=3&sortBy=userName&filter={}",
+                percent_encode(filter)
+            ))
+            .json();
+        let mut names: Vec<String> = list["Resources"]
+            .as_array()
+            .expect("Resources")
+            .iter()
+            .filter_map(|r| r["userName"].as_str().map(str::to_string))
+            .collect();
+        assert_eq!(list["totalResults"], names.len(), "{filter}: {list}");
+        names.sort();
+        names
+    };
+    let first = modified("carol");
+    // bob was created last: nothing is newer, nothing older than carol.
+    let newest = modified("bob");
+    assert!(names_where(&format!("meta.lastModified gt \"{newest}\"")).is_empty());
+    assert!(names_where(&format!("meta.lastModified lt \"{first}\"")).is_empty());
+    let since_first = format!("meta.lastModified ge \"{first}\"");
+    assert_eq!(
+        scim.get(&format!(
+            "/Users?count=0&filter={}",
+            percent_encode(&since_first)
+        ))
+        .json()["totalResults"],
+        4
+    );
+    // Writes after `newest`: exactly those users are newer. (The loop waits
+    // on the server's own answer, in case a write falls in the same tick.)
+    for name in ["dave", "Alice"] {
+        let id = scim
+            .get(&format!("/Users?filter=userName%20eq%20%22{name}%22"))
+            .json()["Resources"][0]["id"]
+            .as_str()
+            .expect("id")
+            .to_string();
+        let touch = json!({"schemas": [PATCH], "Operations": [{"op": "replace", "path": "title", "value": "touched"}]});
+        let mut tries = 0;
+        while names_where(&format!(
+            "meta.lastModified gt \"{newest}\" and userName eq \"{name}\""
+        ))
+        .is_empty()
+        {
+            tries += 1;
+            assert!(tries < 1000, "{name}: lastModified never passed {newest}");
+            let reply = scim.send("PATCH", &format!("/Users/{id}"), &touch);
+            assert_eq!(reply.status, 200, "{}", reply.body);
+        }
+    }
+    assert_eq!(
+        names_where(&format!("meta.lastModified gt \"{newest}\"")),
+        vec!["Alice", "dave"]
+    );
+    assert_eq!(
+        names_where(&format!("meta.lastModified le \"{newest}\"")),
+        vec!["bob", "carol"]
+    );
+    assert_eq!(
+        names_where(&format!(
+            "meta.lastModified gt \"{newest}\" or userName eq \"carol\""
+        )),
+        vec!["Alice", "carol", "dave"]
+    );
 
     // Default page size and the maxResults clamp.
     let page = scim.get("/Users").json();
@@ -940,13 +1021,32 @@ fn cursor_paging_follows_next_and_previous_cursors(store: StoreKind) {
 }
 
 fn expired_cursors_are_expired_cursor_errors(store: StoreKind) {
-    let scim = Scim::start(store, "cursor_timeout = 1");
+    // Cursors age on the test clock, stopped until the test moves it.
+    let clock = TestClock::at_utc("2030-01-01T00:00:00Z");
+    let (store_options, env, schema) = store_setup(store);
+    let mut envs = env_refs(&env);
+    envs.push(clock.env());
+    let server = Server::start_with_env(
+        &config(&format!("{store_options}cursor_timeout = 1")),
+        &envs,
+    );
+    clock.assert_honoured(&server);
+    let scim = Scim {
+        server,
+        env,
+        schema,
+    };
     for i in 0..3 {
         scim.create_user(&format!("exp{i}"));
     }
     let first = scim.get("/Users?cursor=&count=1").json();
     let next = first["nextCursor"].as_str().expect("next").to_string();
-    std::thread::sleep(std::time::Duration::from_millis(2100));
+    // Good for the whole timeout...
+    clock.advance(Duration::from_secs(1));
+    let page = scim.get(&format!("/Users?cursor={next}&count=1"));
+    assert_eq!(page.status, 200, "{}", page.body);
+    // ...and expired a millisecond later.
+    clock.advance(Duration::from_millis(1));
     assert_scim_error(
         &scim.get(&format!("/Users?cursor={next}&count=1")),
         400,
@@ -1081,8 +1181,36 @@ fn bulk_limits_are_413(store: StoreKind) {
     let large = json!({"schemas": [BULK], "Operations": [{"method": "POST", "path": "/Users", "bulkId": "b", "data": big}]});
     assert_scim_error(&scim.send("POST", "/Bulk", &large), 413, None);
     assert_eq!(scim.get("/Users?count=0").json()["totalResults"], 0);
+    // At the limit: every operation runs and its user exists afterwards.
     let two = json!({"schemas": [BULK], "Operations": [op(1), op(2)]});
-    assert_eq!(scim.send("POST", "/Bulk", &two).status, 200);
+    let reply = scim.send("POST", "/Bulk", &two);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let reply = reply.json();
+    let ops = reply["Operations"].as_array().expect("Operations");
+    assert_eq!(ops.len(), 2, "{reply}");
+    for (i, op) in ops.iter().enumerate() {
+        assert_eq!(op["status"], "201", "{op}");
+        assert_eq!(op["bulkId"], format!("b{}", i + 1), "{op}");
+        let location = op["location"].as_str().expect("location");
+        let created = get(location, &[AUTH]);
+        assert_eq!(created.status, 200, "{location}: {}", created.body);
+        assert_eq!(created.json()["userName"], format!("lim{}", i + 1));
+    }
+    assert_eq!(scim.get("/Users?count=0").json()["totalResults"], 2);
+    // One past the limit, with users already there: refused as a whole.
+    let three = json!({"schemas": [BULK], "Operations": [op(4), op(5), op(6)]});
+    assert_scim_error(&scim.send("POST", "/Bulk", &three), 413, None);
+    assert_eq!(scim.get("/Users?count=0").json()["totalResults"], 2);
+    assert_eq!(
+        scim.get("/Users?filter=userName%20sw%20%22lim%22&sortBy=userName")
+            .json()["Resources"]
+            .as_array()
+            .expect("Resources")
+            .iter()
+            .filter_map(|u| u["userName"].as_str())
+            .collect::<Vec<_>>(),
+        vec!["lim1", "lim2"]
+    );
     assert_scim_error(
         &scim.send("POST", "/Bulk", &json!({"Operations": []})),
         400,
@@ -1094,15 +1222,60 @@ fn me_is_the_user_named_after_the_caller(store: StoreKind) {
     let off = Scim::start(store, "");
     assert_scim_error(&off.get("/Me"), 501, None);
 
-    let scim = Scim::start(store, "me = true");
-    assert_scim_error(&scim.get("/Me"), 404, None);
-    // The demo authenticator's subject is the provider id.
+    // Two callers: the demo authenticator's subject is the provider id
+    // (`p1` with AUTH, `p2` with P2), userName matches ignoring case.
+    let scim = Scim::start_edited(store, "me = true", |c| {
+        c.replace(
+            r#"keys = { "Bearer compliance-token" = "p1" }"#,
+            r#"keys = { "Bearer compliance-token" = "p1", "Bearer second-token" = "p2" }"#,
+        ) + "\n[[provider]]\nid = \"p2\"\nname = \"Second\"\n[provider.auth]\nmethod = \"static-bearer\"\ntoken_hash = \"sha256:1111111111111111111111111111111111111111111111111111111111111111\"\n"
+    });
+    const P2: (&str, &str) = ("authorization", "Bearer second-token");
+    let me_of = |caller: (&str, &str)| get(&scim.url("/Me"), &[caller]);
+    assert_scim_error(&me_of(AUTH), 404, None);
+    // Decoys around the callers' users: near names, created before and after.
+    let mut decoys = Vec::new();
+    decoys.push(scim.create_user("p10"));
+    decoys.push(scim.create_user("ap1"));
+    let p2 = scim.create_user("P2");
+    decoys.push(scim.create_user("p1x"));
+    // p1 has no user yet: never someone else's.
+    assert_scim_error(&me_of(AUTH), 404, None);
     let p1 = scim.create_user("P1");
-    let me = scim.get("/Me");
-    assert_eq!(me.status, 200, "{}", me.body);
-    assert_eq!(me.json()["id"], p1["id"]);
+    decoys.push(scim.create_user("p"));
+    decoys.push(scim.create_user("p2-other"));
+    for _ in 0..2 {
+        for (caller, user) in [(AUTH, &p1), (P2, &p2)] {
+            let me = me_of(caller);
+            assert_eq!(me.status, 200, "{}", me.body);
+            assert_eq!(me.json()["id"], user["id"], "{}", me.body);
+            assert_eq!(me.json()["userName"], user["userName"]);
+        }
+    }
+    // A write to /Me changes the caller's user only.
     let patch = json!({"schemas": [PATCH], "Operations": [{"op": "replace", "path": "nickName", "value": "me"}]});
-    assert_eq!(scim.send("PATCH", "/Me", &patch).json()["nickName"], "me");
+    let patched = send_json("PATCH", &scim.url("/Me"), &[P2], &patch);
+    assert_eq!(patched.status, 200, "{}", patched.body);
+    assert_eq!(patched.json()["id"], p2["id"]);
+    assert_eq!(patched.json()["nickName"], "me");
+    assert!(me_of(AUTH).json().get("nickName").is_none());
+    for decoy in &decoys {
+        let id = decoy["id"].as_str().expect("id");
+        assert!(scim
+            .get(&format!("/Users/{id}"))
+            .json()
+            .get("nickName")
+            .is_none());
+    }
+    // DELETE /Me removes the caller's user, and only that one.
+    let gone = send("DELETE", &scim.url("/Me"), &[AUTH], None);
+    assert_eq!(gone.status, 204, "{}", gone.body);
+    assert_scim_error(&me_of(AUTH), 404, None);
+    assert_eq!(me_of(P2).json()["id"], p2["id"]);
+    assert_eq!(
+        scim.get("/Users?count=0").json()["totalResults"],
+        decoys.len() + 1
+    );
 }
 
 fn custom_resource_types_and_toggles(store: StoreKind) {
@@ -1169,41 +1342,6 @@ fn invalid_config_is_reported_with_its_key() {
         text.contains("max_payload_size") || text.contains("nope"),
         "{text}"
     );
-}
-
-fn acknowledged_writes_survive_kill_9(store: StoreKind) {
-    let mut scim = Scim::start(store, "");
-    let mut created = Vec::new();
-    for i in 0..40 {
-        created.push(
-            scim.create_user(&format!("durable{i}"))["id"]
-                .as_str()
-                .expect("id")
-                .to_string(),
-        );
-    }
-    let bulk = json!({"schemas": [BULK], "Operations": (0..20).map(|i| json!({"method": "POST", "path": "/Users", "bulkId": format!("d{i}"), "data": user(&format!("bulkdurable{i}"))})).collect::<Vec<_>>()});
-    assert_eq!(scim.send("POST", "/Bulk", &bulk).status, 200);
-    scim.server.kill_hard();
-
-    let dir = std::mem::replace(&mut scim.server.dir, TempDir::new("scim-moved"));
-    let config_path = scim.server.config_path.clone();
-    let env = std::mem::take(&mut scim.env);
-    let _schema = scim.schema.take();
-    drop(scim);
-    let restarted = Server::start_at(dir, config_path, &env_refs(&env));
-    let total = get(
-        &format!("{}/scim/v2/Users?count=0", restarted.base),
-        &[AUTH],
-    )
-    .json();
-    assert_eq!(total["totalResults"], 60);
-    for id in &created {
-        assert_eq!(
-            get(&format!("{}/scim/v2/Users/{id}", restarted.base), &[AUTH]).status,
-            200
-        );
-    }
 }
 
 /// Regression: the pending members of a group created to break a circular

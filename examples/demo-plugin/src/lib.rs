@@ -3,6 +3,12 @@
 //! tests (an API-key authenticator, a header-requiring policy, a tagging
 //! profile, an echo endpoint that can panic or sleep on demand) and no-op
 //! components for measuring the cost of the pipeline itself.
+//!
+//! Every component kind can be made to panic, so that the host's containment
+//! is tested through a real `.so`: the query parameter `panic` names the
+//! call (`authenticate` in `api-key`, `check` in `require-header`, `inbound`
+//! and `outbound` in `tag`, `1` in `echo`), and `demo/allow` panics in
+//! validation (`panic_in_validate = true`) or creation (`panic_in_create = true`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -17,11 +23,11 @@ use serde_json::{json, Value};
 
 fn components() -> Vec<Component> {
     vec![
-        Component::authenticator_with_config("api-key", "authenticates `X-Api-Key` (or another header) against a key → provider map", |c: ApiKeyConfig, _| Ok(ApiKey(c)))
+        Component::authenticator_with_config("api-key", "authenticates `X-Api-Key` (or another header) against a key → provider map; `?panic=authenticate` panics", |c: ApiKeyConfig, _| Ok(ApiKey(c)))
             .with_example(json!({"header": "x-api-key", "keys": {"k-123": "demo-provider"}})),
-        Component::policy_with_config("require-header", "denies requests without a given header", |c: RequireHeaderConfig, _| Ok(RequireHeader(c)))
+        Component::policy_with_config("require-header", "denies requests without a given header; `?panic=check` panics", |c: RequireHeaderConfig, _| Ok(RequireHeader(c)))
             .with_example(json!({"header": "x-tenant", "status": 403})),
-        Component::profile_with_config("tag", "marks requests and responses so tests can see the profile ran", |c: TagConfig, _| Ok(Tag(c)))
+        Component::profile_with_config("tag", "marks requests and responses so tests can see the profile ran; `?panic=inbound` / `?panic=outbound` panics", |c: TagConfig, _| Ok(Tag(c)))
             .with_example(json!({"tag": "demo"})),
         Component::endpoint_with_config("echo", "answers with what it received; `?panic=1` panics, `?sleep_ms=N` sleeps, `?log=TEXT` logs TEXT as is", |_: NoConfig, _| Ok(Echo))
             .with_example(json!({})),
@@ -29,7 +35,13 @@ fn components() -> Vec<Component> {
             .with_example(json!({"provider": "demo-provider"})),
         // `panic_in_validate = true` makes validation panic: the host must
         // contain it (conformance tests).
-        Component::policy_with_config("allow", "no-op policy", |_: AllowConfig, _| Ok(Allow))
+        // `panic_in_create = true` makes creation panic (host containment tests).
+        Component::policy_with_config("allow", "no-op policy", |c: AllowConfig, _| {
+            if c.panic_in_create {
+                panic!("creation panic requested by the config");
+            }
+            Ok(Allow)
+        })
             .with_validate(|ctx| {
                 if ctx.config.get("panic_in_validate") == Some(&Value::Bool(true)) {
                     panic!("validation panic requested by the config");
@@ -56,6 +68,17 @@ struct AllowConfig {
     #[serde(default)]
     #[allow(dead_code)]
     panic_in_validate: bool,
+    /// Panic in creation (for the host's containment tests).
+    #[serde(default)]
+    panic_in_create: bool,
+}
+
+/// Panics when the request's `panic` query parameter names `call`: the
+/// host must turn it into one 500 and keep serving.
+fn panic_if_asked(req: &Request, call: &str) {
+    if req.query_param("panic").as_deref() == Some(call) {
+        panic!("panic in {call} requested by the client");
+    }
 }
 
 scimgate_abi::export_plugin!("demo", components);
@@ -77,6 +100,7 @@ struct ApiKey(ApiKeyConfig);
 
 impl Authenticator for ApiKey {
     fn authenticate(&self, req: &Request) -> AuthOutcome {
+        panic_if_asked(req, "authenticate");
         let Some(key) = req.header(&self.0.header) else {
             return AuthOutcome::NotMine;
         };
@@ -109,6 +133,7 @@ struct RequireHeader(RequireHeaderConfig);
 
 impl Policy for RequireHeader {
     fn check(&self, req: &Request, _caller: Caller<'_>) -> PolicyDecision {
+        panic_if_asked(req, "check");
         if req.header(&self.0.header).is_some() {
             PolicyDecision::Allow
         } else {
@@ -134,6 +159,7 @@ struct Tag(TagConfig);
 
 impl Profile for Tag {
     fn inbound(&self, req: &mut Request, _caller: Caller<'_>) -> Result<(), PluginError> {
+        panic_if_asked(req, "inbound");
         let seen = req.header("x-demo-profile").map(str::to_string);
         let value = match seen {
             Some(prev) => format!("{prev},{}", self.0.tag),
@@ -149,10 +175,11 @@ impl Profile for Tag {
 
     fn outbound(
         &self,
-        _req: &Request,
+        req: &Request,
         _caller: Caller<'_>,
         resp: &mut Response,
     ) -> Result<(), PluginError> {
+        panic_if_asked(req, "outbound");
         let value = match resp.header("x-demo-outbound") {
             Some(prev) => format!("{prev},{}", self.0.tag),
             None => self.0.tag.clone(),
