@@ -2,10 +2,12 @@
 //! and the HTTP server. `main.rs` is the CLI glue around it; end-to-end tests
 //! and benchmarks use it in-process.
 
+pub mod check_connection;
 pub mod config;
 pub mod conn;
 pub mod credentials;
 pub mod defaults;
+pub mod explain;
 pub mod host_services;
 pub mod loader;
 pub mod logging;

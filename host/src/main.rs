@@ -73,6 +73,14 @@ enum Command {
     /// were migrated, and exit. Serving migrates on start
     /// too; this runs it explicitly, e.g. before rolling out new nodes.
     Migrate,
+    /// Explain why a provider's request would be allowed or refused: runs the
+    /// route's authenticators and policies (not the endpoint) and names the
+    /// stage that decides. Exit 0 allowed, 1 refused, 2 configuration error.
+    Explain(scimgate_host::explain::ExplainArgs),
+    /// Test a SCIM service as One Identity Manager's "Test" button does: a
+    /// client-credentials token, then ServiceProviderConfig, ResourceTypes,
+    /// Schemas and Users?count=1. Exit 0 when every step passed.
+    CheckConnection(scimgate_host::check_connection::CheckConnectionArgs),
     /// Mint an access token for a provider with the configuration's token
     /// stage — a component declaring `mints-tokens`, e.g. `oauth2/token` —
     /// (for tests and first steps; clients use the token route).
@@ -192,6 +200,8 @@ fn main() -> ExitCode {
         Command::Migrate => migrate(&source),
         Command::Config { command } => schema_cmd::run(cli.config.as_deref(), command),
         Command::Plugin { command } => plugin_new::run(command),
+        Command::Explain(args) => scimgate_host::explain::run(&source, args),
+        Command::CheckConnection(args) => scimgate_host::check_connection::run(args),
     }
 }
 
@@ -260,9 +270,11 @@ fn serve(
             }
         };
         let bound = listener.local_addr().unwrap_or(listen);
+        // Handlers first: a signal right after the banner must not kill us.
+        let (reload, shutdown) = server::Signals::install().split();
         print_banner(&source, &app, bound);
-        tokio::spawn(server::reload_on_sighup(app.clone()));
-        match server::serve(app, listener, server::shutdown_signal()).await {
+        tokio::spawn(server::reload_on_sighup(app.clone(), reload));
+        match server::serve(app, listener, server::shutdown_signal(shutdown)).await {
             Ok(()) => {
                 tracing::info!("stopped");
                 ExitCode::SUCCESS
