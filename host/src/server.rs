@@ -21,6 +21,9 @@ pub mod app;
 pub mod forwarding;
 pub mod http;
 
-pub use app::{pipeline_capacity, reload_on_sighup, shutdown_signal, App, ConfigSource};
+pub use app::{
+    pipeline_capacity, reload_on_sighup, shutdown_signal, App, ConfigSource, ReloadSignal,
+    ShutdownSignal, Signals,
+};
 pub use forwarding::resolve_client_ip;
 pub use http::serve;

@@ -118,24 +118,169 @@ fn policy_denial_stops_the_request_before_the_endpoint() {
 #[test]
 fn a_plugin_panic_is_a_500_for_that_request_only() {
     let server = Server::start(DEMO);
-    let boom = get(&server.url("/demo/x?panic=1"), &auth());
-    assert_eq!(boom.status, 500);
-    let body = boom.json();
-    assert_eq!(body["status"], "500");
-    // The client learns the request id, not the plugin's internals.
-    let detail = body["detail"].as_str().unwrap();
-    assert!(!detail.contains("panic requested"), "{detail}");
-    assert_eq!(
-        boom.header("x-request-id").map(|id| detail.contains(id)),
-        Some(true)
-    );
-    // The very next request is served.
-    let next = get(&server.url("/demo/x"), &auth());
-    assert_eq!(next.status, 200);
+    // One panic switch of the demo `.so` per component kind on the route:
+    // authenticator, policy, profile inbound, profile outbound, endpoint.
+    for (call, logged) in [
+        (
+            "authenticate",
+            "panic in authenticate requested by the client",
+        ),
+        ("check", "panic in check requested by the client"),
+        ("inbound", "panic in inbound requested by the client"),
+        ("outbound", "panic in outbound requested by the client"),
+        ("1", "panic requested by the client"),
+    ] {
+        let boom = get(&server.url(&format!("/demo/x?panic={call}")), &auth());
+        assert_eq!(boom.status, 500, "panic={call}: {}", boom.body);
+        let body = boom.json();
+        assert_eq!(
+            body["schemas"][0], "urn:ietf:params:scim:api:messages:2.0:Error",
+            "panic={call}: {body}"
+        );
+        assert_eq!(body["status"], "500", "panic={call}");
+        // Nothing of the endpoint's answer gets out (the outbound panic
+        // comes after the echo answered).
+        assert!(body.get("path").is_none(), "panic={call}: {body}");
+        // The client learns the request id, not the plugin's internals.
+        let detail = body["detail"].as_str().unwrap();
+        assert!(!detail.contains("requested"), "panic={call}: {detail}");
+        assert_eq!(
+            boom.header("x-request-id").map(|id| detail.contains(id)),
+            Some(true),
+            "panic={call}: {detail}"
+        );
+        // The very next request is served by the whole pipeline.
+        let next = get(&server.url("/demo/x"), &auth());
+        assert_eq!(next.status, 200, "after panic={call}: {}", next.body);
+        assert_eq!(next.json()["headers"]["x-demo-profile"], "outer,inner");
+        assert_eq!(next.header("x-demo-outbound"), Some("inner,outer"));
+        assert!(
+            server.logs().contains(logged),
+            "panic={call}: the log keeps the panic message:\n{}",
+            server.logs()
+        );
+    }
+    // Contained panics reach the log through the host, with their place,
+    // never as the default hook's raw stderr text and backtrace.
+    let logs = server.logs();
+    assert!(!logs.contains("thread '"), "raw panic output:\n{logs}");
     assert!(
-        server.logs().contains("panic requested by the client"),
-        "the log keeps the panic message"
+        logs.contains("a plugin panicked at ") && logs.contains("examples/demo-plugin/src/lib.rs"),
+        "{logs}"
     );
+}
+
+/// Runs `scimgate ARGS…` that must exit by itself within 20 s (e.g. `serve`
+/// on a config it refuses): (exit code, stdout, stderr). A process still
+/// running then is killed and fails the test.
+fn run_to_exit(args: &[&str], dir: &std::path::Path) -> (i32, String, String) {
+    let out_path = dir.join("run.out");
+    let err_path = dir.join("run.err");
+    let mut child = std::process::Command::new(scimgate_bin())
+        .args(args)
+        .current_dir(dir)
+        .env_remove("SCIMGATE_CONFIG")
+        .stdout(std::fs::File::create(&out_path).expect("stdout file"))
+        .stderr(std::fs::File::create(&err_path).expect("stderr file"))
+        .spawn()
+        .expect("spawn scimgate");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let code = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status.code().unwrap_or(-1);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "scimgate {args:?} was still running after 20 s:\n{}",
+                std::fs::read_to_string(&err_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (
+        code,
+        std::fs::read_to_string(&out_path).unwrap_or_default(),
+        std::fs::read_to_string(&err_path).unwrap_or_default(),
+    )
+}
+
+#[test]
+fn a_panic_in_validate_or_create_is_a_located_config_error() {
+    // (flag, message, where: a validation issue is at the stage's table, a
+    // creation error at its `use` value, one line below).
+    for (flag, message, line_below, column) in [
+        (
+            "panic_in_validate",
+            "the plugin panicked while validating: validation panic requested by the config",
+            0,
+            1,
+        ),
+        (
+            "panic_in_create",
+            "component `allow` panicked: creation panic requested by the config",
+            1,
+            7,
+        ),
+    ] {
+        // The panicking stage on the route, at a known line.
+        let config = format!(
+            "{}\n[stage.boom]\nuse = \"demo/allow\"\n{flag} = true\n",
+            DEMO.replace(
+                r#"pipeline = ["key", "needs-header","#,
+                r#"pipeline = ["key", "boom", "needs-header","#
+            )
+        );
+        let line = config
+            .lines()
+            .position(|l| l == "[stage.boom]")
+            .expect("stage line")
+            + 1
+            + line_below;
+        let location = format!("scimgate.toml:{line}:{column}");
+        let dir = TempDir::new("panic-config");
+        let path = dir.path().join("scimgate.toml");
+        std::fs::write(&path, expand(&config, dir.path())).expect("write config");
+        let path = path.to_str().expect("path");
+
+        // `validate`: exit 2, the panic as a config error at its stage.
+        // (`validate` creates no stage, so it cannot see a creation panic.)
+        if flag == "panic_in_validate" {
+            let (code, out, err) = run_to_exit(&["validate", "--config", path], dir.path());
+            assert_eq!(code, 2, "{flag}: {out}{err}");
+            assert!(err.contains(message), "{flag}: {err}");
+            assert!(err.contains(&location), "{flag}: not at {location}: {err}");
+        }
+
+        // `serve`: the same error, and the server does not start.
+        let (code, out, err) = run_to_exit(
+            &["serve", "--config", path, "--listen", "127.0.0.1:0"],
+            dir.path(),
+        );
+        assert_eq!(code, 2, "{flag}: {out}{err}");
+        assert!(!out.contains("listening on"), "{flag}: {out}");
+        assert!(err.contains(message), "{flag}: {err}");
+        assert!(err.contains(&location), "{flag}: not at {location}: {err}");
+
+        // On reload: refused, and the running configuration keeps serving.
+        let server = Server::start(DEMO);
+        // (A first request, as in `sighup_reloads_the_configuration`: a
+        // SIGHUP right after the banner can still find no handler installed.)
+        assert_eq!(get(&server.url("/demo/x"), &auth()).status, 200);
+        std::fs::write(&server.config_path, expand(&config, server.dir.path())).unwrap();
+        server.signal("HUP");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !server.logs().contains("reload failed") && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let logs = server.logs();
+        assert!(logs.contains("reload failed"), "{flag}: {logs}");
+        assert!(logs.contains(message), "{flag}: {logs}");
+        assert!(!logs.contains("configuration reloaded"), "{flag}: {logs}");
+        let next = get(&server.url("/demo/x"), &auth());
+        assert_eq!(next.status, 200, "{flag}: {}", next.body);
+    }
 }
 
 #[test]
@@ -183,14 +328,17 @@ fn graceful_shutdown_lets_in_flight_requests_finish() {
     let mut server = Server::start(DEMO);
     let url = server.url("/demo/slow?sleep_ms=1500");
     let slow = std::thread::spawn(move || get(&url, &[("x-api-key", "k1"), ("x-demo", "1")]));
-    std::thread::sleep(Duration::from_millis(400));
-    let started = Instant::now();
+    // In flight: the profiles before the (sleeping) endpoint have run.
+    wait_for_log(
+        &server,
+        "demo profile tagged a request",
+        Duration::from_secs(10),
+    );
     server.signal("TERM");
     let reply = slow.join().expect("client thread");
     assert_eq!(reply.status, 200, "the in-flight request finished");
     let code = server.wait_exit(Duration::from_secs(10));
     assert_eq!(code, Some(0), "clean exit after SIGTERM");
-    assert!(started.elapsed() < Duration::from_secs(10));
 }
 
 #[test]
@@ -210,11 +358,7 @@ fn sighup_reloads_the_configuration() {
     // A broken config on reload keeps the running one.
     std::fs::write(&server.config_path, "this is = = not toml").unwrap();
     server.signal("HUP");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !server.logs().contains("reload failed") && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(server.logs().contains("reload failed"));
+    wait_for_log(&server, "reload failed", Duration::from_secs(10));
     assert_eq!(
         get(
             &server.url("/demo/x"),
@@ -229,14 +373,10 @@ fn sighup_reloads_the_configuration() {
 fn plugin_logs_reach_the_host_through_the_tracing_bridge() {
     let server = Server::start(DEMO);
     assert_eq!(get(&server.url("/demo/x"), &auth()).status, 200);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !server.logs().contains("demo profile tagged a request") && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(
-        server.logs().contains("demo profile tagged a request"),
-        "{}",
-        server.logs()
+    wait_for_log(
+        &server,
+        "demo profile tagged a request",
+        Duration::from_secs(10),
     );
 }
 
@@ -347,7 +487,7 @@ fn plugins_lists_libraries_and_components() {
     let (code, out, err) = run_cli(&["plugins", "--dir", target_dir().to_str().unwrap()], &[]);
     assert!(out.contains("demo/api-key"), "{out}{err}");
     assert!(out.contains("authenticator"));
-    assert!(out.contains("ABI epoch 1"));
+    assert!(out.contains("ABI epoch 2"));
     // Components that may block are declared so; the host runs their routes
     // on the blocking pool.
     let basic = out
@@ -363,7 +503,16 @@ fn plugins_lists_libraries_and_components() {
         bearer.contains("authenticator ") && !bearer.contains("may block"),
         "{out}"
     );
-    let _ = code;
+    assert_eq!(code, 0, "{out}{err}");
+    // A file that is not a plugin fails the listing, naming the file.
+    let dir = TempDir::new("plugins-bad");
+    std::fs::write(dir.path().join("libbad.so"), "not a library").unwrap();
+    let (code, out, err) = run_cli(&["plugins", "--dir", dir.path().to_str().unwrap()], &[]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("libbad.so could not be opened as a shared library"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -457,40 +606,62 @@ fn demo_plugin_built_against(tag: &str, patch: impl Fn(&std::path::Path)) -> Tem
         .unwrap();
     let work = TempDir::new(tag);
     let root = work.path().to_path_buf();
+    // The crates sit under `<tag>/` in the variant's workspace: cargo names
+    // a path crate's build by its path relative to the workspace, so with
+    // the same relative paths the variants would share (and overwrite) one
+    // `scimgate-abi` build in the shared target dir.
+    let src = root.join(tag);
     let copy = |from: &str| {
         let status = std::process::Command::new("cp")
             .args([
                 "-r",
                 repo.join(from).to_str().unwrap(),
-                root.join(from).to_str().unwrap(),
+                src.join(from).to_str().unwrap(),
             ])
             .status()
             .unwrap();
         assert!(status.success());
     };
-    std::fs::create_dir_all(root.join("core")).unwrap();
-    std::fs::create_dir_all(root.join("examples")).unwrap();
+    std::fs::create_dir_all(src.join("core")).unwrap();
+    std::fs::create_dir_all(src.join("examples")).unwrap();
     copy("core/abi");
     copy("examples/demo-plugin");
     std::fs::copy(repo.join("Cargo.lock"), root.join("Cargo.lock")).unwrap();
     let manifest = std::fs::read_to_string(repo.join("Cargo.toml")).unwrap();
-    let deps = &manifest[manifest.find("[workspace.dependencies]").unwrap()
-        ..manifest.find("[workspace.lints.rust]").unwrap()];
+    let deps = manifest[manifest.find("[workspace.dependencies]").unwrap()
+        ..manifest.find("[workspace.lints.rust]").unwrap()]
+        .replace("path = \"", &format!("path = \"{tag}/"));
     std::fs::write(
         root.join("Cargo.toml"),
         format!(
-            "[workspace]\nresolver = \"2\"\nmembers = [\"core/abi\", \"examples/demo-plugin\"]\n\
+            "[workspace]\nresolver = \"2\"\nmembers = [\"{tag}/core/abi\", \"{tag}/examples/demo-plugin\"]\n\
              [workspace.package]\nversion = \"0.1.0\"\nedition = \"2021\"\nlicense = \"Apache-2.0\"\n\
              {deps}\n[workspace.lints.rust]\nunsafe_code = \"deny\"\n"
         ),
     )
     .unwrap();
-    patch(&root);
-    let target = target_dir().parent().unwrap().join("abi-variant");
+    // Each variant builds its own library name: a cdylib's file name carries
+    // no hash, so in the shared target dir one variant's `libdemo.so` would
+    // overwrite another's while cargo still counts that one as built.
+    let lib_name = format!("demo_{}", tag.replace('-', "_"));
+    let plugin_manifest = src.join("examples/demo-plugin/Cargo.toml");
+    let text = std::fs::read_to_string(&plugin_manifest).unwrap();
+    assert!(text.contains("name = \"demo\"\n"), "{text}");
+    std::fs::write(
+        &plugin_manifest,
+        text.replacen("name = \"demo\"\n", &format!("name = \"{lib_name}\"\n"), 1),
+    )
+    .unwrap();
+    patch(&src);
+    // Built at a path that stays the same from run to run (only changed
+    // files rewritten), so that reruns are incremental.
+    let build = BuildDir::new(tag);
+    sync_tree(&root, build.path());
+    let target = out_of_tree_target();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = std::process::Command::new(cargo)
         .args(["build", "--offline", "-q", "-p", "scimgate-demo-plugin"])
-        .current_dir(&root)
+        .current_dir(build.path())
         .env("CARGO_TARGET_DIR", &target)
         .output()
         .unwrap();
@@ -499,7 +670,7 @@ fn demo_plugin_built_against(tag: &str, patch: impl Fn(&std::path::Path)) -> Tem
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let built = target.join("debug").join("libdemo.so");
+    let built = target.join("debug").join(format!("lib{lib_name}.so"));
     let plugin_dir = TempDir::new(&format!("{tag}-plugins"));
     std::fs::copy(&built, plugin_dir.path().join("libdemo.so")).unwrap();
     plugin_dir
@@ -541,10 +712,10 @@ fn plugins_built_against_another_abi_are_refused_with_one_paragraph() {
     let other_version = demo_plugin_built_against("abi-version", |root| {
         let path = root.join("core/abi/Cargo.toml");
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.contains("version = \"0.1.0\""), "{text}");
+        assert!(text.contains("version = \"0.2.0\""), "{text}");
         std::fs::write(
             &path,
-            text.replacen("version = \"0.1.0\"", "version = \"0.2.0\"", 1),
+            text.replacen("version = \"0.2.0\"", "version = \"0.9.0\"", 1),
         )
         .unwrap();
     });
@@ -552,7 +723,7 @@ fn plugins_built_against_another_abi_are_refused_with_one_paragraph() {
     let (code, _out, err) = run_cli(&["plugins", "--dir", &dir], &[]);
     assert_ne!(code, 0);
     assert!(
-        err.contains("libdemo.so was built against scimgate-abi 0.2.0, but this scimgate has scimgate-abi 0.1.0"),
+        err.contains("libdemo.so was built against scimgate-abi 0.9.0, but this scimgate has scimgate-abi 0.2.0"),
         "{err}"
     );
     assert!(!err.contains("layout"), "{err}");
@@ -565,8 +736,8 @@ fn plugins_built_against_another_abi_are_refused_with_one_paragraph() {
         std::fs::write(
             &path,
             text.replace(
-                "pub const ABI_EPOCH: u32 = 1;",
                 "pub const ABI_EPOCH: u32 = 2;",
+                "pub const ABI_EPOCH: u32 = 3;",
             ),
         )
         .unwrap();
@@ -574,7 +745,7 @@ fn plugins_built_against_another_abi_are_refused_with_one_paragraph() {
     let dir = newer_epoch.path().to_str().unwrap().to_string();
     let (code, _out, err) = run_cli(&["plugins", "--dir", &dir], &[]);
     assert_ne!(code, 0);
-    assert!(err.contains("was built for scimgate plugin ABI epoch 2, but this scimgate understands epochs 1 to 1"), "{err}");
+    assert!(err.contains("was built for scimgate plugin ABI epoch 3, but this scimgate understands epochs 2 to 2"), "{err}");
 }
 
 #[test]
@@ -616,4 +787,107 @@ fn slow_requests_time_out_with_503_and_json_logs_carry_the_audit_fields() {
     assert_eq!(ok["decision"], "allow");
     assert_eq!(ok["route"], "/demo");
     assert!(ok["latency_us"].is_u64());
+}
+
+#[test]
+fn plugin_dir_takes_a_list_of_folders_searched_in_order() {
+    let empty = TempDir::new("plugins-empty");
+    let shadowing = TempDir::new("plugins-shadowing");
+    let target = target_dir().display().to_string();
+    let listed = |first: &TempDir| {
+        DEMO.replace(
+            "plugin_dir = \"{plugin_dir}\"",
+            &format!(
+                "plugin_dir = [\"{}\", \"{target}\"]",
+                first.path().display()
+            ),
+        )
+    };
+    // A library missing from the first folder is found in the next.
+    let server = Server::start(&listed(&empty));
+    assert_eq!(get(&server.url("/demo/hello"), &auth()).status, 200);
+    drop(server);
+
+    // The first folder that has the file wins, even over a good one later.
+    std::fs::write(shadowing.path().join("libdemo.so"), b"not an ELF file").unwrap();
+    let dir = TempDir::new("plugins-config");
+    let path = dir.path().join("scimgate.toml");
+    std::fs::write(&path, expand(&listed(&shadowing), dir.path())).unwrap();
+    let config = path.display().to_string();
+    let (code, _, err) = run_cli(&["validate", "--config", &config], &[]);
+    assert_eq!(code, 2, "{err}");
+    let first = shadowing.path().join("libdemo.so");
+    assert!(
+        err.contains(&format!("{} could not be opened", first.display())),
+        "{err}"
+    );
+
+    // A library in none of them names every folder searched.
+    let absent = listed(&empty).replace("use = \"demo/echo\"", "use = \"absent/echo\"");
+    std::fs::write(&path, expand(&absent, dir.path())).unwrap();
+    let (code, _, err) = run_cli(&["validate", "--config", &config], &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&format!(
+            "plugin library `absent` not found: looked for libabsent.so in {}, {target}",
+            empty.path().display()
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_plugin_built_before_declarations_existed_is_refused_by_version() {
+    // Epoch 2 added `declarations` and `validate_provider` to the root
+    // module. abi_stable refuses a library whose root module has fewer
+    // fields than the host's, so that addition raised `scimgate-abi` to 0.2:
+    // a plugin built against 0.1 (without the fields) gets a version
+    // message, not a layout report.
+    let older = demo_plugin_built_against("abi-before-declarations", |root| {
+        let ffi = root.join("core/abi/src/ffi.rs");
+        let text = std::fs::read_to_string(&ffi).unwrap();
+        let start = text
+            .find("    // Fields after `create` were added")
+            .unwrap();
+        let end = start + text[start..].find("\n}\n").unwrap();
+        std::fs::write(&ffi, format!("{}{}", &text[..start], &text[end + 1..])).unwrap();
+        let sdk = root.join("core/abi/src/sdk.rs");
+        let text = std::fs::read_to_string(&sdk).unwrap();
+        let exported =
+            "                    declarations,\n                    validate_provider,\n";
+        assert!(text.contains(exported));
+        std::fs::write(&sdk, text.replace(exported, "")).unwrap();
+        let manifest = root.join("core/abi/Cargo.toml");
+        let text = std::fs::read_to_string(&manifest).unwrap();
+        std::fs::write(
+            &manifest,
+            text.replacen("version = \"0.2.0\"", "version = \"0.1.0\"", 1),
+        )
+        .unwrap();
+    });
+    let dir = older.path().display().to_string();
+    let (code, out, err) = run_cli(&["plugins", "--dir", &dir], &[]);
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("libdemo.so was built against scimgate-abi 0.1.0, but this scimgate has scimgate-abi 0.2.0"),
+        "{err}"
+    );
+    assert!(!err.contains("layout"), "{err}");
+}
+
+#[test]
+fn a_signal_right_after_the_banner_is_handled_not_fatal() {
+    // The handlers are installed before the banner is printed: a SIGHUP
+    // sent the moment the server says it listens reloads, and a SIGTERM
+    // stops it gracefully, instead of the default action killing it.
+    for _ in 0..3 {
+        let server = Server::start(DEMO);
+        server.signal("HUP");
+        wait_for_log(&server, "configuration reloaded", Duration::from_secs(30));
+        assert_eq!(get(&server.url("/healthz"), &[]).status, 200);
+    }
+    let mut server = Server::start(DEMO);
+    server.signal("TERM");
+    assert_eq!(server.wait_exit(Duration::from_secs(30)), Some(0));
+    assert!(server.logs().contains("shutting down"), "{}", server.logs());
 }

@@ -550,13 +550,71 @@ fn unknown_component(library: &str, component: &str, lib: &Library) -> ConfigIss
 
 /// Runs `f`, turning a panic into `fallback(message)`.
 pub fn guard<R>(f: impl FnOnce() -> R, fallback: impl FnOnce(String) -> R) -> R {
+    quiet_panics::install();
+    let _inside = quiet_panics::Inside::enter();
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => r,
         Err(payload) => fallback(panic_message(&payload)),
     }
 }
 
-fn panic_message(payload: &Box<dyn Any + Send>) -> String {
+/// A panic caught by [`guard`] is reported by the host (a 500, a located
+/// config error) with its message; the default panic hook would also print
+/// it, with a backtrace, straight to the process's stderr, outside the
+/// host's log format. This hook sends guarded panics to the host's log (one
+/// line with the location) and leaves every other panic to the previous
+/// hook, so a plugin linked in-process changes nothing for the host.
+mod quiet_panics {
+    use std::cell::Cell;
+    use std::sync::Once;
+
+    thread_local! {
+        static DEPTH: Cell<u32> = const { Cell::new(0) };
+    }
+
+    pub(super) struct Inside;
+
+    impl Inside {
+        pub(super) fn enter() -> Inside {
+            DEPTH.with(|d| d.set(d.get() + 1));
+            Inside
+        }
+    }
+
+    impl Drop for Inside {
+        fn drop(&mut self) {
+            DEPTH.with(|d| d.set(d.get().saturating_sub(1)));
+        }
+    }
+
+    pub(super) fn install() {
+        static ONCE: Once = Once::new();
+        ONCE.call_once(|| {
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                if DEPTH.with(Cell::get) == 0 {
+                    return previous(info);
+                }
+                if let Some(host) = crate::trace_bridge::host() {
+                    let at = info
+                        .location()
+                        .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                        .unwrap_or_default();
+                    host.log(
+                        crate::types::LogLevel::Error,
+                        "scimgate::plugin",
+                        &format!(
+                            "a plugin panicked{at} (contained; the host reports it): {}",
+                            super::panic_message_of(info.payload())
+                        ),
+                    );
+                }
+            }));
+        });
+    }
+}
+
+fn panic_message_of(payload: &(dyn Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_string()
     } else if let Some(s) = payload.downcast_ref::<String>() {
@@ -564,6 +622,10 @@ fn panic_message(payload: &Box<dyn Any + Send>) -> String {
     } else {
         "panic with a non-string payload".to_string()
     }
+}
+
+fn panic_message(payload: &Box<dyn Any + Send>) -> String {
+    panic_message_of(payload.as_ref())
 }
 
 fn panic_error(component: &str, payload: &Box<dyn Any + Send>) -> PluginError {

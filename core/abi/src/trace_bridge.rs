@@ -14,11 +14,18 @@ use crate::sdk::HostHandle;
 use crate::types::LogLevel;
 
 static INSTALLED: OnceLock<()> = OnceLock::new();
+static HOST: OnceLock<HostHandle> = OnceLock::new();
+
+/// The host's services, once a component has been created.
+pub(crate) fn host() -> Option<&'static HostHandle> {
+    HOST.get()
+}
 
 /// Installs the bridge as this library's global subscriber. In-process (a
 /// plugin linked as an rlib into the host) the host's subscriber is already
 /// global and stays.
 pub(crate) fn install(host: &HostHandle) {
+    let _ = HOST.set(host.clone());
     INSTALLED.get_or_init(|| {
         let bridge = HostBridge {
             host: host.clone(),

@@ -168,35 +168,93 @@ fn build_runtime(
     }
 }
 
-/// Resolves on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// The process signals the server reacts to, installed before the
+/// listening banner is printed: a SIGHUP or SIGTERM that arrives right
+/// after the banner is handled, never the default action (which kills the
+/// process).
+pub struct Signals {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    hangup: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    /// Installs the handlers now (inside a tokio runtime).
+    pub fn install() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Signals {
+                hangup: signal(SignalKind::hangup()).ok(),
+                terminate: signal(SignalKind::terminate()).ok(),
+                interrupt: signal(SignalKind::interrupt()).ok(),
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
+        #[cfg(not(unix))]
+        Signals {}
+    }
+
+    /// Splits into the SIGHUP reloader's part and the shutdown part.
+    pub fn split(self) -> (ReloadSignal, ShutdownSignal) {
+        #[cfg(unix)]
+        {
+            (
+                ReloadSignal(self.hangup),
+                ShutdownSignal {
+                    terminate: self.terminate,
+                    interrupt: self.interrupt,
+                },
+            )
+        }
+        #[cfg(not(unix))]
+        (ReloadSignal(), ShutdownSignal {})
+    }
+}
+
+/// SIGHUP, for [`reload_on_sighup`].
+pub struct ReloadSignal(#[cfg(unix)] Option<tokio::signal::unix::Signal>);
+
+/// SIGTERM and SIGINT, for [`shutdown_signal`].
+pub struct ShutdownSignal {
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal(signals: ShutdownSignal) {
+    #[cfg(unix)]
+    {
+        async fn next(signal: Option<tokio::signal::unix::Signal>) {
+            match signal {
+                Some(mut s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        }
+        tokio::select! {
+            _ = next(signals.terminate) => {},
+            _ = next(signals.interrupt) => {},
+        }
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+    {
+        let _ = signals;
+        let _ = tokio::signal::ctrl_c().await;
     }
     tracing::info!("shutting down: finishing in-flight requests");
 }
 
 /// Reloads the configuration on every SIGHUP.
-pub async fn reload_on_sighup(app: Arc<App>) {
+pub async fn reload_on_sighup(app: Arc<App>, signal: ReloadSignal) {
     #[cfg(unix)]
     {
-        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        else {
+        let Some(mut hup) = signal.0 else {
             return;
         };
         while hup.recv().await.is_some() {
@@ -216,5 +274,5 @@ pub async fn reload_on_sighup(app: Arc<App>) {
         }
     }
     #[cfg(not(unix))]
-    let _ = app;
+    let _ = (app, signal);
 }
