@@ -4,7 +4,6 @@
 //! by what its component declares (`Capability::MintsTokens`), not by name.
 //! For tests and first steps; production clients use the token route.
 
-
 use abi_stable::std_types::{ROption, RResult, RVec};
 use scimgate_abi::ffi::ComponentInstance;
 use scimgate_abi::{Caller, ErrorStyle, Principal, Request};

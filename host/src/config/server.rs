@@ -60,8 +60,11 @@ pub(crate) fn server(ck: &mut Checker, table: &Table, base: Option<&Path>) -> Se
         };
         if matches!(&entry.val.kind, Kind::Array(items) if items.is_empty()) {
             ck.push(
-                Diagnostic::error("`server.plugin_dir` is an empty list", entry.val.span.clone())
-                    .with_label("expected at least one folder"),
+                Diagnostic::error(
+                    "`server.plugin_dir` is an empty list",
+                    entry.val.span.clone(),
+                )
+                .with_label("expected at least one folder"),
             );
         }
         for (text, val) in folders {
