@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use scimgate_host::config::{Config, Diagnostic, LogFormat};
 use scimgate_host::defaults::{binary_dir, DEFAULT_CONFIG, DEFAULT_CONFIG_NAME, DEFAULT_DATA_DIR};
 use scimgate_host::loader::{LibraryCache, PluginPath};
@@ -147,7 +147,19 @@ enum LogFormatArg {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // `--version` also names the plugin contract this binary loads.
+    let version = format!(
+        "{} (plugin ABI: scimgate-abi {}, epoch {})",
+        env!("CARGO_PKG_VERSION"),
+        scimgate_abi::ABI_VERSION,
+        scimgate_abi::ABI_EPOCH
+    );
+    let version: &'static str = Box::leak(version.into_boxed_str());
+    let matches = Cli::command().version(version).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let source = match &cli.config {
         Some(path) => ConfigSource::File(path.clone()),
         None => match embedded_source(matches!(cli.command, Command::Serve { .. })) {

@@ -891,3 +891,24 @@ fn a_signal_right_after_the_banner_is_handled_not_fatal() {
     assert_eq!(server.wait_exit(Duration::from_secs(30)), Some(0));
     assert!(server.logs().contains("shutting down"), "{}", server.logs());
 }
+
+#[test]
+fn version_names_the_plugin_contract() {
+    let (code, out, err) = run_cli(&["--version"], &[]);
+    assert_eq!(code, 0, "{err}");
+    let abi = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../core/abi/Cargo.toml"),
+    )
+    .unwrap();
+    let abi_version = abi
+        .lines()
+        .find_map(|l| l.strip_prefix("version = \""))
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap();
+    assert!(
+        out.contains(&format!(
+            "(plugin ABI: scimgate-abi {abi_version}, epoch 2)"
+        )),
+        "{out}"
+    );
+}

@@ -82,6 +82,10 @@ pub mod std_types {
 /// "Versioning rules").
 pub const ABI_EPOCH: u32 = 2;
 
+/// This contract's crate version; abi_stable refuses plugins built against
+/// an incompatible one.
+pub const ABI_VERSION: &str = env!("CARGO_PKG_VERSION");
+
 /// The oldest plugin epoch this build of the contract still loads.
 pub const MIN_SUPPORTED_EPOCH: u32 = 2;
 
