@@ -158,10 +158,20 @@ impl TokenEndpoint {
         let granted = narrow_scopes(params.get("scope")?, &allowed)?;
         let now = req.received_at_unix_ms.div_euclid(1000);
         let mut exp = now.saturating_add(self.ttl_secs);
-        // A token never outlives its provider's validity.
+        // A token never outlives its provider's validity, which runs through
+        // the last millisecond of `valid_until`'s second: the token expires
+        // at the first instant the provider is no longer valid (a JWT is
+        // refused from `exp` on), also when minted within that last second.
         if let Some(until) = caller.provider().and_then(|p| p.valid_until.into_option()) {
-            if until > now {
-                exp = exp.min(until);
+            exp = exp.min(until.saturating_add(1));
+            // Over already: the `validity` policy refuses this too, but a
+            // token route without it must not mint for an expired provider.
+            if exp <= now {
+                return Err(oauth(
+                    401,
+                    "invalid_client",
+                    "the client's provider is no longer valid (valid_until)",
+                ));
             }
         }
         let mut jti = [0u8; 16];
@@ -412,7 +422,7 @@ mod tests {
         let t = endpoint(json!({"ttl": "1h"}));
         let principal = client();
         let mut provider = provider_record("oim", &["scim:read"]);
-        provider.valid_until = ROption::RSome(1_000 + 60);
+        provider.valid_until = ROption::RSome(1_000 + 59);
         let caller = Caller {
             principal: ROption::RSome(&principal),
             provider: ROption::RSome(&provider),
@@ -422,5 +432,114 @@ mod tests {
             json_body(&t.handle(&req, caller).unwrap())["expires_in"],
             60
         );
+    }
+
+    #[test]
+    fn ttl_bounds_are_one_second_and_24_hours() {
+        for (ttl, ok) in [
+            ("0s", false),
+            ("1s", true),
+            ("24h", true),
+            ("86401s", false),
+        ] {
+            let c = ctx_in(json!({"ttl": ttl}), vec![], temp_dir("token-ttl-bounds"));
+            let built = TokenEndpoint::build(c.deserialize().unwrap(), &c);
+            assert_eq!(built.is_ok(), ok, "{ttl}");
+            if let Err(err) = built {
+                assert!(
+                    err.message.contains("ttl must be between"),
+                    "{}",
+                    err.message
+                );
+            }
+        }
+        let t = endpoint(json!({}));
+        assert_eq!(t.ttl_secs, 3600);
+        assert_eq!(t.issuer, "scimgate");
+        assert_eq!(t.audience, "scimgate");
+        let r = call(&t, "grant_type=client_credentials", 5_000).unwrap();
+        assert_eq!(json_body(&r)["expires_in"], 3600);
+    }
+
+    #[test]
+    fn provider_validity_shortens_only_a_token_that_would_outlive_it() {
+        let t = endpoint(json!({"ttl": "1h"}));
+        let principal = client();
+        let issue = |valid_until: Option<i64>| {
+            let mut provider = provider_record("oim", &["scim:read"]);
+            provider.valid_until = valid_until.into();
+            let caller = Caller {
+                principal: ROption::RSome(&principal),
+                provider: ROption::RSome(&provider),
+            };
+            let req = request("POST", &[], "grant_type=client_credentials", 1_000_000);
+            json_body(&t.handle(&req, caller).unwrap())["expires_in"].clone()
+        };
+        // now = 1000 s; a provider is valid through the last millisecond of
+        // `valid_until`'s second, so the token expires one second after it.
+        assert_eq!(issue(Some(1_001)), 2);
+        assert_eq!(issue(Some(1_000 + 3_598)), 3_599);
+        assert_eq!(issue(Some(1_000 + 3_599)), 3_600);
+        assert_eq!(issue(Some(1_000 + 7_200)), 3_600);
+        assert_eq!(issue(None), 3_600);
+        // Minted within the provider's last second: capped all the same.
+        assert_eq!(issue(Some(1_000)), 1);
+    }
+
+    #[test]
+    fn an_expired_provider_gets_no_token_even_without_the_validity_policy() {
+        let t = endpoint(json!({"ttl": "1h"}));
+        let principal = client();
+        let mut provider = provider_record("oim", &["scim:read"]);
+        provider.valid_until = ROption::RSome(999);
+        let caller = Caller {
+            principal: ROption::RSome(&principal),
+            provider: ROption::RSome(&provider),
+        };
+        let req = request("POST", &[], "grant_type=client_credentials", 1_000_000);
+        let e = t.handle(&req, caller).unwrap_err();
+        assert_eq!((e.status, e.code()), (401, Some("invalid_client")));
+    }
+
+    #[test]
+    fn scope_tokens_use_the_rfc_6749_character_set() {
+        let allowed = ["a!b", "x#[", "]~", "scim:read"];
+        for ok in ["a!b", "x#[", "]~", "scim:read"] {
+            assert_eq!(narrow_scopes(Some(ok), &allowed).unwrap(), [ok]);
+        }
+        for bad in ["a\"b", "a\\b", "a\u{7f}", "caf\u{e9}", "tab\t"] {
+            let e = narrow_scopes(Some(bad), &[bad]).unwrap_err();
+            assert_eq!(e.code(), Some("invalid_scope"), "{bad:?}");
+            assert_eq!(e.message.as_str(), "malformed scope", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn narrowing_keeps_the_allowed_order_without_duplicates() {
+        let allowed = ["b", "a", "c", "a"];
+        assert_eq!(narrow_scopes(None, &allowed).unwrap(), ["b", "a", "c"]);
+        assert_eq!(narrow_scopes(Some(""), &allowed).unwrap(), ["b", "a", "c"]);
+        assert_eq!(
+            narrow_scopes(Some("  "), &allowed).unwrap(),
+            ["b", "a", "c"]
+        );
+        assert_eq!(narrow_scopes(Some("c  a a"), &allowed).unwrap(), ["a", "c"]);
+        assert_eq!(narrow_scopes(Some(" c "), &allowed).unwrap(), ["c"]);
+        assert!(narrow_scopes(None, &[]).unwrap().is_empty());
+        let e = narrow_scopes(Some("a d"), &allowed).unwrap_err();
+        assert_eq!(
+            e.message.as_str(),
+            "scope `d` is not granted to this client"
+        );
+        // No scope granted: no `scope` member in the response.
+        let t = endpoint(json!({}));
+        let principal = Principal::new("oim", "oim-client", CLIENT_CREDENTIALS);
+        let caller = Caller {
+            principal: ROption::RSome(&principal),
+            provider: ROption::RNone,
+        };
+        let req = request("POST", &[], "grant_type=client_credentials", 0);
+        let body = json_body(&t.handle(&req, caller).unwrap());
+        assert!(body.get("scope").is_none(), "{body}");
     }
 }
