@@ -31,7 +31,334 @@ pub fn scimgate_bin() -> PathBuf {
         "{} is missing: run `cargo build --workspace` before the end-to-end tests (the README's test command does)",
         bin.display()
     );
+    assert_fresh_build();
     bin
+}
+
+/// Panics when the binary or a plugin `.so` in [`target_dir`] is older than
+/// one of its own sources (as listed in cargo's `.d` dep-info file next to
+/// it): the tests would otherwise judge yesterday's code. Checked once per
+/// process; `SCIMGATE_ALLOW_STALE=1` turns the panic into a warning.
+pub fn assert_fresh_build() {
+    static CHECK: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    let result = CHECK.get_or_init(|| {
+        let stale = stale_artifacts(&target_dir());
+        if stale.is_empty() {
+            return Ok(());
+        }
+        let message = format!(
+            "stale build: {}; run `cargo build --workspace` first (or set SCIMGATE_ALLOW_STALE=1)",
+            stale.join("; ")
+        );
+        if std::env::var_os("SCIMGATE_ALLOW_STALE").is_some() {
+            eprintln!("WARNING: {message}");
+            return Ok(());
+        }
+        Err(message)
+    });
+    if let Err(message) = result {
+        panic!("{message}");
+    }
+}
+
+/// `scimgate` and every `lib*.so` in `dir` that is older than a workspace
+/// source file its dep-info lists: one "ARTIFACT is older than SOURCE" each.
+pub fn stale_artifacts(dir: &Path) -> Vec<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root");
+    let target = root.join("target");
+    let mut stale = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return stale;
+    };
+    let mut artifacts: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            name == "scimgate" || (name.starts_with("lib") && name.ends_with(".so"))
+        })
+        .collect();
+    artifacts.sort();
+    for artifact in artifacts {
+        let Ok(built) = std::fs::metadata(&artifact).and_then(|m| m.modified()) else {
+            continue;
+        };
+        let Ok(dep_info) = std::fs::read_to_string(artifact.with_extension("d")) else {
+            continue;
+        };
+        let newer = dep_info_sources(&dep_info)
+            .into_iter()
+            .filter(|src| src.starts_with(root) && !src.starts_with(&target))
+            .find(|src| {
+                std::fs::metadata(src)
+                    .and_then(|m| m.modified())
+                    // A deleted source shows as a change to the file
+                    // that named it; on its own it may be an old artifact's.
+                    .is_ok_and(|changed| changed > built)
+            });
+        if let Some(src) = newer {
+            stale.push(format!(
+                "{} is older than {}",
+                artifact.display(),
+                src.strip_prefix(root).unwrap_or(&src).display()
+            ));
+        }
+    }
+    stale
+}
+
+/// The prerequisites of the first rule of a Makefile-style dep-info file
+/// (`target: src src…`, spaces in names escaped as `\ `).
+fn dep_info_sources(text: &str) -> Vec<PathBuf> {
+    let line = text.lines().next().unwrap_or("");
+    let Some((_, deps)) = line.split_once(": ") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let mut chars = deps.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => current.extend(chars.next()),
+            ' ' => {
+                if !current.is_empty() {
+                    out.push(PathBuf::from(std::mem::take(&mut current)));
+                }
+            }
+            c => current.push(c),
+        }
+    }
+    if !current.is_empty() {
+        out.push(PathBuf::from(current));
+    }
+    out
+}
+
+/// Polls `done` every 10 ms until it holds; panics after `timeout` naming
+/// `what` (and whatever `context` says then, e.g. the server's log).
+pub fn wait_until_or(
+    timeout: Duration,
+    what: &str,
+    mut done: impl FnMut() -> bool,
+    context: impl FnOnce() -> String,
+) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if done() {
+            return;
+        }
+        if Instant::now() >= deadline {
+            panic!(
+                "timed out after {timeout:?} waiting for {what}\n{}",
+                context()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Polls `done` every 10 ms until it holds; panics after `timeout`.
+pub fn wait_until(timeout: Duration, what: &str, done: impl FnMut() -> bool) {
+    wait_until_or(timeout, what, done, String::new);
+}
+
+/// Waits until the server's log contains `needle`; panics with the log
+/// after `timeout`. Returns the log.
+pub fn wait_for_log(server: &Server, needle: &str, timeout: Duration) -> String {
+    wait_until_or(
+        timeout,
+        &format!("`{needle}` in the log"),
+        || server.logs().contains(needle),
+        || format!("log:\n{}", server.logs()),
+    );
+    server.logs()
+}
+
+/// The time the server under test believes it is: in a debug build,
+/// started with [`TestClock::env`], the host reads each request's "now"
+/// (`received_at_unix_ms`, which policies, token lifetimes and cursors
+/// judge by) from this clock's file instead of the wall clock, so tests move
+/// time forward instead of sleeping. Release builds do not have the hook
+/// (docs/security.md).
+pub struct TestClock {
+    dir: TempDir,
+    path: PathBuf,
+}
+
+impl TestClock {
+    /// The variable the host reads (debug builds only).
+    pub const VAR: &'static str = "SCIMGATE_TEST_CLOCK_FILE";
+
+    /// A clock stopped at `unix_ms` until moved.
+    pub fn at(unix_ms: i64) -> TestClock {
+        let dir = TempDir::new("clock");
+        let path = dir.path().join("now");
+        let clock = TestClock { dir, path };
+        clock.set(unix_ms);
+        clock
+    }
+
+    /// A clock stopped at an RFC 3339 UTC time (`2030-01-01T00:00:00Z`,
+    /// optionally with `.mmm`).
+    pub fn at_utc(text: &str) -> TestClock {
+        TestClock::at(unix_ms(text))
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        let text = std::fs::read_to_string(&self.path).expect("read the test clock");
+        text.trim().parse().expect("the test clock holds unix ms")
+    }
+
+    /// Sets the time (written whole: a request never reads half a number).
+    pub fn set(&self, unix_ms: i64) {
+        let tmp = self.dir.path().join("now.tmp");
+        std::fs::write(&tmp, unix_ms.to_string()).expect("write the test clock");
+        std::fs::rename(&tmp, &self.path).expect("set the test clock");
+    }
+
+    pub fn set_utc(&self, text: &str) {
+        self.set(unix_ms(text));
+    }
+
+    pub fn advance(&self, by: Duration) {
+        self.set(self.now_ms() + by.as_millis() as i64);
+    }
+
+    /// The environment variable that points the server at this clock.
+    pub fn env(&self) -> (&'static str, &str) {
+        (TestClock::VAR, self.path.to_str().expect("UTF-8 temp path"))
+    }
+
+    /// Starts a server on this clock and checks it said it honours it (a
+    /// release build would silently use the wall clock).
+    pub fn start_server(&self, config: &str, envs: &[(&str, &str)]) -> Server {
+        let mut all = envs.to_vec();
+        all.push(self.env());
+        let server = Server::start_with_env(config, &all);
+        self.assert_honoured(&server);
+        server
+    }
+
+    /// Panics unless the server logged that it reads this clock.
+    pub fn assert_honoured(&self, server: &Server) {
+        wait_until_or(
+            Duration::from_secs(10),
+            "the server to announce the test clock (is it a debug build?)",
+            || {
+                server
+                    .logs()
+                    .contains("test clock: request times come from")
+                    && server.logs().contains(self.path.to_str().unwrap_or("?"))
+            },
+            || format!("log:\n{}", server.logs()),
+        );
+    }
+}
+
+/// Unix milliseconds of an RFC 3339 UTC time: `YYYY-MM-DDTHH:MM:SS[.mmm]Z`.
+pub fn unix_ms(text: &str) -> i64 {
+    let parsed = (|| {
+        let (date, time) = text.strip_suffix('Z')?.split_once('T')?;
+        let num = |s: &str| s.parse::<i64>().ok();
+        let d: Vec<i64> = date.split('-').map(num).collect::<Option<_>>()?;
+        let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+        let h: Vec<i64> = hms.split(':').map(num).collect::<Option<_>>()?;
+        if d.len() != 3 || h.len() != 3 || frac.len() > 3 {
+            return None;
+        }
+        let ms = num(&format!("{frac:0<3}"))?;
+        // Days from civil (Howard Hinnant's algorithm).
+        let (y, m, day) = (d[0] - i64::from(d[1] <= 2), d[1], d[2]);
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        let days = era * 146_097 + doe - 719_468;
+        Some(((days * 24 + h[0]) * 60 + h[1]) * 60_000 + h[2] * 1000 + ms)
+    })();
+    parsed.unwrap_or_else(|| panic!("not a YYYY-MM-DDTHH:MM:SS[.mmm]Z time: {text}"))
+}
+
+/// A folder for out-of-tree builds (ABI variants, generated plugin crates)
+/// at a path that stays the same from run to run,
+/// `target/abi-variant/src/<tag>`, so that cargo's fingerprints in the
+/// shared `target/abi-variant` stay valid and reruns are incremental. Held
+/// under one exclusive lock for all tags (builds there are serialised by
+/// cargo anyway, and same-named outputs such as `libdemo.so` must not be
+/// overwritten by another build before they are copied): hold one
+/// `BuildDir` at a time.
+pub struct BuildDir {
+    path: PathBuf,
+    _lock: std::fs::File,
+}
+
+impl BuildDir {
+    pub fn new(tag: &str) -> BuildDir {
+        let base = out_of_tree_target().join("src");
+        std::fs::create_dir_all(&base).expect("create the build folder");
+        let lock = std::fs::File::create(base.join(".lock")).expect("lock file");
+        lock.lock().expect("lock the build folder");
+        let path = base.join(tag);
+        std::fs::create_dir_all(&path).expect("create the build folder");
+        BuildDir { path, _lock: lock }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// The target dir the out-of-tree builds share: `target/abi-variant`.
+pub fn out_of_tree_target() -> PathBuf {
+    target_dir()
+        .parent()
+        .expect("target dir")
+        .join("abi-variant")
+}
+
+/// Makes `to` hold exactly the files of `from`, writing only the files
+/// whose bytes differ: an unchanged file keeps its modification time, so
+/// cargo does not rebuild what did not change.
+pub fn sync_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create folder");
+    let mut wanted = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(from)
+        .expect("read folder")
+        .map(|e| e.expect("entry"))
+    {
+        let name = entry.file_name();
+        let (src, dst) = (entry.path(), to.join(&name));
+        wanted.insert(name);
+        if entry.file_type().expect("file type").is_dir() {
+            if dst.is_file() {
+                std::fs::remove_file(&dst).expect("remove file");
+            }
+            sync_tree(&src, &dst);
+        } else {
+            let bytes = std::fs::read(&src).expect("read file");
+            if dst.is_dir() {
+                std::fs::remove_dir_all(&dst).expect("remove folder");
+            }
+            if std::fs::read(&dst).ok().as_deref() != Some(&bytes[..]) {
+                std::fs::write(&dst, &bytes).expect("write file");
+            }
+        }
+    }
+    for entry in std::fs::read_dir(to)
+        .expect("read folder")
+        .map(|e| e.expect("entry"))
+    {
+        if !wanted.contains(&entry.file_name()) {
+            let path = entry.path();
+            if path.is_dir() {
+                std::fs::remove_dir_all(&path).expect("remove folder");
+            } else {
+                std::fs::remove_file(&path).expect("remove file");
+            }
+        }
+    }
 }
 
 /// A fresh temporary folder, removed on drop.
@@ -651,5 +978,163 @@ pub fn bulk_fill_users(
         ids,
         first_10k,
         elapsed: fill.elapsed(),
+    }
+}
+
+/// Like [`send`], but a connection that is refused, reset or closed before
+/// a whole response arrived is an `Err` instead of a panic: for clients of
+/// a server that is killed under them (a response that arrived in full
+/// before the kill is still `Ok`).
+pub fn try_send(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Result<Reply, String> {
+    try_send_notify(method, url, headers, body, || {})
+}
+
+/// [`try_send`] that calls `sent` once the whole request is written (the
+/// server may not have read it yet), before waiting for the response.
+pub fn try_send_notify(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+    sent: impl FnOnce(),
+) -> Result<Reply, String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("only http:// URLs: {url}"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let addr: std::net::SocketAddr = authority
+        .parse()
+        .map_err(|e| format!("bad address {authority}: {e}"))?;
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+        .map_err(|e| format!("{method} {url}: connect: {e}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(60))).ok();
+    let mut head =
+        format!("{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if let Some(b) = body {
+        head.push_str(&format!("Content-Length: {}\r\n", b.len()));
+    }
+    head.push_str("\r\n");
+    let mut request = head.into_bytes();
+    request.extend_from_slice(body.unwrap_or_default().as_bytes());
+    stream
+        .write_all(&request)
+        .map_err(|e| format!("{method} {url}: write: {e}"))?;
+    sent();
+    let mut raw = Vec::new();
+    stream
+        .read_to_end(&mut raw)
+        .map_err(|e| format!("{method} {url}: read: {e}"))?;
+    let reply = parse_reply(&raw)
+        .ok_or_else(|| format!("{method} {url}: incomplete response ({} bytes)", raw.len()))?;
+    // A response cut short by the kill is no acknowledgement.
+    let length = reply
+        .header("content-length")
+        .and_then(|l| l.parse::<usize>().ok());
+    if length.is_some_and(|n| n != reply.body.len()) {
+        return Err(format!("{method} {url}: truncated response"));
+    }
+    Ok(reply)
+}
+
+/// [`try_send`] of a JSON body with `Content-Type: application/scim+json`.
+pub fn try_send_json(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &Value,
+) -> Result<Reply, String> {
+    let mut all: Vec<(&str, &str)> = headers.to_vec();
+    all.push(("content-type", "application/scim+json"));
+    try_send(method, url, &all, Some(&body.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unix_ms_reads_rfc3339_utc() {
+        assert_eq!(unix_ms("1970-01-01T00:00:00Z"), 0);
+        assert_eq!(unix_ms("2000-03-01T00:00:00Z"), 951_868_800_000);
+        assert_eq!(unix_ms("2030-06-30T23:59:59.999Z"), 1_909_094_399_999);
+        assert_eq!(unix_ms("2027-01-01T00:00:00.5Z"), 1_798_761_600_500);
+    }
+
+    #[test]
+    fn dep_info_lists_the_sources_with_escaped_spaces() {
+        let text = "/t/scimgate: /w/a.rs /w/my\\ dir/b.rs /w/c.rs\n\n/w/a.rs:\n";
+        assert_eq!(
+            dep_info_sources(text),
+            vec![
+                PathBuf::from("/w/a.rs"),
+                PathBuf::from("/w/my dir/b.rs"),
+                PathBuf::from("/w/c.rs")
+            ]
+        );
+    }
+
+    #[test]
+    fn sync_tree_rewrites_only_what_changed() {
+        let (from, to) = (TempDir::new("sync-from"), TempDir::new("sync-to"));
+        std::fs::create_dir_all(from.path().join("src")).unwrap();
+        std::fs::write(from.path().join("src/lib.rs"), "same").unwrap();
+        std::fs::write(from.path().join("Cargo.toml"), "v1").unwrap();
+        sync_tree(from.path(), to.path());
+        std::fs::write(to.path().join("extra.rs"), "gone soon").unwrap();
+        let stamp = |p: &str| {
+            std::fs::metadata(to.path().join(p))
+                .unwrap()
+                .modified()
+                .unwrap()
+        };
+        let before = stamp("src/lib.rs");
+        std::fs::write(from.path().join("Cargo.toml"), "v2").unwrap();
+        sync_tree(from.path(), to.path());
+        assert_eq!(
+            stamp("src/lib.rs"),
+            before,
+            "an unchanged file is left alone"
+        );
+        assert_eq!(
+            std::fs::read_to_string(to.path().join("Cargo.toml")).unwrap(),
+            "v2"
+        );
+        assert!(!to.path().join("extra.rs").exists());
+    }
+
+    #[test]
+    fn a_source_newer_than_its_artifact_makes_it_stale() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let dir = TempDir::new("stale");
+        let source = root.join("tests/src/lib.rs");
+        let so = dir.path().join("libfake.so");
+        std::fs::write(&so, "").unwrap();
+        std::fs::write(
+            dir.path().join("libfake.d"),
+            format!("{}: {}\n", so.display(), source.display()),
+        )
+        .unwrap();
+        let file = std::fs::File::options().write(true).open(&so).unwrap();
+        // Older than the source: stale, and the message names both.
+        let old = std::fs::metadata(&source).unwrap().modified().unwrap() - Duration::from_secs(60);
+        file.set_modified(old).unwrap();
+        let stale = stale_artifacts(dir.path());
+        assert_eq!(stale.len(), 1, "{stale:?}");
+        assert!(stale[0].contains("libfake.so is older than tests/src/lib.rs"));
+        // Newer: fresh.
+        file.set_modified(std::time::SystemTime::now() + Duration::from_secs(60))
+            .unwrap();
+        assert!(stale_artifacts(dir.path()).is_empty());
     }
 }

@@ -39,9 +39,10 @@ fn cargo(dir: &Path, args: &[&str]) -> String {
 }
 
 /// `scimgate plugin new NAME --kind KIND` into `work/NAME`, then its own
-/// `cargo test` (which must run tests and pass) and `cargo build`; returns
-/// the crate folder and what `plugin new` printed.
-fn generate_and_build(work: &Path, name: &str, kind: &str) -> (PathBuf, String) {
+/// `cargo test` (which must run tests and pass) and `cargo build` in a copy
+/// at `build/NAME` (the same path every run, so reruns are incremental);
+/// returns that folder and what `plugin new` printed.
+fn generate_and_build(work: &Path, build: &BuildDir, name: &str, kind: &str) -> (PathBuf, String) {
     let dir = work.join(name);
     let (code, out, err) = run_cli(
         &[
@@ -67,6 +68,9 @@ fn generate_and_build(work: &Path, name: &str, kind: &str) -> (PathBuf, String) 
     // downloaded (offline) and already built in the shared target dir.
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     std::fs::copy(repo.join("Cargo.lock"), dir.join("Cargo.lock")).unwrap();
+    let generated = dir;
+    let dir = build.path().join(name);
+    sync_tree(&generated, &dir);
     let tests = cargo(&dir, &["test", "--offline"]);
     let passed: usize = tests
         .lines()
@@ -106,9 +110,10 @@ fn serve_generated(dir: &Path) -> Server {
 #[test]
 fn plugin_new_crates_build_out_of_tree_pass_their_tests_and_run_in_the_host() {
     let work = TempDir::new("kit");
+    let build = BuildDir::new("kit");
 
     // Policy: denies requests without `x-request-reason`.
-    let (dir, _) = generate_and_build(work.path(), "kit-policy", "policy");
+    let (dir, _) = generate_and_build(work.path(), &build, "kit-policy", "policy");
     let server = serve_generated(&dir);
     let denied = get(&server.url("/try/Users"), &[]);
     assert_eq!(denied.status, 403, "{}", denied.body);
@@ -119,7 +124,7 @@ fn plugin_new_crates_build_out_of_tree_pass_their_tests_and_run_in_the_host() {
     drop(server);
 
     // Profile: the endpoint sees the header, and so does the client.
-    let (dir, _) = generate_and_build(work.path(), "kit-profile", "profile");
+    let (dir, _) = generate_and_build(work.path(), &build, "kit-profile", "profile");
     let server = serve_generated(&dir);
     let reply = get(&server.url("/try/Users"), &[]);
     assert_eq!(reply.status, 200, "{}", reply.body);
@@ -128,7 +133,7 @@ fn plugin_new_crates_build_out_of_tree_pass_their_tests_and_run_in_the_host() {
     drop(server);
 
     // Endpoint: greets GET, refuses other methods with 405 and `Allow`.
-    let (dir, _) = generate_and_build(work.path(), "kit-endpoint", "endpoint");
+    let (dir, _) = generate_and_build(work.path(), &build, "kit-endpoint", "endpoint");
     let server = serve_generated(&dir);
     let reply = get(&server.url("/hello/world"), &[]);
     assert_eq!(reply.status, 200, "{}", reply.body);
@@ -140,7 +145,7 @@ fn plugin_new_crates_build_out_of_tree_pass_their_tests_and_run_in_the_host() {
     drop(server);
 
     // Authenticator: its own provider method; the key printed once.
-    let (dir, out) = generate_and_build(work.path(), "kit-auth", "authenticator");
+    let (dir, out) = generate_and_build(work.path(), &build, "kit-auth", "authenticator");
     let key = out
         .lines()
         .find_map(|l| l.split("keeps its hash): ").nth(1))

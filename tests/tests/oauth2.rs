@@ -439,7 +439,9 @@ fn token_endpoint_errors_follow_rfc_6749() {
 
 #[test]
 fn forged_expired_and_foreign_tokens_are_refused() {
-    let server = Server::start_with_env(&full_config(true), &env());
+    // Time is the test clock's: the server reads "now" from it.
+    let clock = TestClock::at(now_ms());
+    let server = clock.start_server(&full_config(true), &env());
     let good = oim_token(&server);
     let scim = server.url("/iso/scim/v2/Users");
     let call = |token: &str| get(&scim, &[("authorization", &bearer(token))]);
@@ -511,9 +513,15 @@ fn forged_expired_and_foreign_tokens_are_refused() {
     assert_eq!(short.json()["expires_in"], 1);
     let short = short.json()["access_token"].as_str().unwrap().to_string();
     let exp = decode_jwt(&short).1["exp"].as_i64().unwrap();
-    // Wait until the second after `exp` has begun.
-    let wait_ms = ((exp + 1) * 1000 - now_ms()).max(0) as u64 + 50;
-    std::thread::sleep(Duration::from_millis(wait_ms.min(3_000)));
+    assert_eq!(
+        exp * 1000,
+        clock.now_ms() / 1000 * 1000 + 1000,
+        "minted on the test clock"
+    );
+    // The last millisecond before `exp`: still good; at `exp`: expired.
+    clock.set(exp * 1000 - 1);
+    assert_eq!(call(&short).status, 200, "valid until exp");
+    clock.set(exp * 1000);
     let expired = refused(&short, "expired");
     assert!(expired.body.contains("expired"), "{}", expired.body);
 
@@ -850,17 +858,35 @@ fn provider_new_prints_a_secret_and_a_block_that_gets_a_token() {
 
     let config = format!("{STAGES}{ECHO_ROUTE}\n{block}");
     let server = Server::start(&config);
+    let unix_now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_secs_f64()
+    };
+    let before = unix_now();
     let reply = send(
         "POST",
         &server.url("/iso/oauth2/token"),
         &[("authorization", &client_basic(&client_id, &secret)), FORM],
         Some("grant_type=client_credentials"),
     );
+    let after = unix_now();
     assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json()["expires_in"], 3600, "{}", reply.body);
     let token = reply.json()["access_token"].as_str().unwrap().to_string();
     let (_, claims) = decode_jwt(&token);
+    // iat is the time of this request (whole seconds), exp one ttl later
+    // (the stage's ttl = "1h"; valid_until 2030-01-01 is further away).
+    let iat = claims["iat"].as_i64().expect("iat");
+    let exp = claims["exp"].as_i64().expect("exp");
+    assert!(
+        before.floor() as i64 <= iat && iat <= after.ceil() as i64,
+        "iat {iat} outside the request's [{before}, {after}]"
+    );
+    assert!((exp - (iat + 3600)).abs() <= 1, "exp {exp}, iat {iat}");
     // exp never passes valid_until.
-    assert!(claims["exp"].as_i64().unwrap() <= 1_893_456_000);
+    assert!(exp <= 1_893_456_000);
     let read = get(
         &server.url("/iso/scim/v2/Users"),
         &[("authorization", &bearer(&token))],

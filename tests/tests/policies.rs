@@ -181,6 +181,36 @@ fn a_not_yet_valid_provider_gets_no_token_and_uses_none() {
 }
 
 #[test]
+fn the_validity_window_opens_and_closes_to_the_millisecond() {
+    let window = |until: &str| {
+        echo_config(&format!(
+            "valid_from = 2030-01-01T00:00:00Z\nvalid_until = {until}"
+        ))
+    };
+    let clock = TestClock::at_utc("2029-12-31T23:59:59.999Z");
+    let server = clock.start_server(&window("2030-06-30T23:59:59Z"), &env());
+    // A millisecond before valid_from: no token.
+    assert_token_refused(&token_from(&server, None, &[]), "not yet valid");
+    // From valid_from on: a token, and it works.
+    clock.set_utc("2030-01-01T00:00:00.000Z");
+    let early = oim_token(&server);
+    assert_eq!(users_from(&server, None, &early, &[]).status, 200);
+    // The whole second of valid_until counts, to its last millisecond.
+    clock.set_utc("2030-06-30T23:59:59.000Z");
+    let late = oim_token(&server);
+    clock.set_utc("2030-06-30T23:59:59.999Z");
+    assert_eq!(users_from(&server, None, &late, &[]).status, 200);
+    assert_eq!(token_from(&server, None, &[]).status, 200);
+    // A millisecond later: refused on both routes, naming the bound.
+    clock.set_utc("2030-07-01T00:00:00.000Z");
+    assert_scim_forbidden(&users_from(&server, None, &late, &[]), "valid_until");
+    assert_token_refused(&token_from(&server, None, &[]), "expired");
+    // A reload that extends the window lets the same token back in.
+    server.reload_with(&window("2031-01-01T00:00:00Z"));
+    assert_eq!(users_from(&server, None, &late, &[]).status, 200);
+}
+
+#[test]
 fn allowed_referrers_match_origin_and_referer() {
     let server = Server::start_with_env(
         &echo_config(r#"allowed_referrers = ["https://iam.example.com", "*.corp.example.com"]"#),
@@ -337,7 +367,9 @@ burst = 3
         r#"pipeline = ["bearer", "active", "validity", "ips", "referrers", "access", "scim"]"#,
         r#"pipeline = ["bearer", "limit-provider", "active", "validity", "ips", "referrers", "access", "scim"]"#,
     );
-    let server = Server::start_with_env(&config, &env());
+    // The buckets refill on the test clock, stopped until the test moves it.
+    let clock = TestClock::at_utc("2030-01-01T00:00:00Z");
+    let server = clock.start_server(&config, &env());
     // Token route, per address, before authentication: 2 at once, then 429.
     let first = token_from(&server, ip("127.0.0.1"), &[]);
     assert_eq!(first.status, 200, "{}", first.body);
@@ -355,7 +387,7 @@ burst = 3
         .header("retry-after")
         .and_then(|v| v.parse().ok())
         .expect("Retry-After in seconds");
-    assert!((1..=2).contains(&retry), "{retry}");
+    assert_eq!(retry, 1, "one token back after 1 s at 1/s");
     // Another address has its own budget.
     assert_eq!(token_from(&server, ip("127.0.0.4"), &[]).status, 200);
 
@@ -370,14 +402,20 @@ burst = 3
         .header("retry-after")
         .and_then(|v| v.parse().ok())
         .expect("Retry-After in seconds");
+    assert_eq!(scim_retry, 1);
     // The same provider from another address shares the limit.
     assert_eq!(
         users_from(&server, ip("127.0.0.4"), &token, &[]).status,
         429
     );
 
-    // After waiting as told, both recover.
-    std::thread::sleep(Duration::from_secs(retry.max(scim_retry)) + Duration::from_millis(100));
+    // A millisecond short of the wait they were told: still refused (and a
+    // refusal charges nothing)...
+    clock.advance(Duration::from_secs(retry) - Duration::from_millis(1));
+    assert_eq!(token_from(&server, ip("127.0.0.1"), &[]).status, 429);
+    assert_eq!(users_from(&server, None, &token, &[]).status, 429);
+    // ...and once it is over, both recover.
+    clock.advance(Duration::from_millis(1));
     assert_eq!(token_from(&server, ip("127.0.0.1"), &[]).status, 200);
     assert_eq!(users_from(&server, None, &token, &[]).status, 200);
 }

@@ -29,6 +29,8 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    #[cfg(debug_assertions)]
+    test_clock::announce();
     let max_connections = app.runtime().server.max_connections;
     let router = Router::new()
         .route("/healthz", get(healthz))
@@ -367,7 +369,105 @@ impl AsRef<[u8]> for RVecBytes {
     }
 }
 
+/// A request's `received_at_unix_ms`, the "now" every stage judges by: the
+/// wall clock, or in debug builds only the test clock ([`test_clock`]) when
+/// one is set.
 fn now_unix_ms() -> i64 {
+    #[cfg(debug_assertions)]
+    if let Some(ms) = test_clock::now_ms() {
+        return ms;
+    }
+    wall_clock_ms()
+}
+
+fn wall_clock_ms() -> i64 {
     let now = time::OffsetDateTime::now_utc();
     (now.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// The test clock, a hook for the end-to-end tests that exists in debug
+/// builds only (`#[cfg(debug_assertions)]`: a release build contains neither
+/// this code nor the variable's name). When `SCIMGATE_TEST_CLOCK_FILE` names
+/// a file, each request's "now" is the integer in it (unix milliseconds),
+/// read afresh for every request, so a test moves time by rewriting the file
+/// instead of sleeping. An unreadable file falls back to the wall clock with
+/// an error in the log.
+#[cfg(debug_assertions)]
+pub(crate) mod test_clock {
+    use std::path::{Path, PathBuf};
+    use std::sync::OnceLock;
+
+    pub(crate) const VAR: &str = "SCIMGATE_TEST_CLOCK_FILE";
+
+    fn path() -> Option<&'static Path> {
+        static PATH: OnceLock<Option<PathBuf>> = OnceLock::new();
+        PATH.get_or_init(|| {
+            let path = PathBuf::from(std::env::var_os(VAR).filter(|v| !v.is_empty())?);
+            tracing::warn!(
+                "test clock: request times come from {} ({VAR}; debug builds only)",
+                path.display()
+            );
+            Some(path)
+        })
+        .as_deref()
+    }
+
+    /// Logs that the test clock is on, if it is (once, at startup).
+    pub(crate) fn announce() {
+        path();
+    }
+
+    /// The test clock's time, when one is set and readable.
+    pub(crate) fn now_ms() -> Option<i64> {
+        let path = path()?;
+        match read(path) {
+            Ok(ms) => Some(ms),
+            Err(e) => {
+                tracing::error!("test clock: {e}; using the wall clock");
+                None
+            }
+        }
+    }
+
+    pub(crate) fn read(path: &Path) -> Result<i64, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        text.trim().parse().map_err(|_| {
+            format!(
+                "{} holds no unix time in ms: `{}`",
+                path.display(),
+                text.trim()
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(debug_assertions)]
+    #[test]
+    fn the_test_clock_reads_unix_ms_from_its_file() {
+        let file = std::env::temp_dir().join(format!("scimgate-clock-{}", std::process::id()));
+        std::fs::write(&file, "1700000000123\n").unwrap();
+        assert_eq!(test_clock::read(&file), Ok(1_700_000_000_123));
+        std::fs::write(&file, "soon").unwrap();
+        assert!(test_clock::read(&file).unwrap_err().contains("`soon`"));
+        std::fs::remove_file(&file).unwrap();
+        assert!(test_clock::read(&file).unwrap_err().contains("cannot read"));
+    }
+
+    /// Run with `cargo test -p scimgate --release --lib`: a release build
+    /// has no test clock, whatever the environment says.
+    #[cfg(not(debug_assertions))]
+    #[test]
+    fn release_builds_ignore_the_test_clock() {
+        let file = std::env::temp_dir().join(format!("scimgate-clock-{}", std::process::id()));
+        std::fs::write(&file, "0").unwrap();
+        std::env::set_var("SCIMGATE_TEST_CLOCK_FILE", &file);
+        // 2020-01-01: the wall clock, not the file's 1970.
+        assert!(now_unix_ms() > 1_577_836_800_000);
+        std::fs::remove_file(&file).unwrap();
+    }
 }
