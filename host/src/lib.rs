@@ -12,6 +12,7 @@ pub mod host_services;
 pub mod loader;
 pub mod logging;
 pub mod mint;
+pub mod notify;
 pub mod pipeline;
 pub mod quickstart;
 pub mod registry;

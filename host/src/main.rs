@@ -285,6 +285,7 @@ fn serve(
         // Handlers first: a signal right after the banner must not kill us.
         let (reload, shutdown) = server::Signals::install().split();
         print_banner(&source, &app, bound);
+        scimgate_host::notify::notify("READY=1");
         tokio::spawn(server::reload_on_sighup(app.clone(), reload));
         match server::serve(app, listener, server::shutdown_signal(shutdown)).await {
             Ok(()) => {

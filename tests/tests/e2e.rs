@@ -16,6 +16,7 @@ mod multinode;
 mod multiparty;
 mod oauth2;
 mod operator;
+mod packaging;
 mod passwords;
 mod policies;
 mod scim;

@@ -247,6 +247,7 @@ pub async fn shutdown_signal(signals: ShutdownSignal) {
         let _ = signals;
         let _ = tokio::signal::ctrl_c().await;
     }
+    crate::notify::notify("STOPPING=1");
     tracing::info!("shutting down: finishing in-flight requests");
 }
 
@@ -258,8 +259,11 @@ pub async fn reload_on_sighup(app: Arc<App>, signal: ReloadSignal) {
             return;
         };
         while hup.recv().await.is_some() {
+            crate::notify::notify("RELOADING=1");
             let app = app.clone();
             let result = tokio::task::spawn_blocking(move || app.reload()).await;
+            // Ready again, with the new configuration or the previous one.
+            crate::notify::notify("READY=1");
             match result {
                 Ok(Ok(())) => tracing::info!("configuration reloaded"),
                 Ok(Err(report)) => {
