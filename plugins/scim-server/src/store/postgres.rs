@@ -24,6 +24,8 @@ use super::{
 };
 use scimgate_scim::{AttrPath, Filter, SchemaCtx};
 
+mod tls;
+
 /// The schema, one step per entry; entry `n` brings the database to version
 /// `n + 1` (recorded in `schema_version`). Append only: never edit a
 /// released step.
@@ -110,35 +112,241 @@ impl fmt::Debug for PgSettings {
     }
 }
 
+/// `sslmode` of the store URL (libpq's names; `prefer` and `allow` are
+/// refused because they fall back to plaintext without telling anyone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslMode {
+    Disable,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+/// A parsed store URL: the client config and, with TLS, its connector.
+#[derive(Clone)]
+pub struct PgTarget {
+    config: Config,
+    ssl_mode: SslMode,
+    tls: Option<tls::MakeRustls>,
+}
+
+impl fmt::Debug for PgTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgTarget")
+            .field("ssl_mode", &self.ssl_mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgTarget {
+    /// The effective `sslmode` (after the default rule).
+    pub fn ssl_mode(&self) -> SslMode {
+        self.ssl_mode
+    }
+
+    fn connect(&self) -> Result<Client, postgres::Error> {
+        match &self.tls {
+            None => self.config.connect(NoTls),
+            Some(tls) => self.config.connect(tls.clone()),
+        }
+    }
+}
+
 impl PgSettings {
-    /// The connection config (URL parsed, password applied).
-    pub fn config(&self) -> Result<Config, String> {
-        let mut config: Config = self
-            .url
-            .0
+    /// The connection config: URL parsed, `sslmode`/`sslrootcert` applied
+    /// (the CA file is read here), password applied. Errors never hold the
+    /// password.
+    pub fn config(&self) -> Result<PgTarget, String> {
+        let (url, ssl_mode, root_cert) = split_tls_params(&self.url.0)?;
+        let mut config: Config = url
             .parse()
-            .map_err(|e| format!("not a PostgreSQL URL ({e})"))?;
+            .map_err(|e| format!("not a PostgreSQL URL ({})", describe(&e)))?;
         if let Some(password) = &self.password {
             config.password(password.0.as_str());
         }
-        if config.get_ssl_mode() == postgres::config::SslMode::Require {
-            return Err("sslmode=require: TLS to PostgreSQL is not in this build; \
-                 connect over loopback, a private network or a local TLS proxy"
-                .into());
+        let unix = config
+            .get_hosts()
+            .iter()
+            .any(|h| !matches!(h, postgres::config::Host::Tcp(_)));
+        let remote: Option<String> = config
+            .get_hosts()
+            .iter()
+            .filter_map(|h| match h {
+                postgres::config::Host::Tcp(name) if !is_loopback(name) => Some(name.clone()),
+                _ => None,
+            })
+            .chain(
+                config
+                    .get_hostaddrs()
+                    .iter()
+                    .filter(|a| !a.is_loopback())
+                    .map(|a| a.to_string()),
+            )
+            .next();
+        let ssl_mode = match (ssl_mode, remote) {
+            (Some(mode), _) => mode,
+            (None, None) => SslMode::Disable,
+            (None, Some(host)) => {
+                return Err(format!(
+                    "no sslmode, and {host} is not on this machine: add \
+                     `?sslmode=verify-full&sslrootcert=/path/ca.pem` to the URL \
+                     (or `sslmode=disable` to choose plaintext explicitly)"
+                ))
+            }
+        };
+        match (ssl_mode, &root_cert) {
+            (SslMode::VerifyCa | SslMode::VerifyFull, None) => {
+                return Err(format!(
+                    "sslmode={} needs `sslrootcert=/path/ca.pem` (the CA that signed \
+                     the server's certificate)",
+                    ssl_mode.name()
+                ))
+            }
+            (SslMode::Disable | SslMode::Require, Some(_)) => {
+                return Err(format!(
+                    "sslrootcert is only read with sslmode=verify-ca or verify-full \
+                     (sslmode={} checks no certificate)",
+                    ssl_mode.name()
+                ))
+            }
+            _ => {}
         }
+        let verify = match ssl_mode {
+            SslMode::Disable => None,
+            SslMode::Require => Some(tls::Verify::Nothing),
+            SslMode::VerifyCa => Some(tls::Verify::Chain),
+            SslMode::VerifyFull => Some(tls::Verify::Full),
+        };
+        let tls = match verify {
+            None => {
+                config.ssl_mode(postgres::config::SslMode::Disable);
+                None
+            }
+            Some(verify) => {
+                if unix {
+                    return Err(format!(
+                        "sslmode={}: PostgreSQL has no TLS over a Unix socket; \
+                         connect over TCP or use sslmode=disable",
+                        ssl_mode.name()
+                    ));
+                }
+                config.ssl_mode(postgres::config::SslMode::Require);
+                Some(tls::MakeRustls::new(verify, root_cert.as_deref())?)
+            }
+        };
         config.connect_timeout(CONNECT_TIMEOUT);
         config.keepalives(true);
         config.keepalives_idle(Duration::from_secs(30));
         if config.get_application_name().is_none() {
             config.application_name("scimgate");
         }
-        Ok(config)
+        Ok(PgTarget {
+            config,
+            ssl_mode,
+            tls,
+        })
     }
 
     /// The URL without password or parameters, for logs and errors.
     pub fn label(&self) -> String {
         redact_url(&self.url.0)
     }
+}
+
+impl SslMode {
+    /// The URL spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+}
+
+/// `localhost` or a loopback address: plaintext is the default there.
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Takes `sslmode` and `sslrootcert` out of the URL's query (the client
+/// library knows neither `verify-*` nor `sslrootcert`): the rest of the URL,
+/// the mode if given, the CA path if given.
+fn split_tls_params(
+    url: &str,
+) -> Result<(String, Option<SslMode>, Option<std::path::PathBuf>), String> {
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok((url.to_string(), None, None));
+    };
+    let mut rest = Vec::new();
+    let mut mode = None;
+    let mut root_cert = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match key {
+            "sslmode" => {
+                mode = Some(match percent_decode(value).as_str() {
+                    "disable" => SslMode::Disable,
+                    "require" => SslMode::Require,
+                    "verify-ca" => SslMode::VerifyCa,
+                    "verify-full" => SslMode::VerifyFull,
+                    weak @ ("prefer" | "allow") => {
+                        return Err(format!(
+                            "sslmode={weak} is refused: it falls back to plaintext without \
+                             telling anyone when the server (or whoever is in between) offers \
+                             no TLS; use sslmode=verify-full&sslrootcert=/path/ca.pem, \
+                             sslmode=require, or sslmode=disable to choose plaintext explicitly"
+                        ))
+                    }
+                    other => {
+                        return Err(format!(
+                            "sslmode={other} is not one of disable, require, verify-ca, verify-full"
+                        ))
+                    }
+                })
+            }
+            "sslrootcert" => {
+                let path = percent_decode(value);
+                if path.is_empty() {
+                    return Err("sslrootcert is empty; expected the path of a PEM file".into());
+                }
+                root_cert = Some(std::path::PathBuf::from(path));
+            }
+            _ => rest.push(pair),
+        }
+    }
+    let url = if rest.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", rest.join("&"))
+    };
+    Ok((url, mode, root_cert))
+}
+
+/// `%2F` → `/` (invalid escapes stay as they are).
+fn percent_decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
+                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `postgres://user:secret@host/db?password=…` → `postgres://user@host/db`.
@@ -403,11 +611,20 @@ fn is_connection_error(error: &postgres::Error) -> bool {
 }
 
 /// The database's own message when there is one.
+/// The error with its causes ("error performing TLS handshake: TLS with …
+/// failed: invalid peer certificate: UnknownIssuer …"), never a password.
 fn describe(error: &postgres::Error) -> String {
-    match error.as_db_error() {
-        Some(db) => format!("{}: {}", db.code().code(), db.message()),
-        None => error.to_string(),
+    if let Some(db) = error.as_db_error() {
+        return format!("{}: {}", db.code().code(), db.message());
     }
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 fn pg(error: postgres::Error) -> BackendError {
@@ -509,7 +726,7 @@ impl Conn {
 /// A bounded pool of blocking connections: at most `size` open, requests
 /// wait up to [`POOL_WAIT`] for one.
 struct Pool {
-    config: Config,
+    target: PgTarget,
     size: usize,
     state: Mutex<PoolState>,
     freed: Condvar,
@@ -522,9 +739,9 @@ struct PoolState {
 }
 
 impl Pool {
-    fn new(config: Config, size: usize) -> Pool {
+    fn new(target: PgTarget, size: usize) -> Pool {
         Pool {
-            config,
+            target,
             size,
             state: Mutex::new(PoolState::default()),
             freed: Condvar::new(),
@@ -551,7 +768,7 @@ impl Pool {
             if state.open < self.size {
                 state.open += 1;
                 drop(state);
-                return match self.config.connect(NoTls) {
+                return match self.target.connect() {
                     Ok(client) => Ok(Lease {
                         pool: self,
                         conn: Some(Conn {
@@ -1162,12 +1379,108 @@ mod tests {
         };
         let printed = format!("{settings:?}");
         assert!(!printed.contains("hunter"), "{printed}");
-        assert!(settings.config().is_ok());
-        let tls = PgSettings {
-            url: Secret("postgres://h/d?sslmode=require".into()),
-            ..settings
-        };
-        assert!(tls.config().is_err());
+        // `h` is not loopback: no sslmode is refused, not plaintext.
+        let error = settings.config().expect_err("remote host without sslmode");
+        assert!(
+            error.contains("no sslmode") && error.contains("verify-full"),
+            "{error}"
+        );
+        assert!(!error.contains("hunter"), "{error}");
+    }
+
+    fn target(url: &str) -> Result<PgTarget, String> {
+        PgSettings {
+            url: Secret(url.into()),
+            password: Some(Secret("hunter2".into())),
+            pool_size: 1,
+        }
+        .config()
+    }
+
+    #[test]
+    fn sslmode_defaults_to_disable_on_loopback_only() {
+        for url in [
+            "postgres://u@127.0.0.1:5432/d",
+            "postgres://u@localhost/d?options=-csearch_path%3Dx",
+            "postgres://u@[::1]:5432/d",
+            "postgres://u@%2Frun%2Fpostgresql/d",
+        ] {
+            let target = target(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+            assert_eq!(target.ssl_mode(), SslMode::Disable, "{url}");
+            assert!(target.tls.is_none(), "{url}");
+        }
+        // A loopback name with a remote hostaddr is remote.
+        let error = target("postgres://u@localhost/d?hostaddr=10.0.0.5").expect_err("remote");
+        assert!(error.contains("10.0.0.5 is not on this machine"), "{error}");
+        let error = target("postgres://u:hunter2@db.example/d").expect_err("remote");
+        assert!(
+            error.contains("db.example is not on this machine"),
+            "{error}"
+        );
+        assert!(!error.contains("hunter2"), "{error}");
+        let explicit = target("postgres://u@db.example/d?sslmode=disable").expect("explicit");
+        assert_eq!(explicit.ssl_mode(), SslMode::Disable);
+        let require = target("postgres://u@db.example/d?sslmode=require&connect_timeout=3")
+            .expect("require needs no CA");
+        assert_eq!(require.ssl_mode(), SslMode::Require);
+        assert!(require.tls.is_some());
+    }
+
+    #[test]
+    fn weak_unknown_and_incomplete_sslmodes_are_refused() {
+        let error = target("postgres://u@db/d?sslmode=prefer").expect_err("prefer");
+        assert!(
+            error.contains("sslmode=prefer is refused") && error.contains("plaintext"),
+            "{error}"
+        );
+        let error = target("postgres://u@127.0.0.1/d?sslmode=allow").expect_err("allow");
+        assert!(error.contains("sslmode=allow is refused"), "{error}");
+        let error = target("postgres://u@db/d?sslmode=strict").expect_err("unknown");
+        assert!(error.contains("not one of disable, require"), "{error}");
+        let error = target("postgres://u@db/d?sslmode=verify-full").expect_err("no CA");
+        assert!(error.contains("needs `sslrootcert="), "{error}");
+        let error =
+            target("postgres://u@db/d?sslmode=require&sslrootcert=/x.pem").expect_err("unused CA");
+        assert!(
+            error.contains("only read with sslmode=verify-ca"),
+            "{error}"
+        );
+        let error = target("postgres://u@%2Frun%2Fpostgresql/d?sslmode=require").expect_err("unix");
+        assert!(error.contains("Unix socket"), "{error}");
+    }
+
+    #[test]
+    fn a_bad_ca_file_is_a_readable_error() {
+        let error =
+            target("postgres://u@db/d?sslmode=verify-full&sslrootcert=%2Fnonexistent%2Fca.pem")
+                .expect_err("missing file");
+        assert!(
+            error.contains("sslrootcert /nonexistent/ca.pem: cannot read"),
+            "{error}"
+        );
+        let dir = std::env::temp_dir().join(format!("scimgate-pgtls-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let garbage = dir.join("garbage.pem");
+        std::fs::write(&garbage, "not a certificate\n").expect("write");
+        let error = target(&format!(
+            "postgres://u@db/d?sslmode=verify-ca&sslrootcert={}",
+            garbage.display()
+        ))
+        .expect_err("no certificate");
+        assert!(error.contains("no \"BEGIN CERTIFICATE\" block"), "{error}");
+        let broken = dir.join("broken.pem");
+        std::fs::write(
+            &broken,
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .expect("write");
+        let error = target(&format!(
+            "postgres://u@db/d?sslmode=verify-full&sslrootcert={}",
+            broken.display()
+        ))
+        .expect_err("not a CA");
+        assert!(error.contains("sslrootcert"), "{error}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
