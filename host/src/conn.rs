@@ -11,6 +11,8 @@
 //!   request timeout of the handler applies instead.
 //! * On shutdown no new connection is accepted, idle ones close, and busy
 //!   ones finish their request first.
+//! * The connections open are counted in a gauge (`scimgate_connections_open`
+//!   for the main listener).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -30,6 +32,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio::time::Instant;
 
+use crate::metrics::Gauge;
+
 /// Per-connection timeouts, read when the connection is accepted (so a
 /// reload applies to new connections).
 #[derive(Clone, Copy, Debug)]
@@ -39,12 +43,14 @@ pub struct ConnLimits {
 }
 
 /// Accepts connections until `shutdown` resolves, then waits for the open
-/// ones to finish. `limits` is asked for the current timeouts at each accept.
+/// ones to finish. `limits` is asked for the current timeouts at each accept;
+/// `open` counts the connections open.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     max_connections: usize,
     limits: impl Fn() -> ConnLimits,
+    open: Arc<Gauge>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let max_connections = max_connections.clamp(1, Semaphore::MAX_PERMITS);
@@ -97,8 +103,10 @@ pub async fn serve(
             limits: limits(),
             stop: stop_rx.clone(),
         };
+        let counted = Counted::new(open.clone());
         tokio::spawn(async move {
             connection.run().await;
+            drop(counted);
             drop(permit);
         });
     }
@@ -107,6 +115,23 @@ pub async fn serve(
     // Every connection holds one permit until it is closed.
     let _all_closed = slots.acquire_many(max_connections as u32).await;
     Ok(())
+}
+
+/// One open connection in its gauge, until dropped (also if its task is
+/// cancelled).
+struct Counted(Arc<Gauge>);
+
+impl Counted {
+    fn new(gauge: Arc<Gauge>) -> Counted {
+        gauge.inc();
+        Counted(gauge)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 fn is_per_connection_error(error: &std::io::Error) -> bool {

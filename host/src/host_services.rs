@@ -25,22 +25,51 @@ impl FfiHostServices for TracingHostServices {
     fn log(&self, level: LogLevel, target: RStr<'_>, message: RStr<'_>) {
         let target = target.as_str();
         let message = message.as_str();
-        match level {
-            LogLevel::Error => {
-                tracing::error!(target: "scimgate::plugin", plugin = target, "{message}")
+        CURRENT_REQUEST.with(|current| {
+            let current = current.borrow();
+            // Empty outside a request (creation, validation, background work).
+            let request_id = current.as_deref().unwrap_or("");
+            match level {
+                LogLevel::Error => {
+                    tracing::error!(target: "scimgate::plugin", plugin = target, request_id, "{message}")
+                }
+                LogLevel::Warn => {
+                    tracing::warn!(target: "scimgate::plugin", plugin = target, request_id, "{message}")
+                }
+                LogLevel::Info => {
+                    tracing::info!(target: "scimgate::plugin", plugin = target, request_id, "{message}")
+                }
+                LogLevel::Debug => {
+                    tracing::debug!(target: "scimgate::plugin", plugin = target, request_id, "{message}")
+                }
+                LogLevel::Trace => {
+                    tracing::trace!(target: "scimgate::plugin", plugin = target, request_id, "{message}")
+                }
             }
-            LogLevel::Warn => {
-                tracing::warn!(target: "scimgate::plugin", plugin = target, "{message}")
-            }
-            LogLevel::Info => {
-                tracing::info!(target: "scimgate::plugin", plugin = target, "{message}")
-            }
-            LogLevel::Debug => {
-                tracing::debug!(target: "scimgate::plugin", plugin = target, "{message}")
-            }
-            LogLevel::Trace => {
-                tracing::trace!(target: "scimgate::plugin", plugin = target, "{message}")
-            }
-        }
+        })
+    }
+}
+
+thread_local! {
+    static CURRENT_REQUEST: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// While alive, plugin log lines written on this thread carry `request_id`
+/// (a plugin calls the host synchronously from the pipeline's thread).
+pub struct RequestScope {
+    previous: Option<String>,
+}
+
+impl RequestScope {
+    pub fn enter(request_id: &str) -> RequestScope {
+        let previous = CURRENT_REQUEST.with(|c| c.borrow_mut().replace(request_id.to_string()));
+        RequestScope { previous }
+    }
+}
+
+impl Drop for RequestScope {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        CURRENT_REQUEST.with(|c| *c.borrow_mut() = previous);
     }
 }

@@ -11,6 +11,7 @@ pub mod explain;
 pub mod host_services;
 pub mod loader;
 pub mod logging;
+pub mod metrics;
 pub mod mint;
 pub mod notify;
 pub mod pipeline;

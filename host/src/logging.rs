@@ -16,13 +16,17 @@ use tracing_subscriber::fmt::FormatFields;
 
 use crate::config::LogFormat;
 
-/// Installs the global subscriber: `SCIMGATE_LOG` (or `RUST_LOG`) filters,
-/// else `default_filter`.
-pub fn init(format: LogFormat, default_filter: &str) {
+/// Installs the global subscriber. The filter is, first found: `forced`
+/// (`--log-level`), `SCIMGATE_LOG`, `RUST_LOG`, `default_filter`
+/// (`[server] log_level`, else the command's default).
+pub fn init(format: LogFormat, forced: Option<&str>, default_filter: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("SCIMGATE_LOG")
-        .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let filter = match forced {
+        Some(directives) => EnvFilter::new(directives),
+        None => EnvFilter::try_from_env("SCIMGATE_LOG")
+            .or_else(|_| EnvFilter::try_from_default_env())
+            .unwrap_or_else(|_| EnvFilter::new(default_filter)),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -36,6 +36,11 @@ enum Command {
         /// Log format (overrides `server.log_format`).
         #[arg(long, value_enum)]
         log_format: Option<LogFormatArg>,
+        /// Log level or filter directives, e.g. `debug` or
+        /// `info,scimgate::audit=warn` (overrides `SCIMGATE_LOG` and
+        /// `server.log_level`).
+        #[arg(long, value_parser = parse_log_level)]
+        log_level: Option<String>,
         /// Address to listen on (overrides `server.listen`; port 0 picks a free one).
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
@@ -173,10 +178,14 @@ fn main() -> ExitCode {
     if !matches!(cli.command, Command::Serve { .. }) {
         // Other commands log warnings only, unless SCIMGATE_LOG/RUST_LOG says more
         // (e.g. `SCIMGATE_LOG=debug scimgate plugins` shows abi_stable's layout reports).
-        init_logging(LogFormat::Human, "warn");
+        init_logging(LogFormat::Human, None, "warn");
     }
     match cli.command {
-        Command::Serve { log_format, listen } => serve(source, log_format, listen),
+        Command::Serve {
+            log_format,
+            log_level,
+            listen,
+        } => serve(source, log_format, log_level, listen),
         Command::Validate => validate(&source),
         Command::Plugins { dir } => plugins(&source, dir),
         Command::Provider {
@@ -229,13 +238,22 @@ fn plugin_dir(config: &Config) -> PluginPath {
     PluginPath::or_default(&config.server.plugin_dir, binary_dir)
 }
 
-fn init_logging(format: LogFormat, default_filter: &str) {
-    scimgate_host::logging::init(format, default_filter);
+fn init_logging(format: LogFormat, forced: Option<&str>, default_filter: &str) {
+    scimgate_host::logging::init(format, forced, default_filter);
+}
+
+/// `--log-level`: the same grammar as `SCIMGATE_LOG`.
+fn parse_log_level(text: &str) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::builder()
+        .parse(text)
+        .map(|_| text.to_string())
+        .map_err(|e| format!("{e} (a level such as `debug`, or directives like `info,scimgate::audit=warn`)"))
 }
 
 fn serve(
     source: ConfigSource,
     log_format: Option<LogFormatArg>,
+    log_level: Option<String>,
     listen: Option<std::net::SocketAddr>,
 ) -> ExitCode {
     let (mut config, config_diags) = match load_or_report(&source) {
@@ -251,7 +269,8 @@ fn serve(
             Some(LogFormatArg::Human) => LogFormat::Human,
             None => config.server.log_format,
         },
-        "info",
+        log_level.as_deref(),
+        config.server.log_level.as_deref().unwrap_or("info"),
     );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

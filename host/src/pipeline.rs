@@ -38,6 +38,9 @@ pub struct Runtime {
     pub routes: Vec<Arc<Route>>,
     pub providers: ProviderRegistry,
     pub server: ServerConfig,
+    /// Mounts of the routes whose endpoint declares
+    /// `Capability::MintsTokens` (for the token metrics).
+    pub token_routes: Vec<String>,
 }
 
 impl Runtime {
@@ -45,6 +48,12 @@ impl Runtime {
     /// boundary.
     pub fn route_for(&self, path: &str) -> Option<&Arc<Route>> {
         self.routes.iter().find(|r| mount_matches(&r.mount, path))
+    }
+
+    /// Whether the route mounted at `mount` ends in an endpoint that mints
+    /// tokens.
+    pub fn mints_tokens(&self, mount: &str) -> bool {
+        self.token_routes.iter().any(|m| m == mount)
     }
 
     /// Every endpoint stage with its name (for `/readyz`).
@@ -207,6 +216,7 @@ pub fn assemble(
 
     // 5. Routes of typed stages, sorted by kind once, here.
     let mut routes = Vec::new();
+    let mut token_routes = Vec::new();
     for route in &config.routes {
         let mut pre = Vec::new();
         let mut profiles = Vec::new();
@@ -223,6 +233,15 @@ pub fn assemble(
         let error_style = kinds
             .get(endpoint.name.as_str())
             .map_or(ErrorStyle::Scim, |(_, style)| *style);
+        let mints_tokens = config.stage(&endpoint.name).is_some_and(|stage| {
+            cache.load(plugin_dir, &stage.library).is_ok_and(|lib| {
+                crate::config::methods::declarations_of(lib, &stage.component)
+                    .has(scimgate_abi::declare::Capability::MintsTokens)
+            })
+        });
+        if mints_tokens {
+            token_routes.push(route.path.clone());
+        }
         routes.push(Arc::new(Route::new(
             route.path.clone(),
             pre,
@@ -240,6 +259,7 @@ pub fn assemble(
         routes,
         providers,
         server: config.server.clone(),
+        token_routes,
     }))
 }
 

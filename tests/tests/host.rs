@@ -912,3 +912,73 @@ fn version_names_the_plugin_contract() {
         "{out}"
     );
 }
+
+#[test]
+fn plugin_log_lines_carry_the_request_id_and_the_level_is_configurable() {
+    let config = DEMO.replace(
+        "max_body_size = \"64KiB\"",
+        "max_body_size = \"64KiB\"\nlog_format = \"json\"",
+    );
+    let server = Server::start(&config);
+    let mut headers = auth();
+    headers.push(("x-request-id", "req-7f3a-plugin-log"));
+    let reply = get(
+        &server.url("/demo/hello?log=marker-from-the-plugin"),
+        &headers,
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let logs = wait_for_log(&server, "marker-from-the-plugin", Duration::from_secs(30));
+    let line: Value = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|e| {
+            e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("marker-from-the-plugin"))
+        })
+        .unwrap_or_else(|| panic!("{logs}"));
+    assert_eq!(line["target"], "scimgate::plugin", "{line}");
+    assert_eq!(line["request_id"], "req-7f3a-plugin-log", "{line}");
+    drop(server);
+
+    // `serve --log-level` wins over SCIMGATE_LOG (which the test harness
+    // sets to debug): at warn, no per-request audit lines.
+    let dir = TempDir::new("log-level-cli");
+    let path = dir.path().join("scimgate.toml");
+    std::fs::write(&path, expand(&config, dir.path())).unwrap();
+    let quiet = Server::start_cli_in(
+        dir,
+        &[
+            "serve",
+            "--config",
+            path.to_str().unwrap(),
+            "--log-level",
+            "warn",
+        ],
+    );
+    assert_eq!(get(&quiet.url("/demo/hello"), &auth()).status, 200);
+    let noisy = Server::start(&config);
+    assert_eq!(get(&noisy.url("/demo/hello"), &auth()).status, 200);
+    wait_for_log(&noisy, "scimgate::audit", Duration::from_secs(30));
+    assert!(
+        !quiet.logs().contains("scimgate::audit"),
+        "{}",
+        quiet.logs()
+    );
+
+    // A level that is not one is a located config error.
+    let dir = TempDir::new("log-level");
+    let path = dir.path().join("scimgate.toml");
+    std::fs::write(
+        &path,
+        expand(
+            &config.replace("log_format = \"json\"", "log_level = \"scimgate=loud\""),
+            dir.path(),
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = run_cli(&["validate", "--config", path.to_str().unwrap()], &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("invalid log level `scimgate=loud`"), "{err}");
+    assert!(err.contains("scimgate.toml:"), "{err}");
+}

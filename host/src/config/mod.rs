@@ -60,6 +60,9 @@ pub struct ServerConfig {
     pub public_url: Option<String>,
     /// `log_format`: `"human"` (default) or `"json"`.
     pub log_format: LogFormat,
+    /// `log_level`: a level or filter directives (`SCIMGATE_LOG`'s grammar);
+    /// `--log-level` and `SCIMGATE_LOG` win over it. Default `info`.
+    pub log_level: Option<String>,
     /// `header_read_timeout`: how long a client may take to send a request's
     /// head (from its first byte, or from the connection's start); default 10 s.
     pub header_read_timeout: Duration,
@@ -72,6 +75,11 @@ pub struct ServerConfig {
     /// `forwarded_header`: the one header a trusted proxy's client address
     /// is read from; default `x-forwarded-for`.
     pub forwarded_header: ForwardedHeader,
+    /// `metrics`: serve the Prometheus metrics; default `true`.
+    pub metrics: bool,
+    /// `metrics_listen`: serve the metrics on this IP:port only (not on
+    /// `listen`); default none (on `listen`, at `/metrics`).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for ServerConfig {
@@ -86,10 +94,13 @@ impl Default for ServerConfig {
             blocking_threads: 64,
             public_url: None,
             log_format: LogFormat::Human,
+            log_level: None,
             header_read_timeout: Duration::from_secs(10),
             keep_alive_timeout: Duration::from_secs(60),
             max_connections: 1024,
             forwarded_header: ForwardedHeader::XForwardedFor,
+            metrics: true,
+            metrics_listen: None,
         }
     }
 }
@@ -1184,6 +1195,35 @@ access = "read-mostly"
         ] {
             assert!(out.contains(needle), "missing {needle}\n{out}");
         }
+    }
+
+    #[test]
+    fn metrics_settings() {
+        let defaults = ServerConfig::default();
+        assert!(defaults.metrics);
+        assert_eq!(defaults.metrics_listen, None);
+        let config =
+            parse("[server]\nmetrics = false\nmetrics_listen = \"127.0.0.1:9100\"\n").unwrap();
+        assert!(!config.server.metrics);
+        assert_eq!(
+            config.server.metrics_listen,
+            Some(SocketAddr::from(([127, 0, 0, 1], 9100)))
+        );
+        let (diags, out) = errors("[server]\nmetrics = \"yes\"\nmetrics_listen = \"localhost\"\n");
+        assert_eq!(diags.len(), 2, "{out}");
+        for needle in [
+            "error: expected a boolean for `server.metrics`, found a string\n --> x.toml:2:11",
+            "error: invalid `server.metrics_listen` address `localhost`\n --> x.toml:3:18",
+        ] {
+            assert!(out.contains(needle), "missing {needle}\n{out}");
+        }
+        let out =
+            errors("[server]\nlisten = \"127.0.0.1:8080\"\nmetrics_listen = \"127.0.0.1:8080\"\n")
+                .1;
+        assert!(
+            out.contains("error: `server.metrics_listen` is the same address as `server.listen` (127.0.0.1:8080)\n --> x.toml:3:18"),
+            "{out}"
+        );
     }
 
     const BOUND: &str = "[stage.s]\nuse = \"a/b\"\n[[provider]]\nid = \"oim\"\nauth = { method = \"static-bearer\", token_hash = \"sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\" }\n[[provider]]\nid = \"okta\"\nauth = { method = \"static-bearer\", token_hash = \"sha256:ca7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\" }\n[[route]]\npath = \"/a\"\npipeline = [\"s\"]\n";

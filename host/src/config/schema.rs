@@ -70,12 +70,17 @@ fn server_schema() -> Value {
                 "description": "size of the pool endpoints run on"},
             "public_url": {"type": "string", "description": "the external http(s) base URL, without trailing slash"},
             "log_format": {"enum": ["human", "json"], "default": "human"},
+            "log_level": {"type": "string", "default": "info", "description": "a level (error, warn, info, debug, trace) or filter directives like \"info,scimgate::audit=warn\"; --log-level and SCIMGATE_LOG win"},
             "header_read_timeout": server_duration("10s", "how long a client may take to send a request's head"),
             "keep_alive_timeout": server_duration("60s", "how long an idle kept-alive connection stays open"),
             "max_connections": {"type": "integer", "minimum": 1, "maximum": 1_048_576, "default": 1024,
                 "description": "connections served at once"},
             "forwarded_header": {"enum": ["x-forwarded-for", "forwarded"], "default": "x-forwarded-for",
-                "description": "the one header a trusted proxy's client address is read from"}
+                "description": "the one header a trusted proxy's client address is read from"},
+            "metrics": {"type": "boolean", "default": true,
+                "description": "serve Prometheus metrics at /metrics"},
+            "metrics_listen": {"type": "string",
+                "description": "IP:port to serve /metrics on instead of the main listener, e.g. \"127.0.0.1:9100\""}
         }
     })
 }

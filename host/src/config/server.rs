@@ -19,10 +19,13 @@ const KEYS: &[&str] = &[
     "blocking_threads",
     "public_url",
     "log_format",
+    "log_level",
     "header_read_timeout",
     "keep_alive_timeout",
     "max_connections",
     "forwarded_header",
+    "metrics",
+    "metrics_listen",
 ];
 
 /// Reads `[server]`; anything missing or wrong keeps its default (and is reported).
@@ -45,6 +48,34 @@ pub(crate) fn server(ck: &mut Checker, table: &Table, base: Option<&Path>) -> Se
                 .with_help(
                     "write an IP address and a port, e.g. \"127.0.0.1:8080\" or \"[::]:8443\"",
                 ),
+            ),
+        }
+    }
+    if let Some(entry) = table.get("metrics") {
+        if let Some(on) = ck.bool(&entry.val, "server.metrics") {
+            server.metrics = on;
+        }
+    }
+    if let Some((text, val)) = ck.opt_str(table, "metrics_listen", "server") {
+        match text.parse::<SocketAddr>() {
+            Ok(addr) if addr == server.listen && addr.port() != 0 => ck.push(
+                Diagnostic::error(
+                    format!("`server.metrics_listen` is the same address as `server.listen` ({addr})"),
+                    val.span.clone(),
+                )
+                .with_label("already the main listener")
+                .with_help(
+                    "leave `metrics_listen` out to serve /metrics on the main listener, or give it an address of its own",
+                ),
+            ),
+            Ok(addr) => server.metrics_listen = Some(addr),
+            Err(_) => ck.push(
+                Diagnostic::error(
+                    format!("invalid `server.metrics_listen` address {}", val.shown()),
+                    val.span.clone(),
+                )
+                .with_label("expected IP:port")
+                .with_help("write an IP address and a port, e.g. \"127.0.0.1:9100\""),
             ),
         }
     }
@@ -187,6 +218,21 @@ pub(crate) fn server(ck: &mut Checker, table: &Table, base: Option<&Path>) -> Se
                 )
                 .with_label(msg)
                 .with_help("e.g. \"https://vault.example.com\" or \"https://example.com/gateway\""),
+            ),
+        }
+    }
+    if let Some((text, val)) = ck.opt_str(table, "log_level", "server") {
+        // `SCIMGATE_LOG`'s grammar: a level, or directives like
+        // "info,scimgate::audit=warn".
+        match tracing_subscriber::EnvFilter::builder().parse(text) {
+            Ok(_) => server.log_level = Some(text.to_string()),
+            Err(e) => ck.push(
+                Diagnostic::error(
+                    format!("invalid log level {}", val.shown()),
+                    val.span.clone(),
+                )
+                .with_label(e.to_string())
+                .with_help("a level (error, warn, info, debug, trace) or directives like \"info,scimgate::audit=warn\""),
             ),
         }
     }

@@ -1,7 +1,8 @@
 //! The running server's state: where the configuration comes from, the
 //! current [`Runtime`] (swapped whole on reload), the plugin cache, the bound
-//! on pipelines in flight and the readiness probe's memory. Also reload on
-//! SIGHUP and the shutdown signal.
+//! on pipelines in flight, the readiness probe's memory and the metrics
+//! (with the metrics listener, when `server.metrics_listen` names one).
+//! Also reload on SIGHUP and the shutdown signal.
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -11,6 +12,7 @@ use tokio::sync::Semaphore;
 
 use crate::config::{self, Config};
 use crate::loader::{LibraryCache, PluginPath};
+use crate::metrics::{Metrics, ReloadResult, Snapshot};
 use crate::pipeline::{check_and_assemble, AssembleMode, Runtime};
 
 /// Where the configuration comes from, so that a reload reads it again.
@@ -61,6 +63,11 @@ pub struct App {
     pub(super) last_ready: AtomicBool,
     /// Why the server was last not ready (empty when ready), to log changes only.
     pub(super) last_reasons: Mutex<Option<String>>,
+    /// The Prometheus series of this server.
+    pub metrics: Arc<Metrics>,
+    /// `server.metrics_listen`'s socket, bound at start (so that a busy
+    /// port is a start-up error); taken by [`super::serve`].
+    pub(super) metrics_listener: Mutex<Option<std::net::TcpListener>>,
 }
 
 /// Pipelines that may be in flight for a pool of `blocking_threads`: as many
@@ -80,6 +87,19 @@ impl App {
         let mut cache = LibraryCache::default();
         let runtime = build_runtime(config, config_diags, &plugin_dir, &mut cache)?;
         let pipeline_capacity = pipeline_capacity(config.server.blocking_threads);
+        let metrics_listener = match config.server.metrics_listen {
+            Some(addr) if config.server.metrics => {
+                let listener = std::net::TcpListener::bind(addr)
+                    .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                    .map_err(|e| {
+                        format!(
+                            "error: cannot listen on {addr} for the metrics (`server.metrics_listen`): {e}"
+                        )
+                    })?;
+                Some(listener)
+            }
+            _ => None,
+        };
         Ok(Arc::new(App {
             runtime: RwLock::new(Arc::new(runtime)),
             source,
@@ -90,6 +110,8 @@ impl App {
             probe: Arc::new(tokio::sync::Mutex::new(())),
             last_ready: AtomicBool::new(true),
             last_reasons: Mutex::new(None),
+            metrics: Arc::new(Metrics::default()),
+            metrics_listener: Mutex::new(metrics_listener),
         }))
     }
 
@@ -100,9 +122,28 @@ impl App {
         }
     }
 
+    /// The metrics exposition, as `GET /metrics` answers it.
+    pub fn render_metrics(&self) -> String {
+        let free = self.pipelines.available_permits();
+        self.metrics.render(Snapshot {
+            pipelines_in_flight: self.pipeline_capacity.saturating_sub(free),
+            pipeline_capacity: self.pipeline_capacity,
+        })
+    }
+
     /// Reads the configuration again and swaps in new stages. On any error
-    /// the running configuration stays.
+    /// the running configuration stays. Counted in
+    /// `scimgate_config_reloads_total`.
     pub fn reload(&self) -> Result<(), String> {
+        let result = self.swap_config();
+        self.metrics.reloaded(match result {
+            Ok(()) => ReloadResult::Success,
+            Err(_) => ReloadResult::Failure,
+        });
+        result
+    }
+
+    fn swap_config(&self) -> Result<(), String> {
         let (config, config_diags) = self.source.load()?;
         let mut cache = self
             .cache
@@ -125,6 +166,11 @@ impl App {
             (
                 "blocking_threads",
                 current.server.blocking_threads != runtime.server.blocking_threads,
+            ),
+            ("metrics", current.server.metrics != runtime.server.metrics),
+            (
+                "metrics_listen",
+                current.server.metrics_listen != runtime.server.metrics_listen,
             ),
         ] {
             if changed {

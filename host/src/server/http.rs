@@ -1,8 +1,10 @@
 //! HTTP handling: every request goes to the route whose mount is the longest
 //! prefix of its canonical path; the body is read under the configured
 //! limit, the route's pipeline ([`crate::pipeline::Route::run`]) runs on the
-//! blocking pool, and one audit event is written per request from the
-//! pipeline's [`AuditRecord`]. Also `/healthz` and `/readyz`.
+//! blocking pool, and one audit event is written and the metrics are
+//! counted per request from the pipeline's [`AuditRecord`]. Also `/healthz`,
+//! `/readyz` and `/metrics` (on the main listener, or on
+//! `server.metrics_listen` alone).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
@@ -23,7 +25,12 @@ use super::App;
 use crate::pipeline::{AuditRecord, Decision, Route, Runtime};
 use crate::render::error_response;
 
-/// Serves until `shutdown` resolves; in-flight requests finish first.
+/// Connections the metrics listener serves at once.
+const METRICS_CONNECTIONS: usize = 16;
+
+/// Serves until `shutdown` resolves; in-flight requests finish first. With
+/// `server.metrics_listen`, `/metrics` is served on that address alone,
+/// until the same shutdown.
 pub async fn serve(
     app: Arc<App>,
     listener: TcpListener,
@@ -31,20 +38,83 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     #[cfg(debug_assertions)]
     test_clock::announce();
-    let max_connections = app.runtime().server.max_connections;
-    let router = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .fallback(handle)
-        .with_state(app.clone());
-    let limits = move || {
-        let server = &app.runtime().server;
-        crate::conn::ConnLimits {
-            header_read_timeout: server.header_read_timeout,
-            keep_alive_timeout: server.keep_alive_timeout,
+    let server = app.runtime().server.clone();
+    let max_connections = server.max_connections;
+    let limits = {
+        let app = app.clone();
+        move || {
+            let server = &app.runtime().server;
+            crate::conn::ConnLimits {
+                header_read_timeout: server.header_read_timeout,
+                keep_alive_timeout: server.keep_alive_timeout,
+            }
         }
     };
-    crate::conn::serve(listener, router, max_connections, limits, shutdown).await
+    let metrics_listener = match app.metrics_listener.lock() {
+        Ok(mut guard) => guard.take(),
+        Err(poisoned) => poisoned.into_inner().take(),
+    };
+    let mut router = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz));
+    if server.metrics && server.metrics_listen.is_none() {
+        router = router.route("/metrics", get(metrics));
+        let at = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        tracing::info!("metrics: http://{at}/metrics");
+    }
+    let router = router.fallback(handle).with_state(app.clone());
+
+    let (stopped, stop) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stopped.send(true);
+    };
+    let metrics_server = match metrics_listener {
+        Some(std_listener) => {
+            let listener = TcpListener::from_std(std_listener)?;
+            let at = listener.local_addr()?;
+            tracing::info!("metrics: http://{at}/metrics (server.metrics_listen)");
+            let router = Router::new()
+                .route("/metrics", get(metrics))
+                .with_state(app.clone());
+            let mut stop = stop;
+            let until = async move {
+                let _ = stop.wait_for(|stopped| *stopped).await;
+            };
+            let gauge = Arc::new(crate::metrics::Gauge::default());
+            let limits = limits.clone();
+            Some(tokio::spawn(async move {
+                crate::conn::serve(listener, router, METRICS_CONNECTIONS, limits, gauge, until)
+                    .await
+            }))
+        }
+        None => None,
+    };
+    let open = app.metrics.connections_open.clone();
+    let served =
+        crate::conn::serve(listener, router, max_connections, limits, open, shutdown).await;
+    if let Some(task) = metrics_server {
+        match task.await {
+            Ok(Err(error)) => tracing::error!("the metrics listener failed: {error}"),
+            Err(error) => tracing::error!("the metrics listener failed: {error}"),
+            Ok(Ok(())) => {}
+        }
+    }
+    served
+}
+
+/// `GET /metrics`: the Prometheus text exposition (docs/deployment.md,
+/// "Metrics").
+async fn metrics(State(app): State<Arc<App>>) -> axum::response::Response {
+    let mut resp = axum::response::Response::new(Body::from(app.render_metrics()));
+    resp.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+    );
+    resp
 }
 
 async fn healthz() -> axum::response::Response {
@@ -201,7 +271,10 @@ async fn handle(
     audit.status = response.status;
     let status = audit.status;
     let decision = audit.decision.as_str();
-    let latency_us = started.elapsed().as_micros() as u64;
+    let elapsed = started.elapsed();
+    let mints_tokens = !audit.route.is_empty() && runtime.mints_tokens(&audit.route);
+    app.metrics.observe(&audit, elapsed, mints_tokens);
+    let latency_us = elapsed.as_micros() as u64;
     if status >= 500 {
         tracing::error!(target: "scimgate::audit", request_id = %request_id, route = %audit.route, method = %method, path = %path,
             status, provider = %audit.provider, client_id = %audit.client_id, client_ip = %client_ip,
@@ -286,6 +359,8 @@ async fn serve_route(
         let route = route.clone();
         tokio::task::spawn_blocking(move || {
             let _slot = slot;
+            // Plugins' log lines on this thread carry the request's id.
+            let _request = crate::host_services::RequestScope::enter(req.request_id.as_str());
             route.run(req, &runtime.providers)
         })
     };

@@ -1,0 +1,360 @@
+//! `GET /metrics` end to end: the exposition parses with a real Prometheus
+//! text parser (`prometheus-parse`), its counters move with real requests
+//! (allowed, denied with the denying stage, a token issued and one refused
+//! on an oauth2 token route, a contained plugin panic, reloads), and
+//! `server.metrics_listen` / `server.metrics = false` decide where it is
+//! served.
+
+use std::time::Duration;
+
+use prometheus_parse::{LineInfo, Scrape, Value as Metric};
+use scimgate_e2e::*;
+
+const SECRET: &str = "metrics-secret-0123456789abcdef";
+
+/// A demo route (API key, a policy, the echo endpoint) and an oauth2 token
+/// route; `{extra}` is more of `[server]`.
+const CONFIG: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+plugin_dir = "{plugin_dir}"
+data_dir = "{data_dir}"
+blocking_threads = 3
+{extra}
+
+[stage.key]
+use = "demo/api-key"
+keys = { "k1" = "p1" }
+
+[stage.needs-header]
+use = "demo/require-header"
+header = "x-demo"
+
+[stage.echo]
+use = "demo/echo"
+
+[stage.client-auth]
+use = "oauth2/client-credentials"
+
+[stage.token]
+use = "oauth2/token"
+
+[[route]]
+path = "/demo"
+pipeline = ["key", "needs-header", "echo"]
+providers = ["p1"]
+
+[[route]]
+path = "/oauth2/token"
+pipeline = ["client-auth", "token"]
+providers = ["oim"]
+
+[[provider]]
+id = "p1"
+name = "Provider one"
+[provider.auth]
+method = "static-bearer"
+token_hash = "sha256:0000000000000000000000000000000000000000000000000000000000000000"
+
+[[provider]]
+id = "oim"
+name = "One Identity Manager"
+[provider.auth]
+method = "oauth2-client-credentials"
+client_id = "oim-client"
+client_secret = "${OIM_SECRET}"
+scopes = ["scim:read"]
+"#;
+
+fn config(extra: &str) -> String {
+    CONFIG.replace("{extra}", extra)
+}
+
+fn start(extra: &str) -> Server {
+    Server::start_with_env(&config(extra), &[("OIM_SECRET", SECRET)])
+}
+
+/// Scrapes `url`, checks the response is the text format and that every
+/// line is one the parser understands, and parses it.
+fn scrape(url: &str) -> Scrape {
+    let reply = get(url, &[]);
+    assert_eq!(reply.status, 200, "{url}: {}", reply.body);
+    assert_eq!(
+        reply.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    for line in reply.body.lines() {
+        assert!(
+            !matches!(LineInfo::parse(line), LineInfo::Ignored),
+            "a line the Prometheus parser does not understand: {line:?}\n{}",
+            reply.body
+        );
+    }
+    Scrape::parse(reply.body.lines().map(|l| Ok(l.to_string()))).expect("a Prometheus exposition")
+}
+
+/// The value of the sample `name{labels…}` (0 when absent: a counter not yet
+/// counted).
+fn value(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let found: Vec<f64> = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match &s.value {
+            Metric::Counter(v) | Metric::Gauge(v) | Metric::Untyped(v) => *v,
+            other => panic!("{name} is not a number: {other:?}"),
+        })
+        .collect();
+    assert!(
+        found.len() <= 1,
+        "{name}{labels:?} names {} samples",
+        found.len()
+    );
+    found.first().copied().unwrap_or(0.0)
+}
+
+/// The `(le, cumulative count)` buckets of the histogram `name{labels…}`.
+fn buckets(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> Vec<(f64, f64)> {
+    let sample = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .unwrap_or_else(|| panic!("no histogram {name}{labels:?}"));
+    match &sample.value {
+        Metric::Histogram(counts) => counts.iter().map(|c| (c.less_than, c.count)).collect(),
+        other => panic!("{name} is not a histogram: {other:?}"),
+    }
+}
+
+fn token_request(server: &Server, secret: &str) -> Reply {
+    let auth = client_basic("oim-client", secret);
+    send(
+        "POST",
+        &server.url("/oauth2/token"),
+        &[
+            ("authorization", auth.as_str()),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ],
+        Some("grant_type=client_credentials"),
+    )
+}
+
+#[test]
+fn counters_move_with_requests_denials_tokens_panics_and_reloads() {
+    let server = start("");
+    let metrics = server.url("/metrics");
+    let before = scrape(&metrics);
+    let demo_ok = [("route", "/demo"), ("status", "200"), ("decision", "allow")];
+    assert_eq!(value(&before, "scimgate_requests_total", &demo_ok), 0.0);
+    assert_eq!(value(&before, "scimgate_pipeline_capacity", &[]), 6.0);
+    let build = before
+        .samples
+        .iter()
+        .find(|s| s.metric == "scimgate_build_info")
+        .expect("scimgate_build_info");
+    assert!(build.labels.get("version").is_some_and(|v| !v.is_empty()));
+    assert!(build
+        .labels
+        .get("abi_version")
+        .is_some_and(|v| !v.is_empty()));
+    assert!(build
+        .labels
+        .get("abi_epoch")
+        .is_some_and(|v| v.parse::<u32>().is_ok()));
+
+    // Allowed.
+    let auth = [("x-api-key", "k1"), ("x-demo", "yes")];
+    assert_eq!(get(&server.url("/demo/x"), &auth).status, 200);
+    assert_eq!(get(&server.url("/demo/y"), &auth).status, 200);
+    // Denied by the policy `needs-header`.
+    let denied = get(&server.url("/demo/x"), &[("x-api-key", "k1")]);
+    assert_eq!(denied.status, 403, "{}", denied.body);
+    // Denied by the host: no route.
+    assert_eq!(get(&server.url("/nowhere"), &auth).status, 404);
+    // The echo endpoint panics; the SDK contains it (500).
+    let boom = get(&server.url("/demo/x?panic=1"), &auth);
+    assert_eq!(boom.status, 500, "{}", boom.body);
+    // A token issued, one refused (wrong secret).
+    let issued = token_request(&server, SECRET);
+    assert_eq!(issued.status, 200, "{}", issued.body);
+    let refused = token_request(&server, "not-the-secret");
+    assert_eq!(refused.status, 401, "{}", refused.body);
+
+    let after = scrape(&metrics);
+    assert_eq!(value(&after, "scimgate_requests_total", &demo_ok), 2.0);
+    assert_eq!(
+        value(
+            &after,
+            "scimgate_requests_total",
+            &[("route", "/demo"), ("status", "403"), ("decision", "deny")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &after,
+            "scimgate_requests_total",
+            &[("route", "/demo"), ("status", "500"), ("decision", "error")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &after,
+            "scimgate_requests_total",
+            &[("route", "(none)"), ("status", "404"), ("decision", "deny")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &after,
+            "scimgate_denials_total",
+            &[("route", "/demo"), ("stage", "needs-header")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &after,
+            "scimgate_denials_total",
+            &[("route", "(none)"), ("stage", "(host)")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &after,
+            "scimgate_denials_total",
+            &[("route", "/oauth2/token"), ("stage", "client-auth")]
+        ),
+        1.0,
+        "the refused token is a denial by the client authenticator"
+    );
+    assert_eq!(
+        value(
+            &after,
+            "scimgate_tokens_issued_total",
+            &[("route", "/oauth2/token")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &after,
+            "scimgate_tokens_refused_total",
+            &[("route", "/oauth2/token")]
+        ),
+        1.0
+    );
+    // Only a route whose endpoint mints tokens has token series.
+    assert!(
+        !after
+            .samples
+            .iter()
+            .any(|s| s.metric.starts_with("scimgate_tokens_")
+                && s.labels.get("route") == Some("/demo")),
+        "token series for /demo"
+    );
+    assert_eq!(
+        value(&after, "scimgate_plugin_panics_total", &[("stage", "echo")]),
+        1.0
+    );
+    // The duration histogram saw the four /demo requests, cumulatively.
+    let demo = [("route", "/demo")];
+    let counts = buckets(&after, "scimgate_request_duration_seconds", &demo);
+    assert_eq!(counts.first().map(|c| c.0), Some(0.0005), "{counts:?}");
+    assert_eq!(counts.last(), Some(&(f64::INFINITY, 4.0)), "{counts:?}");
+    assert!(
+        counts
+            .windows(2)
+            .all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1),
+        "{counts:?}"
+    );
+    assert_eq!(
+        value(&after, "scimgate_request_duration_seconds_count", &demo),
+        4.0
+    );
+    assert!(value(&after, "scimgate_request_duration_seconds_sum", &demo) > 0.0);
+    // Nothing is running now; this scrape's own connection is open.
+    assert_eq!(value(&after, "scimgate_pipelines_in_flight", &[]), 0.0);
+    assert!(value(&after, "scimgate_connections_open", &[]) >= 1.0);
+
+    // Reloads, a good one and a failed one.
+    server.reload_with(&config(""));
+    std::fs::write(&server.config_path, "[server\nbroken").expect("write config");
+    server.signal("HUP");
+    wait_for_log(&server, "reload failed", Duration::from_secs(10));
+    let reloaded = scrape(&metrics);
+    assert_eq!(
+        value(
+            &reloaded,
+            "scimgate_config_reloads_total",
+            &[("result", "success")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &reloaded,
+            "scimgate_config_reloads_total",
+            &[("result", "failure")]
+        ),
+        1.0
+    );
+    // Counters survive a reload.
+    assert_eq!(value(&reloaded, "scimgate_requests_total", &demo_ok), 2.0);
+}
+
+#[test]
+fn metrics_listen_serves_them_on_their_own_address_only() {
+    let server = start("metrics_listen = \"127.0.0.1:0\"");
+    let logs = wait_for_log(&server, "(server.metrics_listen)", Duration::from_secs(10));
+    let line = logs
+        .lines()
+        .find(|l| l.contains("(server.metrics_listen)"))
+        .expect("the metrics listener's line");
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://") && w.ends_with("/metrics"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"))
+        .to_string();
+    assert!(!url.starts_with(&server.base), "{url} is the main listener");
+
+    let auth = [("x-api-key", "k1"), ("x-demo", "yes")];
+    assert_eq!(get(&server.url("/demo/x"), &auth).status, 200);
+    let scraped = scrape(&url);
+    assert_eq!(
+        value(
+            &scraped,
+            "scimgate_requests_total",
+            &[("route", "/demo"), ("status", "200"), ("decision", "allow")]
+        ),
+        1.0
+    );
+    // The main listener has no /metrics: it is an ordinary path (no route).
+    let main = get(&server.url("/metrics"), &[]);
+    assert_eq!(main.status, 404, "{}", main.body);
+    assert!(
+        !main.body.contains("scimgate_requests_total"),
+        "{}",
+        main.body
+    );
+    // The metrics address serves nothing else.
+    let base = url.trim_end_matches("/metrics");
+    assert_eq!(get(&format!("{base}/demo/x"), &auth).status, 404);
+    assert_eq!(get(&format!("{base}/healthz"), &[]).status, 404);
+}
+
+#[test]
+fn metrics_false_turns_them_off() {
+    let server = start("metrics = false");
+    let reply = get(&server.url("/metrics"), &[]);
+    assert_eq!(reply.status, 404, "{}", reply.body);
+    assert!(!reply.body.contains("scimgate_"), "{}", reply.body);
+    assert!(
+        !server.logs().contains("metrics: http://"),
+        "{}",
+        server.logs()
+    );
+}
