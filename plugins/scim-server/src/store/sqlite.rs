@@ -748,6 +748,24 @@ mod tests {
         dir.join("scim.db")
     }
 
+    /// The supply-chain floor (docs/security.md, "Supply chain"): the SQLite
+    /// linked into the plugin is the bundled one and at least 3.50.2.
+    #[test]
+    fn the_linked_sqlite_is_the_bundled_one_and_at_least_3_50_2() {
+        let linked = rusqlite::version_number();
+        assert!(
+            linked >= 3_050_002,
+            "linked SQLite {} is older than the 3.50.2 floor",
+            rusqlite::version()
+        );
+        assert_eq!(
+            linked,
+            rusqlite::ffi::SQLITE_VERSION_NUMBER,
+            "the linked SQLite {} is not the bundled one",
+            rusqlite::version()
+        );
+    }
+
     #[cfg(unix)]
     #[test]
     fn a_new_database_and_its_wal_are_readable_by_the_owner_only() {
