@@ -50,6 +50,7 @@ pub mod ffi;
 pub mod net;
 pub mod path;
 pub mod referrer;
+pub mod run;
 pub mod schema;
 pub mod sdk;
 pub mod secret;

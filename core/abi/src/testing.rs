@@ -1,10 +1,11 @@
 //! Unit-testing plugins without the host: build providers and requests in a
 //! line each, create components from their typed configs, and run a request
-//! through a small pipeline in-process (no `dlopen`, no HTTP), with the
-//! host's semantics: authenticators and policies interleaved in order (the
-//! first `Authenticated` wins, its provider's record is attached, a 401 with
-//! the route's challenges when nobody recognised the request), profiles
-//! inbound, the endpoint, profiles outbound in reverse order.
+//! through a small pipeline in-process (no `dlopen`, no HTTP) by the code
+//! the host runs, [`run::Stages::run`](crate::run::Stages::run):
+//! authenticators and policies interleaved in order (the first
+//! `Authenticated` wins, its provider's record is attached, a 401 with the
+//! route's challenges when nobody recognised the request), profiles inbound,
+//! the endpoint, profiles outbound in reverse order.
 //!
 //! ```
 //! use scimgate_abi::sdk::{Component, Policy};
@@ -42,16 +43,14 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use abi_stable::sabi_trait::TD_Opaque;
-use abi_stable::std_types::{RArc, ROption, RResult, RStr, RString, RVec};
+use abi_stable::std_types::{RArc, RStr, RString, RVec};
 use serde_json::{json, Map, Value};
 
 use crate::error::PluginError;
 use crate::ffi::{ComponentInstance, FfiHostServices, FfiHostServices_TO};
+use crate::run::{self, EndpointStage, PreStage, ProfileStage, TypedStage};
 use crate::sdk::{Component, CreateContext, HostHandle};
-use crate::types::{
-    AuthOutcome, Caller, ComponentKind, ErrorStyle, LogLevel, PolicyDecision, Principal,
-    ProviderRecord, Response,
-};
+use crate::types::{ComponentKind, ErrorStyle, LogLevel, Principal, ProviderRecord, Response};
 
 pub use crate::types::Request;
 
@@ -246,7 +245,7 @@ impl ProviderSpec {
         })
     }
 
-    /// The provider as the FFI record a [`Caller`] carries.
+    /// The provider as the FFI record a [`Caller`](crate::Caller) carries.
     pub fn record(&self) -> ProviderRecord {
         let rstrings = |items: &[String]| -> RVec<RString> {
             items.iter().map(|s| RString::from(s.as_str())).collect()
@@ -372,6 +371,52 @@ pub fn create(
     })
 }
 
+/// What `component`'s validation says of `config`, as `(path, message)`
+/// pairs (empty: valid). The context is validation's: stage named after
+/// the component, no providers, no host services, `data_dir` the system's
+/// temporary folder.
+pub fn issues(component: &Component, config: Value) -> Vec<(String, String)> {
+    let mut ctx = create_context(&component.name, config, &[]);
+    ctx.data_dir = std::env::temp_dir();
+    component
+        .validate(&ctx)
+        .into_iter()
+        .map(|i| (i.path.to_string(), i.message.to_string()))
+        .collect()
+}
+
+/// Asserts that `component` publishes the schema derived from its config
+/// struct `C` (plus `examples`), that the schema refuses unknown keys, and
+/// that its first example validates. Returns the published schema without
+/// `examples`, for further checks.
+#[track_caller]
+pub fn assert_schema_is_derived<C: schemars::JsonSchema>(component: &Component) -> Value {
+    let name = &component.name;
+    let mut published: Value = serde_json::from_str(&component.config_schema)
+        .unwrap_or_else(|e| panic!("`{name}`: the published schema is not JSON: {e}"));
+    let example = published
+        .as_object_mut()
+        .and_then(|m| m.remove("examples"))
+        .and_then(|examples| examples.get(0).cloned())
+        .unwrap_or_else(|| panic!("`{name}`: the published schema has no example"));
+    assert_eq!(
+        published,
+        crate::schema::schema_of::<C>(),
+        "`{name}`: the published schema is not the derived one"
+    );
+    assert_eq!(
+        published["additionalProperties"],
+        json!(false),
+        "`{name}`: the schema accepts unknown keys"
+    );
+    let found = issues(component, example);
+    assert!(
+        found.is_empty(),
+        "`{name}`: its example is refused: {found:?}"
+    );
+    published
+}
+
 fn issues_text(stage: &str, issues: &[crate::ConfigIssue]) -> String {
     issues
         .iter()
@@ -402,6 +447,7 @@ pub struct PipelineBuilder {
     bound: Option<Vec<String>>,
     caller: Option<String>,
     data_dir: Option<PathBuf>,
+    mount: String,
 }
 
 impl PipelineBuilder {
@@ -434,6 +480,12 @@ impl PipelineBuilder {
         self
     }
 
+    /// The route's mount (default `/`), as the host names it in refusals.
+    pub fn mount(mut self, path: &str) -> Self {
+        self.mount = path.into();
+        self
+    }
+
     /// For pipelines without an authenticator: every request comes from
     /// this registered provider (its record attached), as if an
     /// authenticator had recognised it. Without it such a pipeline is
@@ -463,7 +515,7 @@ impl PipelineBuilder {
         ));
         let data_dir = self.data_dir.unwrap_or_else(fresh_data_dir);
         let providers: Vec<Value> = self.providers.iter().map(ProviderSpec::json).collect();
-        let mut stages: Vec<(String, ComponentInstance)> = Vec::new();
+        let mut stages: Vec<TypedStage> = Vec::new();
         let mut error_style = ErrorStyle::Scim;
         let mut seen_profile = false;
         let mut endpoints = 0;
@@ -515,7 +567,11 @@ impl PipelineBuilder {
             }
             ctx.host = Some(handle.clone());
             match component.create(&ctx) {
-                Ok(instance) => stages.push((spec.name.clone(), instance)),
+                Ok(instance) => stages.push(TypedStage::new(
+                    spec.name.clone(),
+                    spec.component.clone(),
+                    instance,
+                )),
                 Err(e) => problems.push(format!(
                     "stage `{}` could not be created: {}",
                     spec.name, e.message
@@ -532,29 +588,29 @@ impl PipelineBuilder {
         if !problems.is_empty() {
             return Err(problems.join("\n"));
         }
-        let mut challenges = Vec::new();
-        let mut last_authenticator = None;
-        for (index, (_, instance)) in stages.iter().enumerate() {
-            if let ComponentInstance::Authenticator(auth) = instance {
-                last_authenticator = Some(index);
-                let challenge = auth.challenge().to_string();
-                if !challenge.is_empty() && !challenges.contains(&challenge) {
-                    challenges.push(challenge);
-                }
+        // The order was checked above: sorting by kind keeps it.
+        let mut pre = Vec::new();
+        let mut profiles = Vec::new();
+        let mut endpoint = None;
+        for stage in stages {
+            match stage {
+                TypedStage::Pre(stage) => pre.push(stage),
+                TypedStage::Profile(stage) => profiles.push(stage),
+                TypedStage::Endpoint(stage) => endpoint = Some(stage),
             }
         }
-        if challenges.is_empty() && last_authenticator.is_some() {
-            challenges.push("Bearer realm=\"scimgate\"".to_string());
-        }
         Ok(Pipeline {
+            last_authenticator: run::last_authenticator(&pre),
+            challenges: run::challenges(&pre),
+            pre,
+            profiles,
+            endpoint,
+            mount: self.mount,
             records: self
                 .providers
                 .iter()
                 .map(|p| (p.id.clone(), p.record()))
                 .collect(),
-            stages,
-            last_authenticator,
-            challenges,
             error_style,
             bound: self.bound,
             caller: self.caller,
@@ -567,7 +623,10 @@ impl PipelineBuilder {
 /// Stages created from components, run in the host's order. See the
 /// module documentation.
 pub struct Pipeline {
-    stages: Vec<(String, ComponentInstance)>,
+    pre: Vec<PreStage>,
+    profiles: Vec<Arc<ProfileStage>>,
+    endpoint: Option<Arc<EndpointStage>>,
+    mount: String,
     records: HashMap<String, ProviderRecord>,
     last_authenticator: Option<usize>,
     challenges: Vec<String>,
@@ -668,6 +727,7 @@ impl Pipeline {
             bound: None,
             caller: None,
             data_dir: None,
+            mount: "/".into(),
         }
     }
 
@@ -680,168 +740,46 @@ impl Pipeline {
         &self.data_dir
     }
 
-    /// Runs one request through every stage, in the host's order.
+    /// Runs one request through every stage, in the host's order
+    /// ([`run::Stages::run`], the code the host runs).
     pub fn run(&self, mut req: Request) -> Decision {
         req.error_style = self.error_style;
+        let stages = run::Stages {
+            mount: &self.mount,
+            pre: &self.pre,
+            last_authenticator: self.last_authenticator,
+            profiles: &self.profiles,
+            endpoint: self.endpoint.as_deref(),
+            error_style: self.error_style,
+            challenges: &self.challenges,
+            providers: self.bound.as_deref(),
+        };
         // Without an authenticator, `.caller(id)` stands in for one.
-        let provider: Option<ProviderRecord> = match self.last_authenticator {
+        let caller = match self.last_authenticator {
             None => self
                 .caller
                 .as_ref()
                 .and_then(|id| self.records.get(id))
-                .cloned(),
+                .map(|r| {
+                    let who = Principal::new(r.id.as_str(), r.client_id.as_str(), "testing");
+                    (who, r)
+                }),
             Some(_) => None,
         };
-        let mut decision = Decision {
-            principal: provider
-                .as_ref()
-                .map(|r| Principal::new(r.id.as_str(), r.client_id.as_str(), "testing")),
-            provider,
-            result: Ok(None),
-            request: Request::new("", ""),
-        };
-        decision.result = self.stages(&mut req, &mut decision.principal, &mut decision.provider);
-        decision.request = req;
-        decision
-    }
-
-    /// The stage order (as the host's `Route::run`).
-    fn stages(
-        &self,
-        req: &mut Request,
-        principal: &mut Option<Principal>,
-        provider: &mut Option<ProviderRecord>,
-    ) -> Result<Option<Response>, Denial> {
-        let deny = |stage: &str, kind, error| Denial {
-            stage: stage.into(),
-            kind,
-            error,
-        };
-        // Authenticators and policies, interleaved.
-        for (index, (name, instance)) in self.stages.iter().enumerate() {
-            match instance {
-                ComponentInstance::Authenticator(auth) if principal.is_none() => {
-                    match auth.authenticate(req) {
-                        AuthOutcome::NotMine => {}
-                        AuthOutcome::Rejected(mut error) => {
-                            if error.status == 401
-                                && !error.headers.iter().any(|h| {
-                                    h.name.as_str().eq_ignore_ascii_case("www-authenticate")
-                                })
-                            {
-                                for c in &self.challenges {
-                                    error = error.with_header("www-authenticate", c);
-                                }
-                            }
-                            return Err(deny(name, ComponentKind::Authenticator, error));
-                        }
-                        AuthOutcome::Authenticated(who) => {
-                            let Some(record) = self.records.get(who.provider_id.as_str()) else {
-                                let error = PluginError::new(
-                                    401,
-                                    format!(
-                                        "the credentials belong to provider `{}`, which is not registered",
-                                        who.provider_id
-                                    ),
-                                );
-                                return Err(deny(name, ComponentKind::Authenticator, error));
-                            };
-                            let refused = self.bound.as_ref().is_some_and(|ids| {
-                                !ids.iter().any(|id| id == who.provider_id.as_str())
-                            });
-                            if refused {
-                                let error = self.not_bound(who.provider_id.as_str());
-                                *principal = Some(who);
-                                return Err(deny(name, ComponentKind::Authenticator, error));
-                            }
-                            *provider = Some(record.clone());
-                            *principal = Some(who);
-                        }
-                    }
-                }
-                ComponentInstance::Policy(policy) => {
-                    if let PolicyDecision::Deny(error) =
-                        policy.check(req, caller(principal, provider))
-                    {
-                        return Err(deny(name, ComponentKind::Policy, error));
-                    }
-                }
-                _ => {}
-            }
-            if Some(index) == self.last_authenticator && principal.is_none() {
-                // (`if`, not `match`: the contract may gain styles.)
-                let mut error = if self.error_style == ErrorStyle::OAuth {
-                    PluginError::new(401, "client authentication is required")
-                        .with_code("invalid_client")
-                } else {
-                    PluginError::new(401, "authentication is required")
-                };
-                for c in &self.challenges {
-                    error = error.with_header("www-authenticate", c);
-                }
-                return Err(deny(name, ComponentKind::Authenticator, error));
-            }
+        let outcome = stages.run_as(&mut req, |id| self.records.get(id), caller);
+        Decision {
+            result: match outcome.result {
+                Ok(response) => Ok(outcome.endpoint_ran.then_some(response)),
+                Err(stop) => Err(Denial {
+                    stage: stop.stage.to_string(),
+                    kind: stop.kind,
+                    error: stop.error,
+                }),
+            },
+            request: req,
+            principal: outcome.principal,
+            provider: outcome.provider.cloned(),
         }
-        // Profiles inbound; they may not change method or path.
-        let judged = (req.method.clone(), req.path.clone());
-        for (name, instance) in &self.stages {
-            if let ComponentInstance::Profile(profile) = instance {
-                if let RResult::RErr(error) = profile.inbound(req, caller(principal, provider)) {
-                    return Err(deny(name, ComponentKind::Profile, error));
-                }
-                if (&req.method, &req.path) != (&judged.0, &judged.1) {
-                    let error = PluginError::internal(format!(
-                        "profile `{name}` changed the request's method or path, which profiles may not do"
-                    ));
-                    return Err(deny(name, ComponentKind::Profile, error));
-                }
-            }
-        }
-        // The endpoint.
-        let mut response = None;
-        for (name, instance) in &self.stages {
-            if let ComponentInstance::Endpoint(endpoint) = instance {
-                match endpoint.handle(req, caller(principal, provider)) {
-                    RResult::ROk(resp) => response = Some(resp),
-                    RResult::RErr(error) => return Err(deny(name, ComponentKind::Endpoint, error)),
-                }
-            }
-        }
-        // Profiles outbound, reversed (only around an endpoint's response).
-        if let Some(resp) = response.as_mut() {
-            for (name, instance) in self.stages.iter().rev() {
-                if let ComponentInstance::Profile(profile) = instance {
-                    if let RResult::RErr(error) =
-                        profile.outbound(req, caller(principal, provider), resp)
-                    {
-                        return Err(deny(name, ComponentKind::Profile, error));
-                    }
-                }
-            }
-        }
-        Ok(response)
-    }
-
-    fn not_bound(&self, provider: &str) -> PluginError {
-        let message = format!("provider `{provider}` is not allowed on this route");
-        if self.error_style != ErrorStyle::OAuth {
-            return PluginError::new(403, message);
-        }
-        let mut error = PluginError::new(401, message).with_code("invalid_client");
-        for c in &self.challenges {
-            error = error.with_header("www-authenticate", c);
-        }
-        error
-    }
-}
-
-fn caller<'a>(
-    principal: &'a Option<Principal>,
-    provider: &'a Option<ProviderRecord>,
-) -> Caller<'a> {
-    Caller {
-        principal: principal.as_ref().map_or(ROption::RNone, ROption::RSome),
-        provider: provider.as_ref().map_or(ROption::RNone, ROption::RSome),
     }
 }
 
@@ -849,6 +787,7 @@ fn caller<'a>(
 mod tests {
     use super::*;
     use crate::sdk::{Authenticator, Endpoint, Policy, Profile};
+    use crate::types::{AuthOutcome, Caller, PolicyDecision};
     use serde::Deserialize;
 
     #[derive(Deserialize, schemars::JsonSchema)]
@@ -1057,6 +996,27 @@ mod tests {
         let other = bound.run(Request::new("GET", "/").with_header("x-key", "k2"));
         assert_eq!(other.status(), 403);
         assert_eq!(other.principal().unwrap().provider_id.as_str(), "entra");
+        // Worded as the host words it, naming the route.
+        assert_eq!(
+            other.denial().unwrap().error.message.as_str(),
+            "provider `entra` is not allowed on route `/`"
+        );
+    }
+
+    #[test]
+    fn issues_and_the_schema_check_see_what_validation_sees() {
+        let key = &components()[0];
+        assert_eq!(issues(key, keys()), Vec::<(String, String)>::new());
+        let found = issues(key, json!({"keys": {}, "extra": 1}));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].1.contains("extra"), "{found:?}");
+        // A component checked against a type its schema was not derived from.
+        let mismatched =
+            Component::authenticator_with_config("key", "", |c: KeyConfig, _| Ok(Key(c)));
+        let wrong = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            assert_schema_is_derived::<HashMap<String, String>>(&mismatched)
+        }));
+        assert!(wrong.is_err());
     }
 
     #[test]

@@ -1,94 +1,27 @@
-//! One route's typed stages and the one place their order is written:
-//! [`Route::run`] takes a request through authenticators and policies
-//! (interleaved, in order; the first `Authenticated` wins), profiles inbound,
-//! the endpoint, profiles outbound in reverse order, and returns the response
-//! with its [`AuditRecord`]. Stages hold their concrete FFI box, sorted by
-//! kind when the route is built, so nothing is matched on kind per request.
+//! One route: its typed stages and what only the host does around them.
+//! [`Route::run`] takes a request through the stage order, which lives in
+//! the contract crate ([`scimgate_abi::run`], the code the testing harness
+//! runs too), then renders a refusal in the route's error style and returns
+//! the response with its [`AuditRecord`]. Stages hold their concrete FFI
+//! box, sorted by kind when the route is built, so nothing is matched on
+//! kind per request.
 
 use std::sync::Arc;
 
-use abi_stable::std_types::{ROption, RResult};
-use scimgate_abi::ffi::{AuthenticatorBox, ComponentInstance, EndpointBox, PolicyBox, ProfileBox};
-use scimgate_abi::{
-    AuthOutcome, Caller, ComponentKind, ErrorStyle, PluginError, PolicyDecision, Principal,
-    ProviderRecord, Request, Response,
+use scimgate_abi::run::{self, Stages, Stop};
+use scimgate_abi::{ComponentKind, ErrorStyle, Request, Response};
+
+pub use scimgate_abi::run::{
+    AuthenticatorStage, EndpointStage, PolicyStage, PreStage, ProfileStage, Stage, TypedStage,
 };
 
 use super::StageInstance;
 use crate::registry::ProviderRegistry;
 use crate::render::error_response;
 
-/// A created stage of one kind, shared by every route that names it.
-pub struct Stage<C> {
-    pub name: String,
-    /// `library/component`.
-    pub uses: String,
-    pub component: C,
-}
-
-pub type AuthenticatorStage = Stage<AuthenticatorBox>;
-pub type PolicyStage = Stage<PolicyBox>;
-pub type ProfileStage = Stage<ProfileBox>;
-pub type EndpointStage = Stage<EndpointBox>;
-
-/// A stage before the profiles: authenticators and policies interleave.
-#[derive(Clone)]
-pub enum PreStage {
-    Authenticator(Arc<AuthenticatorStage>),
-    Policy(Arc<PolicyStage>),
-}
-
-impl PreStage {
-    pub fn name(&self) -> &str {
-        match self {
-            PreStage::Authenticator(stage) => &stage.name,
-            PreStage::Policy(stage) => &stage.name,
-        }
-    }
-}
-
-/// A created stage sorted by kind, once, when the configuration is
-/// assembled.
-#[derive(Clone)]
-pub enum TypedStage {
-    Pre(PreStage),
-    Profile(Arc<ProfileStage>),
-    Endpoint(Arc<EndpointStage>),
-}
-
 impl From<StageInstance> for TypedStage {
     fn from(stage: StageInstance) -> Self {
-        let StageInstance {
-            name,
-            uses,
-            instance,
-        } = stage;
-        match instance {
-            ComponentInstance::Authenticator(component) => {
-                TypedStage::Pre(PreStage::Authenticator(Arc::new(Stage {
-                    name,
-                    uses,
-                    component,
-                })))
-            }
-            ComponentInstance::Policy(component) => {
-                TypedStage::Pre(PreStage::Policy(Arc::new(Stage {
-                    name,
-                    uses,
-                    component,
-                })))
-            }
-            ComponentInstance::Profile(component) => TypedStage::Profile(Arc::new(Stage {
-                name,
-                uses,
-                component,
-            })),
-            ComponentInstance::Endpoint(component) => TypedStage::Endpoint(Arc::new(Stage {
-                name,
-                uses,
-                component,
-            })),
-        }
+        TypedStage::new(stage.name, stage.uses, stage.instance)
     }
 }
 
@@ -173,67 +106,15 @@ impl AuditRecord {
     }
 }
 
-/// Who the request is from, once the pre-stages ran.
-#[derive(Default, Clone)]
-struct Authn {
-    principal: Option<Principal>,
-    provider: Option<Arc<ProviderRecord>>,
-}
-
-impl Authn {
-    fn caller(&self) -> Caller<'_> {
-        Caller {
-            principal: self
-                .principal
-                .as_ref()
-                .map_or(ROption::RNone, ROption::RSome),
-            provider: self
-                .provider
-                .as_deref()
-                .map_or(ROption::RNone, ROption::RSome),
-        }
+/// The audit decision of a stopped request: a 5xx is an error, an
+/// authenticator's or policy's refusal a denial; a profile's or the
+/// endpoint's client error does not make the request denied.
+fn decision(stop: &Stop<'_>) -> Decision {
+    match stop.kind {
+        _ if stop.error.status >= 500 => Decision::Error,
+        ComponentKind::Authenticator | ComponentKind::Policy => Decision::Deny,
+        ComponentKind::Profile | ComponentKind::Endpoint => Decision::Allow,
     }
-}
-
-/// Why a request was stopped, and by which stage.
-#[derive(Debug, Clone)]
-struct Rejection {
-    error: PluginError,
-    stage: String,
-    kind: ComponentKind,
-    /// `(provider id, client id)` when the caller was already named.
-    caller: Option<(String, String)>,
-}
-
-impl Rejection {
-    fn new(error: PluginError, stage: &str, kind: ComponentKind) -> Self {
-        Rejection {
-            error,
-            stage: stage.to_string(),
-            kind,
-            caller: None,
-        }
-    }
-
-    fn by(mut self, authn: &Authn) -> Self {
-        self.caller = authn.principal.as_ref().map(caller_ids);
-        self
-    }
-
-    fn decision(&self) -> Decision {
-        match self.kind {
-            _ if self.error.status >= 500 => Decision::Error,
-            ComponentKind::Authenticator | ComponentKind::Policy => Decision::Deny,
-            ComponentKind::Profile | ComponentKind::Endpoint => Decision::Allow,
-        }
-    }
-}
-
-fn caller_ids(principal: &Principal) -> (String, String) {
-    (
-        principal.provider_id.to_string(),
-        principal.client_id.to_string(),
-    )
 }
 
 impl Route {
@@ -247,29 +128,29 @@ impl Route {
         error_style: ErrorStyle,
         providers: Option<Vec<String>>,
     ) -> Route {
-        let mut last_authenticator = None;
-        let mut challenges: Vec<String> = Vec::new();
-        for (index, stage) in pre.iter().enumerate() {
-            if let PreStage::Authenticator(auth) = stage {
-                last_authenticator = Some(index);
-                let challenge = auth.component.challenge();
-                if !challenge.is_empty() && !challenges.iter().any(|c| c == challenge.as_str()) {
-                    challenges.push(challenge.to_string());
-                }
-            }
-        }
-        if challenges.is_empty() && last_authenticator.is_some() {
-            challenges.push("Bearer realm=\"scimgate\"".to_string());
-        }
         Route {
             mount,
+            last_authenticator: run::last_authenticator(&pre),
+            challenges: run::challenges(&pre),
             pre,
-            last_authenticator,
             profiles,
             endpoint,
             error_style,
-            challenges,
             providers,
+        }
+    }
+
+    /// The route's stages and rules as the contract's runner takes them.
+    fn stages(&self) -> Stages<'_> {
+        Stages {
+            mount: &self.mount,
+            pre: &self.pre,
+            last_authenticator: self.last_authenticator,
+            profiles: &self.profiles,
+            endpoint: Some(&self.endpoint),
+            error_style: self.error_style,
+            challenges: &self.challenges,
+            providers: self.providers.as_deref(),
         }
     }
 
@@ -279,209 +160,25 @@ impl Route {
     /// route's error style; nothing after that stage runs.
     pub fn run(&self, mut req: Request, providers: &ProviderRegistry) -> (Response, AuditRecord) {
         let mut audit = AuditRecord::new(&self.mount);
-        let response = match self.stages(&mut req, providers) {
-            Ok((response, authn)) => {
-                if let Some((provider, client_id)) = authn.principal.as_ref().map(caller_ids) {
-                    audit.provider = provider;
-                    audit.client_id = client_id;
-                }
-                response
-            }
-            Err(rejection) => {
-                audit.decision = rejection.decision();
-                audit.reason = rejection.error.to_string();
-                if let Some((provider, client_id)) = rejection.caller {
-                    audit.provider = provider;
-                    audit.client_id = client_id;
-                }
-                audit.stage = rejection.stage;
-                error_response(self.error_style, &rejection.error, &req.request_id)
+        let outcome = self
+            .stages()
+            .run(&mut req, |id| providers.get(id).map(|record| &**record));
+        if let Some(principal) = &outcome.principal {
+            audit.provider = principal.provider_id.to_string();
+            audit.client_id = principal.client_id.to_string();
+        }
+        let response = match outcome.result {
+            Ok(response) => response,
+            Err(stop) => {
+                audit.decision = decision(&stop);
+                audit.reason = stop.error.to_string();
+                audit.stage = stop.stage.to_string();
+                error_response(self.error_style, &stop.error, &req.request_id)
             }
         };
         audit.status = response.status;
         (response, audit)
     }
-
-    /// The stage order, written once.
-    fn stages(
-        &self,
-        req: &mut Request,
-        providers: &ProviderRegistry,
-    ) -> Result<(Response, Authn), Rejection> {
-        let authn = self.authorize(req, providers)?;
-        self.inbound(req, &authn)?;
-        let mut response = self.call_endpoint(req, &authn)?;
-        self.outbound(req, &authn, &mut response)?;
-        Ok((response, authn))
-    }
-
-    /// Authenticators and policies, in order.
-    fn authorize(&self, req: &Request, providers: &ProviderRegistry) -> Result<Authn, Rejection> {
-        let mut authn = Authn::default();
-        for (index, stage) in self.pre.iter().enumerate() {
-            match stage {
-                PreStage::Authenticator(auth) if authn.principal.is_none() => {
-                    self.authenticate(auth, req, providers, &mut authn)?;
-                }
-                PreStage::Authenticator(_) => {}
-                PreStage::Policy(policy) => {
-                    if let PolicyDecision::Deny(error) = policy.component.check(req, authn.caller())
-                    {
-                        return Err(
-                            Rejection::new(error, &policy.name, ComponentKind::Policy).by(&authn)
-                        );
-                    }
-                }
-            }
-            if Some(index) == self.last_authenticator && authn.principal.is_none() {
-                return Err(self.unauthenticated(stage.name()));
-            }
-        }
-        Ok(authn)
-    }
-
-    fn authenticate(
-        &self,
-        auth: &AuthenticatorStage,
-        req: &Request,
-        providers: &ProviderRegistry,
-        authn: &mut Authn,
-    ) -> Result<(), Rejection> {
-        match auth.component.authenticate(req) {
-            AuthOutcome::NotMine => Ok(()),
-            AuthOutcome::Rejected(mut error) => {
-                if error.status == 401 && !has_header(&error, "www-authenticate") {
-                    for c in &self.challenges {
-                        error = error.with_header("www-authenticate", c);
-                    }
-                }
-                Err(Rejection::new(
-                    error,
-                    &auth.name,
-                    ComponentKind::Authenticator,
-                ))
-            }
-            AuthOutcome::Authenticated(principal) => {
-                let Some(provider) = providers.get(principal.provider_id.as_str()) else {
-                    let error = PluginError::new(
-                        401,
-                        format!(
-                            "the credentials belong to provider `{}`, which is not registered",
-                            principal.provider_id
-                        ),
-                    );
-                    return Err(Rejection::new(
-                        error,
-                        &auth.name,
-                        ComponentKind::Authenticator,
-                    ));
-                };
-                if let Some(allowed) = &self.providers {
-                    if !allowed
-                        .iter()
-                        .any(|id| id == principal.provider_id.as_str())
-                    {
-                        let mut rejection = Rejection::new(
-                            self.not_bound(principal.provider_id.as_str()),
-                            &auth.name,
-                            ComponentKind::Authenticator,
-                        );
-                        rejection.caller = Some(caller_ids(&principal));
-                        return Err(rejection);
-                    }
-                }
-                authn.provider = Some(provider.clone());
-                authn.principal = Some(principal);
-                Ok(())
-            }
-        }
-    }
-
-    /// The answer to a provider this route is not bound to: a token route
-    /// says `invalid_client` (RFC 6749 §5.2), a SCIM route 403.
-    fn not_bound(&self, provider: &str) -> PluginError {
-        let message = format!(
-            "provider `{provider}` is not allowed on route `{}`",
-            self.mount
-        );
-        match self.error_style {
-            ErrorStyle::OAuth => {
-                let mut error = PluginError::new(401, message).with_code("invalid_client");
-                for c in &self.challenges {
-                    error = error.with_header("www-authenticate", c);
-                }
-                error
-            }
-            ErrorStyle::Scim => PluginError::new(403, message),
-        }
-    }
-
-    fn unauthenticated(&self, stage: &str) -> Rejection {
-        let mut error = match self.error_style {
-            ErrorStyle::OAuth => PluginError::new(401, "client authentication is required")
-                .with_code("invalid_client"),
-            ErrorStyle::Scim => PluginError::new(401, "authentication is required"),
-        };
-        for c in &self.challenges {
-            error = error.with_header("www-authenticate", c);
-        }
-        Rejection::new(error, stage, ComponentKind::Authenticator)
-    }
-
-    /// Profiles, inbound, in pipeline order.
-    fn inbound(&self, req: &mut Request, authn: &Authn) -> Result<(), Rejection> {
-        // Policies decided on this method and path: a profile that changed
-        // them would make the endpoint run something else.
-        let judged = (!self.profiles.is_empty()).then(|| (req.method.clone(), req.path.clone()));
-        for profile in &self.profiles {
-            if let RResult::RErr(error) = profile.component.inbound(req, authn.caller()) {
-                return Err(Rejection::new(error, &profile.name, ComponentKind::Profile).by(authn));
-            }
-            if judged
-                .as_ref()
-                .is_some_and(|(method, path)| (&req.method, &req.path) != (method, path))
-            {
-                let error = PluginError::internal(format!(
-                    "profile `{}` changed the request's method or path, which profiles may not do",
-                    profile.name
-                ));
-                return Err(Rejection::new(error, &profile.name, ComponentKind::Profile).by(authn));
-            }
-        }
-        Ok(())
-    }
-
-    fn call_endpoint(&self, req: &Request, authn: &Authn) -> Result<Response, Rejection> {
-        match self.endpoint.component.handle(req, authn.caller()) {
-            RResult::ROk(response) => Ok(response),
-            RResult::RErr(error) => {
-                Err(Rejection::new(error, &self.endpoint.name, ComponentKind::Endpoint).by(authn))
-            }
-        }
-    }
-
-    /// Profiles, outbound, in reverse order.
-    fn outbound(
-        &self,
-        req: &Request,
-        authn: &Authn,
-        response: &mut Response,
-    ) -> Result<(), Rejection> {
-        for profile in self.profiles.iter().rev() {
-            if let RResult::RErr(error) = profile.component.outbound(req, authn.caller(), response)
-            {
-                return Err(Rejection::new(error, &profile.name, ComponentKind::Profile).by(authn));
-            }
-        }
-        Ok(())
-    }
-}
-
-fn has_header(error: &PluginError, name: &str) -> bool {
-    error
-        .headers
-        .iter()
-        .any(|h| h.name.as_str().eq_ignore_ascii_case(name))
 }
 
 #[cfg(test)]
@@ -493,7 +190,9 @@ mod tests {
     use std::path::PathBuf;
     use std::sync::Mutex;
 
+    use abi_stable::std_types::ROption;
     use scimgate_abi::sdk::{self, Component, CreateContext};
+    use scimgate_abi::{AuthOutcome, Caller, PluginError, PolicyDecision, Principal};
 
     use super::*;
 

@@ -137,29 +137,14 @@ mod tests {
 
     #[test]
     fn schemas_are_derived_and_examples_validate() {
-        use scimgate_abi::schema::schema_of;
-        let derived = [
-            ("provider-active", schema_of::<ProviderActiveConfig>()),
-            ("validity", schema_of::<ValidityConfig>()),
-            ("allowed-ips", schema_of::<AllowedIpsConfig>()),
-            ("allowed-referrers", schema_of::<AllowedReferrersConfig>()),
-            ("access-mode", schema_of::<AccessModeConfig>()),
-            ("scopes", schema_of::<ScopesConfig>()),
-            ("rate-limit", schema_of::<RateLimitConfig>()),
-        ];
-        for (name, schema) in derived {
-            let mut published: serde_json::Value =
-                serde_json::from_str(&component(name).config_schema).unwrap();
-            let example = published
-                .as_object_mut()
-                .unwrap()
-                .remove("examples")
-                .unwrap();
-            assert_eq!(published, schema, "{name}");
-            assert_eq!(published["additionalProperties"], json!(false), "{name}");
-            let issues = component(name).validate(&ctx(example[0].clone()));
-            assert!(issues.is_empty(), "{name}: {issues:?}");
-        }
+        use scimgate_abi::testing::assert_schema_is_derived as derived;
+        derived::<ProviderActiveConfig>(&component("provider-active"));
+        derived::<ValidityConfig>(&component("validity"));
+        derived::<AllowedIpsConfig>(&component("allowed-ips"));
+        derived::<AllowedReferrersConfig>(&component("allowed-referrers"));
+        derived::<AccessModeConfig>(&component("access-mode"));
+        derived::<ScopesConfig>(&component("scopes"));
+        derived::<RateLimitConfig>(&component("rate-limit"));
     }
 
     #[test]
