@@ -630,7 +630,21 @@ fn demo_plugin_built_against(tag: &str, patch: impl Fn(&std::path::Path)) -> Tem
     let manifest = std::fs::read_to_string(repo.join("Cargo.toml")).unwrap();
     let deps = manifest[manifest.find("[workspace.dependencies]").unwrap()
         ..manifest.find("[workspace.lints.rust]").unwrap()]
-        .replace("path = \"", &format!("path = \"{tag}/"));
+        .replace("path = \"", &format!("path = \"{tag}/"))
+        .lines()
+        // The variant's crates are built against a modified `scimgate-abi`
+        // whose version may differ: path dependencies lose their version.
+        .map(
+            |line| match (line.contains("path = "), line.find(", version = \"")) {
+                (true, Some(at)) => {
+                    let end = at + 13 + line[at + 13..].find('"').unwrap() + 1;
+                    format!("{}{}", &line[..at], &line[end..])
+                }
+                _ => line.to_string(),
+            },
+        )
+        .collect::<Vec<_>>()
+        .join("\n");
     std::fs::write(
         root.join("Cargo.toml"),
         format!(

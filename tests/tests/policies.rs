@@ -201,13 +201,27 @@ fn the_validity_window_opens_and_closes_to_the_millisecond() {
     clock.set_utc("2030-06-30T23:59:59.999Z");
     assert_eq!(users_from(&server, None, &late, &[]).status, 200);
     assert_eq!(token_from(&server, None, &[]).status, 200);
-    // A millisecond later: refused on both routes, naming the bound.
+    // A millisecond later no new token; and a token never outlives the
+    // validity it was minted under: it expires with it.
     clock.set_utc("2030-07-01T00:00:00.000Z");
-    assert_scim_forbidden(&users_from(&server, None, &late, &[]), "valid_until");
     assert_token_refused(&token_from(&server, None, &[]), "expired");
+    let expired = users_from(&server, None, &late, &[]);
+    assert_eq!(expired.status, 401, "{}", expired.body);
+
+    // The policy's own bound, for a token minted under a longer window: a
+    // reload shortens the window, and the still-unexpired token is refused
+    // from the first millisecond after the new valid_until.
+    server.reload_with(&window("2030-07-01T00:59:59Z"));
+    clock.set_utc("2030-07-01T00:30:00.000Z");
+    let fresh = oim_token(&server);
+    server.reload_with(&window("2030-07-01T00:44:59Z"));
+    clock.set_utc("2030-07-01T00:44:59.999Z");
+    assert_eq!(users_from(&server, None, &fresh, &[]).status, 200);
+    clock.set_utc("2030-07-01T00:45:00.000Z");
+    assert_scim_forbidden(&users_from(&server, None, &fresh, &[]), "valid_until");
     // A reload that extends the window lets the same token back in.
     server.reload_with(&window("2031-01-01T00:00:00Z"));
-    assert_eq!(users_from(&server, None, &late, &[]).status, 200);
+    assert_eq!(users_from(&server, None, &fresh, &[]).status, 200);
 }
 
 #[test]
