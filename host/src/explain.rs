@@ -12,11 +12,12 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use abi_stable::std_types::ROption;
+use scimgate_abi::run::{PolicyStage, Stage, Stages};
+use scimgate_abi::sdk::{self, Authenticator, Policy};
 use scimgate_abi::{
-    Caller, ErrorStyle, Header, PluginError, PolicyDecision, Principal, ProviderRecord, Request,
+    AuthOutcome, Caller, Header, PluginError, PolicyDecision, Principal, ProviderRecord, Request,
 };
 
 use crate::config::Config;
@@ -206,7 +207,7 @@ pub fn explain(
             None => "providers: every registered provider".to_string(),
         }
     );
-    let (rows, refusal) = run_pre_stages(route, &req, &record);
+    let (rows, refusal) = run_pre_stages(route, runtime, &req, &record);
     let mut rows = rows;
     for profile in &route.profiles {
         rows.push(Row {
@@ -258,76 +259,157 @@ pub fn explain(
 /// The stage refusing the request: (name, `library/component`, error).
 type Refusal = (String, String, PluginError);
 
-/// Runs the route's authenticators and policies for `record`.
-///
-/// The stage order is `Route::run`'s (host/src/pipeline/route.rs:
-/// authenticators and policies interleaved, in pipeline order; the first
-/// authenticator that names the caller wins; a provider the route is not
-/// bound to is refused there). While that order is private to the route,
-/// this walks `route.pre` itself, for the pre-endpoint decisions only; when
-/// the sequence moves into a shared runner (`scimgate_abi::run`), this
-/// should call it with an authenticator stand-in instead.
+/// What a stage did, as explain saw it.
+enum Seen {
+    /// An authenticator stand-in attached the provider.
+    Attached,
+    Allowed,
+    Denied(PluginError),
+}
+
+type SeenLog = Arc<Mutex<Vec<(usize, Seen)>>>;
+
+/// Stands in for an authenticator: explain has no credentials, so every
+/// authenticator of the route "recognises" the provider as its own would.
+struct StandIn {
+    index: usize,
+    principal: Principal,
+    seen: SeenLog,
+}
+
+impl Authenticator for StandIn {
+    fn authenticate(&self, _req: &Request) -> AuthOutcome {
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.push((self.index, Seen::Attached));
+        }
+        AuthOutcome::Authenticated(self.principal.clone())
+    }
+}
+
+/// The route's real policy, with its decision noted.
+struct Noting {
+    index: usize,
+    policy: Arc<PolicyStage>,
+    seen: SeenLog,
+}
+
+impl Policy for Noting {
+    fn check(&self, req: &Request, caller: Caller<'_>) -> PolicyDecision {
+        let decision = self.policy.component.check(req, caller);
+        let noted = match &decision {
+            PolicyDecision::Allow => Seen::Allowed,
+            PolicyDecision::Deny(error) => Seen::Denied(error.clone()),
+        };
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.push((self.index, noted));
+        }
+        decision
+    }
+}
+
+/// Runs the route's authenticators (as stand-ins) and policies for
+/// `record` through the one stage sequence (`scimgate_abi::run`), stopping
+/// before the profiles, and says what each stage did.
 fn run_pre_stages(
     route: &Route,
+    runtime: &Runtime,
     req: &Request,
     record: &Arc<ProviderRecord>,
 ) -> (Vec<Row>, Option<Refusal>) {
     let principal = principal_of(record);
+    let seen: SeenLog = Arc::default();
+    let pre: Vec<PreStage> = route
+        .pre
+        .iter()
+        .enumerate()
+        .map(|(index, stage)| match stage {
+            PreStage::Authenticator(s) => PreStage::Authenticator(Arc::new(Stage {
+                name: s.name.clone(),
+                uses: s.uses.clone(),
+                component: sdk::authenticator_box(
+                    StandIn {
+                        index,
+                        principal: principal.clone(),
+                        seen: seen.clone(),
+                    },
+                    &s.name,
+                ),
+            })),
+            PreStage::Policy(s) => PreStage::Policy(Arc::new(Stage {
+                name: s.name.clone(),
+                uses: s.uses.clone(),
+                component: sdk::policy_box(
+                    Noting {
+                        index,
+                        policy: s.clone(),
+                        seen: seen.clone(),
+                    },
+                    &s.name,
+                ),
+            })),
+        })
+        .collect();
+    let stages = Stages {
+        mount: &route.mount,
+        pre: &pre,
+        last_authenticator: route.last_authenticator,
+        profiles: &[],
+        endpoint: None,
+        error_style: route.error_style,
+        challenges: &route.challenges,
+        providers: route.providers.as_deref(),
+    };
+    let mut req = req.clone();
+    let outcome = stages.run(&mut req, |id| runtime.providers.get(id).map(|r| &**r));
+    let stopped = outcome.result.err();
+
+    let seen = seen
+        .lock()
+        .map(|mut s| std::mem::take(&mut *s))
+        .unwrap_or_default();
+    let anonymous = route.last_authenticator.is_none();
     let mut attached = false;
     let mut rows = Vec::new();
     let mut refusal: Option<Refusal> = None;
-    let anonymous = route.last_authenticator.is_none();
-    for stage in &route.pre {
+    for (index, stage) in route.pre.iter().enumerate() {
         let (name, kind, uses) = match stage {
             PreStage::Authenticator(s) => (&s.name, "authenticator", &s.uses),
             PreStage::Policy(s) => (&s.name, "policy", &s.uses),
         };
-        let decision = if refusal.is_some() {
-            "not reached".to_string()
-        } else {
-            match stage {
-                PreStage::Authenticator(_) if attached => {
-                    "skipped: the caller is already authenticated (the first authenticator that names it wins)"
-                        .to_string()
-                }
-                PreStage::Authenticator(_) => {
-                    if let Some(error) = not_bound(route, &record.id) {
-                        let line = deny_text(&error);
-                        refusal = Some((name.clone(), uses.clone(), error));
-                        line
-                    } else {
-                        attached = true;
-                        format!(
-                            "skipped: explain attaches provider `{}` directly (its method: {}; client id `{}`; scopes: {})",
-                            record.id,
-                            record.auth_method,
-                            principal.client_id,
-                            scopes_text(&principal)
-                        )
-                    }
-                }
-                PreStage::Policy(policy) => {
-                    let caller = if attached {
-                        Caller {
-                            principal: ROption::RSome(&principal),
-                            provider: ROption::RSome(&**record),
-                        }
-                    } else {
-                        Caller::ANONYMOUS
-                    };
-                    match policy.component.check(req, caller) {
-                        PolicyDecision::Allow if attached || anonymous => "allow".to_string(),
-                        PolicyDecision::Allow => {
-                            "allow (no caller yet: it runs before the authenticators)".to_string()
-                        }
-                        PolicyDecision::Deny(error) => {
-                            let line = deny_text(&error);
-                            refusal = Some((name.clone(), uses.clone(), error));
-                            line
-                        }
-                    }
-                }
+        let decision = match seen.iter().find(|(i, _)| *i == index).map(|(_, s)| s) {
+            _ if refusal.is_some() => "not reached".to_string(),
+            // The sequence refused at the stand-in (a route not bound to
+            // the provider): the refusal is the runner's own.
+            Some(Seen::Attached) if stopped.as_ref().is_some_and(|s| s.stage == name.as_str()) => {
+                let error = stopped.as_ref().map(|s| s.error.clone()).unwrap_or_else(|| PluginError::internal(""));
+                let line = deny_text(&error);
+                refusal = Some((name.clone(), uses.clone(), error));
+                line
             }
+            Some(Seen::Attached) => {
+                attached = true;
+                format!(
+                    "skipped: explain attaches provider `{}` directly (its method: {}; client id `{}`; scopes: {})",
+                    record.id,
+                    record.auth_method,
+                    principal.client_id,
+                    scopes_text(&principal)
+                )
+            }
+            Some(Seen::Allowed) if attached || anonymous => "allow".to_string(),
+            Some(Seen::Allowed) => {
+                "allow (no caller yet: it runs before the authenticators)".to_string()
+            }
+            Some(Seen::Denied(error)) => {
+                let line = deny_text(error);
+                refusal = Some((name.clone(), uses.clone(), error.clone()));
+                line
+            }
+            None if matches!(stage, PreStage::Authenticator(_)) && attached => {
+                "skipped: the caller is already authenticated (the first authenticator that names it wins)"
+                    .to_string()
+            }
+            None => "not reached".to_string(),
         };
         rows.push(Row {
             name: name.clone(),
@@ -361,24 +443,6 @@ fn principal_of(record: &ProviderRecord) -> Principal {
     let mut principal = Principal::new(record.id.as_str(), client_id, record.auth_method.as_str());
     principal.scopes = record.scopes.clone();
     principal
-}
-
-/// The refusal of a provider the route is not bound to (`providers = [...]`),
-/// as the route gives it: `invalid_client` on a token route, 403 on SCIM.
-fn not_bound(route: &Route, provider: &str) -> Option<PluginError> {
-    let bound = route.providers.as_ref()?;
-    if bound.iter().any(|id| id == provider) {
-        return None;
-    }
-    let message = format!(
-        "provider `{provider}` is not allowed on route `{}` (its `providers` are: {})",
-        route.mount,
-        bound.join(", ")
-    );
-    Some(match route.error_style {
-        ErrorStyle::OAuth => PluginError::new(401, message).with_code("invalid_client"),
-        ErrorStyle::Scim => PluginError::new(403, message),
-    })
 }
 
 fn deny_text(error: &PluginError) -> String {

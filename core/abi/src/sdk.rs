@@ -641,6 +641,21 @@ struct GuardedPolicy<T>(Arc<T>, String);
 struct GuardedProfile<T>(Arc<T>, String);
 struct GuardedEndpoint<T>(Arc<T>, String);
 
+/// Boxes an in-process authenticator as the FFI object a library hands the
+/// host, with the same panic guard: for hosts and harnesses that put stages
+/// of their own into a pipeline (`scimgate explain`'s stand-ins).
+pub fn authenticator_box<T: Authenticator>(inner: T, name: &str) -> AuthenticatorBox {
+    ffi::FfiAuthenticator_TO::from_value(
+        GuardedAuthenticator(Arc::new(inner), name.to_string()),
+        TD_Opaque,
+    )
+}
+
+/// As [`authenticator_box`], for a policy.
+pub fn policy_box<T: Policy>(inner: T, name: &str) -> PolicyBox {
+    ffi::FfiPolicy_TO::from_value(GuardedPolicy(Arc::new(inner), name.to_string()), TD_Opaque)
+}
+
 fn wrap_authenticator<T: Authenticator>(inner: T, name: String) -> ComponentInstance {
     let boxed: AuthenticatorBox = ffi::FfiAuthenticator_TO::from_value(
         GuardedAuthenticator(Arc::new(inner), name),
