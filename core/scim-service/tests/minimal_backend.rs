@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use scimgate_abi::{Caller, PluginError, Request, Response};
 use scimgate_scim::{PatchRequest, Registry};
 use scimgate_scim_service::{
-    Backend, BackendError, BackendResult, BackendTx, Capabilities, NewRecord, PasswordStorage,
-    Record, Scan, ScimService, Settings, UniqueColumn, Visit, Visitor, Work,
+    Backend, BackendError, BackendResult, BackendTx, BulkSettings, Capabilities, NewRecord,
+    PasswordStorage, Record, Scan, ScimService, Settings, UniqueColumn, Visit, Visitor, Work,
 };
 use serde_json::{json, Value};
 
@@ -303,6 +303,136 @@ fn a_backend_receives_patch_operations_to_apply_natively() {
     let req = Request::new("PUT", &format!("/Users/{id}")).with_body(put.to_string());
     assert_eq!(send(&service, req).expect("replaced").0.status, 200);
     assert_eq!(backend.patches.lock().unwrap().len(), 2);
+}
+
+/// A PATCH is committed whole or not at all: when a later operation fails,
+/// the earlier ones are not stored either, so the stored row, the resource
+/// a GET returns and its version (ETag) are those from before, and the
+/// backend is never asked to apply anything.
+#[test]
+fn a_failing_patch_leaves_the_stored_resource_and_its_version() {
+    let backend = Arc::new(Memory::default());
+    let service = service_over(Settings::default(), backend.clone());
+    let id = post(
+        &service,
+        "/Users",
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "bjensen",
+               "displayName": "Babs", "emails": [{"value": "b@example.com", "type": "work"}]}),
+    )["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let get = || send(&service, Request::new("GET", &format!("/Users/{id}"))).expect("get");
+    let (first, body_before) = get();
+    let etag_before = header(&first, "etag").expect("etag").to_string();
+    let rows_before = backend.rows.lock().unwrap().clone();
+    let cases = [
+        (
+            json!([{"op": "replace", "path": "displayName", "value": "Changed"},
+                   {"op": "remove", "path": "userName"}]),
+            "invalidValue",
+        ),
+        (
+            json!([{"op": "add", "path": "title", "value": "Boss"},
+                   {"op": "remove", "path": "emails[type eq \"home\"]"}]),
+            "noTarget",
+        ),
+        (
+            json!([{"op": "replace", "path": "emails[type eq \"work\"].value", "value": "x@example.com"},
+                   {"op": "replace", "path": "nickName", "value": "B"},
+                   {"op": "replace", "path": "id", "value": "other"}]),
+            "mutability",
+        ),
+    ];
+    for (operations, code) in cases {
+        let body = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                          "Operations": operations});
+        let req = Request::new("PATCH", &format!("/Users/{id}"))
+            .with_header("if-match", &etag_before)
+            .with_body(body.to_string());
+        let error = send(&service, req).expect_err("a failing operation");
+        assert_eq!(
+            (error.status, error.code()),
+            (400, Some(code)),
+            "{operations}"
+        );
+        let (now, body_now) = get();
+        assert_eq!(body_now, body_before, "{operations}");
+        assert_eq!(
+            header(&now, "etag"),
+            Some(etag_before.as_str()),
+            "{operations}"
+        );
+        assert_eq!(*backend.rows.lock().unwrap(), rows_before, "{operations}");
+        assert!(backend.patches.lock().unwrap().is_empty(), "{operations}");
+    }
+    // The same first operations alone do change it: the checks above can fail.
+    let body = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "path": "displayName", "value": "Changed"}]});
+    let req = Request::new("PATCH", &format!("/Users/{id}"))
+        .with_header("if-match", &etag_before)
+        .with_body(body.to_string());
+    let (changed, body) = send(&service, req).expect("patched");
+    assert_eq!(body["displayName"], "Changed");
+    assert_ne!(header(&changed, "etag"), Some(etag_before.as_str()));
+    assert_ne!(*backend.rows.lock().unwrap(), rows_before);
+}
+
+/// Bulk bodies at the limits: a body of exactly `max_payload_size` bytes
+/// and exactly `max_operations` operations runs, one byte or one operation
+/// more is 413 and runs nothing; a body whose member names repeat ignoring
+/// case is 400 `invalidSyntax` and runs nothing.
+#[test]
+fn bulk_bodies_at_the_size_and_operation_limits() {
+    const BULK: &str = "urn:ietf:params:scim:api:messages:2.0:BulkRequest";
+    let backend = Arc::new(Memory::default());
+    let settings = Settings {
+        bulk: BulkSettings {
+            enabled: true,
+            max_operations: 2,
+            max_payload_size: 600,
+        },
+        ..Settings::default()
+    };
+    let service = service_over(settings, backend.clone());
+    // A body of `size` bytes with `count` operations (padded with spaces).
+    let body = |count: usize, size: usize| {
+        let operations: Vec<Value> = (0..count)
+            .map(|i| {
+                json!({"method": "POST", "path": "/Users", "bulkId": format!("b{i}"),
+                           "data": {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                                    "userName": format!("u{i}")}})
+            })
+            .collect();
+        let text = json!({"schemas": [BULK], "Operations": operations}).to_string();
+        assert!(text.len() <= size, "{} bytes already", text.len());
+        format!("{text}{}", " ".repeat(size - text.len()))
+    };
+    let bulk = |text: String| send(&service, Request::new("POST", "/Bulk").with_body(text));
+    let stored = || backend.rows.lock().unwrap().len();
+
+    let error = bulk(body(2, 601)).expect_err("one byte too many");
+    assert_eq!(error.status, 413, "{error:?}");
+    let error = bulk(body(3, 600)).expect_err("one operation too many");
+    assert_eq!(error.status, 413, "{error:?}");
+    assert!(format!("{error:?}").contains("3 operations"), "{error:?}");
+    let duplicate = format!(
+        r#"{{"schemas": ["{BULK}"], "Operations": [{{"method": "POST", "path": "/Users", "PATH": "/Groups", "bulkId": "x", "data": {{}}}}]}}"#
+    );
+    let error = bulk(duplicate).expect_err("names repeat ignoring case");
+    assert_eq!((error.status, error.code()), (400, Some("invalidSyntax")));
+    assert_eq!(stored(), 0, "nothing ran");
+
+    let (response, reply) = bulk(body(2, 600)).expect("at both limits");
+    assert_eq!(response.status, 200, "{reply}");
+    let statuses: Vec<&Value> = reply["Operations"]
+        .as_array()
+        .expect("Operations")
+        .iter()
+        .map(|op| &op["status"])
+        .collect();
+    assert_eq!(statuses, [&json!("201"), &json!("201")], "{reply}");
+    assert_eq!(stored(), 2);
 }
 
 /// `password_storage = "backend"` with a backend that does not store

@@ -103,6 +103,8 @@ struct StrictVisitor;
 impl<'de> Visitor<'de> for StrictVisitor {
     type Value = Value;
 
+    // mutants: message text only — `expecting` only words a type error, and
+    // `deserialize_any` on serde_json never raises one for this visitor.
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON value")
     }
@@ -131,10 +133,12 @@ impl<'de> Visitor<'de> for StrictVisitor {
         Ok(Value::String(v))
     }
 
+    // mutants: equivalent — `Ok(Default::default())` is `Ok(Value::Null)`, this body.
     fn visit_unit<E>(self) -> Result<Value, E> {
         Ok(Value::Null)
     }
 
+    // mutants: equivalent — `Ok(Default::default())` is `Ok(Value::Null)`, this body.
     fn visit_none<E>(self) -> Result<Value, E> {
         Ok(Value::Null)
     }
@@ -157,6 +161,11 @@ impl<'de> Visitor<'de> for StrictVisitor {
                     let hit = map
                         .keys()
                         .any(|seen: &String| seen.eq_ignore_ascii_case(&key));
+                    // mutants: equivalent in result — the set only answers
+                    // faster what the scan answers: building it earlier (`||`,
+                    // `<`), or never but on a hit that ends the object anyway
+                    // (`!` deleted), refuses exactly the same bodies; only the
+                    // cost on huge objects differs, which no test may time.
                     if !hit && map.len() >= Names::LINEAR {
                         let mut set: HashSet<String> =
                             map.keys().map(|k| k.to_ascii_lowercase()).collect();
@@ -243,6 +252,53 @@ mod tests {
                 err.detail
             );
         }
+    }
+
+    /// The name set switches from a linear scan to a hash set once it holds
+    /// more than `LINEAR` names (a hostile object then costs linear time),
+    /// and answers the same before and after the switch.
+    #[test]
+    fn names_switch_to_a_set_past_the_linear_bound() {
+        let names: Vec<String> = (0..=Names::LINEAR).map(|i| format!("N{i}")).collect();
+        let lower: Vec<String> = names.iter().map(|n| n.to_lowercase()).collect();
+        let mut seen = Names::default();
+        for (i, name) in names.iter().enumerate() {
+            assert!(seen.insert(name), "{name} is new");
+            assert_eq!(
+                seen.many.is_some(),
+                i + 1 > Names::LINEAR,
+                "after {} names",
+                i + 1
+            );
+            assert!(!seen.insert(&lower[0]), "n0 was seen");
+            assert!(!seen.insert(&lower[i]), "{name} was seen");
+        }
+        assert!(seen.insert("other"));
+        assert!(!seen.insert("OTHER"));
+    }
+
+    /// Every primitive a deserializer may hand over becomes its JSON value,
+    /// including `visit_string`, which `serde_json` itself does not call.
+    #[test]
+    fn the_visitor_maps_each_primitive() {
+        type E = serde_json::Error;
+        assert_eq!(
+            StrictVisitor.visit_string::<E>("x".into()).unwrap(),
+            json!("x")
+        );
+        assert_eq!(StrictVisitor.visit_str::<E>("y").unwrap(), json!("y"));
+        assert_eq!(StrictVisitor.visit_bool::<E>(false).unwrap(), json!(false));
+        assert_eq!(StrictVisitor.visit_i64::<E>(-3).unwrap(), json!(-3));
+        assert_eq!(
+            StrictVisitor.visit_u64::<E>(u64::MAX).unwrap(),
+            json!(u64::MAX)
+        );
+        assert_eq!(StrictVisitor.visit_f64::<E>(0.5).unwrap(), json!(0.5));
+        assert_eq!(StrictVisitor.visit_f64::<E>(f64::NAN).unwrap(), Value::Null);
+        assert_eq!(StrictVisitor.visit_unit::<E>().unwrap(), Value::Null);
+        assert_eq!(StrictVisitor.visit_none::<E>().unwrap(), Value::Null);
+        assert_eq!(parse_body(br#""a\"b""#).unwrap(), json!("a\"b"));
+        assert_eq!(parse_body(b"[false, 2]").unwrap(), json!([false, 2]));
     }
 
     #[test]

@@ -451,6 +451,9 @@ impl<'t> Parser<'t> {
             b']' => single(Token::CloseBracket),
             b'"' => self.lex_string(start),
             b'-' | b'0'..=b'9' => {
+                // mutants: equivalent — `start * 1`: the first byte (`-` or a
+                // digit) is one the loop below accepts, so starting at it ends
+                // at the same place.
                 let mut end = start + 1;
                 while end < bytes.len()
                     && matches!(bytes[end], b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-')
@@ -467,6 +470,8 @@ impl<'t> Parser<'t> {
                 }
             }
             byte if is_word_start(byte) => {
+                // mutants: equivalent — `start * 1`: every word start is also
+                // a word byte, so starting the loop at it ends at the same place.
                 let mut end = start + 1;
                 while end < bytes.len() && is_word_byte(bytes[end]) {
                     end += 1;
@@ -1328,5 +1333,96 @@ fn string_op(actual: &str, wanted: &str, op: CompareOp) -> bool {
         CompareOp::Ge => actual >= wanted,
         CompareOp::Lt => actual < wanted,
         CompareOp::Le => actual <= wanted,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: [CompareOp; 9] = [
+        CompareOp::Eq,
+        CompareOp::Ne,
+        CompareOp::Co,
+        CompareOp::Sw,
+        CompareOp::Ew,
+        CompareOp::Gt,
+        CompareOp::Ge,
+        CompareOp::Lt,
+        CompareOp::Le,
+    ];
+
+    /// The string helpers implement all nine operators, `ne` included,
+    /// although evaluation asks them only for `eq` and negates it itself.
+    #[test]
+    fn string_helpers_answer_every_operator() {
+        // (actual, wanted, [eq, ne, co, sw, ew, gt, ge, lt, le])
+        let cases: [(&str, &str, [bool; 9]); 4] = [
+            (
+                "abc",
+                "abc",
+                [true, false, true, true, true, false, true, false, true],
+            ),
+            (
+                "abc",
+                "abd",
+                [false, true, false, false, false, false, false, true, true],
+            ),
+            (
+                "abd",
+                "abc",
+                [false, true, false, false, false, true, true, false, false],
+            ),
+            (
+                "xabcx",
+                "abc",
+                [false, true, true, false, false, true, true, false, false],
+            ),
+        ];
+        for (actual, wanted, answers) in cases {
+            for (op, want) in ALL.into_iter().zip(answers) {
+                assert_eq!(
+                    string_op(actual, wanted, op),
+                    want,
+                    "{actual} {op} {wanted}"
+                );
+                let upper = wanted.to_ascii_uppercase();
+                assert_eq!(
+                    ascii_caseless_op(actual.as_bytes(), upper.as_bytes(), op),
+                    want,
+                    "{actual} {op} {upper} ignoring case"
+                );
+                assert_eq!(
+                    compare_strings(actual, &upper, false, op),
+                    want,
+                    "{actual} {op} {upper}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn order_matches_answers_every_operator() {
+        use Ordering::{Equal, Greater, Less};
+        // [eq, ne, co, sw, ew, gt, ge, lt, le]
+        for (ordering, answers) in [
+            (
+                Less,
+                [false, true, false, false, false, false, false, true, true],
+            ),
+            (
+                Equal,
+                [true, false, false, false, false, false, true, false, true],
+            ),
+            (
+                Greater,
+                [false, true, false, false, false, true, true, false, false],
+            ),
+        ] {
+            for (op, want) in ALL.into_iter().zip(answers) {
+                assert_eq!(order_matches(op, Some(ordering)), want, "{ordering:?} {op}");
+                assert!(!order_matches(op, None), "{op} without an order");
+            }
+        }
     }
 }

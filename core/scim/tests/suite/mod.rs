@@ -2,12 +2,15 @@
 
 mod dialects;
 mod discovery;
+mod filter_edges;
+mod filter_evaluation;
 mod fixtures;
 mod profile_engine;
 mod profile_entra;
 mod profile_okta;
 mod profile_one_identity;
 mod projection_sort;
+mod patch_edges;
 mod properties;
 mod regression;
 mod request_properties;

@@ -181,6 +181,17 @@ fn operation() -> impl Strategy<Value = Value> {
         })
 }
 
+/// An operation that fails on any User or Group, whatever came before it.
+fn failing_operation() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(json!({"op": "remove"})),
+        Just(json!({"op": "add", "path": "noSuchAttribute", "value": "x"})),
+        Just(json!({"op": "add", "path": "displayName"})),
+        Just(json!({"op": "replace", "path": "schemas", "value": []})),
+        Just(json!({"op": "add", "value": {"noSuchAttribute": 1}})),
+    ]
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
@@ -225,24 +236,56 @@ proptest! {
         let _ = validate_create(&context, &resource);
     }
 
+    /// `apply_patch` takes the resource by reference, so it cannot change
+    /// it; what "all or nothing" means for its callers is that a request with
+    /// a failing operation anywhere returns an error and no resource at all
+    /// (never the state before, or after skipping, the failing operation),
+    /// so that the copy-then-commit the service does (store only on `Ok`)
+    /// leaves the stored resource as it was.
     #[test]
-    fn patch_is_all_or_nothing(operations in prop::collection::vec(operation(), 1..6), use_group in any::<bool>()) {
+    fn patch_is_all_or_nothing(
+        operations in prop::collection::vec(operation(), 0..6),
+        failing in failing_operation(),
+        at in any::<prop::sample::Index>(),
+        use_group in any::<bool>(),
+    ) {
         let registry = Registry::core();
         let (name, original) = if use_group { ("Group", group()) } else { ("User", bjensen()) };
         let context = registry.context_for(name).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        let body = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": operations});
-        let body = scimgate_scim::dialect::normalize_patch_request(&body, &context);
-        let resource = original.clone();
-        if let Ok(request) = PatchRequest::parse(&body) {
-            match apply_patch(&context, &resource, &request) {
-                Ok(patched) => {
-                    // the result is itself a valid stored resource
-                    prop_assert!(scimgate_scim::validate::validate_stored(&context, &patched).is_ok());
-                }
-                Err(_) => prop_assert_eq!(&resource, &original),
+        let position = at.index(operations.len() + 1);
+        let mut with_failure = operations.clone();
+        with_failure.insert(position, failing);
+        let request = |operations: &[Value]| {
+            let body = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": operations});
+            let body = scimgate_scim::dialect::normalize_patch_request(&body, &context);
+            PatchRequest::parse(&body)
+        };
+        if let Ok(request) = request(&with_failure) {
+            // The service's path: patch the stored value, commit only on Ok.
+            let mut stored = original.clone();
+            let result = apply_patch(&context, &stored, &request);
+            let error = result.as_ref().err().cloned();
+            if let Ok(patched) = result {
+                stored = patched;
+            }
+            let error = error.ok_or_else(|| TestCaseError::fail(format!(
+                "operation {position} always fails, yet the request succeeded: {with_failure:?}"
+            )))?;
+            // The error is that of the failing operation or of one before it.
+            let index: usize = error.detail.strip_prefix("Operations[")
+                .and_then(|rest| rest.split(']').next())
+                .and_then(|index| index.parse().ok())
+                .ok_or_else(|| TestCaseError::fail(format!("no operation index in '{}'", error.detail)))?;
+            prop_assert!(index <= position, "error at {} after the failing {}: {}", index, position, error.detail);
+            prop_assert_eq!(&stored, &original);
+        }
+        if let Ok(request) = request(&operations) {
+            if let Ok(patched) = apply_patch(&context, &original, &request) {
+                // the result is itself a valid stored resource, the same every time
+                prop_assert!(scimgate_scim::validate::validate_stored(&context, &patched).is_ok());
+                prop_assert_eq!(apply_patch(&context, &original, &request), Ok(patched));
             }
         }
-        prop_assert_eq!(resource, original);
     }
 }
 
