@@ -247,7 +247,9 @@ fn parse_log_level(text: &str) -> Result<String, String> {
     tracing_subscriber::EnvFilter::builder()
         .parse(text)
         .map(|_| text.to_string())
-        .map_err(|e| format!("{e} (a level such as `debug`, or directives like `info,scimgate::audit=warn`)"))
+        .map_err(|e| {
+            format!("{e} (a level such as `debug`, or directives like `info,scimgate::audit=warn`)")
+        })
 }
 
 fn serve(

@@ -117,7 +117,7 @@ fn the_image_recipe_builds_with_the_readme_command_and_runs_unprivileged() {
     let user = dockerfile
         .lines()
         .filter_map(|l| l.strip_prefix("USER "))
-        .last()
+        .next_back()
         .expect("a USER line");
     assert!(
         !user.starts_with("0") && !user.starts_with("root"),

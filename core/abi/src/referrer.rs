@@ -67,7 +67,7 @@ impl ReferrerList {
         self.patterns.iter().any(|p| {
             p.scheme
                 .as_deref()
-                .map_or(true, |s| s.eq_ignore_ascii_case(scheme))
+                .is_none_or(|s| s.eq_ignore_ascii_case(scheme))
                 && p.port.or_else(|| default_port(scheme)) == port
                 && match &p.host {
                     HostPattern::Exact(host) => host.eq_ignore_ascii_case(origin.host),
@@ -266,5 +266,111 @@ mod tests {
         assert!(!list.permits("null"));
         assert!(!list.allows_any());
         assert!(ReferrerList::parse(&["*"]).unwrap().allows_any());
+    }
+
+    #[test]
+    fn host_labels_may_hold_hyphens_and_underscores_inside() {
+        for ok in [
+            "https://my-app.example.com",
+            "a_b.example.com",
+            "*.x-y.example.com",
+        ] {
+            assert!(parse_pattern(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "https://a-.example.com",
+            "a..example.com",
+            ".example.com",
+            "*.-a.com",
+        ] {
+            assert!(parse_pattern(bad).is_err(), "{bad}");
+        }
+        let list = ReferrerList::parse(&["https://my-app.example.com"]).unwrap();
+        assert!(list.permits("https://MY-APP.example.com./x"));
+        assert!(!list.permits("https://my_app.example.com"));
+    }
+
+    #[test]
+    fn ports_are_digits_only() {
+        // `u16::from_str` takes a leading `+`: the grammar does not.
+        for bad in [
+            "https://a.com:+443",
+            "https://a.com:",
+            "https://a.com:44 3",
+            "a.com:-1",
+        ] {
+            assert!(parse_pattern(bad).is_err(), "{bad}");
+        }
+        let list = ReferrerList::parse(&["https://a.com"]).unwrap();
+        assert!(!list.permits("https://a.com:+443"));
+        assert!(!list.permits("https://a.com:"));
+        assert!(list.permits("https://a.com:443"));
+        assert!(list.permits("https://a.com:0443"));
+    }
+
+    #[test]
+    fn ipv6_literals_take_only_a_port_after_the_bracket() {
+        assert!(parse_pattern("http://[::1]").is_ok());
+        assert!(parse_pattern("http://[::1]x").is_err());
+        assert!(parse_pattern("http://[::1]8080").is_err());
+        assert!(parse_pattern("http://[::1").is_err());
+        let list = ReferrerList::parse(&["http://[::1]"]).unwrap();
+        assert!(list.permits("http://[::1]/page"));
+        assert!(list.permits("http://[::1]:80"));
+        assert!(!list.permits("http://[::1]x/page"));
+        assert!(!list.permits("http://[::1]:8080"));
+    }
+
+    #[test]
+    fn wildcards_need_at_least_one_label_before_the_suffix() {
+        let list = ReferrerList::parse(&["*.example.org"]).unwrap();
+        assert!(list.permits("https://a.example.org"));
+        assert!(list.permits("https://A.EXAMPLE.ORG"));
+        // The suffix alone, with or without its leading dot, is not a subdomain.
+        assert!(!list.permits("https://example.org"));
+        assert!(!list.permits("https://.example.org"));
+        assert!(!list.permits("https://xexample.org"));
+        assert!(!list.permits("https://org"));
+    }
+
+    #[test]
+    fn invalid_hosts_in_a_value_match_no_wildcard() {
+        let list = ReferrerList::parse(&["*.example.org"]).unwrap();
+        for bad in [
+            "https://a b.example.org",
+            "https://a%2F.example.org",
+            "https://evil\\.example.org",
+            "https://",
+            "https://:443",
+        ] {
+            assert!(!list.permits(bad), "{bad}");
+        }
+        // Non-ASCII inside brackets: refused, never a slice inside a
+        // character (a panic on a crafted header).
+        assert!(!list.permits("https://[\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}]"));
+        assert!(!list.permits("https://[\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}.example.org]"));
+        assert!(!list.permits("https://[a\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}.example.org"));
+    }
+
+    #[test]
+    fn scheme_and_port_are_compared_together() {
+        let list =
+            ReferrerList::parse(&["https://app.example.com:8443", "app.example.net"]).unwrap();
+        assert!(list.permits("https://app.example.com:8443/x"));
+        assert!(!list.permits("https://app.example.com"));
+        assert!(!list.permits("http://app.example.com:8443"));
+        assert!(!list.permits("https://other.example.com:8443"));
+        // A bare host: any scheme, on that scheme's default port.
+        assert!(list.permits("http://app.example.net"));
+        assert!(list.permits("https://app.example.net:443"));
+        assert!(!list.permits("https://app.example.net:80"));
+        assert!(!list.permits("app.example.net"));
+        // An unknown scheme has no default port: only an explicit one matches.
+        let ftp = ReferrerList::parse(&["ftp://files.example.com:21"]).unwrap();
+        assert!(ftp.permits("ftp://files.example.com:21"));
+        assert!(!ftp.permits("ftp://files.example.com"));
+        let any_port = ReferrerList::parse(&["files.example.com"]).unwrap();
+        assert!(!any_port.permits("ftp://files.example.com:1"));
+        assert!(!any_port.permits("ftp://files.example.com:0"));
     }
 }

@@ -203,7 +203,7 @@ pub fn format_size(bytes: u64) -> String {
         ("MB", 1_000_000),
         ("KB", 1_000),
     ] {
-        if bytes >= size && bytes % size == 0 {
+        if bytes >= size && bytes.is_multiple_of(size) {
             return format!("{}{unit}", bytes / size);
         }
     }

@@ -60,7 +60,7 @@ pub fn expand_pathless_paths(body: &mut Value, context: &SchemaCtx<'_>) {
             rewritten.push(operation);
             continue;
         };
-        let pathless = object_keys::get(object, "path").map_or(true, Value::is_null);
+        let pathless = object_keys::get(object, "path").is_none_or(Value::is_null);
         let (Some(op), Some(Value::Object(members)), true) = (
             object_keys::get(object, "op").cloned(),
             object_keys::get(object, "value"),
@@ -400,7 +400,7 @@ pub fn drop_pathless_ids(body: &mut Value) {
         return;
     };
     for operation in operations.iter_mut().filter_map(Value::as_object_mut) {
-        let pathless = object_keys::get(operation, "path").map_or(true, Value::is_null);
+        let pathless = object_keys::get(operation, "path").is_none_or(Value::is_null);
         if let (true, Some(Value::Object(value))) =
             (pathless, object_keys::get_mut(operation, "value"))
         {

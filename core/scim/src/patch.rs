@@ -514,7 +514,7 @@ fn container_mut<'r>(
     match location {
         Location::Core => Some(object),
         Location::Extension(extension) => {
-            if object_keys::get(object, &extension.id).map_or(true, |value| !value.is_object()) {
+            if object_keys::get(object, &extension.id).is_none_or(|value| !value.is_object()) {
                 if !create {
                     return None;
                 }
@@ -624,7 +624,7 @@ fn apply_attribute(
             return remove_listed_values(container, attribute, selection);
         }
         let existing = object_keys::get(container, name);
-        if existing.map_or(true, Value::is_null) {
+        if existing.is_none_or(Value::is_null) {
             return Ok(());
         }
         check_mutability(attribute, name, existing, None)?;
@@ -855,7 +855,7 @@ fn apply_sub(
         return set_sub_on_elements(items, &indices, op, sub, &label, value).map(|_| ());
     }
     let parent_missing =
-        object_keys::get(container, &attribute.name).map_or(true, |parent| !parent.is_object());
+        object_keys::get(container, &attribute.name).is_none_or(|parent| !parent.is_object());
     if parent_missing {
         if op == PatchOpKind::Remove {
             return Ok(());

@@ -177,7 +177,7 @@ fn strip_never_value(attribute: &Attribute, value: &Value) -> Option<Value> {
             .filter(|(name, _)| {
                 attribute
                     .sub_attribute(name)
-                    .map_or(true, |sub| sub.returned != Returned::Never)
+                    .is_none_or(|sub| sub.returned != Returned::Never)
             })
             .map(|(name, member)| (name.clone(), member.clone()))
             .collect()
@@ -331,7 +331,7 @@ fn strip_subs(
         element
             .iter()
             .filter(|(key, _)| {
-                attribute.sub_attribute(key).map_or(true, |sub| {
+                attribute.sub_attribute(key).is_none_or(|sub| {
                     sub.returned != Returned::Never
                         && (sub.returned == Returned::Always || keep(sub))
                 })

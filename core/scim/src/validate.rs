@@ -834,7 +834,7 @@ fn json_kind(value: &Value) -> &'static str {
 /// RFC 4648 §4 base64 (standard alphabet, padded).
 fn is_base64(text: &str) -> bool {
     let bytes = text.as_bytes();
-    if bytes.len() % 4 != 0 {
+    if !bytes.len().is_multiple_of(4) {
         return false;
     }
     let padding = bytes.iter().rev().take_while(|&&byte| byte == b'=').count();

@@ -487,7 +487,7 @@ fn normalize_dn(dn: &str) -> String {
         } else if c == '\\' {
             escaped = true;
         }
-        out.extend(std::iter::repeat(' ').take(spaces));
+        out.extend(std::iter::repeat_n(' ', spaces));
         spaces = 0;
         after_separator = false;
         out.push(c.to_ascii_lowercase());

@@ -83,16 +83,10 @@ fn empty_members_in_a_pathless_replace_removes_everyone() {
         json!([{"op": "replace", "value": {"members": []}}])
     );
     let out = apply("Group", &group(), &body);
-    assert!(
-        out.get("members").map_or(true, |m| m == &json!([])),
-        "{out}"
-    );
+    assert!(out.get("members").is_none_or(|m| m == &json!([])), "{out}");
     let with_path = json!({"schemas": [PATCH_OP], "Operations": [{"op": "replace", "path": "members", "value": []}]});
     let out = apply("Group", &group(), &with_path);
-    assert!(
-        out.get("members").map_or(true, |m| m == &json!([])),
-        "{out}"
-    );
+    assert!(out.get("members").is_none_or(|m| m == &json!([])), "{out}");
 }
 
 #[test]
