@@ -291,7 +291,6 @@ proptest! {
 
 #[test]
 fn deep_nesting_is_an_error_not_a_stack_overflow() {
-    let started = std::time::Instant::now();
     for text in [
         "(".repeat(10_000),
         "not(".repeat(10_000),
@@ -301,9 +300,4 @@ fn deep_nesting_is_an_error_not_a_stack_overflow() {
         assert!(parse_filter(&text).is_err());
         assert!(PatchPath::parse(&text).is_err());
     }
-    assert!(
-        started.elapsed().as_millis() < 500,
-        "took {:?}",
-        started.elapsed()
-    );
 }
