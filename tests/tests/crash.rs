@@ -60,34 +60,9 @@ on_both_stores!(
 /// One SCIM route at `/scim/v2` on the given store; pages big enough to
 /// list every resource of these tests at once.
 fn config(store_options: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-plugin_dir = "{{plugin_dir}}"
-data_dir = "{{data_dir}}"
-
-[stage.key]
-use = "demo/api-key"
-header = "authorization"
-keys = {{ "Bearer crash-token" = "p1" }}
-
-[stage.scim]
-use = "scim-server/scim"
-max_results = 10000
-{store_options}
-
-[[route]]
-path = "/scim/v2"
-pipeline = ["key", "scim"]
-
-[[provider]]
-id = "p1"
-name = "Test"
-[provider.auth]
-method = "static-bearer"
-token_hash = "sha256:0000000000000000000000000000000000000000000000000000000000000000"
-"#
+    scim_route_config(
+        "crash-token",
+        &format!("max_results = 10000\n{store_options}"),
     )
 }
 

@@ -18,34 +18,9 @@ const AUTH: (&str, &str) = ("authorization", "Bearer tls-token");
 
 /// A config with one SCIM route at `/scim/v2` on `store`.
 fn config(store: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-plugin_dir = "{{plugin_dir}}"
-data_dir = "{{data_dir}}"
-
-[stage.key]
-use = "demo/api-key"
-header = "authorization"
-keys = {{ "Bearer tls-token" = "p1" }}
-
-[stage.scim]
-use = "scim-server/scim"
-store = "{store}"
-store_password = "${{SCIMGATE_PG_PASSWORD}}"
-
-[[route]]
-path = "/scim/v2"
-pipeline = ["key", "scim"]
-
-[[provider]]
-id = "p1"
-name = "Test"
-[provider.auth]
-method = "static-bearer"
-token_hash = "sha256:0000000000000000000000000000000000000000000000000000000000000000"
-"#
+    scim_route_config(
+        "tls-token",
+        &format!("store = \"{store}\"\nstore_password = \"${{SCIMGATE_PG_PASSWORD}}\""),
     )
 }
 

@@ -219,34 +219,7 @@ impl Drop for PgSchema {
 
 /// A config with one SCIM route at `/scim/v2`; `options` go into the stage table.
 fn config(options: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-plugin_dir = "{{plugin_dir}}"
-data_dir = "{{data_dir}}"
-
-[stage.key]
-use = "demo/api-key"
-header = "authorization"
-keys = {{ "Bearer compliance-token" = "p1" }}
-
-[stage.scim]
-use = "scim-server/scim"
-{options}
-
-[[route]]
-path = "/scim/v2"
-pipeline = ["key", "scim"]
-
-[[provider]]
-id = "p1"
-name = "Test"
-[provider.auth]
-method = "static-bearer"
-token_hash = "sha256:0000000000000000000000000000000000000000000000000000000000000000"
-"#
-    )
+    scim_route_config("compliance-token", options)
 }
 
 /// The stage options and environment of a store (a fresh schema for PostgreSQL).

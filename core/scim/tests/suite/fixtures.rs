@@ -1,5 +1,10 @@
-//! Shared fixtures: RFC 7643 §8 example resources.
+//! Shared fixtures: RFC 7643 §8 example resources, and requests through a
+//! profile.
 
+use scimgate_abi::sdk::Profile;
+use scimgate_abi::{Caller, Request};
+use scimgate_scim::profile::ProfileEngine;
+use scimgate_scim::{apply_patch, PatchRequest, Registry};
 use serde_json::{json, Value};
 
 /// The full User of RFC 7643 §8.2 plus the Enterprise extension of §8.3 (trimmed).
@@ -101,4 +106,44 @@ pub fn group() -> Value {
         "meta": {"resourceType": "Group", "created": "2010-01-23T04:56:22Z",
                  "lastModified": "2011-05-13T04:42:34Z"}
     })
+}
+
+/// A request as an IGA client sends it to a profile mounted at `/scim/v2`
+/// (`body` null: no body).
+pub fn profile_request(method: &str, path: &str, query: &str, body: &Value) -> Request {
+    let body = if body.is_null() {
+        Vec::new()
+    } else {
+        body.to_string().into_bytes()
+    };
+    Request::new(method, path)
+        .with_query(query)
+        .with_body(body)
+        .with_mount("/scim/v2", "https://gw.example.com/scim/v2")
+}
+
+/// The PatchOp body a profile hands on for `operations` sent to `path`.
+pub fn profile_patch(profile: &ProfileEngine, path: &str, operations: Value) -> Value {
+    let mut req = profile_request(
+        "PATCH",
+        path,
+        "",
+        &json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": operations}),
+    );
+    profile
+        .inbound(&mut req, Caller::ANONYMOUS)
+        .expect("inbound");
+    serde_json::from_slice(&req.body).expect("JSON")
+}
+
+/// `body` applied by the engine's PATCH to `current`, a `resource`.
+pub fn apply_to(resource: &str, current: &Value, body: &Value) -> Value {
+    let registry = Registry::core();
+    let context = registry.context_for(resource).unwrap();
+    apply_patch(
+        &context,
+        current,
+        &PatchRequest::parse(body).expect("parses"),
+    )
+    .expect("applies")
 }

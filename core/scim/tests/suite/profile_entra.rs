@@ -2,7 +2,7 @@
 //! and expects (moved from the entra-id crate's unit tests).
 
 use scimgate_abi::sdk::Profile;
-use scimgate_abi::{Caller, Request, Response};
+use scimgate_abi::{Caller, Response};
 use scimgate_scim::profile::{engine_for, ProfileEngine};
 use scimgate_scim::{apply_patch, PatchRequest, Registry};
 use serde_json::{json, Value};
@@ -15,27 +15,10 @@ fn profile(config: Value) -> ProfileEngine {
     engine_for(Some("entra-id"), &config).expect("profile")
 }
 
-fn request(method: &str, path: &str, query: &str, body: &Value) -> Request {
-    let body = if body.is_null() {
-        Vec::new()
-    } else {
-        body.to_string().into_bytes()
-    };
-    Request::new(method, path)
-        .with_query(query)
-        .with_body(body)
-        .with_mount("/scim/v2", "https://gw.example.com/scim/v2")
-}
+use super::fixtures::{profile_patch, profile_request as request};
 
 fn patched(p: &ProfileEngine, path: &str, operations: Value) -> Value {
-    let mut req = request(
-        "PATCH",
-        path,
-        "",
-        &json!({"schemas": [PATCH_OP], "Operations": operations}),
-    );
-    p.inbound(&mut req, Caller::ANONYMOUS).expect("inbound");
-    serde_json::from_slice::<Value>(&req.body).expect("JSON")["Operations"].clone()
+    profile_patch(p, path, operations)["Operations"].clone()
 }
 
 #[test]

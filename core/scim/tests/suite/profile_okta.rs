@@ -2,9 +2,8 @@
 //! okta crate's unit tests).
 
 use scimgate_abi::sdk::Profile;
-use scimgate_abi::{Caller, Request};
+use scimgate_abi::Caller;
 use scimgate_scim::profile::{engine_for, ProfileEngine};
-use scimgate_scim::{apply_patch, PatchRequest, Registry};
 use serde_json::{json, Value};
 
 const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
@@ -13,43 +12,13 @@ fn profile(config: Value) -> ProfileEngine {
     engine_for(Some("okta"), &config).expect("profile")
 }
 
-fn request(method: &str, path: &str, query: &str, body: &Value) -> Request {
-    let body = if body.is_null() {
-        Vec::new()
-    } else {
-        body.to_string().into_bytes()
-    };
-    Request::new(method, path)
-        .with_query(query)
-        .with_body(body)
-        .with_mount("/scim/v2", "https://gw.example.com/scim/v2")
-}
-
-fn inbound_patch(p: &ProfileEngine, path: &str, operations: Value) -> Value {
-    let mut req = request(
-        "PATCH",
-        path,
-        "",
-        &json!({"schemas": [PATCH_OP], "Operations": operations}),
-    );
-    p.inbound(&mut req, Caller::ANONYMOUS).expect("inbound");
-    serde_json::from_slice(&req.body).expect("JSON")
-}
+use super::fixtures::{
+    apply_to as apply, profile_patch as inbound_patch, profile_request as request,
+};
 
 fn group() -> Value {
     json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "id": "g1", "displayName": "Eng",
         "members": [{"value": "u1"}, {"value": "u2"}]})
-}
-
-fn apply(resource: &str, current: &Value, body: &Value) -> Value {
-    let registry = Registry::core();
-    let context = registry.context_for(resource).unwrap();
-    apply_patch(
-        &context,
-        current,
-        &PatchRequest::parse(body).expect("parses"),
-    )
-    .expect("applies")
 }
 
 #[test]
