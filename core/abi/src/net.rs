@@ -248,6 +248,69 @@ mod tests {
         );
     }
 
+    #[test]
+    fn mapped_blocks_become_ipv4_from_prefix_96_on() {
+        let net = |t: &str| t.parse::<IpNet>().unwrap();
+        assert_eq!(canonical_net(net("::ffff:0.0.0.0/96")), net("0.0.0.0/0"));
+        assert_eq!(
+            canonical_net(net("::ffff:10.1.2.3/128")),
+            net("10.1.2.3/32")
+        );
+        assert_eq!(canonical_net(net("::ffff:10.1.2.3/104")), net("10.0.0.0/8"));
+        // Below /96 the block is wider than the mapped range: it stays IPv6,
+        // even with the host bits of a mapped address still set.
+        assert_eq!(
+            canonical_net(net("::ffff:10.1.2.3/95")),
+            net("::ffff:10.1.2.3/95")
+        );
+        assert_eq!(
+            canonical_net(net("::ffff:10.1.2.3/80")),
+            net("::ffff:10.1.2.3/80")
+        );
+        assert_eq!(canonical_net(net("2001:db8::/96")), net("2001:db8::/96"));
+        assert_eq!(canonical_net(net("10.1.2.3/8")), net("10.1.2.3/8"));
+        // The whole mapped range as an entry lets every IPv4 client in, and
+        // no IPv6 one.
+        let l = list(&["::ffff:0:0/96"]);
+        assert!(l.permits(ip("198.51.100.1")));
+        assert!(l.permits(ip("::ffff:198.51.100.1")));
+        assert!(!l.permits(ip("2001:db8::1")));
+    }
+
+    #[test]
+    fn ipv6_blocks_of_prefix_96_and_longer_hold_no_ipv4_client() {
+        // `::/96` (the old IPv4-compatible range) is not the mapped range.
+        let l = list(&["::/96", "64:ff9b::/96", "2001:db8::/127"]);
+        assert!(!l.permits(ip("10.0.0.1")));
+        assert!(!l.permits(ip("0.0.0.1")));
+        assert!(l.permits(ip("::a00:1")));
+        assert!(l.permits(ip("64:ff9b::a00:1")));
+        // /95 and wider do hold it when they cover `::ffff:0:0/96`.
+        assert!(list(&["::ffff:0:0/95"]).permits(ip("10.0.0.1")));
+        assert!(list(&["::/64"]).permits(ip("10.0.0.1")));
+        assert!(!list(&["0:0:0:1::/64"]).permits(ip("10.0.0.1")));
+    }
+
+    #[test]
+    fn single_family_lists_refuse_the_other_family() {
+        let v4 = list(&["10.0.0.0/8"]);
+        assert!(!v4.is_any());
+        assert!(!v4.permits(ip("2001:db8::1")));
+        let v6 = list(&["2001:db8::/32"]);
+        assert!(!v6.is_any());
+        assert!(!v6.permits(ip("10.0.0.1")));
+        assert!(v6.permits(ip("2001:db8::1")));
+        assert!(!v6.permits_text("10.0.0.1"));
+        assert!(v6.permits_text("[2001:db8::1]:443"));
+        let mut star = list(&["10.0.0.0/8"]);
+        star.push(" * ").unwrap();
+        assert!(star.is_any());
+        assert!(star.permits(ip("2001:db8::1")));
+        assert!(IpList::default().is_any());
+        assert_eq!(parse_entry("*").unwrap(), None);
+        assert_eq!(parse_entry(" * ").unwrap(), None);
+    }
+
     fn cases() -> u32 {
         std::env::var("SCIMGATE_PROPTEST_CASES")
             .ok()

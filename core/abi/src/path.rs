@@ -200,6 +200,76 @@ mod tests {
     }
 
     #[test]
+    fn spaces_and_high_bytes_are_not_control_characters() {
+        assert_eq!(canonicalize("/Users/a%20b").unwrap(), "/Users/a b");
+        assert_eq!(canonicalize("/Users/a b").unwrap(), "/Users/a b");
+        assert_eq!(canonicalize("/Users/%21%7E").unwrap(), "/Users/!~");
+        assert_eq!(
+            canonicalize("/Users/%1F").unwrap_err(),
+            PathError::ControlCharacter
+        );
+        assert_eq!(
+            canonicalize("/Users/a\x7f").unwrap_err(),
+            PathError::ControlCharacter
+        );
+        assert_eq!(
+            canonicalize("/Users/a\x1fb").unwrap_err(),
+            PathError::ControlCharacter
+        );
+        assert_eq!(
+            canonicalize("/%41\x7f").unwrap_err(),
+            PathError::ControlCharacter
+        );
+    }
+
+    #[test]
+    fn an_encoded_control_character_is_refused_as_soon_as_it_is_read() {
+        // Refused at the escape, before the segment's UTF-8 is judged.
+        assert_eq!(
+            canonicalize("/a%00%FF").unwrap_err(),
+            PathError::ControlCharacter
+        );
+        assert_eq!(
+            canonicalize("/a%7f%FF").unwrap_err(),
+            PathError::ControlCharacter
+        );
+        assert_eq!(
+            canonicalize("/a%1F%FF").unwrap_err(),
+            PathError::ControlCharacter
+        );
+        assert_eq!(
+            canonicalize("/a%2F%FF").unwrap_err(),
+            PathError::EncodedSlash
+        );
+        assert_eq!(canonicalize("/a%5C%FF").unwrap_err(), PathError::Backslash);
+        assert_eq!(canonicalize("/a%20%FF").unwrap_err(), PathError::NotUtf8);
+    }
+
+    #[test]
+    fn escapes_decode_anywhere_in_a_segment() {
+        assert_eq!(
+            canonicalize("/%47roups/%41%42c%44").unwrap(),
+            "/Groups/ABcD"
+        );
+        assert_eq!(canonicalize("/x%4A%4a").unwrap(), "/xJJ");
+        assert_eq!(canonicalize("/%2e%2e%2e").unwrap(), "/...");
+        assert_eq!(canonicalize("/a%2").unwrap_err(), PathError::BrokenEscape);
+        assert_eq!(canonicalize("/%g1").unwrap_err(), PathError::BrokenEscape);
+    }
+
+    #[test]
+    fn errors_say_what_is_wrong() {
+        assert_eq!(
+            PathError::DotSegment.to_string(),
+            "the path has a `.` or `..` segment"
+        );
+        assert_eq!(
+            PathError::EncodedSlash.to_string(),
+            "the path has an encoded `/` (`%2F`) inside a segment"
+        );
+    }
+
+    #[test]
     fn a_canonical_path_is_its_own_canonical_form_when_it_has_no_percent() {
         for raw in ["/", "/Users", "/Users/abc", "/Groups/.search", "/a+b&c=d"] {
             let once = canonicalize(raw).unwrap();

@@ -125,4 +125,49 @@ mod tests {
         let upper = stored.to_uppercase().replace("SHA256:", "sha256:");
         assert!(SecretHash::parse(&upper).unwrap().verify(b"abc"));
     }
+
+    #[test]
+    fn hex_is_lower_case_two_digits_per_byte() {
+        assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xf0, 0xff]), "000fa5f0ff");
+        assert_eq!(hex(&[]), "");
+        let stored = format!("sha256:{}", hex(&sha256(b"x")));
+        assert_eq!(stored, sha256_secret("x"));
+    }
+
+    /// A PHC string of `password` with cheap parameters.
+    fn argon2id(password: &str, salt_b64: &str) -> String {
+        use argon2::password_hash::{PasswordHasher, SaltString};
+        let params = argon2::Params::new(8, 1, 1, None).unwrap();
+        let argon = Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        let salt = SaltString::from_b64(salt_b64).unwrap();
+        argon
+            .hash_password(password.as_bytes(), &salt)
+            .unwrap()
+            .to_string()
+    }
+
+    #[test]
+    fn argon2id_hashes_verify_and_are_slow() {
+        let phc = argon2id("hunter2", "c29tZXNhbHQ");
+        let hash = SecretHash::parse(&phc).unwrap();
+        assert!(hash.verify(b"hunter2"));
+        assert!(!hash.verify(b"hunter3"));
+        assert!(hash.is_slow());
+        // Salt and hash are both required.
+        let salt_only = phc.rsplit_once('$').unwrap().0;
+        assert!(SecretHash::parse(salt_only).is_err(), "{salt_only}");
+        assert!(SecretHash::parse("$argon2id$v=19$m=8,t=1,p=1").is_err());
+        // A stored argon2i (not id) or garbage parameters are refused.
+        assert!(SecretHash::parse(&phc.replace("$argon2id$", "$argon2i$")).is_err());
+        assert!(SecretHash::parse(&phc.replace("m=8", "m=zz")).is_err());
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_hash() {
+        let hash = SecretHash::parse(&sha256_secret("abc")).unwrap();
+        assert_eq!(format!("{hash:?}"), "SecretHash(**REDACTED**)");
+        let phc = argon2id("hunter2", "c29tZXNhbHQ");
+        let text = format!("{:?}", SecretHash::parse(&phc).unwrap());
+        assert_eq!(text, "SecretHash(**REDACTED**)");
+    }
 }

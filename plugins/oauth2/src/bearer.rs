@@ -527,6 +527,82 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn time_checks_are_exact_at_both_leeway_edges() {
+        let dir = temp_dir("bearer-edges");
+        let (exp, nbf) = (1_000_000, 400_000);
+        let b = bearer_in(&dir, json!({"leeway": "30s"}));
+        assert_eq!(b.check_times(exp, nbf, exp + 29_999), Ok(()));
+        assert_eq!(
+            b.check_times(exp, nbf, exp + 30_000),
+            Err("the access token expired")
+        );
+        assert_eq!(b.check_times(exp, nbf, nbf - 30_000), Ok(()));
+        assert_eq!(
+            b.check_times(exp, nbf, nbf - 30_001),
+            Err("the access token is not valid yet")
+        );
+        let b = bearer_in(&dir, json!({"leeway": "0s"}));
+        assert_eq!(b.check_times(exp, nbf, exp - 1), Ok(()));
+        assert_eq!(
+            b.check_times(exp, nbf, exp),
+            Err("the access token expired")
+        );
+        assert_eq!(b.check_times(exp, nbf, nbf), Ok(()));
+        assert_eq!(
+            b.check_times(exp, nbf, nbf - 1),
+            Err("the access token is not valid yet")
+        );
+        // Through authenticate: a token is good from nbf - leeway on.
+        let token = mint_in(&dir, json!({"ttl": "10m"}), NOW);
+        let b = bearer_in(&dir, json!({"leeway": "30s"}));
+        assert!(matches!(
+            b.authenticate(&with_token(&token, NOW - 30_000)),
+            AuthOutcome::Authenticated(_)
+        ));
+    }
+
+    #[test]
+    fn the_default_leeway_is_30_seconds_and_the_cache_holds_many_tokens() {
+        let dir = temp_dir("bearer-defaults");
+        let token = mint_in(&dir, json!({"ttl": "10m"}), NOW);
+        let b = bearer_in(&dir, json!({}));
+        assert_eq!(b.leeway_ms, 30_000);
+        assert!(matches!(
+            b.authenticate(&with_token(&token, NOW + 600_000 + 29_000)),
+            AuthOutcome::Authenticated(_)
+        ));
+        let b = bearer_in(&dir, json!({}));
+        for i in 0..3 {
+            let t = mint_in(&dir, json!({}), NOW + i);
+            assert!(matches!(
+                b.authenticate(&with_token(&t, NOW + 10)),
+                AuthOutcome::Authenticated(_)
+            ));
+        }
+        assert_eq!(b.cache.lock().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn scopes_are_split_on_single_spaces_and_empty_ones_dropped() {
+        let dir = temp_dir("bearer-scopes");
+        let b = bearer_in(&dir, json!({}));
+        let (key, kid) = default_key(&dir);
+        let mut c = claims(NOW / 1000);
+        c["scope"] = " scim:read  scim:write ".into();
+        let token = forge(
+            json!({"alg": "EdDSA", "typ": "at+jwt", "kid": kid}),
+            &c,
+            |i| key.sign(i).to_bytes().to_vec(),
+        );
+        let AuthOutcome::Authenticated(p) = b.authenticate(&with_token(&token, NOW)) else {
+            panic!("a well-signed token must authenticate");
+        };
+        let scopes: Vec<&str> = p.scopes.iter().map(|s| s.as_str()).collect();
+        assert_eq!(scopes, ["scim:read", "scim:write"]);
+        assert_eq!(p.subject.as_str(), "oim-client");
+    }
+
+    #[test]
     fn two_instances_sharing_a_data_dir_verify_each_others_tokens() {
         let dir = temp_dir("bearer-shared");
         // The bearer stage created first makes the key; the token stage reuses it.

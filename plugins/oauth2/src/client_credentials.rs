@@ -404,6 +404,34 @@ mod tests {
     }
 
     #[test]
+    fn config_defaults() {
+        let c = ctx(json!({}), vec![]);
+        let config: ClientCredentialsConfig = c.deserialize().unwrap();
+        assert_eq!(config.max_failures, 10);
+        assert_eq!(config.failure_window.0, 300);
+        assert_eq!(config.max_tracked, 10_000);
+        assert_eq!(config.cache_ttl.0, 300);
+        let a = build(json!({}));
+        assert_eq!(
+            a.challenge().as_deref(),
+            Some("Basic realm=\"scimgate\", charset=\"UTF-8\"")
+        );
+        assert_eq!(a.clients.len(), 2);
+    }
+
+    #[test]
+    fn only_client_secret_in_the_query_string_is_refused() {
+        let a = build(json!({}));
+        let mut q = form("client_id=client%3Aid&client_secret=s3cr%26t");
+        q.query = "client_id=client%3Aid&x=1".into();
+        assert_eq!(principal(a.authenticate(&q)).provider_id.as_str(), "oim");
+        q.query = "client_secret=s3cr%26t".into();
+        let e = rejected(a.authenticate(&q));
+        assert_eq!((e.status, e.code()), (400, Some("invalid_request")));
+        assert!(e.message.contains("query string"), "{}", e.message);
+    }
+
+    #[test]
     fn lockout_after_n_failures_and_recovery_after_the_window() {
         let a = build(json!({"max_failures": 3, "failure_window": "1m"}));
         let at = |ms: i64, secret: &str, ip: &str| {

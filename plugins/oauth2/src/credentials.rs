@@ -156,4 +156,88 @@ mod tests {
             Some("invalid_request")
         );
     }
+
+    fn params(content_type: Option<&str>, body: &str) -> Result<Params, PluginError> {
+        let headers: Vec<(&str, &str)> = content_type
+            .map(|c| vec![("content-type", c)])
+            .unwrap_or_default();
+        Params::from_body(&request("POST", &headers, body, 0))
+    }
+
+    #[test]
+    fn a_body_without_content_type_is_json_when_it_starts_with_a_brace() {
+        let p = params(None, " \n\t{\"client_id\": \"a\"}").unwrap();
+        assert_eq!(p.get("client_id").unwrap(), Some("a"));
+        let p = params(None, "client_id=a&x={").unwrap();
+        assert_eq!(p.get("client_id").unwrap(), Some("a"));
+        assert!(params(None, "")
+            .unwrap()
+            .get("client_id")
+            .unwrap()
+            .is_none());
+        // A declared form stays a form whatever it starts with.
+        let p = params(Some("application/x-www-form-urlencoded"), "{=1&client_id=c").unwrap();
+        assert_eq!(p.get("client_id").unwrap(), Some("c"));
+        assert_eq!(p.get("{").unwrap(), Some("1"));
+        let p = params(
+            Some("Application/JSON; charset=utf-8"),
+            r#"{"client_id":"d"}"#,
+        )
+        .unwrap();
+        assert_eq!(p.get("client_id").unwrap(), Some("d"));
+    }
+
+    #[test]
+    fn json_members_are_strings_numbers_null_or_a_scope_list() {
+        let p = params(
+            Some("application/json"),
+            r#"{"client_id": 123, "client_secret": null, "scope": ["a", "b"], "grant_type": "x"}"#,
+        )
+        .unwrap();
+        assert_eq!(p.get("client_id").unwrap(), Some("123"));
+        assert_eq!(p.get("client_secret").unwrap(), None);
+        assert_eq!(p.get("scope").unwrap(), Some("a b"));
+        assert_eq!(p.get("grant_type").unwrap(), Some("x"));
+        for (body, message) in [
+            (r#"{"client_id": ["a"]}"#, "`client_id` must be a string"),
+            (r#"{"client_id": true}"#, "`client_id` must be a string"),
+            (
+                r#"{"scope": ["a", 1]}"#,
+                "`scope` must be a string or an array of strings",
+            ),
+            ("[1]", "the JSON request body must be an object"),
+            ("{", "the request body is not valid JSON"),
+        ] {
+            let e = params(Some("application/json"), body).unwrap_err();
+            assert_eq!(
+                (e.status, e.code()),
+                (400, Some("invalid_request")),
+                "{body}"
+            );
+            assert_eq!(e.message.as_str(), message, "{body}");
+        }
+    }
+
+    #[test]
+    fn authorization_needs_a_scheme_and_a_space() {
+        let with = |value: &str| request("GET", &[("authorization", value)], "", 0);
+        assert_eq!(bearer_token(&with("Bearer  tok ")), Some("tok"));
+        assert_eq!(bearer_token(&with("Bearertok")), None);
+        assert_eq!(bearer_token(&with("Bearer")), None);
+        assert_eq!(authorization(&with("Basic abc"), "basic"), Some("abc"));
+        assert_eq!(authorization(&with("Basic abc"), "bearer"), None);
+        assert_eq!(bearer_token(&request("GET", &[], "", 0)), None);
+        // Unpadded Base64 is accepted; no colon means no user:password.
+        let b64 = |t: &str| format!("Basic {}", STANDARD_NO_PAD.encode(t));
+        assert_eq!(
+            basic_credentials(&with(&b64("u:p:q"))),
+            Some(Ok(("u".into(), "p:q".into())))
+        );
+        assert_eq!(
+            basic_credentials(&with(&b64(":"))),
+            Some(Ok((String::new(), String::new())))
+        );
+        assert_eq!(basic_credentials(&with(&b64("nocolon"))), Some(Err(())));
+        assert_eq!(basic_credentials(&with("Bearer x")), None);
+    }
 }

@@ -1069,6 +1069,416 @@ mod tests {
         assert!(e.message.contains("unavailable"), "{}", e.message);
     }
 
+    const ALL_ALGS: [&str; 9] = [
+        "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+    ];
+
+    fn es384_pkcs8() -> &'static [u8] {
+        static PKCS8: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+        PKCS8.get_or_init(|| {
+            EcdsaKeyPair::generate_pkcs8(
+                &ring::signature::ECDSA_P384_SHA384_FIXED_SIGNING,
+                &SystemRandom::new(),
+            )
+            .unwrap()
+            .as_ref()
+            .to_vec()
+        })
+    }
+
+    fn es384_key() -> EcdsaKeyPair {
+        EcdsaKeyPair::from_pkcs8(
+            &ring::signature::ECDSA_P384_SHA384_FIXED_SIGNING,
+            es384_pkcs8(),
+            &SystemRandom::new(),
+        )
+        .unwrap()
+    }
+
+    fn es384_jwk(kid: &str) -> Value {
+        let point = es384_key().public_key().as_ref().to_vec();
+        json!({"kty": "EC", "crv": "P-384", "kid": kid, "x": b64url(&point[1..49]), "y": b64url(&point[49..97])})
+    }
+
+    /// A token signed with `alg` (any of [`ALL_ALGS`]), with or without a kid.
+    fn signed(alg: &str, kid: Option<&str>, claims: &Value) -> String {
+        let mut header = json!({"alg": alg, "typ": "JWT"});
+        if let Some(kid) = kid {
+            header["kid"] = kid.into();
+        }
+        let input = format!(
+            "{}.{}",
+            b64url(&serde_json::to_vec(&header).unwrap()),
+            b64url(&serde_json::to_vec(claims).unwrap())
+        );
+        let rng = SystemRandom::new();
+        let rsa = |padding: &'static dyn ring::signature::RsaEncoding| {
+            let key = rsa_key();
+            let mut sig = vec![0; key.public().modulus_len()];
+            key.sign(padding, &rng, input.as_bytes(), &mut sig).unwrap();
+            sig
+        };
+        use ring::signature as sig;
+        let signature = match alg {
+            "RS256" => rsa(&sig::RSA_PKCS1_SHA256),
+            "RS384" => rsa(&sig::RSA_PKCS1_SHA384),
+            "RS512" => rsa(&sig::RSA_PKCS1_SHA512),
+            "PS256" => rsa(&sig::RSA_PSS_SHA256),
+            "PS384" => rsa(&sig::RSA_PSS_SHA384),
+            "PS512" => rsa(&sig::RSA_PSS_SHA512),
+            "ES256" => es_key()
+                .sign(&rng, input.as_bytes())
+                .unwrap()
+                .as_ref()
+                .to_vec(),
+            "ES384" => es384_key()
+                .sign(&rng, input.as_bytes())
+                .unwrap()
+                .as_ref()
+                .to_vec(),
+            "EdDSA" => ed_key().sign(input.as_bytes()).to_bytes().to_vec(),
+            other => panic!("no signer for {other}"),
+        };
+        format!("{input}.{}", b64url(&signature))
+    }
+
+    /// A stage whose one provider accepts `algorithms` from the keys in `file`.
+    fn jwks_algs(file: &Path, config: Value, algorithms: &[&str]) -> Jwks {
+        let c = ctx(
+            config,
+            vec![
+                json!({"id": "entra", "auth": {"method": METHOD, "issuer": ISS,
+                "audience": "api://scimgate", "jwks": file, "algorithms": algorithms}}),
+            ],
+        );
+        Jwks::build(c.deserialize().unwrap(), &c).unwrap()
+    }
+
+    #[test]
+    fn every_supported_algorithm_verifies_with_its_key_type() {
+        let dir = temp_dir("jwks-algs");
+        let file = dir.join("jwks.json");
+        // No `alg` on the keys: only the key type decides what fits.
+        let mut rsa = rsa_jwk("rsa");
+        rsa.as_object_mut().unwrap().remove("alg");
+        write_jwks(
+            &file,
+            vec![rsa, es_jwk("p256"), es384_jwk("p384"), ed_jwk("ed")],
+        );
+        let j = jwks_algs(&file, json!({}), &ALL_ALGS);
+        let kid_of = |alg: &str| match alg {
+            "ES256" => "p256",
+            "ES384" => "p384",
+            "EdDSA" => "ed",
+            _ => "rsa",
+        };
+        for alg in ALL_ALGS {
+            let t = signed(alg, Some(kid_of(alg)), &claims(&format!("svc-{alg}")));
+            let p = principal(j.authenticate(&bearer(&t, NOW)));
+            assert_eq!(p.subject.as_str(), format!("svc-{alg}"), "{alg}");
+            // Without a kid every key is tried; only the fitting one verifies.
+            let t = signed(alg, None, &claims(&format!("nokid-{alg}")));
+            principal(j.authenticate(&bearer(&t, NOW)));
+            // The same signature under a neighbouring algorithm name fails.
+            let forged = {
+                let good = signed(alg, Some(kid_of(alg)), &claims(&format!("x-{alg}")));
+                let mut parts: Vec<String> = good.split('.').map(str::to_string).collect();
+                let other = match alg {
+                    "RS256" => "PS256",
+                    "PS256" => "RS256",
+                    "RS384" => "RS512",
+                    "RS512" => "RS384",
+                    "PS384" => "PS512",
+                    "PS512" => "PS384",
+                    "ES256" => "ES384",
+                    "ES384" => "ES256",
+                    _ => "ES256",
+                };
+                parts[0] = b64url(
+                    &serde_json::to_vec(&json!({"alg": other, "typ": "JWT", "kid": kid_of(alg)}))
+                        .unwrap(),
+                );
+                parts.join(".")
+            };
+            assert!(
+                matches!(
+                    j.authenticate(&bearer(&forged, NOW)),
+                    AuthOutcome::Rejected(_)
+                ),
+                "{alg}"
+            );
+        }
+        // Each algorithm can be allowed on its own, and only then.
+        for alg in ALL_ALGS {
+            let only = jwks_algs(&file, json!({}), &[alg]);
+            principal(only.authenticate(&bearer(
+                &signed(alg, Some(kid_of(alg)), &claims("solo")),
+                NOW,
+            )));
+            let other = if alg == "EdDSA" { "RS256" } else { "EdDSA" };
+            let e = rejected(only.authenticate(&bearer(
+                &signed(other, Some(kid_of(other)), &claims("solo")),
+                NOW,
+            )));
+            assert!(e.message.contains("algorithm"), "{alg}: {}", e.message);
+        }
+    }
+
+    #[test]
+    fn a_key_must_fit_the_algorithm_and_its_own_alg() {
+        let dir = temp_dir("jwks-fit");
+        let file = dir.join("jwks.json");
+        // Every key under one kid: the algorithm picks the one that fits.
+        let mut keys = vec![es_jwk("k"), es384_jwk("k"), ed_jwk("k"), rsa_jwk("k")];
+        for k in &mut keys {
+            k.as_object_mut().unwrap().remove("alg");
+        }
+        write_jwks(&file, keys);
+        let j = jwks_algs(&file, json!({}), &ALL_ALGS);
+        for alg in ALL_ALGS {
+            principal(j.authenticate(&bearer(&signed(alg, Some("k"), &claims(alg)), NOW)));
+        }
+        // A key that names its `alg` serves that algorithm only.
+        let mut rs384 = rsa_jwk("r");
+        rs384["alg"] = "RS384".into();
+        write_jwks(&file, vec![rs384]);
+        let j = jwks_algs(&file, json!({}), &ALL_ALGS);
+        principal(j.authenticate(&bearer(&signed("RS384", Some("r"), &claims("a")), NOW)));
+        let e = rejected(j.authenticate(&bearer(&signed("RS256", Some("r"), &claims("b")), NOW)));
+        assert!(e.message.contains("unknown"), "{}", e.message);
+        // An Ed25519 key never serves an EC algorithm, and a P-256 key never ES384.
+        write_jwks(&file, vec![ed_jwk("e"), es_jwk("p")]);
+        let j = jwks_algs(&file, json!({}), &ALL_ALGS);
+        let e = rejected(j.authenticate(&bearer(&signed("ES384", Some("p"), &claims("c")), NOW)));
+        assert!(e.message.contains("unknown"), "{}", e.message);
+        let e = rejected(j.authenticate(&bearer(&signed("ES256", Some("e"), &claims("d")), NOW)));
+        assert!(e.message.contains("unknown"), "{}", e.message);
+    }
+
+    #[test]
+    fn malformed_keys_are_skipped() {
+        let dir = temp_dir("jwks-skip");
+        let file = dir.join("jwks.json");
+        let good = es_jwk("ok");
+        let short = |member: &str| {
+            let mut k = es_jwk("bad");
+            let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(k[member].as_str().unwrap())
+                .unwrap();
+            k[member] = b64url(&bytes[..31]).into();
+            k
+        };
+        let mut ed_short = ed_jwk("bad-ed");
+        ed_short["x"] = b64url(&[1u8; 31]).into();
+        let mut p256_as_384 = es_jwk("bad-crv");
+        p256_as_384["crv"] = "P-384".into();
+        let mut p384_as_256 = es384_jwk("bad-crv2");
+        p384_as_256["crv"] = "P-256".into();
+        let mut enc = ed_jwk("enc");
+        enc["use"] = "enc".into();
+        let mut sig = ed_jwk("sig");
+        sig["use"] = "sig".into();
+        write_jwks(
+            &file,
+            vec![
+                good,
+                short("x"),
+                short("y"),
+                ed_short,
+                p256_as_384,
+                p384_as_256,
+                enc,
+                sig,
+                json!({"kty": "EC", "crv": "P-521", "kid": "p521", "x": "AA", "y": "AA"}),
+                json!({"kty": "oct", "kid": "hmac", "k": "c2VjcmV0"}),
+                json!("not an object"),
+            ],
+        );
+        let keys = parse_jwks(&std::fs::read(&file).unwrap()).unwrap();
+        let kids: Vec<&str> = keys.iter().filter_map(|k| k.kid.as_deref()).collect();
+        assert_eq!(kids, ["ok", "sig"]);
+        assert!(matches!(keys[0].key, PublicKey::P256(ref p) if p.len() == 65 && p[0] == 4));
+        assert!(matches!(keys[1].key, PublicKey::Ed25519(ref x) if x.len() == 32));
+        let p384 = parse_jwks(&serde_json::to_vec(&json!({"keys": [es384_jwk("p384")]})).unwrap())
+            .unwrap();
+        assert!(matches!(p384[0].key, PublicKey::P384(ref p) if p.len() == 97 && p[0] == 4));
+        let rsa =
+            parse_jwks(&serde_json::to_vec(&json!({"keys": [rsa_jwk("r")]})).unwrap()).unwrap();
+        assert!(matches!(rsa[0].key, PublicKey::Rsa { .. }));
+        assert_eq!(rsa[0].alg.as_deref(), Some("RS256"));
+        assert!(parse_jwks(b"{}").unwrap_err().contains("keys"));
+        assert!(parse_jwks(b"nope").unwrap_err().contains("not JSON"));
+    }
+
+    #[test]
+    fn time_checks_are_exact_at_both_leeway_edges() {
+        let dir = temp_dir("jwks-edges");
+        let file = dir.join("jwks.json");
+        write_jwks(&file, vec![ed_jwk("ed1")]);
+        let (exp, nbf) = (1_000_000, 400_000);
+        let j = jwks_with(&file, json!({"leeway": "30s"}), None);
+        assert_eq!(j.check_times(exp, nbf, exp + 29_999), Ok(()));
+        assert_eq!(
+            j.check_times(exp, nbf, exp + 30_000),
+            Err("the token expired".to_string())
+        );
+        assert_eq!(j.check_times(exp, nbf, nbf - 30_000), Ok(()));
+        assert_eq!(
+            j.check_times(exp, nbf, nbf - 30_001),
+            Err("the token is not valid yet".to_string())
+        );
+        let j = jwks_with(&file, json!({"leeway": "0s"}), None);
+        assert!(j.check_times(exp, nbf, exp).is_err());
+        assert_eq!(j.check_times(exp, nbf, exp - 1), Ok(()));
+        assert_eq!(j.check_times(exp, nbf, nbf), Ok(()));
+        assert!(j.check_times(exp, nbf, nbf - 1).is_err());
+        // A token without nbf is valid at any time before its exp, even a
+        // request clock far in the past.
+        let mut c = claims("svc-1");
+        c.as_object_mut().unwrap().remove("nbf");
+        c["exp"] = 0.into();
+        principal(j.authenticate(&bearer(&token("EdDSA", "ed1", &c), -10_000_000)));
+    }
+
+    #[test]
+    fn defaults() {
+        let dir = temp_dir("jwks-defaults");
+        let file = dir.join("jwks.json");
+        write_jwks(&file, vec![ed_jwk("ed1")]);
+        let j = jwks_with(&file, json!({}), None);
+        assert_eq!(j.refresh_ms, 600_000);
+        assert_eq!(j.cooldown_ms, 60_000);
+        assert_eq!(j.leeway_ms, 30_000);
+        let config: JwksConfig = ctx(json!({}), vec![]).deserialize().unwrap();
+        assert_eq!(config.fetch_timeout.0, 5);
+        assert_eq!(config.cache_size, 10_000);
+        assert_eq!(j.challenge().as_deref(), Some("Bearer realm=\"scimgate\""));
+        for sub in ["a", "b", "c"] {
+            principal(j.authenticate(&bearer(&token("EdDSA", "ed1", &claims(sub)), NOW)));
+        }
+        assert_eq!(j.cache.lock().unwrap().len(), 3);
+        // Served from the cache, still time-checked: expired is refused.
+        let t = token("EdDSA", "ed1", &claims("a"));
+        principal(j.authenticate(&bearer(&t, NOW)));
+        let e = rejected(j.authenticate(&bearer(&t, NOW + 3_600_000 + 30_000)));
+        assert!(e.message.contains("expired"), "{}", e.message);
+    }
+
+    #[test]
+    fn known_keys_are_reread_only_when_stale() {
+        let dir = temp_dir("jwks-stale");
+        let file = dir.join("jwks.json");
+        write_jwks(&file, vec![ed_jwk("ed1"), rsa_jwk("rsa1")]);
+        let j = jwks_with(
+            &file,
+            json!({"unknown_kid_cooldown": "60s", "refresh": "10m"}),
+            None,
+        );
+        principal(j.authenticate(&bearer(&token("EdDSA", "ed1", &claims("s0")), NOW)));
+        // The file drops ed1; past the cooldown but before the refresh, a
+        // known kid does not cause a re-read.
+        write_jwks(&file, vec![rsa_jwk("rsa1")]);
+        principal(j.authenticate(&bearer(
+            &token("EdDSA", "ed1", &claims("s1")),
+            NOW + 120_000,
+        )));
+        principal(j.authenticate(&bearer(
+            &token("EdDSA", "ed1", &claims("s2")),
+            NOW + 599_999,
+        )));
+        // At the refresh the file is read again.
+        let e = rejected(j.authenticate(&bearer(
+            &token("EdDSA", "ed1", &claims("s3")),
+            NOW + 600_000,
+        )));
+        assert!(e.message.contains("unknown"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_failed_reread_keeps_the_previous_keys() {
+        let dir = temp_dir("jwks-keep");
+        let file = dir.join("jwks.json");
+        write_jwks(&file, vec![ed_jwk("ed1")]);
+        let j = jwks_with(&file, json!({"refresh": "10m"}), None);
+        principal(j.authenticate(&bearer(&token("EdDSA", "ed1", &claims("s0")), NOW)));
+        std::fs::write(&file, b"{ broken").unwrap();
+        principal(j.authenticate(&bearer(
+            &token("EdDSA", "ed1", &claims("s1")),
+            NOW + 600_000,
+        )));
+        std::fs::remove_file(&file).unwrap();
+        principal(j.authenticate(&bearer(
+            &token("EdDSA", "ed1", &claims("s2")),
+            NOW + 1_200_000,
+        )));
+    }
+
+    #[test]
+    fn a_first_fetch_that_fails_says_why() {
+        let body = serde_json::to_string(&json!({"keys": [ed_jwk("ed1")]})).unwrap();
+        let url = serve_once_per_request(body, "503 Service Unavailable");
+        let c = ctx(
+            json!({}),
+            vec![
+                json!({"id": "side", "auth": {"method": METHOD, "issuer": ISS,
+                "audience": "api://scimgate", "jwks": url}}),
+            ],
+        );
+        let j = Jwks::build(c.deserialize().unwrap(), &c).unwrap();
+        let e = rejected(j.authenticate(&bearer(&token("EdDSA", "ed1", &claims("s")), NOW)));
+        assert!(
+            e.message
+                .starts_with("the issuer's keys are unavailable: GET "),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn a_token_without_kid_never_forces_a_reread() {
+        let dir = temp_dir("jwks-nokid");
+        let file = dir.join("jwks.json");
+        write_jwks(&file, vec![ed_jwk("ed1")]);
+        let j = jwks_algs(
+            &file,
+            json!({"unknown_kid_cooldown": "60s", "refresh": "1h"}),
+            &ALL_ALGS,
+        );
+        principal(j.authenticate(&bearer(&token("EdDSA", "ed1", &claims("s0")), NOW)));
+        // No kid and no fitting key: refused at once, without a re-read
+        // (which would also start a cooldown).
+        let e =
+            rejected(j.authenticate(&bearer(&signed("ES384", None, &claims("s1")), NOW + 61_000)));
+        assert!(e.message.contains("unknown"), "{}", e.message);
+        // So a rotated key is fetched on its first use right after.
+        write_jwks(&file, vec![ed_jwk("ed1"), es384_jwk("new")]);
+        principal(j.authenticate(&bearer(
+            &signed("ES384", Some("new"), &claims("s2")),
+            NOW + 62_000,
+        )));
+    }
+
+    #[test]
+    fn loopback_hosts_take_no_user_info_or_escapes() {
+        for refused in [
+            "http://user@localhost/keys",
+            "http://localhost%2F@evil/keys",
+            "http://[::1]@evil/keys",
+            "http://[::1%25lo]/keys",
+            "http://[::1]x/keys",
+            "http://[::1/keys",
+            "http://localhost:x/keys",
+        ] {
+            assert!(!is_loopback_http(refused), "{refused}");
+        }
+        assert!(valid_port(""));
+        assert!(valid_port(":1"));
+        assert!(valid_port(":65535"));
+        assert!(!valid_port(":"));
+        assert!(!valid_port(":65536"));
+        assert!(!valid_port("1"));
+    }
+
     #[test]
     fn provider_config_problems_are_reported_together() {
         let c = ctx(

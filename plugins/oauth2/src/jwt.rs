@@ -117,6 +117,25 @@ mod tests {
     }
 
     #[test]
+    fn a_compact_jws_has_exactly_three_non_empty_leading_parts() {
+        let key = SigningKey::from_bytes(&[7u8; 32]);
+        let token = sign_eddsa(&serde_json::json!({"sub": "x"}), "k1", &key).unwrap();
+        let parts: Vec<&str> = token.split('.').collect();
+        let (h, p, s) = (parts[0], parts[1], parts[2]);
+        assert!(Compact::parse(&format!("{h}.{p}.{s}")).is_some());
+        // A well-formed header does not make four parts acceptable.
+        assert!(Compact::parse(&format!("{h}.{p}.{p}.{s}")).is_none());
+        assert!(Compact::parse(&format!("{h}..{s}")).is_none());
+        assert!(Compact::parse(&format!(".{p}.{s}")).is_none());
+        assert!(Compact::parse(&format!("{h}.{p}.!!")).is_none());
+        // An empty signature part parses (and then fails verification).
+        assert!(Compact::parse(&format!("{h}.{p}.")).is_some_and(|c| c.signature.is_empty()));
+        assert!(is_access_token_type(Some("application/AT+JWT")));
+        assert!(!is_access_token_type(Some("JWT")));
+        assert!(!is_access_token_type(None));
+    }
+
+    #[test]
     fn audience_forms() {
         assert!(audience_contains(&serde_json::json!("a"), "a"));
         assert!(audience_contains(&serde_json::json!(["b", "a"]), "a"));

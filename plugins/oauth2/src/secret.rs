@@ -16,7 +16,7 @@ pub use scimgate_abi::secret::{hex, sha256, SecretHash};
 /// one of the configured argon2id hashes (when there is one) and verifies the
 /// presented secret against it, discarding the answer. With only `sha256:`
 /// hashes every check is already cheap and constant-time, and it does nothing.
-pub struct DecoyHash(Option<SecretHash>);
+pub struct DecoyHash(Option<SecretHash>, std::sync::atomic::AtomicU64);
 
 impl DecoyHash {
     pub fn from_hashes<'a>(mut hashes: impl Iterator<Item = &'a SecretHash>) -> DecoyHash {
@@ -24,6 +24,7 @@ impl DecoyHash {
             hashes
                 .find(|h| matches!(h, SecretHash::Argon2id(_)))
                 .cloned(),
+            Default::default(),
         )
     }
 
@@ -31,7 +32,14 @@ impl DecoyHash {
     pub fn spend(&self, secret: &str) {
         if let Some(hash) = &self.0 {
             let _ = std::hint::black_box(hash.verify(secret.as_bytes()));
+            self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
+    }
+
+    /// How many argon2id verifications the decoy has run (for tests).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub fn spent(&self) -> u64 {
+        self.1.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Whether an argon2id hash is configured (the decoy spends time).

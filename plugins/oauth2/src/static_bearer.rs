@@ -174,6 +174,32 @@ mod tests {
     }
 
     #[test]
+    fn only_static_bearer_providers_are_loaded_and_tokens_are_unique() {
+        let s = build(json!({}));
+        assert_eq!(s.by_digest.len(), 1);
+        assert!(!s.reject_unknown);
+        assert_eq!(s.challenge().as_deref(), Some("Bearer realm=\"scimgate\""));
+        let c = ctx(
+            json!({}),
+            vec![
+                json!({"id": "a", "auth": {"method": METHOD, "token_hash": sha256_ref("same")}}),
+                json!({"id": "b", "auth": {"method": METHOD, "token_hash": sha256_ref("same")}}),
+            ],
+        );
+        let e = StaticBearer::build(c.deserialize().unwrap(), &c)
+            .err()
+            .unwrap();
+        assert!(e.message.contains("provider `b`"), "{}", e.message);
+        assert!(e.message.contains("another provider"), "{}", e.message);
+        // With reject_unknown, a known token still authenticates.
+        let s = build(json!({"reject_unknown": true}));
+        assert!(matches!(
+            s.authenticate(&bearer("long-lived-secret")),
+            AuthOutcome::Authenticated(_)
+        ));
+    }
+
+    #[test]
     fn argon2_token_hashes_are_a_config_error() {
         let c = ctx(
             json!({}),

@@ -360,4 +360,33 @@ mod tests {
         assert!(issues[0].path.starts_with("overrides."));
         assert!(issues[0].message.contains("twice"));
     }
+
+    #[test]
+    fn an_override_names_exactly_one_path_segment() {
+        for name in ["", "Users/1", "/Users", "Users/"] {
+            let config: AccessModeConfig =
+                scimgate_abi::sdk::deserialize_config(&json!({"overrides": {name: "read-write"}}))
+                    .unwrap();
+            let issues = AccessMode::build(config, &ctx(json!({}))).err().unwrap();
+            assert_eq!(issues.len(), 1, "{name:?}");
+            assert_eq!(issues[0].path.as_str(), format!("overrides.{name}"));
+            assert!(
+                issues[0].message.contains("one path segment"),
+                "{}",
+                issues[0].message
+            );
+        }
+        // Every bad name is reported, the good ones are kept.
+        let config: AccessModeConfig = scimgate_abi::sdk::deserialize_config(
+            &json!({"overrides": {"a/b": "read-only", "Groups": "read-only", "c/d": "read-only"}}),
+        )
+        .unwrap();
+        let issues = AccessMode::build(config, &ctx(json!({}))).err().unwrap();
+        assert_eq!(issues.len(), 2);
+        let ok = policy(json!({"Groups": "read-only", "Users": "read-write"}));
+        assert_eq!(ok.overrides.len(), 2);
+        assert_eq!(ok.override_for("GROUPS"), Some(Access::ReadOnly));
+        assert_eq!(ok.override_for("users"), Some(Access::ReadWrite));
+        assert_eq!(ok.override_for("Schemas"), None);
+    }
 }

@@ -251,6 +251,85 @@ mod tests {
         assert_eq!(shown(&"x".repeat(500)).chars().count(), 121);
     }
 
+    fn fnv1a(parts: &[&[u8]]) -> u64 {
+        let mut h = Fnv1a::default();
+        for part in parts {
+            h.write(part);
+        }
+        h.finish()
+    }
+
+    #[test]
+    fn fnv1a_matches_the_reference_vectors() {
+        // FNV-1a 64 (draft-eastlake-fnv): offset basis, "a", "foobar".
+        assert_eq!(fnv1a(&[]), 0);
+        assert_eq!(fnv1a(&[b""]), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(&[b"a"]), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a(&[b"foobar"]), 0x8594_4171_f739_67e8);
+        // Writes continue one another.
+        assert_eq!(fnv1a(&[b"foo", b"bar"]), fnv1a(&[b"foobar"]));
+        assert_ne!(fnv1a(&[b"oim-prod"]), fnv1a(&[b"oim-test"]));
+    }
+
+    fn cache(providers: serde_json::Value) -> ProviderCache<Vec<String>> {
+        let providers: Vec<serde_json::Value> = serde_json::from_value(providers).unwrap();
+        ProviderCache::from_providers(&providers, "allowed_ips", |raw| {
+            if raw.contains(&"bad") {
+                Err("bad entry".to_string())
+            } else {
+                Ok(raw.iter().map(|s| s.to_string()).collect())
+            }
+        })
+    }
+
+    fn rstrings(list: &[&str]) -> Vec<RString> {
+        list.iter().map(|s| RString::from(*s)).collect()
+    }
+
+    #[test]
+    fn provider_cache_hits_only_on_the_same_strings() {
+        let cache = cache(serde_json::json!([
+            {"id": "a", "auth": {"allowed_ips": ["10.0.0.0/8", "192.0.2.1"]}},
+            {"id": "b", "allowed_ips": ["*"]},
+            {"id": "c", "auth": {"allowed_ips": ["bad"]}},
+            {"id": "d", "auth": {"allowed_ips": "10.0.0.0/8"}},
+            {"id": "e", "auth": {"allowed_ips": [1, 2]}},
+            {"id": "f", "auth": {"allowed_ips": null}},
+            {"auth": {"allowed_ips": ["10.0.0.0/8"]}}
+        ]));
+        assert_eq!(cache.len(), 4);
+        let hit = cache.lookup("a", &rstrings(&["10.0.0.0/8", "192.0.2.1"]));
+        assert_eq!(
+            hit.unwrap().as_ref().unwrap(),
+            &["10.0.0.0/8".to_string(), "192.0.2.1".to_string()]
+        );
+        // Changed, shortened, grown or reordered: parsed afresh by the caller.
+        for changed in [
+            &["10.0.0.0/8", "192.0.2.2"][..],
+            &["10.0.0.0/8"],
+            &["10.0.0.0/8", "192.0.2.1", "192.0.2.9"],
+            &["192.0.2.1", "10.0.0.0/8"],
+            &[],
+        ] {
+            assert!(
+                cache.lookup("a", &rstrings(changed)).is_none(),
+                "{changed:?}"
+            );
+        }
+        assert!(cache.lookup("b", &rstrings(&["*"])).is_some());
+        assert_eq!(
+            cache
+                .lookup("c", &rstrings(&["bad"]))
+                .unwrap()
+                .as_ref()
+                .unwrap_err(),
+            "bad entry"
+        );
+        assert!(cache.lookup("f", &rstrings(&[])).unwrap().is_ok());
+        assert!(cache.lookup("d", &rstrings(&["10.0.0.0/8"])).is_none());
+        assert!(cache.lookup("zz", &rstrings(&[])).is_none());
+    }
+
     #[test]
     fn rfc3339_formats_utc() {
         assert_eq!(rfc3339(1_798_761_600), "2027-01-01T00:00:00Z");

@@ -576,6 +576,90 @@ mod tests {
     }
 
     #[test]
+    fn keys_that_recovered_exactly_now_are_dropped_before_any_eviction() {
+        let mut shard = Shard {
+            tats: HashMap::from([("a", 150), ("b", 150), ("c", 300), ("d", 400)]),
+            last_now: 150,
+        };
+        shard.make_room(150, 4);
+        let mut left: Vec<&str> = shard.tats.keys().copied().collect();
+        left.sort();
+        assert_eq!(left, ["c", "d"]);
+    }
+
+    #[test]
+    fn a_full_shard_evicts_an_eighth_of_its_cap() {
+        let mut shard = Shard {
+            tats: (0..16).map(|i| (i, 1_000 + i64::from(i))).collect(),
+            last_now: 0,
+        };
+        shard.make_room(0, 16);
+        let mut left: Vec<i32> = shard.tats.keys().copied().collect();
+        left.sort();
+        assert_eq!(left, (2..16).collect::<Vec<i32>>());
+        let mut shard = Shard {
+            tats: (0..24).map(|i| (i, 1_000 + i64::from(i))).collect(),
+            last_now: 0,
+        };
+        shard.make_room(0, 24);
+        assert_eq!(shard.tats.len(), 21);
+        assert!(shard.tats.keys().all(|k| *k >= 3));
+    }
+
+    #[test]
+    fn a_zero_period_is_refused() {
+        for rate in ["5/0s", "5/0ms", "1/0m"] {
+            let err = Gcra::parse(rate, None).unwrap_err();
+            assert!(err.starts_with("invalid rate"), "{rate}: {err}");
+        }
+        assert_eq!(issues_of(json!({"per_ip": "5/0s"})), ["per_ip"]);
+    }
+
+    #[test]
+    fn units_set_the_emission_interval() {
+        const MS: i64 = 1_000_000;
+        for (rate, interval_ns, burst) in [
+            ("10/s", 100 * MS, 10),
+            ("1/ms", MS, 1),
+            ("60/m", 1_000 * MS, 60),
+            ("3600/h", 1_000 * MS, 3600),
+            ("86400/d", 1_000 * MS, 86_400),
+            ("100/15m", 9_000 * MS, 100),
+            ("5/1h30m", 1_080_000 * MS, 5),
+        ] {
+            let g = Gcra::parse(rate, None).unwrap();
+            assert_eq!(g.interval_ns, interval_ns, "{rate}");
+            assert_eq!(g.burst, burst, "{rate}");
+            assert_eq!(
+                g.tolerance_ns,
+                interval_ns * (i64::from(burst) - 1),
+                "{rate}"
+            );
+        }
+        // Finer than a nanosecond: one nanosecond.
+        assert_eq!(Gcra::parse("1000000000/ms", None).unwrap().interval_ns, 1);
+        assert_eq!(Gcra::parse("2/s", Some(7)).unwrap().burst, 7);
+    }
+
+    #[test]
+    fn ipv6_keys_are_cut_to_the_prefix_and_ipv4_keys_are_whole() {
+        let key = |prefix: u8, ip: &str| {
+            let policy = policy(json!({"per_ip": "1/s", "ipv6_prefix": prefix}));
+            policy
+                .ip_key(&with_ip(scim("GET", "/Users"), ip))
+                .to_string()
+        };
+        assert_eq!(key(64, "2001:db8:1:2:3:4:5:6"), "2001:db8:1:2::");
+        assert_eq!(key(48, "2001:db8:1:2:3:4:5:6"), "2001:db8:1::");
+        assert_eq!(key(0, "2001:db8:1:2:3:4:5:6"), "::");
+        assert_eq!(key(128, "2001:db8:1:2:3:4:5:6"), "2001:db8:1:2:3:4:5:6");
+        assert_eq!(key(64, "192.0.2.1"), "192.0.2.1");
+        assert_eq!(key(64, "::ffff:192.0.2.1"), "192.0.2.1");
+        assert_eq!(key(64, "[2001:db8::1]:443"), "2001:db8::");
+        assert_eq!(key(64, "garbage"), "::");
+    }
+
+    #[test]
     fn a_cap_of_one_still_works() {
         let policy = policy(json!({"per_ip": "1/h", "burst": 1, "max_keys": 1}));
         let anon = scimgate_abi::Caller::ANONYMOUS;
@@ -600,5 +684,45 @@ mod tests {
         assert!(Gcra::parse("50/s", None).is_ok());
         assert!(Gcra::parse(" 100 / m ", Some(3)).is_ok());
         assert!(Gcra::parse("50", None).is_err());
+    }
+
+    fn issues_of(config: serde_json::Value) -> Vec<String> {
+        let config: RateLimitConfig = scimgate_abi::sdk::deserialize_config(&config).unwrap();
+        match RateLimit::build(config, &ctx(json!({}))) {
+            Ok(_) => Vec::new(),
+            Err(issues) => issues.iter().map(|i| i.path.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn config_bounds_are_inclusive() {
+        assert!(issues_of(json!({"per_ip": "1/s", "burst": 1_000_000})).is_empty());
+        assert_eq!(
+            issues_of(json!({"per_ip": "1/s", "burst": 1_000_001})),
+            ["burst"]
+        );
+        assert_eq!(
+            issues_of(json!({"per_ip": "1/s", "per_ip_burst": 1_000_001, "per_provider_burst": 0})),
+            ["per_provider_burst", "per_ip_burst"]
+        );
+        assert!(issues_of(json!({"per_ip": "1/s", "max_keys": 100_000_000})).is_empty());
+        assert!(issues_of(json!({"per_ip": "1/s", "max_keys": 1})).is_empty());
+        assert_eq!(
+            issues_of(json!({"per_ip": "1/s", "max_keys": 100_000_001})),
+            ["max_keys"]
+        );
+        assert!(issues_of(json!({"per_ip": "1/s", "ipv6_prefix": 128})).is_empty());
+        assert!(issues_of(json!({"per_ip": "1/s", "ipv6_prefix": 0})).is_empty());
+        assert_eq!(
+            issues_of(json!({"per_ip": "1/s", "ipv6_prefix": 129})),
+            ["ipv6_prefix"]
+        );
+        assert!(issues_of(json!({"per_ip": "1000000000/d"})).is_empty());
+        assert_eq!(issues_of(json!({"per_ip": "1000000001/d"})), ["per_ip"]);
+        assert!(Gcra::parse("1000000000/s", None).is_ok());
+        let err = Gcra::parse("1000000001/s", None).unwrap_err();
+        assert!(err.contains("between 1 and 1000000000"), "{err}");
+        assert!(Gcra::parse("0/s", None).is_err());
+        assert!(issues_of(json!({"per_provider": "1/s"})).is_empty());
     }
 }

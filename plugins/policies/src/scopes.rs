@@ -325,6 +325,31 @@ mod tests {
     }
 
     #[test]
+    fn bulk_bodies_are_read_whenever_any_scope_is_configured() {
+        let garbage = |policy: &Scopes| {
+            let p = provider("x");
+            let who = principal("x", &["r", "w"]);
+            let req = scim("POST", "/Bulk").with_body(b"not json".to_vec());
+            policy.check(&req, caller(&who, &p))
+        };
+        // Nothing configured: nothing to check, the body is not even read.
+        assert_allow(garbage(&policy(json!({}))));
+        // Any one of read, write or a rule: the body must be readable.
+        for config in [
+            json!({"read": "r"}),
+            json!({"write": "w"}),
+            json!({"rules": [{"resource": "Groups", "scope": "r"}]}),
+        ] {
+            let err = deny(garbage(&policy(config.clone())));
+            assert_eq!(
+                (err.status, err.code.as_str()),
+                (400, "invalidSyntax"),
+                "{config}"
+            );
+        }
+    }
+
+    #[test]
     fn no_principal_with_a_required_scope_is_401() {
         let policy = standard();
         let err = deny(policy.check(&scim("GET", "/Users"), scimgate_abi::Caller::ANONYMOUS));
