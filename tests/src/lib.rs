@@ -1059,6 +1059,41 @@ pub fn try_send_json(
     try_send(method, url, &all, Some(&body.to_string()))
 }
 
+/// A configuration with one SCIM route at `/scim/v2`: the demo API-key
+/// authenticator (`Authorization: Bearer {token}` is provider `p1`) in
+/// front of a `scim-server/scim` stage whose table gets `stage_options`
+/// (the store, limits).
+pub fn scim_route_config(token: &str, stage_options: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+plugin_dir = "{{plugin_dir}}"
+data_dir = "{{data_dir}}"
+
+[stage.key]
+use = "demo/api-key"
+header = "authorization"
+keys = {{ "Bearer {token}" = "p1" }}
+
+[stage.scim]
+use = "scim-server/scim"
+{stage_options}
+
+[[route]]
+path = "/scim/v2"
+pipeline = ["key", "scim"]
+
+[[provider]]
+id = "p1"
+name = "Test"
+[provider.auth]
+method = "static-bearer"
+token_hash = "sha256:0000000000000000000000000000000000000000000000000000000000000000"
+"#
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1137,39 +1172,4 @@ mod tests {
             .unwrap();
         assert!(stale_artifacts(dir.path()).is_empty());
     }
-}
-
-/// A configuration with one SCIM route at `/scim/v2`: the demo API-key
-/// authenticator (`Authorization: Bearer {token}` is provider `p1`) in
-/// front of a `scim-server/scim` stage whose table gets `stage_options`
-/// (the store, limits).
-pub fn scim_route_config(token: &str, stage_options: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-plugin_dir = "{{plugin_dir}}"
-data_dir = "{{data_dir}}"
-
-[stage.key]
-use = "demo/api-key"
-header = "authorization"
-keys = {{ "Bearer {token}" = "p1" }}
-
-[stage.scim]
-use = "scim-server/scim"
-{stage_options}
-
-[[route]]
-path = "/scim/v2"
-pipeline = ["key", "scim"]
-
-[[provider]]
-id = "p1"
-name = "Test"
-[provider.auth]
-method = "static-bearer"
-token_hash = "sha256:0000000000000000000000000000000000000000000000000000000000000000"
-"#
-    )
 }
