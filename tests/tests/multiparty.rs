@@ -11,42 +11,16 @@ use std::net::IpAddr;
 use base64::Engine;
 use scimgate_e2e::*;
 
-/// The token route and a protected route ending in the demo echo endpoint,
-/// with every seed policy and `policies/scopes`; `{providers}` follow.
-const CONFIG: &str = r#"
-[server]
-listen = "127.0.0.1:0"
-plugin_dir = "{plugin_dir}"
-data_dir = "{data_dir}"
-
-[stage.client-auth]
-use = "oauth2/client-credentials"
-[stage.token]
-use = "oauth2/token"
-ttl = "1h"
-[stage.bearer]
-use = "oauth2/bearer"
-leeway = "0s"
-[stage.active]
-use = "policies/provider-active"
-[stage.validity]
-use = "policies/validity"
-[stage.ips]
-use = "policies/allowed-ips"
-[stage.referrers]
-use = "policies/allowed-referrers"
-[stage.access]
-use = "policies/access-mode"
+/// The reference scenario's stages and token route (shared with the
+/// oauth2 module), `policies/scopes`, and a protected route ending in the
+/// demo echo endpoint; the providers follow.
+const ROUTES: &str = r#"
 [stage.scopes]
 use = "policies/scopes"
 read = "scim:read"
 write = "scim:write"
 [stage.echo]
 use = "demo/echo"
-
-[[route]]
-path = "/iso/oauth2/token"
-pipeline = ["client-auth", "active", "validity", "ips", "referrers", "token"]
 
 [[route]]
 path = "/iso/scim/v2"
@@ -68,7 +42,7 @@ fn env() -> Vec<(String, String)> {
 }
 
 fn start(rules: &[(&str, &str)]) -> Server {
-    let mut config = CONFIG.to_string();
+    let mut config = format!("{}{ROUTES}", crate::oauth2::STAGES);
     for (id, auth) in rules {
         config.push_str(&format!(
             r#"
