@@ -8,7 +8,9 @@
 //! two ways.
 //!
 //! Rules: segments are percent-decoded with path rules (`+` stays `+`, never
-//! a form's `&` or `=` split); an encoded `/`, a `\`, NUL or another control
+//! a form's `&` or `=` split); an encoded `/`, an encoded `%`, `?` or `#`
+//! (decoded, they would read differently if the path were decoded again:
+//! the canonical form is a fixed point), a `\`, NUL or another control
 //! character, a dot segment (`.`, `..`, also encoded), an empty segment (a
 //! doubled slash), a broken escape, bytes that are not UTF-8, and a raw `?`
 //! or `#` are refused. One trailing slash is allowed and dropped
@@ -28,6 +30,9 @@ pub enum PathError {
     DotSegment,
     /// `%2F` inside a segment.
     EncodedSlash,
+    /// `%25`, `%3F` or `%23`: a `%`, `?` or `#` that a second decoding or
+    /// a URL parser would read as an escape, a query or a fragment.
+    EncodedDelimiter,
     /// `\`, literal or encoded.
     Backslash,
     /// NUL or another control character, literal or encoded.
@@ -47,6 +52,9 @@ impl fmt::Display for PathError {
             PathError::EmptySegment => "the path has an empty segment (`//`)",
             PathError::DotSegment => "the path has a `.` or `..` segment",
             PathError::EncodedSlash => "the path has an encoded `/` (`%2F`) inside a segment",
+            PathError::EncodedDelimiter => {
+                "the path has an encoded `%`, `?` or `#` (`%25`, `%3F`, `%23`), which would read differently if decoded again"
+            }
             PathError::Backslash => "the path has a `\\`",
             PathError::ControlCharacter => "the path has a control character",
             PathError::BrokenEscape => "the path has a `%` not followed by two hex digits",
@@ -106,6 +114,7 @@ fn push_segment(out: &mut String, segment: &str) -> Result<(), PathError> {
                 let byte = (h * 16 + l) as u8;
                 match byte {
                     b'/' => return Err(PathError::EncodedSlash),
+                    b'%' | b'?' | b'#' => return Err(PathError::EncodedDelimiter),
                     b'\\' => return Err(PathError::Backslash),
                     b if b < 0x20 || b == 0x7f => return Err(PathError::ControlCharacter),
                     _ => decoded.push(byte),
@@ -153,7 +162,10 @@ mod tests {
         assert_eq!(canonicalize("/Groups&x").unwrap(), "/Groups&x");
         assert_eq!(canonicalize("/Users/a%26b=c").unwrap(), "/Users/a&b=c");
         assert_eq!(canonicalize("/Users/a+b").unwrap(), "/Users/a+b");
-        assert_eq!(canonicalize("/Users/100%25").unwrap(), "/Users/100%");
+        assert_eq!(
+            canonicalize("/Users/100%25").unwrap_err(),
+            PathError::EncodedDelimiter
+        );
         assert_eq!(canonicalize("/Users/%C3%A9").unwrap(), "/Users/é");
         assert_eq!(canonicalize("/Users/é").unwrap(), "/Users/é");
     }
@@ -179,6 +191,10 @@ mod tests {
             ("/a/%2E", PathError::DotSegment),
             ("/..", PathError::DotSegment),
             ("/a%2fb", PathError::EncodedSlash),
+            ("/a%25b", PathError::EncodedDelimiter),
+            ("/%2541", PathError::EncodedDelimiter),
+            ("/a%3Fb", PathError::EncodedDelimiter),
+            ("/a%23b", PathError::EncodedDelimiter),
             ("/a%2Fb", PathError::EncodedSlash),
             ("/a\\b", PathError::Backslash),
             ("/a%5cb", PathError::Backslash),
@@ -274,6 +290,18 @@ mod tests {
         for raw in ["/", "/Users", "/Users/abc", "/Groups/.search", "/a+b&c=d"] {
             let once = canonicalize(raw).unwrap();
             assert_eq!(canonicalize(&once).unwrap(), once);
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever decides access and whatever executes may each
+        /// canonicalise: the canonical form must be a fixed point, escapes
+        /// and all.
+        #[test]
+        fn the_canonical_form_is_a_fixed_point(raw in "(/[%a-zA-Z0-9.?#+ 23F5]{0,8}){1,4}") {
+            if let Ok(once) = canonicalize(&raw) {
+                proptest::prop_assert_eq!(canonicalize(&once), Ok(once.clone()));
+            }
         }
     }
 }
