@@ -18,7 +18,9 @@ fn cases() -> u32 {
 
 /// A segment's text: anything but `/`, control characters and dot-only names.
 fn segment() -> impl Strategy<Value = String> {
-    "[A-Za-z0-9 ._~!$&'()*+,;=:@%?#é\u{4e2d}-]{1,12}"
+    // No `%`, `?` or `#`: encoded, they have no single meaning (a second
+    // decoding or a URL parser would read them as syntax) and are refused.
+    "[A-Za-z0-9 ._~!$&'()*+,;=:@é\u{4e2d}-]{1,12}"
         .prop_filter("dot segments have no single meaning", |s| {
             s != "." && s != ".."
         })
@@ -81,6 +83,10 @@ proptest! {
         // segment inserted has none.
         let with_slash = format!("{raw}%2Fx");
         prop_assert!(canonicalize(&with_slash).is_err());
+        for delimiter in ["%25", "%3F", "%23"] {
+            let with_delimiter = format!("{}{delimiter}x", raw.trim_end_matches('/'));
+            prop_assert!(canonicalize(&with_delimiter).is_err(), "{}", with_delimiter);
+        }
         let doubled = format!("/{}//x", raw.trim_matches('/'));
         prop_assert!(canonicalize(&doubled).is_err());
         let dotted = format!("{}/../x", raw.trim_end_matches('/'));
