@@ -670,10 +670,12 @@ fn migrate(source: &ConfigSource) -> ExitCode {
         .stages
         .iter()
         .filter(|stage| {
-            cache.load(&dir, &stage.library).is_ok_and(|lib| {
-                scimgate_host::config::methods::declarations_of(lib, &stage.component)
-                    .has(scimgate_abi::declare::Capability::Migrates)
-            })
+            scimgate_host::config::methods::stage_declares(
+                &mut cache,
+                &dir,
+                stage,
+                scimgate_abi::declare::Capability::Migrates,
+            )
         })
         .collect();
     for stage in migrating {

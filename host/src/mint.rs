@@ -10,7 +10,7 @@ use scimgate_abi::{Caller, ErrorStyle, Principal, Request};
 
 use scimgate_abi::declare::Capability;
 
-use crate::config::methods::{declarations_of, registry};
+use crate::config::methods::{registry, stage_declares};
 use crate::config::Config;
 use crate::loader::{LibraryCache, PluginPath};
 use crate::pipeline::StageFactory;
@@ -27,11 +27,7 @@ pub fn mint_token(
     let minting: Vec<&crate::config::StageConfig> = config
         .stages
         .iter()
-        .filter(|stage| {
-            cache.load(plugin_dir, &stage.library).is_ok_and(|lib| {
-                declarations_of(lib, &stage.component).has(Capability::MintsTokens)
-            })
-        })
+        .filter(|stage| stage_declares(&mut cache, plugin_dir, stage, Capability::MintsTokens))
         .collect();
     // The token stage of a route the provider is bound to (its audience is
     // that route's), else the first token stage.

@@ -234,10 +234,12 @@ pub fn assemble(
             .get(endpoint.name.as_str())
             .map_or(ErrorStyle::Scim, |(_, style)| *style);
         let mints_tokens = config.stage(&endpoint.name).is_some_and(|stage| {
-            cache.load(plugin_dir, &stage.library).is_ok_and(|lib| {
-                crate::config::methods::declarations_of(lib, &stage.component)
-                    .has(scimgate_abi::declare::Capability::MintsTokens)
-            })
+            crate::config::methods::stage_declares(
+                cache,
+                plugin_dir,
+                stage,
+                scimgate_abi::declare::Capability::MintsTokens,
+            )
         });
         if mints_tokens {
             token_routes.push(route.path.clone());

@@ -21,34 +21,7 @@ const FILL_BUDGET: Duration = Duration::from_secs(150);
 const SAMPLES: usize = 2000;
 
 fn config(store: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-plugin_dir = "{{plugin_dir}}"
-data_dir = "{{data_dir}}"
-
-[stage.key]
-use = "demo/api-key"
-header = "authorization"
-keys = {{ "Bearer bench-token" = "p1" }}
-
-[stage.scim]
-use = "scim-server/scim"
-{store}
-
-[[route]]
-path = "/scim/v2"
-pipeline = ["key", "scim"]
-
-[[provider]]
-id = "p1"
-name = "Bench"
-[provider.auth]
-method = "static-bearer"
-token_hash = "sha256:0000000000000000000000000000000000000000000000000000000000000000"
-"#
-    )
+    scim_route_config("bench-token", store)
 }
 
 /// Latency figures in µs.

@@ -12,14 +12,14 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::path::Path;
 
-use scimgate_abi::declare::{Declarations, ProviderMethod, GENERIC_AUTH_KEYS};
+use scimgate_abi::declare::{Capability, Declarations, ProviderMethod, GENERIC_AUTH_KEYS};
 use scimgate_abi::secret::{sha256_secret, SecretHash};
 use scimgate_abi::std_types::RStr;
 use scimgate_abi::ConfigIssue;
 use serde_json::{Map, Value};
 
 use super::check::did_you_mean;
-use super::{Config, Diagnostic, ProviderConfig};
+use super::{Config, Diagnostic, ProviderConfig, StageConfig};
 use crate::loader::{LibraryCache, LoadedLibrary, PluginPath};
 use crate::registry::ProviderRegistry;
 
@@ -111,6 +111,19 @@ pub fn declarations_of(lib: &LoadedLibrary, component: &str) -> Declarations {
         Some(declarations) => Declarations::from_json(declarations(RStr::from(component)).as_str()),
         None => Declarations::default(),
     }
+}
+
+/// Whether `stage`'s component declares `capability` (false when its
+/// library cannot be loaded: the assembly reports that).
+pub fn stage_declares(
+    cache: &mut LibraryCache,
+    plugin_dir: &PluginPath,
+    stage: &StageConfig,
+    capability: Capability,
+) -> bool {
+    cache
+        .load(plugin_dir, &stage.library)
+        .is_ok_and(|lib| declarations_of(lib, &stage.component).has(capability))
 }
 
 /// The provider registry of a configuration, with every provider's method
