@@ -30,11 +30,10 @@ pub fn sha256_hash(secret: &str) -> String {
 
 /// `$argon2id$…` (PHC string, random salt), for human-chosen passwords.
 pub fn argon2id_hash(password: &str) -> Result<String, String> {
-    use argon2::password_hash::{PasswordHasher, SaltString};
-    let salt_bytes = random_bytes::<16>()?;
-    let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| e.to_string())?;
+    use argon2::password_hash::PasswordHasher;
+    let salt = random_bytes::<16>()?;
     argon2::Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
+        .hash_password_with_salt(password.as_bytes(), &salt)
         .map(|h| h.to_string())
         .map_err(|e| format!("argon2id hashing failed: {e}"))
 }
@@ -125,7 +124,7 @@ mod tests {
 
     #[test]
     fn argon2id_hashes_verify() {
-        use argon2::password_hash::{PasswordHash, PasswordVerifier};
+        use argon2::password_hash::{phc::PasswordHash, PasswordVerifier};
         let hash = argon2id_hash("correct horse").unwrap();
         assert!(hash.starts_with("$argon2id$"));
         let parsed = PasswordHash::new(&hash).unwrap();

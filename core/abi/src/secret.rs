@@ -4,7 +4,8 @@
 //! [`sha256_secret`] before any plugin sees it; authenticators verify with
 //! [`SecretHash::verify`], in constant time.
 
-use argon2::password_hash::{PasswordHash, PasswordVerifier};
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::PasswordVerifier;
 use argon2::Argon2;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -135,13 +136,12 @@ mod tests {
     }
 
     /// A PHC string of `password` with cheap parameters.
-    fn argon2id(password: &str, salt_b64: &str) -> String {
-        use argon2::password_hash::{PasswordHasher, SaltString};
+    fn argon2id(password: &str, salt: &str) -> String {
+        use argon2::password_hash::PasswordHasher;
         let params = argon2::Params::new(8, 1, 1, None).unwrap();
         let argon = Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
-        let salt = SaltString::from_b64(salt_b64).unwrap();
         argon
-            .hash_password(password.as_bytes(), &salt)
+            .hash_password_with_salt(password.as_bytes(), salt.as_bytes())
             .unwrap()
             .to_string()
     }

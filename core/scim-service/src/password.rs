@@ -5,7 +5,8 @@
 //! a one-way argon2id PHC string, nothing at all, or a 400. The stores hash
 //! clear values left by older builds when they open ([`hash_if_clear`]).
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::PasswordHasher;
 use argon2::Argon2;
 use scimgate_abi::PluginError;
 use serde::Deserialize;
@@ -59,9 +60,8 @@ pub fn is_argon2id_phc(text: &str) -> bool {
 pub fn hash(clear: &str) -> Result<String, String> {
     let mut salt = [0u8; 16];
     getrandom::getrandom(&mut salt).map_err(|e| format!("no randomness for a salt: {e}"))?;
-    let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
     Argon2::default()
-        .hash_password(clear.as_bytes(), &salt)
+        .hash_password_with_salt(clear.as_bytes(), &salt)
         .map(|phc| phc.to_string())
         .map_err(|e| format!("argon2id hashing failed: {e}"))
 }

@@ -101,7 +101,7 @@ impl SecretVerifier {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use argon2::password_hash::{PasswordHasher, SaltString};
+    use argon2::password_hash::PasswordHasher;
 
     pub fn sha256_ref(secret: &str) -> String {
         format!("sha256:{}", hex(&sha256(secret.as_bytes())))
@@ -113,9 +113,8 @@ pub(crate) mod tests {
         let params = argon2::Params::new(1024, 1, 1, None).unwrap();
         let argon =
             argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
-        let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
         argon
-            .hash_password(secret.as_bytes(), &salt)
+            .hash_password_with_salt(secret.as_bytes(), b"0123456789abcdef")
             .unwrap()
             .to_string()
     }
