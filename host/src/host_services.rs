@@ -1,10 +1,17 @@
 //! What the host offers plugins: logging through the host's `tracing`
-//! subscriber (a `.so` cannot see it directly).
+//! subscriber (a `.so` cannot see it directly), and the store metrics a
+//! plugin reports per store operation, counted under the route of the
+//! request in progress on the calling thread ([`RouteScope`]).
 
-use abi_stable::std_types::RStr;
-use scimgate_abi::ffi::FfiHostServices;
+use std::sync::Arc;
+use std::time::Duration;
+
+use abi_stable::std_types::{ROption, RStr};
+use scimgate_abi::ffi::{FfiHostServices, StorePool};
 use scimgate_abi::LogLevel;
 use tracing::level_filters::LevelFilter;
+
+use crate::metrics::{store_metrics, PoolState, RouteStoreMetrics};
 
 /// Forwards plugin log events to `tracing`, under the target
 /// `scimgate::plugin` with the plugin's own target as a field.
@@ -48,6 +55,32 @@ impl FfiHostServices for TracingHostServices {
             }
         })
     }
+
+    fn report_store_op(
+        &self,
+        operation: RStr<'_>,
+        duration_nanos: u64,
+        error_kind: RStr<'_>,
+        pool: ROption<StorePool>,
+    ) {
+        let pool = pool.into_option().map(|p| PoolState {
+            in_use: u64::from(p.in_use),
+            idle: u64::from(p.idle),
+            size: u64::from(p.size),
+        });
+        let elapsed = Duration::from_nanos(duration_nanos);
+        CURRENT_ROUTE.with(|current| match &*current.borrow() {
+            Some(route) => route.report(operation.as_str(), elapsed, error_kind.as_str(), pool),
+            // Outside a request (a stage's creation migrating its store):
+            // counted under the route `(none)`.
+            None => store_metrics().route("").report(
+                operation.as_str(),
+                elapsed,
+                error_kind.as_str(),
+                pool,
+            ),
+        })
+    }
 }
 
 thread_local! {
@@ -71,5 +104,81 @@ impl Drop for RequestScope {
     fn drop(&mut self) {
         let previous = self.previous.take();
         CURRENT_REQUEST.with(|c| *c.borrow_mut() = previous);
+    }
+}
+
+thread_local! {
+    static CURRENT_ROUTE: std::cell::RefCell<Option<Arc<RouteStoreMetrics>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// While alive, store operations plugins report on this thread count under
+/// this route (`Route::run` enters it around the pipeline). Costs one
+/// reference-count increment: the route resolved its entry when it was
+/// built.
+pub struct RouteScope {
+    previous: Option<Arc<RouteStoreMetrics>>,
+}
+
+impl RouteScope {
+    pub fn enter(store: &Arc<RouteStoreMetrics>) -> RouteScope {
+        let previous = CURRENT_ROUTE.with(|c| c.borrow_mut().replace(store.clone()));
+        RouteScope { previous }
+    }
+}
+
+impl Drop for RouteScope {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        CURRENT_ROUTE.with(|c| *c.borrow_mut() = previous);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(operation: &str, error_kind: &str, pool: Option<StorePool>) {
+        TracingHostServices.report_store_op(
+            operation.into(),
+            1_000_000,
+            error_kind.into(),
+            pool.into(),
+        );
+    }
+
+    #[test]
+    fn store_reports_count_under_the_route_in_scope_then_under_none() {
+        let route = store_metrics().route("/host-services-test");
+        let none = store_metrics().route("");
+        let none_before = none.operation_count("members");
+        {
+            let _scope = RouteScope::enter(&route);
+            report("get", "", None);
+            report(
+                "members",
+                "internal",
+                Some(StorePool {
+                    in_use: 1,
+                    idle: 0,
+                    size: 2,
+                }),
+            );
+            // A nested scope (a route inside a route, as in tests) wins,
+            // and the outer one comes back when it ends.
+            let other = store_metrics().route("/host-services-test-inner");
+            {
+                let _inner = RouteScope::enter(&other);
+                report("get", "", None);
+            }
+            report("get", "", None);
+            assert_eq!(other.operation_count("get"), 1);
+        }
+        assert_eq!(route.operation_count("get"), 2);
+        assert_eq!(route.error_count("members", "internal"), 1);
+        // Out of scope: the route `(none)`.
+        report("members", "", None);
+        assert_eq!(route.operation_count("members"), 1);
+        assert_eq!(none.operation_count("members"), none_before + 1);
     }
 }

@@ -4,7 +4,9 @@
 //! costs one short map look-up of its route plus a few atomic adds. Series
 //! whose labels are not known in advance (denying stage, panicking stage)
 //! live in small lists behind a mutex, touched only when such an event
-//! happens.
+//! happens. Store operations that plugins report through the host services
+//! (`scimgate_store_*`) go to [`StoreMetrics`], one per process, reached
+//! per request through the route's handle ([`store_metrics`]).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -72,6 +74,10 @@ impl Gauge {
 
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
+    }
+
+    pub fn set(&self, value: u64) {
+        self.0.store(value, Ordering::Relaxed);
     }
 }
 
@@ -187,8 +193,233 @@ pub struct Snapshot {
     pub pipeline_capacity: usize,
 }
 
-/// Every series of one running server.
+/// The `operation` label values of the store series. A plugin's report of
+/// another name counts as `other`, so a plugin cannot grow the label set.
+pub const STORE_OPERATIONS: [&str; 13] = [
+    "get",
+    "search",
+    "count",
+    "members",
+    "generation",
+    "create",
+    "replace",
+    "patch",
+    "delete",
+    "bulk",
+    "write",
+    "migrate",
+    "other",
+];
+
+/// The `kind` label values of `scimgate_store_errors_total`: `unavailable`
+/// (the store cannot be reached, its pool stayed busy: 503), `internal`
+/// (the store failed: 500), `conflict` (a uniqueness or version conflict:
+/// 409/412), `client` (another refusal of the client's request decided in
+/// the store's unit of work, e.g. 404); anything else counts as `other`.
+pub const STORE_ERROR_KINDS: [&str; 5] = ["unavailable", "internal", "conflict", "client", "other"];
+
+fn store_operation_index(operation: &str) -> usize {
+    STORE_OPERATIONS
+        .iter()
+        .position(|o| *o == operation)
+        .unwrap_or(STORE_OPERATIONS.len() - 1)
+}
+
+fn store_error_index(kind: &str) -> usize {
+    STORE_ERROR_KINDS
+        .iter()
+        .position(|k| *k == kind)
+        .unwrap_or(STORE_ERROR_KINDS.len() - 1)
+}
+
+/// One store operation of one route: its duration histogram and its errors
+/// by kind.
 #[derive(Debug, Default)]
+struct StoreOperation {
+    duration: Histogram,
+    errors: [Counter; STORE_ERROR_KINDS.len()],
+}
+
+/// The store series of one route (by mount): fixed arrays of atomics, so a
+/// report costs two index look-ups over short constant lists and a few
+/// atomic writes.
+#[derive(Debug, Default)]
+pub struct RouteStoreMetrics {
+    operations: [StoreOperation; STORE_OPERATIONS.len()],
+    pool_in_use: Gauge,
+    pool_idle: Gauge,
+    pool_size: Gauge,
+    /// The pool was ever reported (to export the pool gauges).
+    has_pool: std::sync::atomic::AtomicBool,
+}
+
+/// A store's connection pool, as a plugin reports it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolState {
+    pub in_use: u64,
+    pub idle: u64,
+    pub size: u64,
+}
+
+impl RouteStoreMetrics {
+    /// Counts one store operation. `error_kind`: empty when it succeeded.
+    pub fn report(
+        &self,
+        operation: &str,
+        elapsed: Duration,
+        error_kind: &str,
+        pool: Option<PoolState>,
+    ) {
+        let op = &self.operations[store_operation_index(operation)];
+        op.duration.observe(elapsed);
+        if !error_kind.is_empty() {
+            op.errors[store_error_index(error_kind)].inc();
+        }
+        if let Some(pool) = pool {
+            self.pool_in_use.set(pool.in_use);
+            self.pool_idle.set(pool.idle);
+            self.pool_size.set(pool.size);
+            self.has_pool.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Operations reported under `operation` (as counted: an unknown name
+    /// is `other`).
+    pub fn operation_count(&self, operation: &str) -> u64 {
+        self.operations[store_operation_index(operation)]
+            .duration
+            .count
+            .load(Ordering::Relaxed)
+    }
+
+    /// Failed operations reported under `operation` and `kind`.
+    pub fn error_count(&self, operation: &str, kind: &str) -> u64 {
+        self.operations[store_operation_index(operation)].errors[store_error_index(kind)].get()
+    }
+}
+
+/// The store series of every route, kept across reloads (a route's mount
+/// finds its entry again).
+#[derive(Debug, Default)]
+pub struct StoreMetrics {
+    routes: Mutex<HashMap<String, Arc<RouteStoreMetrics>>>,
+}
+
+impl StoreMetrics {
+    /// The entry of the route mounted at `mount` (`""`: outside any route,
+    /// rendered as `(none)`), created on first use. Called when a route is
+    /// built, not per request.
+    pub fn route(&self, mount: &str) -> Arc<RouteStoreMetrics> {
+        let key = if mount.is_empty() { NO_ROUTE } else { mount };
+        let mut routes = lock(&self.routes);
+        if let Some(route) = routes.get(key) {
+            return route.clone();
+        }
+        let route = Arc::new(RouteStoreMetrics::default());
+        routes.insert(key.to_string(), route.clone());
+        route
+    }
+
+    fn render(&self, out: &mut String) {
+        let mut routes: Vec<(String, Arc<RouteStoreMetrics>)> = lock(&self.routes)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        routes.sort_by(|a, b| a.0.cmp(&b.0));
+
+        header(
+            out,
+            "scimgate_store_operation_duration_seconds",
+            "histogram",
+            "Time of the store operations plugins report (SCIM endpoint: SQLite, PostgreSQL), by route mount and operation.",
+        );
+        for (mount, route) in &routes {
+            for (i, op) in route.operations.iter().enumerate() {
+                if op.duration.count.load(Ordering::Relaxed) == 0 {
+                    continue;
+                }
+                op.duration.render(
+                    out,
+                    "scimgate_store_operation_duration_seconds",
+                    &[("route", mount), ("operation", STORE_OPERATIONS[i])],
+                );
+            }
+        }
+        header(
+            out,
+            "scimgate_store_errors_total",
+            "counter",
+            "Store operations that failed, by route mount, operation and kind (unavailable, internal, conflict, client, other).",
+        );
+        for (mount, route) in &routes {
+            for (i, op) in route.operations.iter().enumerate() {
+                for (k, counter) in op.errors.iter().enumerate() {
+                    let n = counter.get();
+                    if n == 0 {
+                        continue;
+                    }
+                    sample(
+                        out,
+                        "scimgate_store_errors_total",
+                        &[
+                            ("route", mount),
+                            ("operation", STORE_OPERATIONS[i]),
+                            ("kind", STORE_ERROR_KINDS[k]),
+                        ],
+                        n,
+                    );
+                }
+            }
+        }
+        header(
+            out,
+            "scimgate_store_pool_connections",
+            "gauge",
+            "Connections of a store's pool after the route's last store operation, by state (in_use, idle).",
+        );
+        for (mount, route) in &routes {
+            if !route.has_pool.load(Ordering::Relaxed) {
+                continue;
+            }
+            for (state, gauge) in [("in_use", &route.pool_in_use), ("idle", &route.pool_idle)] {
+                sample(
+                    out,
+                    "scimgate_store_pool_connections",
+                    &[("route", mount), ("state", state)],
+                    gauge.get(),
+                );
+            }
+        }
+        header(
+            out,
+            "scimgate_store_pool_size",
+            "gauge",
+            "The most connections a store's pool opens (pool_size), by route mount.",
+        );
+        for (mount, route) in &routes {
+            if !route.has_pool.load(Ordering::Relaxed) {
+                continue;
+            }
+            sample(
+                out,
+                "scimgate_store_pool_size",
+                &[("route", mount)],
+                route.pool_size.get(),
+            );
+        }
+    }
+}
+
+/// The process's store series: store operations are reported by plugins
+/// through the host services, which have no handle on a server's
+/// [`Metrics`]; one process runs one server.
+pub fn store_metrics() -> &'static Arc<StoreMetrics> {
+    static STORE: std::sync::OnceLock<Arc<StoreMetrics>> = std::sync::OnceLock::new();
+    STORE.get_or_init(Default::default)
+}
+
+/// Every series of one running server.
+#[derive(Debug)]
 pub struct Metrics {
     routes: Mutex<HashMap<String, Arc<RouteMetrics>>>,
     /// Contained plugin panics by stage name.
@@ -197,6 +428,14 @@ pub struct Metrics {
     reloads_failed: Counter,
     /// Connections open on the main listener.
     pub connections_open: Arc<Gauge>,
+    /// Store operations reported by plugins ([`store_metrics`]).
+    store: Arc<StoreMetrics>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::with_store(store_metrics().clone())
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -227,6 +466,19 @@ pub fn is_contained_panic(audit: &AuditRecord) -> bool {
 }
 
 impl Metrics {
+    /// Metrics that render `store` as their store series (tests use their
+    /// own; [`Metrics::default`] the process's).
+    pub fn with_store(store: Arc<StoreMetrics>) -> Self {
+        Metrics {
+            routes: Mutex::default(),
+            panics: Mutex::default(),
+            reloads_ok: Counter::default(),
+            reloads_failed: Counter::default(),
+            connections_open: Arc::default(),
+            store,
+        }
+    }
+
     fn route(&self, mount: &str) -> Arc<RouteMetrics> {
         let key = if mount.is_empty() { NO_ROUTE } else { mount };
         let mut routes = lock(&self.routes);
@@ -403,6 +655,8 @@ impl Metrics {
                 n,
             );
         }
+
+        self.store.render(&mut out);
 
         header(
             &mut out,
@@ -685,6 +939,90 @@ mod tests {
             "scimgate_requests_total counter",
             "scimgate_request_duration_seconds histogram",
             "scimgate_pipelines_in_flight gauge",
+        ] {
+            assert_eq!(
+                text.matches(&format!("# TYPE {family}\n")).count(),
+                1,
+                "{family}"
+            );
+        }
+    }
+
+    #[test]
+    fn store_operations_errors_and_pools_are_rendered_per_route() {
+        let store = Arc::new(StoreMetrics::default());
+        let metrics = Metrics::with_store(store.clone());
+        let scim = store.route("/scim");
+        scim.report("get", Duration::from_millis(2), "", None);
+        scim.report(
+            "get",
+            Duration::from_micros(300),
+            "unavailable",
+            Some(PoolState {
+                in_use: 1,
+                idle: 2,
+                size: 4,
+            }),
+        );
+        // Names outside the fixed lists cannot grow the label set.
+        scim.report("frobnicate", Duration::from_millis(1), "weird", None);
+        // A route found again (after a reload) is the same entry.
+        store
+            .route("/scim")
+            .report("create", Duration::from_millis(20), "conflict", None);
+        // Outside a route: `(none)`.
+        store
+            .route("")
+            .report("migrate", Duration::from_millis(5), "", None);
+        // A route whose store never reported has no series.
+        let _quiet = store.route("/quiet");
+        // A label value is escaped.
+        store
+            .route("/we\"ird")
+            .report("search", Duration::from_millis(1), "", None);
+        let text = metrics.render(Snapshot::default());
+        assert_eq!(
+            lines_of(&text, "scimgate_store_operation_duration_seconds_count"),
+            [
+                "scimgate_store_operation_duration_seconds_count{route=\"(none)\",operation=\"migrate\"} 1",
+                "scimgate_store_operation_duration_seconds_count{route=\"/scim\",operation=\"get\"} 2",
+                "scimgate_store_operation_duration_seconds_count{route=\"/scim\",operation=\"create\"} 1",
+                "scimgate_store_operation_duration_seconds_count{route=\"/scim\",operation=\"other\"} 1",
+                "scimgate_store_operation_duration_seconds_count{route=\"/we\\\"ird\",operation=\"search\"} 1",
+            ],
+            "{text}"
+        );
+        assert!(
+            text.contains("scimgate_store_operation_duration_seconds_bucket{route=\"/scim\",operation=\"get\",le=\"0.0005\"} 1\n"),
+            "{text}"
+        );
+        assert_eq!(
+            lines_of(&text, "scimgate_store_errors_total"),
+            [
+                "scimgate_store_errors_total{route=\"/scim\",operation=\"get\",kind=\"unavailable\"} 1",
+                "scimgate_store_errors_total{route=\"/scim\",operation=\"create\",kind=\"conflict\"} 1",
+                "scimgate_store_errors_total{route=\"/scim\",operation=\"other\",kind=\"other\"} 1",
+            ]
+        );
+        assert_eq!(
+            lines_of(&text, "scimgate_store_pool_connections"),
+            [
+                "scimgate_store_pool_connections{route=\"/scim\",state=\"in_use\"} 1",
+                "scimgate_store_pool_connections{route=\"/scim\",state=\"idle\"} 2",
+            ]
+        );
+        assert_eq!(
+            lines_of(&text, "scimgate_store_pool_size"),
+            ["scimgate_store_pool_size{route=\"/scim\"} 4"]
+        );
+        assert!(!text.contains("/quiet"), "{text}");
+        assert_eq!(scim.operation_count("get"), 2);
+        assert_eq!(scim.error_count("get", "unavailable"), 1);
+        for family in [
+            "scimgate_store_operation_duration_seconds histogram",
+            "scimgate_store_errors_total counter",
+            "scimgate_store_pool_connections gauge",
+            "scimgate_store_pool_size gauge",
         ] {
             assert_eq!(
                 text.matches(&format!("# TYPE {family}\n")).count(),

@@ -487,7 +487,7 @@ fn plugins_lists_libraries_and_components() {
     let (code, out, err) = run_cli(&["plugins", "--dir", target_dir().to_str().unwrap()], &[]);
     assert!(out.contains("demo/api-key"), "{out}{err}");
     assert!(out.contains("authenticator"));
-    assert!(out.contains("ABI epoch 2"));
+    assert!(out.contains("ABI epoch 3"));
     // Components that may block are declared so; the host runs their routes
     // on the blocking pool.
     let basic = out
@@ -726,10 +726,10 @@ fn plugins_built_against_another_abi_are_refused_with_one_paragraph() {
     let other_version = demo_plugin_built_against("abi-version", |root| {
         let path = root.join("core/abi/Cargo.toml");
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.contains("version = \"0.2.0\""), "{text}");
+        assert!(text.contains("version = \"0.3.0\""), "{text}");
         std::fs::write(
             &path,
-            text.replacen("version = \"0.2.0\"", "version = \"0.9.0\"", 1),
+            text.replacen("version = \"0.3.0\"", "version = \"0.9.0\"", 1),
         )
         .unwrap();
     });
@@ -737,7 +737,7 @@ fn plugins_built_against_another_abi_are_refused_with_one_paragraph() {
     let (code, _out, err) = run_cli(&["plugins", "--dir", &dir], &[]);
     assert_ne!(code, 0);
     assert!(
-        err.contains("libdemo.so was built against scimgate-abi 0.9.0, but this scimgate has scimgate-abi 0.2.0"),
+        err.contains("libdemo.so was built against scimgate-abi 0.9.0, but this scimgate has scimgate-abi 0.3.0"),
         "{err}"
     );
     assert!(!err.contains("layout"), "{err}");
@@ -750,8 +750,8 @@ fn plugins_built_against_another_abi_are_refused_with_one_paragraph() {
         std::fs::write(
             &path,
             text.replace(
-                "pub const ABI_EPOCH: u32 = 2;",
                 "pub const ABI_EPOCH: u32 = 3;",
+                "pub const ABI_EPOCH: u32 = 4;",
             ),
         )
         .unwrap();
@@ -759,7 +759,7 @@ fn plugins_built_against_another_abi_are_refused_with_one_paragraph() {
     let dir = newer_epoch.path().to_str().unwrap().to_string();
     let (code, _out, err) = run_cli(&["plugins", "--dir", &dir], &[]);
     assert_ne!(code, 0);
-    assert!(err.contains("was built for scimgate plugin ABI epoch 3, but this scimgate understands epochs 2 to 2"), "{err}");
+    assert!(err.contains("was built for scimgate plugin ABI epoch 4, but this scimgate understands epochs 3 to 3"), "{err}");
 }
 
 #[test]
@@ -875,7 +875,7 @@ fn a_plugin_built_before_declarations_existed_is_refused_by_version() {
         let text = std::fs::read_to_string(&manifest).unwrap();
         std::fs::write(
             &manifest,
-            text.replacen("version = \"0.2.0\"", "version = \"0.1.0\"", 1),
+            text.replacen("version = \"0.3.0\"", "version = \"0.1.0\"", 1),
         )
         .unwrap();
     });
@@ -883,10 +883,112 @@ fn a_plugin_built_before_declarations_existed_is_refused_by_version() {
     let (code, out, err) = run_cli(&["plugins", "--dir", &dir], &[]);
     assert_ne!(code, 0, "{out}{err}");
     assert!(
-        err.contains("libdemo.so was built against scimgate-abi 0.1.0, but this scimgate has scimgate-abi 0.2.0"),
+        err.contains("libdemo.so was built against scimgate-abi 0.1.0, but this scimgate has scimgate-abi 0.3.0"),
         "{err}"
     );
     assert!(!err.contains("layout"), "{err}");
+}
+
+/// The last commit of the epoch-2 contract (`scimgate-abi` 0.2.0): the
+/// host services had `max_level` and `log` only.
+const EPOCH_2_COMMIT: &str = "956a57edb97634c228edeb6231e256f8f5b8d14e";
+
+/// Replaces the variant's `scimgate-abi` (and its lock file) and the demo
+/// plugin's sources with those at [`EPOCH_2_COMMIT`], read from this
+/// repository's history: a plugin as it was built then.
+fn with_the_epoch_2_contract(root: &std::path::Path) {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(repo)
+            .args(args)
+            .output()
+            .expect("git runs");
+        assert!(
+            out.status.success(),
+            "this test reads the epoch-2 contract from the git history (commit \
+             {EPOCH_2_COMMIT}); a shallow clone lacks it: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    let abi = root.join("core/abi");
+    std::fs::remove_dir_all(&abi).unwrap();
+    std::fs::remove_dir_all(root.join("examples/demo-plugin/src")).unwrap();
+    let listing = git(&[
+        "ls-tree",
+        "-r",
+        "--name-only",
+        EPOCH_2_COMMIT,
+        "core/abi",
+        "examples/demo-plugin/src",
+    ]);
+    for path in String::from_utf8(listing).unwrap().lines() {
+        let to = root.join(path);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::write(&to, git(&["show", &format!("{EPOCH_2_COMMIT}:{path}")])).unwrap();
+    }
+    let lock = git(&["show", &format!("{EPOCH_2_COMMIT}:Cargo.lock")]);
+    std::fs::write(root.parent().unwrap().join("Cargo.lock"), lock).unwrap();
+    let manifest = std::fs::read_to_string(abi.join("Cargo.toml")).unwrap();
+    assert!(manifest.contains("version = \"0.2.0\""), "{manifest}");
+    let lib = std::fs::read_to_string(abi.join("src/lib.rs")).unwrap();
+    assert!(lib.contains("pub const ABI_EPOCH: u32 = 2;"), "{lib}");
+    let ffi = std::fs::read_to_string(abi.join("src/ffi.rs")).unwrap();
+    assert!(!ffi.contains("report_store_op"), "{ffi}");
+}
+
+#[test]
+fn a_plugin_built_against_the_epoch_2_contract_is_refused_with_a_clear_message() {
+    // Epoch 3 added `FfiHostServices::report_store_op`. The host hands its
+    // services table to the plugin, but abi_stable checks that table as part
+    // of the root module's layout, host side as expected: a plugin whose
+    // table has fewer methods is refused. So 0.3 / epoch 3 is the oldest
+    // this host loads, and an epoch-2 plugin gets the version message.
+    let old = demo_plugin_built_against("abi-epoch-2", with_the_epoch_2_contract);
+    let dir = old.path().display().to_string();
+    let (code, out, err) = run_cli(&["plugins", "--dir", &dir], &[]);
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("libdemo.so was built against scimgate-abi 0.2.0, but this scimgate has scimgate-abi 0.3.0"),
+        "{err}"
+    );
+    assert!(!err.contains("layout"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one paragraph: {err}");
+
+    // The same epoch-2 contract labelled 0.3.0 passes the version check and
+    // meets abi_stable's layout check, which refuses it: this is why the
+    // method could not be added without dropping epoch 2.
+    let relabelled = demo_plugin_built_against("abi-epoch-2-as-0-3", |root| {
+        with_the_epoch_2_contract(root);
+        let manifest = root.join("core/abi/Cargo.toml");
+        let text = std::fs::read_to_string(&manifest).unwrap();
+        std::fs::write(
+            &manifest,
+            text.replacen("version = \"0.2.0\"", "version = \"0.3.0\"", 1),
+        )
+        .unwrap();
+    });
+    let dir = relabelled.path().display().to_string();
+    let (code, out, err) = run_cli(&["plugins", "--dir", &dir], &[]);
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(
+        err.contains(
+            "libdemo.so was built against a different layout of the scimgate plugin types"
+        ),
+        "{err}"
+    );
+    // abi_stable's report ("too many fields, expected 5, found 4") is about
+    // the host services' method table (`FfiHostServices`' `VTable`):
+    // `_sabi_tys`, `_sabi_vtable`, `max_level`, `log` (+ `report_store_op`).
+    assert!(
+        err.contains("`VTable` has 4 fields where this scimgate's has 5"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "one paragraph: {err}");
 }
 
 #[test]
@@ -921,7 +1023,7 @@ fn version_names_the_plugin_contract() {
         .unwrap();
     assert!(
         out.contains(&format!(
-            "(plugin ABI: scimgate-abi {abi_version}, epoch 2)"
+            "(plugin ABI: scimgate-abi {abi_version}, epoch 3)"
         )),
         "{out}"
     );

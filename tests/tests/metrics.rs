@@ -3,7 +3,8 @@
 //! (allowed, denied with the denying stage, a token issued and one refused
 //! on an oauth2 token route, a contained plugin panic, reloads), and
 //! `server.metrics_listen` / `server.metrics = false` decide where it is
-//! served.
+//! served. The store series (`scimgate_store_*`) move with the SCIM
+//! endpoint's store operations on SQLite and PostgreSQL, errors included.
 
 use std::time::Duration;
 
@@ -357,4 +358,235 @@ fn metrics_false_turns_them_off() {
         "{}",
         server.logs()
     );
+}
+
+const SCIM_TOKEN: &str = "store-metrics-token";
+const SCIM_ROUTE: (&str, &str) = ("route", "/scim/v2");
+const STORE_COUNT: &str = "scimgate_store_operation_duration_seconds_count";
+const STORE_ERRORS: &str = "scimgate_store_errors_total";
+
+fn scim(server: &Server, method: &str, path: &str, body: Option<&str>) -> Reply {
+    let auth = format!("Bearer {SCIM_TOKEN}");
+    send(
+        method,
+        &server.url(&format!("/scim/v2{path}")),
+        &[
+            ("authorization", auth.as_str()),
+            ("content-type", "application/scim+json"),
+        ],
+        body,
+    )
+}
+
+fn create_user(server: &Server, name: &str) -> String {
+    let body = format!(
+        r#"{{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"{name}"}}"#
+    );
+    let reply = scim(server, "POST", "/Users", Some(&body));
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    reply.json()["id"].as_str().unwrap().to_string()
+}
+
+/// How many store operations `operation` the SCIM route counted.
+fn store_ops(scrape: &Scrape, operation: &str) -> f64 {
+    value(scrape, STORE_COUNT, &[SCIM_ROUTE, ("operation", operation)])
+}
+
+#[test]
+fn store_operations_and_errors_are_counted_by_route_and_operation_on_sqlite() {
+    let server = Server::start(&scim_route_config(SCIM_TOKEN, ""));
+    let url = server.url("/metrics");
+    let before = scrape(&url);
+    // The store was migrated when the stage was created, outside any
+    // request: counted under the route `(none)`, without an error.
+    assert_eq!(
+        value(
+            &before,
+            STORE_COUNT,
+            &[("route", "(none)"), ("operation", "migrate")]
+        ),
+        1.0
+    );
+    let ops = [
+        "get", "search", "count", "members", "create", "replace", "patch", "delete", "bulk",
+        "write",
+    ];
+    let at_start: Vec<f64> = ops.iter().map(|op| store_ops(&before, op)).collect();
+
+    let alice = create_user(&server, "alice");
+    let bob = create_user(&server, "bob");
+    let got = scim(&server, "GET", &format!("/Users/{alice}"), None);
+    assert_eq!(got.status, 200, "{}", got.body);
+    let put = scim(
+        &server,
+        "PUT",
+        &format!("/Users/{alice}"),
+        Some(
+            r#"{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"alice","displayName":"Alice"}"#,
+        ),
+    );
+    assert_eq!(put.status, 200, "{}", put.body);
+    let patch = scim(
+        &server,
+        "PATCH",
+        &format!("/Users/{bob}"),
+        Some(
+            r#"{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","path":"displayName","value":"Bob"}]}"#,
+        ),
+    );
+    assert_eq!(patch.status, 200, "{}", patch.body);
+    let deleted = scim(&server, "DELETE", &format!("/Users/{bob}"), None);
+    assert_eq!(deleted.status, 204, "{}", deleted.body);
+    // Two units of work that end in an error before writing anything:
+    // a taken userName (409) and a resource already gone (404).
+    let taken = scim(
+        &server,
+        "POST",
+        "/Users",
+        Some(r#"{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"ALICE"}"#),
+    );
+    assert_eq!(taken.status, 409, "{}", taken.body);
+    let gone = scim(&server, "DELETE", &format!("/Users/{bob}"), None);
+    assert_eq!(gone.status, 404, "{}", gone.body);
+
+    let after = scrape(&url);
+    let moved: Vec<(&str, f64)> = ops
+        .iter()
+        .zip(&at_start)
+        .map(|(op, start)| (*op, store_ops(&after, op) - start))
+        .filter(|(_, delta)| *delta != 0.0)
+        .collect();
+    // Each write request is one unit of work named after what it wrote;
+    // the GET is one `get` (SQLite answers `generation` from memory, so it
+    // is no store operation).
+    let expected = [
+        ("get", 1.0),
+        ("create", 2.0),
+        ("replace", 1.0),
+        ("patch", 1.0),
+        ("delete", 1.0),
+        ("write", 2.0),
+    ];
+    for (op, delta) in expected {
+        assert!(
+            moved.contains(&(op, delta)),
+            "{op} moved by {delta}: {moved:?}"
+        );
+    }
+    // Nothing else but derived-`groups` look-ups (`members`).
+    assert!(
+        moved
+            .iter()
+            .all(|(op, _)| expected.iter().any(|(e, _)| e == op) || *op == "members"),
+        "{moved:?}"
+    );
+    // The histogram is cumulative and ends at `_count`.
+    let counts = buckets(
+        &after,
+        "scimgate_store_operation_duration_seconds",
+        &[SCIM_ROUTE, ("operation", "create")],
+    );
+    assert!(counts.windows(2).all(|w| w[0].1 <= w[1].1), "{counts:?}");
+    assert_eq!(
+        counts.last().map(|c| c.1),
+        Some(store_ops(&after, "create"))
+    );
+    assert_eq!(counts.last().map(|c| c.0), Some(f64::INFINITY));
+    assert!(
+        value(
+            &after,
+            "scimgate_store_operation_duration_seconds_sum",
+            &[SCIM_ROUTE, ("operation", "create")]
+        ) > 0.0
+    );
+    // The two refusals are errors of their class.
+    for (kind, n) in [("conflict", 1.0), ("client", 1.0)] {
+        let labels = [SCIM_ROUTE, ("operation", "write"), ("kind", kind)];
+        assert_eq!(
+            value(&after, STORE_ERRORS, &labels) - value(&before, STORE_ERRORS, &labels),
+            n,
+            "{kind}"
+        );
+    }
+
+    // A store failure: the table goes away under the running server, and
+    // the next read fails (500) and counts as an `internal` error of `get`.
+    let db = server.dir.path().join("data").join("scim.db");
+    let out = std::process::Command::new("sqlite3")
+        .arg(&db)
+        .arg("ALTER TABLE resources RENAME TO resources_gone")
+        .output()
+        .expect("run sqlite3 (the SQLite command-line shell)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let failed = scim(&server, "GET", &format!("/Users/{alice}"), None);
+    assert_eq!(failed.status, 500, "{}", failed.body);
+    let broken = scrape(&url);
+    let internal = [SCIM_ROUTE, ("operation", "get"), ("kind", "internal")];
+    assert_eq!(
+        value(&broken, STORE_ERRORS, &internal) - value(&after, STORE_ERRORS, &internal),
+        1.0
+    );
+    assert_eq!(store_ops(&broken, "get") - store_ops(&after, "get"), 1.0);
+    // SQLite has no connection pool to report.
+    assert!(
+        !broken
+            .samples
+            .iter()
+            .any(|s| s.metric.starts_with("scimgate_store_pool")),
+        "{:?}",
+        broken.samples
+    );
+
+    // Kept across a reload, like the route's other series.
+    server.signal("HUP");
+    wait_for_log(&server, "configuration reloaded", Duration::from_secs(30));
+    let reloaded = scrape(&url);
+    assert_eq!(store_ops(&reloaded, "create"), store_ops(&broken, "create"));
+}
+
+#[test]
+fn postgres_reports_its_pool_and_its_failures() {
+    if !crate::scim::StoreKind::postgres_available() {
+        return;
+    }
+    let pg = crate::scim::PgServer::from_env().expect("checked above");
+    let schema = pg.fresh_schema("metrics");
+    let env = schema.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let options = format!("{}pool_size = 3\n", schema.stage_options());
+    let server = Server::start_with_env(&scim_route_config(SCIM_TOKEN, &options), &env);
+    let url = server.url("/metrics");
+    let alice = create_user(&server, "alice");
+    let got = scim(&server, "GET", &format!("/Users/{alice}"), None);
+    assert_eq!(got.status, 200, "{}", got.body);
+    let after = scrape(&url);
+    assert_eq!(store_ops(&after, "create"), 1.0);
+    assert!(store_ops(&after, "get") >= 1.0);
+    // The pool, as it was after the last operation: nothing lent out (no
+    // request in flight), the connections used so far idle, size = pool_size.
+    assert_eq!(
+        value(&after, "scimgate_store_pool_size", &[SCIM_ROUTE]),
+        3.0
+    );
+    let in_use = [SCIM_ROUTE, ("state", "in_use")];
+    let idle = [SCIM_ROUTE, ("state", "idle")];
+    assert_eq!(
+        value(&after, "scimgate_store_pool_connections", &in_use),
+        0.0
+    );
+    let idle_now = value(&after, "scimgate_store_pool_connections", &idle);
+    assert!((1.0..=3.0).contains(&idle_now), "{idle_now}");
+
+    // The table goes away: the read fails (500), an `internal` error.
+    schema.psql("ALTER TABLE resources RENAME TO resources_gone");
+    let failed = scim(&server, "GET", &format!("/Users/{alice}"), None);
+    assert_eq!(failed.status, 500, "{}", failed.body);
+    let broken = scrape(&url);
+    let internal = [SCIM_ROUTE, ("operation", "get"), ("kind", "internal")];
+    assert_eq!(value(&broken, STORE_ERRORS, &internal), 1.0);
+    assert_eq!(store_ops(&broken, "get") - store_ops(&after, "get"), 1.0);
 }

@@ -5,7 +5,7 @@
 
 use abi_stable::library::RootModule;
 use abi_stable::sabi_trait;
-use abi_stable::std_types::{RArc, RBox, RResult, RStr, RString, RVec};
+use abi_stable::std_types::{RArc, RBox, ROption, RResult, RStr, RString, RVec};
 use abi_stable::{declare_root_module_statics, package_version_strings, StableAbi};
 
 use crate::error::{ConfigIssue, PluginError};
@@ -62,6 +62,37 @@ pub trait FfiHostServices: Send + Sync + Clone {
     /// Writes one log event through the host's `tracing` subscriber.
     #[sabi(last_prefix_field)]
     fn log(&self, level: LogLevel, target: RStr<'_>, message: RStr<'_>);
+    // Methods after `log` were added in epoch 3 (scimgate-abi 0.3). The
+    // host hands this table to the plugin, but abi_stable checks it like
+    // every type of the root module: a plugin that knows fewer methods than
+    // the host is refused (a field-count mismatch), so adding one raised
+    // the crate version, the epoch and `MIN_SUPPORTED_EPOCH`.
+    /// Reports one store operation of the request in progress on this
+    /// thread: `operation` (`get`, `search`, `create`, …), how long it took,
+    /// `error_kind` (empty when it succeeded; else `unavailable`,
+    /// `internal`, `conflict` or `client`) and, when the store has a
+    /// connection pool, its state after the operation. The host counts it
+    /// under the request's route (`scimgate_store_*` metrics).
+    fn report_store_op(
+        &self,
+        operation: RStr<'_>,
+        duration_nanos: u64,
+        error_kind: RStr<'_>,
+        pool: ROption<StorePool>,
+    );
+}
+
+/// The state of a store's connection pool, as a plugin reports it with a
+/// store operation.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StorePool {
+    /// Connections lent out to operations.
+    pub in_use: u32,
+    /// Connections open and waiting.
+    pub idle: u32,
+    /// The most connections the pool opens (`pool_size`).
+    pub size: u32,
 }
 
 pub type AuthenticatorBox = FfiAuthenticator_TO<'static, RBox<()>>;

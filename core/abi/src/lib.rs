@@ -80,15 +80,19 @@ pub mod std_types {
 /// field added to the root module: abi_stable refuses a plugin whose root
 /// module has fewer fields than the host's). Epoch 2 added the root module's
 /// `declarations` and `validate_provider` (docs/architecture.md,
-/// "Versioning rules").
-pub const ABI_EPOCH: u32 = 2;
+/// "Versioning rules"). Epoch 3 added the host service
+/// `FfiHostServices::report_store_op`: abi_stable checks the host services'
+/// method table inside the root module's layout and refuses a plugin whose
+/// table is shorter than the host's, so epoch-2 plugins no longer load
+/// (`MIN_SUPPORTED_EPOCH` is 3 too).
+pub const ABI_EPOCH: u32 = 3;
 
 /// This contract's crate version; abi_stable refuses plugins built against
 /// an incompatible one.
 pub const ABI_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The oldest plugin epoch this build of the contract still loads.
-pub const MIN_SUPPORTED_EPOCH: u32 = 2;
+pub const MIN_SUPPORTED_EPOCH: u32 = 3;
 
 /// Hidden items the export macro needs; not part of the public contract.
 #[doc(hidden)]

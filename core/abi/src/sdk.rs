@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 
 use crate::declare::{Capability, Declarations, ProviderMethod, GENERIC_AUTH_KEYS};
 use crate::error::{ConfigIssue, PluginError};
+pub use crate::ffi::StorePool;
 use crate::ffi::{
     self, AuthenticatorBox, ComponentDescriptor, ComponentInstance, CreateEnvelope, EndpointBox,
     HostServicesBox, PolicyBox, ProfileBox,
@@ -178,6 +179,46 @@ impl HostHandle {
 
     pub fn max_level(&self) -> LogLevel {
         self.inner.max_level()
+    }
+
+    /// Reports one store operation to the host (see [`report_store_op`]).
+    pub fn report_store_op(
+        &self,
+        operation: &str,
+        elapsed: std::time::Duration,
+        error_kind: Option<&str>,
+        pool: Option<StorePool>,
+    ) {
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.inner.report_store_op(
+            RStr::from(operation),
+            nanos,
+            RStr::from(error_kind.unwrap_or("")),
+            pool.into(),
+        );
+    }
+}
+
+/// Tells the host about one store operation of the request in progress on
+/// this thread, for its `scimgate_store_*` metrics (docs/deployment.md,
+/// "Metrics"): `operation` (`get`, `search`, `count`, `members`,
+/// `create`, `replace`, `patch`, `delete`, `bulk`, `write`, `migrate`; the
+/// host counts other names as `other`), how long it took, `error_kind`
+/// (`None` when it succeeded; `unavailable`, `internal`, `conflict` or
+/// `client`, else counted as `other`) and the state of the store's
+/// connection pool after it (`None` for a store without one).
+///
+/// A no-op until a component of this library has been created by a host
+/// (unit tests, code running outside a plugin). Costs one call into the
+/// host: a few atomic adds there, no allocation.
+pub fn report_store_op(
+    operation: &str,
+    elapsed: std::time::Duration,
+    error_kind: Option<&str>,
+    pool: Option<StorePool>,
+) {
+    if let Some(host) = crate::trace_bridge::host() {
+        host.report_store_op(operation, elapsed, error_kind, pool);
     }
 }
 

@@ -326,6 +326,16 @@ impl FfiHostServices for CapturingHost {
             });
         }
     }
+
+    /// Store metrics are the host's: the harness ignores them.
+    fn report_store_op(
+        &self,
+        _operation: RStr<'_>,
+        _duration_nanos: u64,
+        _error_kind: RStr<'_>,
+        _pool: abi_stable::std_types::ROption<crate::ffi::StorePool>,
+    ) {
+    }
 }
 
 /// A path of its own under the system's temporary folder (not created).

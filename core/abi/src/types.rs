@@ -70,7 +70,29 @@ pub struct Request {
     /// use this as "now" so that their decisions are pure functions.
     pub received_at_unix_ms: i64,
     pub error_style: ErrorStyle,
-    /// Room to grow without an ABI epoch: extra facts as key/value pairs.
+    /// Room to grow without an ABI epoch: extra facts as key/value pairs
+    /// (read one with [`Request::attribute`]). A name may repeat.
+    ///
+    /// Set by the host when the request came over TLS (`[server.tls]`):
+    ///
+    /// * `tls.version`: `TLSv1.2` or `TLSv1.3`;
+    /// * `tls.alpn`: the ALPN protocol negotiated, `h2` or `http/1.1`
+    ///   (absent when the client offered none);
+    ///
+    /// and for a client certificate that the host verified against
+    /// `client_ca_file` (never for an unverified one):
+    ///
+    /// * `tls.client_cert.sha256`: lowercase hex SHA-256 of the leaf
+    ///   certificate's DER (64 characters, no separators);
+    /// * `tls.client_cert.subject`: the subject as RFC 4514 text
+    ///   (`CN=alice,O=Example`, last RDN first);
+    /// * `tls.client_cert.san`: one attribute per subjectAltName, written
+    ///   `dns:NAME`, `uri:URI`, `email:ADDR` or `ip:ADDR` (other kinds are
+    ///   left out), in certificate order;
+    /// * `tls.client_cert.not_after`: the end of its validity, Unix seconds.
+    ///
+    /// Behind a TLS-terminating proxy none of these are set: the host only
+    /// reports what its own listener negotiated.
     pub attributes: RVec<Header>,
 }
 

@@ -42,6 +42,9 @@ pub struct Route {
     /// `providers = [...]`: the only providers this route serves (`None`:
     /// every registered provider).
     pub providers: Option<Vec<String>>,
+    /// The route's store series (kept across reloads by mount): store
+    /// operations plugins report while it runs a request count here.
+    pub store_metrics: Arc<crate::metrics::RouteStoreMetrics>,
 }
 
 /// How a request ended, as the audit event says it.
@@ -129,6 +132,7 @@ impl Route {
         providers: Option<Vec<String>>,
     ) -> Route {
         Route {
+            store_metrics: crate::metrics::store_metrics().route(&mount),
             mount,
             last_authenticator: run::last_authenticator(&pre),
             challenges: run::challenges(&pre),
@@ -159,6 +163,8 @@ impl Route {
     /// and benchmarks inline. A stage's refusal or error is rendered in the
     /// route's error style; nothing after that stage runs.
     pub fn run(&self, mut req: Request, providers: &ProviderRegistry) -> (Response, AuditRecord) {
+        // Store operations the endpoint reports count under this route.
+        let _store = crate::host_services::RouteScope::enter(&self.store_metrics);
         let mut audit = AuditRecord::new(&self.mount);
         let outcome = self
             .stages()

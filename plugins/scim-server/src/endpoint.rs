@@ -9,6 +9,7 @@ use scimgate_abi::PluginError;
 use scimgate_scim_service::{Backend, ScimService};
 
 use crate::config::{ScimConfig, StoreLocation};
+use crate::store::metered::Metered;
 use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 
@@ -29,13 +30,19 @@ pub fn create(config: ScimConfig, ctx: &CreateContext) -> Result<ScimService, Pl
     let registry = config
         .registry(&ctx.data_dir)
         .map_err(|_| PluginError::internal("config: invalid schemas"))?;
+    // Every store call goes through `Metered`: timed and reported to the
+    // host's metrics (`scimgate_store_*`), with the pool's state for
+    // PostgreSQL.
     let store: Arc<dyn Backend> = match config.store_location(&ctx.data_dir) {
-        Ok(StoreLocation::Sqlite(path)) => SqliteStore::open(&path).map_err(|e| {
-            PluginError::internal(format!(
-                "cannot open the SQLite store {}: {e}",
-                path.display()
-            ))
-        })?,
+        Ok(StoreLocation::Sqlite(path)) => {
+            let store = SqliteStore::open(&path).map_err(|e| {
+                PluginError::internal(format!(
+                    "cannot open the SQLite store {}: {e}",
+                    path.display()
+                ))
+            })?;
+            Arc::new(Metered::new(store))
+        }
         Ok(StoreLocation::Postgres(settings)) => {
             let store = PostgresStore::open(&settings).map_err(|e| {
                 PluginError::internal(format!(
@@ -50,7 +57,12 @@ pub fn create(config: ScimConfig, ctx: &CreateContext) -> Result<ScimService, Pl
                 pool_size = settings.pool_size,
                 "SCIM store: PostgreSQL, migrated"
             );
-            store
+            let pool = store.clone();
+            Arc::new(
+                Metered::new(store)
+                    .with_pool(Box::new(move || pool.pool_state()))
+                    .with_generation_queries(),
+            )
         }
         Err(issue) => return Err(PluginError::internal(issue.message.to_string())),
     };

@@ -11,7 +11,11 @@
 //! indexable part into a [`Cond`] and says whether that is exact, and the
 //! dialect-independent [`sql`] module turns a [`SqlScan`] into SQL text
 //! with bound parameters.
+//!
+//! The endpoint hands the engine its store wrapped in [`metered::Metered`],
+//! which reports each store call to the host's metrics.
 
+pub mod metered;
 pub mod postgres;
 pub mod sql;
 pub mod sqlite;

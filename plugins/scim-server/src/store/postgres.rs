@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use postgres::error::SqlState;
 use postgres::types::ToSql;
 use postgres::{Client, Config, NoTls, Row, Statement};
+use scimgate_abi::sdk::StorePool;
 use scimgate_abi::PluginError;
 use serde_json::Value;
 
@@ -413,16 +414,21 @@ impl PostgresStore {
     pub fn connect(settings: &PgSettings) -> BackendResult<PostgresStore> {
         let config = settings.config().map_err(BackendError::Backend)?;
         let pool = Pool::new(config, settings.pool_size.max(1));
-        let schema_version = {
+        let schema_version = super::metered::timed("migrate", || {
             let mut lease = pool.get()?;
-            migrate(&mut lease.conn().client)?
-        };
+            migrate(&mut lease.conn().client)
+        })?;
         Ok(PostgresStore {
             pool,
             label: settings.label(),
             offline_generation: AtomicU64::new(0),
             schema_version,
         })
+    }
+
+    /// The connection pool's state, for the host's metrics.
+    pub fn pool_state(&self) -> StorePool {
+        self.pool.state()
     }
 
     /// The URL without its password.
@@ -802,6 +808,21 @@ impl Pool {
                 .wait_timeout(state, deadline - now)
                 .map_err(|_| BackendError::Backend("connection pool poisoned".into()))?
                 .0;
+        }
+    }
+
+    /// Connections lent out, idle, and the most it opens. A poisoned lock
+    /// reads as an empty pool.
+    fn state(&self) -> StorePool {
+        let clamp = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        let (open, idle) = match self.state.lock() {
+            Ok(state) => (state.open, state.idle.len()),
+            Err(_) => (0, 0),
+        };
+        StorePool {
+            in_use: clamp(open.saturating_sub(idle)),
+            idle: clamp(idle),
+            size: clamp(self.size),
         }
     }
 

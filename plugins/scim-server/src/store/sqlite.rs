@@ -101,7 +101,7 @@ impl SqliteStore {
         }
         create_private(path)?;
         let writer = connect(path)?;
-        migrate(&writer)?;
+        super::metered::timed("migrate", || migrate(&writer))?;
         let hashed = hash_clear_passwords(&writer)?;
         if hashed > 0 {
             tracing::info!(
