@@ -1,10 +1,16 @@
-//! The accept loop and each HTTP/1.1 connection's clock.
+//! The accept loop and each connection's clock: HTTP/1.1, or with
+//! `[server.tls]` a TLS handshake first and then HTTP/2 (when ALPN chose
+//! `h2`) or HTTP/1.1.
 //!
 //! * At most `server.max_connections` connections are served at once; the
 //!   next one waits in the kernel's accept queue until one closes.
 //! * A connection has `server.header_read_timeout` to send a request's head,
 //!   counted from its start or from the first byte of the next request: a
-//!   client dribbling header bytes is cut off.
+//!   client dribbling header bytes is cut off. With TLS the handshake counts
+//!   too (a failed or slow handshake closes the connection, logged at debug;
+//!   plaintext HTTP on a TLS listener fails the handshake and gets no HTTP
+//!   answer). On HTTP/2 the first request must start within it; later
+//!   frames between requests do not restart it (the idle timeout applies).
 //! * Between requests a kept-alive connection may stay idle for
 //!   `server.keep_alive_timeout`, then it is closed.
 //! * While a request is being served (its body read, its pipeline run) the
@@ -25,7 +31,7 @@ use std::time::Duration;
 use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -33,6 +39,7 @@ use tokio::sync::{watch, Notify, Semaphore};
 use tokio::time::Instant;
 
 use crate::metrics::Gauge;
+use crate::tls::{PeerTls, Tls};
 
 /// Per-connection timeouts, read when the connection is accepted (so a
 /// reload applies to new connections).
@@ -44,12 +51,15 @@ pub struct ConnLimits {
 
 /// Accepts connections until `shutdown` resolves, then waits for the open
 /// ones to finish. `limits` is asked for the current timeouts at each accept;
-/// `open` counts the connections open.
+/// `tls`, when set, for the current TLS configuration (so that a reload's
+/// certificate applies to new connections); `open` counts the connections
+/// open.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     max_connections: usize,
     limits: impl Fn() -> ConnLimits,
+    tls: Option<Arc<Tls>>,
     open: Arc<Gauge>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
@@ -101,6 +111,7 @@ pub async fn serve(
             peer,
             router: router.clone(),
             limits: limits(),
+            tls: tls.as_ref().map(|tls| tls.config()),
             stop: stop_rx.clone(),
         };
         let counted = Counted::new(open.clone());
@@ -147,6 +158,7 @@ struct Connection {
     peer: SocketAddr,
     router: Router,
     limits: ConnLimits,
+    tls: Option<Arc<rustls::ServerConfig>>,
     stop: watch::Receiver<bool>,
 }
 
@@ -157,53 +169,111 @@ impl Connection {
             peer,
             router,
             limits,
+            tls,
             mut stop,
         } = self;
         let _ = stream.set_nodelay(true);
+        // Started before any handshake: the handshake and the first request
+        // head share `header_read_timeout`.
         let clock = Arc::new(Clock::new());
+        let mut service = ConnService {
+            inner: TowerToHyperService::new(router),
+            peer,
+            clock: clock.clone(),
+            tls: None,
+        };
+        let Some(config) = tls else {
+            let io = TokioIo::new(Watched {
+                inner: stream,
+                clock: clock.clone(),
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(io, service);
+            drive(conn, |c| c.graceful_shutdown(), &clock, limits, stop, peer).await;
+            return;
+        };
+        let deadline = clock
+            .deadline(limits)
+            .map_or_else(|| Instant::now() + limits.header_read_timeout, |d| d.0);
+        let handshake = tokio_rustls::TlsAcceptor::from(config).accept(stream);
+        let stream = tokio::select! {
+            done = tokio::time::timeout_at(deadline, handshake) => match done {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(error)) => {
+                    tracing::debug!(peer = %peer, "TLS handshake failed: {error}");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(peer = %peer, "TLS handshake did not complete within server.header_read_timeout");
+                    return;
+                }
+            },
+            _ = stop.changed() => return,
+        };
+        let facts = PeerTls::of(stream.get_ref().1);
+        let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+        service.tls = Some(Arc::new(facts));
         let io = TokioIo::new(Watched {
             inner: stream,
             clock: clock.clone(),
         });
-        let service = ConnService {
-            inner: TowerToHyperService::new(router),
-            peer,
-            clock: clock.clone(),
+        if h2 {
+            clock.multiplexed();
+            let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .serve_connection(io, service);
+            drive(conn, |c| c.graceful_shutdown(), &clock, limits, stop, peer).await;
+        } else {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(io, service);
+            drive(conn, |c| c.graceful_shutdown(), &clock, limits, stop, peer).await;
+        }
+    }
+}
+
+/// Runs a hyper connection (HTTP/1.1 or HTTP/2) under the clock's
+/// deadlines until it ends; on shutdown asks it to finish gracefully.
+async fn drive<C>(
+    conn: C,
+    graceful_shutdown: impl Fn(Pin<&mut C>),
+    clock: &Clock,
+    limits: ConnLimits,
+    mut stop: watch::Receiver<bool>,
+    peer: SocketAddr,
+) where
+    C: Future<Output = Result<(), hyper::Error>>,
+{
+    tokio::pin!(conn);
+    let mut stopping = false;
+    loop {
+        let changed = clock.changed.notified();
+        let deadline = clock.deadline(limits);
+        let sleep = async {
+            match deadline {
+                Some((at, _)) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
         };
-        let conn = hyper::server::conn::http1::Builder::new()
-            .keep_alive(true)
-            .serve_connection(io, service);
-        tokio::pin!(conn);
-        let mut stopping = false;
-        loop {
-            let changed = clock.changed.notified();
-            let deadline = clock.deadline(limits);
-            let sleep = async {
-                match deadline {
-                    Some((at, _)) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(error) = result {
+                    tracing::debug!(peer = %peer, "connection ended: {error}");
                 }
-            };
-            tokio::select! {
-                result = conn.as_mut() => {
-                    if let Err(error) = result {
-                        tracing::debug!(peer = %peer, "connection ended: {error}");
-                    }
-                    return;
-                }
-                _ = sleep => {
-                    if let Some((at, why)) = clock.deadline(limits) {
-                        if at <= Instant::now() {
-                            tracing::debug!(peer = %peer, "connection closed: {why}");
-                            return;
-                        }
+                return;
+            }
+            _ = sleep => {
+                if let Some((at, why)) = clock.deadline(limits) {
+                    if at <= Instant::now() {
+                        tracing::debug!(peer = %peer, "connection closed: {why}");
+                        return;
                     }
                 }
-                _ = changed => {}
-                _ = stop.changed(), if !stopping => {
-                    stopping = true;
-                    conn.as_mut().graceful_shutdown();
-                }
+            }
+            _ = changed => {}
+            _ = stop.changed(), if !stopping => {
+                stopping = true;
+                graceful_shutdown(conn.as_mut());
             }
         }
     }
@@ -223,6 +293,9 @@ enum Phase {
 struct Clock {
     state: Mutex<(Phase, Instant)>,
     changed: Notify,
+    /// HTTP/2: bytes between requests (pings, window updates, settings)
+    /// are not the start of a request head.
+    multiplexed: std::sync::atomic::AtomicBool,
 }
 
 impl Clock {
@@ -230,7 +303,13 @@ impl Clock {
         Clock {
             state: Mutex::new((Phase::Head, Instant::now())),
             changed: Notify::new(),
+            multiplexed: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    fn multiplexed(&self) {
+        self.multiplexed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn update(&self, f: impl FnOnce(&mut (Phase, Instant)) -> bool) {
@@ -243,8 +322,12 @@ impl Clock {
         }
     }
 
-    /// Bytes arrived: after an idle spell, a new request head has begun.
+    /// Bytes arrived: after an idle spell, a new request head has begun
+    /// (HTTP/1.1 only).
     fn on_read(&self) {
+        if self.multiplexed.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
         self.update(|state| {
             if state.0 == Phase::Idle {
                 *state = (Phase::Head, Instant::now());
@@ -295,13 +378,13 @@ impl Clock {
     }
 }
 
-/// The TCP stream, telling the clock when bytes arrive.
-struct Watched {
-    inner: TcpStream,
+/// The stream (TCP, or TLS over TCP), telling the clock when bytes arrive.
+struct Watched<S> {
+    inner: S,
     clock: Arc<Clock>,
 }
 
-impl AsyncRead for Watched {
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -316,7 +399,7 @@ impl AsyncRead for Watched {
     }
 }
 
-impl AsyncWrite for Watched {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -346,12 +429,14 @@ impl AsyncWrite for Watched {
     }
 }
 
-/// The router, with the peer address for `ConnectInfo` and the clock told
-/// when a request starts and ends.
+/// The router, with the peer address for `ConnectInfo` (and the TLS facts
+/// as an `Arc<PeerTls>` extension) and the clock told when a request starts
+/// and ends.
 struct ConnService {
     inner: TowerToHyperService<Router>,
     peer: SocketAddr,
     clock: Arc<Clock>,
+    tls: Option<Arc<PeerTls>>,
 }
 
 /// Marks the connection busy while it lives.
@@ -370,6 +455,9 @@ impl hyper::service::Service<hyper::Request<Incoming>> for ConnService {
 
     fn call(&self, mut req: hyper::Request<Incoming>) -> Self::Future {
         req.extensions_mut().insert(ConnectInfo(self.peer));
+        if let Some(tls) = &self.tls {
+            req.extensions_mut().insert(tls.clone());
+        }
         self.clock.enter();
         let busy = Busy(self.clock.clone());
         let future = self.inner.call(req);
@@ -413,5 +501,27 @@ mod tests {
         assert!(why(&clock).is_some_and(|w| w.contains("keep_alive_timeout")));
         clock.on_read();
         assert!(why(&clock).is_some_and(|w| w.contains("header_read_timeout")));
+    }
+
+    #[test]
+    fn on_http2_frames_between_requests_do_not_start_a_head() {
+        let limits = ConnLimits {
+            header_read_timeout: Duration::from_secs(10),
+            keep_alive_timeout: Duration::from_secs(60),
+        };
+        let why = |clock: &Clock| clock.deadline(limits).map(|d| d.1);
+        let clock = Clock::new();
+        clock.multiplexed();
+        assert!(why(&clock).is_some_and(|w| w.contains("header_read_timeout")));
+        clock.enter();
+        clock.enter();
+        clock.leave();
+        assert_eq!(why(&clock), None, "one stream still running");
+        clock.leave();
+        let idle = clock.deadline(limits).unwrap();
+        assert!(idle.1.contains("keep_alive_timeout"));
+        // A PING or WINDOW_UPDATE: still idle, same deadline.
+        clock.on_read();
+        assert_eq!(clock.deadline(limits), Some(idle));
     }
 }

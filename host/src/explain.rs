@@ -535,7 +535,14 @@ fn base_url(config: &Config, mount: &str) -> String {
     let mount = if mount == "/" { "" } else { mount };
     match &config.server.public_url {
         Some(public) => format!("{}{mount}", public.trim_end_matches('/')),
-        None => format!("http://{}{mount}", config.server.listen),
+        None => {
+            let scheme = if config.server.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            format!("{scheme}://{}{mount}", config.server.listen)
+        }
     }
 }
 

@@ -19,3 +19,4 @@ pub mod quickstart;
 pub mod registry;
 pub mod render;
 pub mod server;
+pub mod tls;

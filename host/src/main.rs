@@ -327,14 +327,19 @@ fn print_banner(source: &ConfigSource, app: &App, bound: std::net::SocketAddr) {
         ConfigSource::File(p) => p.display().to_string(),
         ConfigSource::Embedded { .. } => "the embedded default configuration".to_string(),
     };
+    let scheme = if runtime.server.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     println!(
-        "scimgate {} listening on http://{bound} ({from})",
+        "scimgate {} listening on {scheme}://{bound} ({from})",
         env!("CARGO_PKG_VERSION")
     );
-    println!("  health:    http://{bound}/healthz");
+    println!("  health:    {scheme}://{bound}/healthz");
     for route in &runtime.routes {
         println!(
-            "  route:     http://{bound}{} → {}",
+            "  route:     {scheme}://{bound}{} → {}",
             route.mount, route.endpoint.uses
         );
     }

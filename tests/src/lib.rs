@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 pub use serde_json::{json, Value};
 
+pub mod certs;
+
 /// `target/<profile>`: where cargo put the binary and the plugin `.so`s.
 pub fn target_dir() -> PathBuf {
     if let Ok(dir) = std::env::var("SCIMGATE_TARGET_DIR") {

@@ -232,6 +232,11 @@ impl Endpoint for Echo {
             "client_ip": req.client_ip.as_str(),
             "request_id": req.request_id.as_str(),
             "headers": headers,
+            "attributes": req
+                .attributes
+                .iter()
+                .map(|a| [a.name.as_str(), a.value.as_str()])
+                .collect::<Vec<_>>(),
             "body": String::from_utf8_lossy(&req.body),
             "principal": principal,
             "provider": caller.provider().map(|p| p.id.as_str()),

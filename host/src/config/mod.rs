@@ -80,6 +80,49 @@ pub struct ServerConfig {
     /// `metrics_listen`: serve the metrics on this IP:port only (not on
     /// `listen`); default none (on `listen`, at `/metrics`).
     pub metrics_listen: Option<SocketAddr>,
+    /// `[server.tls]`: serve HTTPS on `listen` (default: plain HTTP).
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[server.tls]`: the main listener speaks TLS (see [`crate::tls`]). The
+/// files are read (and checked) when the configuration is loaded and again
+/// on every reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// `cert_file`: PEM certificate chain, leaf first; required.
+    pub cert_file: PathBuf,
+    /// `key_file`: PEM private key (PKCS#8, RSA or SEC1); required.
+    pub key_file: PathBuf,
+    /// `client_ca_file`: PEM CA bundle; when set, clients are asked for a
+    /// certificate and a presented one must chain to these CAs.
+    pub client_ca_file: Option<PathBuf>,
+    /// `client_auth`: `"optional"` (default) or `"required"`; only with
+    /// `client_ca_file`.
+    pub client_auth: ClientAuth,
+    /// `min_version`: `"1.2"` (default) or `"1.3"`.
+    pub min_version: TlsMinVersion,
+    /// `http2`: offer `h2` before `http/1.1` in ALPN; default `true`.
+    pub http2: bool,
+}
+
+/// `[server.tls] client_auth`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientAuth {
+    /// A client may present a certificate (verified if it does) or none.
+    #[default]
+    Optional,
+    /// The handshake fails without a verified client certificate.
+    Required,
+}
+
+/// `[server.tls] min_version`: the oldest TLS version accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TlsMinVersion {
+    /// TLS 1.2 and 1.3.
+    #[default]
+    Tls12,
+    /// TLS 1.3 only.
+    Tls13,
 }
 
 impl Default for ServerConfig {
@@ -101,6 +144,7 @@ impl Default for ServerConfig {
             forwarded_header: ForwardedHeader::XForwardedFor,
             metrics: true,
             metrics_listen: None,
+            tls: None,
         }
     }
 }

@@ -80,7 +80,21 @@ fn server_schema() -> Value {
             "metrics": {"type": "boolean", "default": true,
                 "description": "serve Prometheus metrics at /metrics"},
             "metrics_listen": {"type": "string",
-                "description": "IP:port to serve /metrics on instead of the main listener, e.g. \"127.0.0.1:9100\""}
+                "description": "IP:port to serve /metrics on instead of the main listener, e.g. \"127.0.0.1:9100\""},
+            "tls": {
+                "type": "object",
+                "description": "serve HTTPS (TLS 1.2/1.3, HTTP/2 by ALPN) on `listen`; files re-read on reload",
+                "additionalProperties": false,
+                "required": ["cert_file", "key_file"],
+                "properties": {
+                    "cert_file": {"type": "string", "minLength": 1, "description": "PEM certificate chain, leaf first (relative to the config file)"},
+                    "key_file": {"type": "string", "minLength": 1, "description": "PEM private key: PKCS#8, RSA or SEC1 (relative to the config file)"},
+                    "client_ca_file": {"type": "string", "minLength": 1, "description": "PEM CA bundle: ask clients for a certificate and verify it against these CAs"},
+                    "client_auth": {"enum": ["optional", "required"], "default": "optional", "description": "whether a client certificate is required (only with client_ca_file)"},
+                    "min_version": {"enum": ["1.2", "1.3"], "default": "1.2", "description": "oldest TLS version served"},
+                    "http2": {"type": "boolean", "default": true, "description": "offer h2 before http/1.1 in ALPN"}
+                }
+            }
         }
     })
 }
@@ -398,6 +412,7 @@ mod tests {
             let pointer = match name.as_str() {
                 "top level" => "",
                 "server" => "/properties/server",
+                "server.tls" => "/properties/server/properties/tls",
                 "route" => "/properties/route/items",
                 "provider" => "/properties/provider/items",
                 other => panic!("a key list for `{other}` the schema does not describe"),

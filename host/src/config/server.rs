@@ -7,7 +7,7 @@ use super::check::Checker;
 use super::diagnostic::Diagnostic;
 use super::tree::{Kind, Table, Val};
 use super::units::{parse_duration, parse_size};
-use super::{ForwardedHeader, LogFormat, ServerConfig};
+use super::{ClientAuth, ForwardedHeader, LogFormat, ServerConfig, TlsConfig, TlsMinVersion};
 
 const KEYS: &[&str] = &[
     "listen",
@@ -26,6 +26,16 @@ const KEYS: &[&str] = &[
     "forwarded_header",
     "metrics",
     "metrics_listen",
+    "tls",
+];
+
+const TLS_KEYS: &[&str] = &[
+    "cert_file",
+    "key_file",
+    "client_ca_file",
+    "client_auth",
+    "min_version",
+    "http2",
 ];
 
 /// Reads `[server]`; anything missing or wrong keeps its default (and is reported).
@@ -249,7 +259,143 @@ pub(crate) fn server(ck: &mut Checker, table: &Table, base: Option<&Path>) -> Se
             ),
         }
     }
+    if let Some(entry) = table.get("tls") {
+        if let Some(tls_table) = ck.table(&entry.val, "server.tls") {
+            server.tls = tls(ck, tls_table, base);
+        }
+    }
     server
+}
+
+/// `[server.tls]`: the settings, then the files themselves (read and
+/// checked now, so that `scimgate validate` and a reload report a bad
+/// certificate or key at its key).
+fn tls(ck: &mut Checker, table: &Table, base: Option<&Path>) -> Option<TlsConfig> {
+    ck.unknown_keys(table, "server.tls", TLS_KEYS);
+    let file = |ck: &mut Checker, key: &str, required: bool| -> Option<(PathBuf, &Val)> {
+        if required && table.get(key).is_none() {
+            let example = if key == "cert_file" {
+                "server.pem"
+            } else {
+                "server.key"
+            };
+            ck.push(
+                Diagnostic::error(
+                    format!("missing required key `{key}` in [server.tls]"),
+                    table.header_span.clone(),
+                )
+                .with_label(format!("`{key}` is required here"))
+                .with_help(format!(
+                    "[server.tls] needs `cert_file` (PEM certificate chain) and `key_file` (PEM private key), relative to this file's folder; e.g. {key} = \"tls/{example}\""
+                )),
+            );
+            return None;
+        }
+        let (text, val) = ck.opt_str(table, key, "server.tls")?;
+        if text.trim().is_empty() {
+            ck.push(
+                Diagnostic::error(format!("`server.tls.{key}` is empty"), val.span.clone())
+                    .with_label("expected a file path")
+                    .with_help("a path to a PEM file, relative to this file's folder or absolute"),
+            );
+            return None;
+        }
+        Some((resolve(base, Path::new(text)), val))
+    };
+    let cert = file(ck, "cert_file", true);
+    let key = file(ck, "key_file", true);
+    let client_ca = file(ck, "client_ca_file", false);
+    let mut client_auth = ClientAuth::Optional;
+    if let Some((text, val)) = ck.opt_str(table, "client_auth", "server.tls") {
+        match text {
+            "optional" => client_auth = ClientAuth::Optional,
+            "required" => client_auth = ClientAuth::Required,
+            _ => ck.push(
+                Diagnostic::error(
+                    format!("unknown `server.tls.client_auth` {}", val.shown()),
+                    val.span.clone(),
+                )
+                .with_label("expected \"optional\" or \"required\"")
+                .with_help("\"optional\": a client may present a certificate; \"required\": a client without a verified certificate is refused"),
+            ),
+        }
+        if table.get("client_ca_file").is_none() {
+            ck.push(
+                Diagnostic::error(
+                    "`server.tls.client_auth` without `client_ca_file`",
+                    val.span.clone(),
+                )
+                .with_label("no CA to verify client certificates against")
+                .with_help("add `client_ca_file = \"client-ca.pem\"` (the CAs that issue your clients' certificates), or remove `client_auth`"),
+            );
+        }
+    }
+    let mut min_version = TlsMinVersion::Tls12;
+    if let Some((text, val)) = ck.opt_str(table, "min_version", "server.tls") {
+        match text {
+            "1.2" => min_version = TlsMinVersion::Tls12,
+            "1.3" => min_version = TlsMinVersion::Tls13,
+            _ => ck.push(
+                Diagnostic::error(
+                    format!("unsupported `server.tls.min_version` {}", val.shown()),
+                    val.span.clone(),
+                )
+                .with_label("expected \"1.2\" or \"1.3\"")
+                .with_help(
+                    "TLS 1.2 and 1.3 are the only versions served; older ones are never accepted",
+                ),
+            ),
+        }
+    }
+    let mut http2 = true;
+    if let Some(entry) = table.get("http2") {
+        if let Some(on) = ck.bool(&entry.val, "server.tls.http2") {
+            http2 = on;
+        }
+    }
+    let (Some((cert_file, cert_val)), Some((key_file, key_val))) = (cert, key) else {
+        return None;
+    };
+    let settings = TlsConfig {
+        cert_file,
+        key_file,
+        client_ca_file: client_ca.as_ref().map(|(p, _)| p.clone()),
+        client_auth,
+        min_version,
+        http2,
+    };
+    if let Err(error) = crate::tls::load(&settings) {
+        let val = match error.file {
+            crate::tls::TlsFile::Cert => cert_val,
+            crate::tls::TlsFile::Key => key_val,
+            crate::tls::TlsFile::ClientCa => client_ca.as_ref().map_or(cert_val, |(_, v)| v),
+        };
+        let help = match error.file {
+            crate::tls::TlsFile::Cert => "a PEM file with the server certificate first, then its intermediates (`-----BEGIN CERTIFICATE-----` blocks)",
+            crate::tls::TlsFile::Key => "a PEM private key, unencrypted (`BEGIN PRIVATE KEY`, `BEGIN RSA PRIVATE KEY` or `BEGIN EC PRIVATE KEY`), the key of `cert_file`'s first certificate; readable by the server's user",
+            crate::tls::TlsFile::ClientCa => "a PEM bundle of the CA certificates that issue the client certificates",
+        };
+        // A path from `${VAR}` is not echoed, like any expanded value.
+        let message = if val.expanded {
+            format!(
+                "cannot use `server.tls.{}` (the expanded value)",
+                error.file.key()
+            )
+        } else {
+            format!(
+                "cannot use `server.tls.{}` {}",
+                error.file.key(),
+                error.path.display()
+            )
+        };
+        ck.push(
+            Diagnostic::error(message, val.span.clone())
+                .with_label(error.reason)
+                .with_help(help),
+        );
+        return None;
+    }
+    Some(settings)
 }
 
 /// The largest `server.max_connections`.

@@ -1,7 +1,8 @@
 //! The running server's state: where the configuration comes from, the
 //! current [`Runtime`] (swapped whole on reload), the plugin cache, the bound
 //! on pipelines in flight, the readiness probe's memory and the metrics
-//! (with the metrics listener, when `server.metrics_listen` names one).
+//! (with the metrics listener, when `server.metrics_listen` names one) and
+//! the TLS configuration of `[server.tls]` (its files re-read on reload).
 //! Also reload on SIGHUP and the shutdown signal.
 
 use std::path::PathBuf;
@@ -68,6 +69,9 @@ pub struct App {
     /// `server.metrics_listen`'s socket, bound at start (so that a busy
     /// port is a start-up error); taken by [`super::serve`].
     pub(super) metrics_listener: Mutex<Option<std::net::TcpListener>>,
+    /// `[server.tls]` as started (on or off until a restart); its
+    /// certificate, key and client CAs are swapped on reload.
+    pub(super) tls: Option<Arc<crate::tls::Tls>>,
 }
 
 /// Pipelines that may be in flight for a pool of `blocking_threads`: as many
@@ -100,6 +104,12 @@ impl App {
             }
             _ => None,
         };
+        let tls = match &config.server.tls {
+            Some(settings) => Some(Arc::new(
+                crate::tls::Tls::new(settings).map_err(|e| format!("error: {e}"))?,
+            )),
+            None => None,
+        };
         Ok(Arc::new(App {
             runtime: RwLock::new(Arc::new(runtime)),
             source,
@@ -112,6 +122,7 @@ impl App {
             last_reasons: Mutex::new(None),
             metrics: Arc::new(Metrics::default()),
             metrics_listener: Mutex::new(metrics_listener),
+            tls,
         }))
     }
 
@@ -176,6 +187,20 @@ impl App {
             if changed {
                 tracing::warn!("server.{key} changed; a restart is needed for that");
             }
+        }
+        // The new certificate, key and client CAs, before anything is
+        // swapped: bad files keep the whole previous configuration.
+        match (&self.tls, &runtime.server.tls) {
+            (Some(tls), Some(settings)) => tls.reload(settings).map_err(|e| {
+                format!("error: {e}; the previous certificate stays in use")
+            })?,
+            (None, Some(_)) => tracing::warn!(
+                "[server.tls] was added; a restart is needed to serve TLS, the server keeps serving plain HTTP"
+            ),
+            (Some(_), None) => tracing::warn!(
+                "[server.tls] was removed; a restart is needed for that, the server keeps serving TLS with the previous certificate"
+            ),
+            (None, None) => {}
         }
         match self.runtime.write() {
             Ok(mut guard) => *guard = Arc::new(runtime),

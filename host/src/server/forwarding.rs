@@ -77,12 +77,17 @@ fn parse_hop(raw: &str) -> Option<IpAddr> {
 }
 
 /// The absolute URL of the mount point, for `Location` and `meta.location`.
+/// The scheme is `https` when the request came over TLS (`[server.tls]`),
+/// else `http`, unless a trusted proxy's `X-Forwarded-Proto` says otherwise;
+/// the host is a trusted proxy's `X-Forwarded-Host`, else `Host`, else (HTTP/2)
+/// the request's `:authority`.
 pub(super) fn base_url(
     runtime: &Runtime,
-    headers: &HeaderMap,
+    parts: &axum::http::request::Parts,
     peer: IpAddr,
     mount: &str,
 ) -> String {
+    let headers = &parts.headers;
     let mount = if mount == "/" { "" } else { mount };
     if let Some(public) = &runtime.server.public_url {
         return format!("{}{mount}", public.trim_end_matches('/'));
@@ -94,8 +99,13 @@ pub(super) fn base_url(
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
     };
+    let over_tls = parts
+        .extensions
+        .get::<std::sync::Arc<crate::tls::PeerTls>>()
+        .is_some();
     let scheme = match header("x-forwarded-proto") {
         Some(p) if trusted && (p == "https" || p == "http") => p,
+        _ if over_tls => "https",
         _ => "http",
     };
     let sane = |h: &&str| {
@@ -109,6 +119,7 @@ pub(super) fn base_url(
         .flatten()
         .filter(sane)
         .or_else(|| header("host").filter(sane))
+        .or_else(|| parts.uri.authority().map(|a| a.as_str()).filter(sane))
         .map(str::to_string)
         .unwrap_or_else(|| runtime.server.listen.to_string());
     format!("{scheme}://{host}{mount}")

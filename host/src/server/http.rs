@@ -63,7 +63,8 @@ pub async fn serve(
             .local_addr()
             .map(|a| a.to_string())
             .unwrap_or_default();
-        tracing::info!("metrics: http://{at}/metrics");
+        let scheme = if app.tls.is_some() { "https" } else { "http" };
+        tracing::info!("metrics: {scheme}://{at}/metrics");
     }
     let router = router.fallback(handle).with_state(app.clone());
 
@@ -87,15 +88,32 @@ pub async fn serve(
             let gauge = Arc::new(crate::metrics::Gauge::default());
             let limits = limits.clone();
             Some(tokio::spawn(async move {
-                crate::conn::serve(listener, router, METRICS_CONNECTIONS, limits, gauge, until)
-                    .await
+                crate::conn::serve(
+                    listener,
+                    router,
+                    METRICS_CONNECTIONS,
+                    limits,
+                    None,
+                    gauge,
+                    until,
+                )
+                .await
             }))
         }
         None => None,
     };
     let open = app.metrics.connections_open.clone();
-    let served =
-        crate::conn::serve(listener, router, max_connections, limits, open, shutdown).await;
+    let tls = app.tls.clone();
+    let served = crate::conn::serve(
+        listener,
+        router,
+        max_connections,
+        limits,
+        tls,
+        open,
+        shutdown,
+    )
+    .await;
     if let Some(task) = metrics_server {
         match task.await {
             Ok(Err(error)) => tracing::error!("the metrics listener failed: {error}"),
@@ -348,10 +366,20 @@ async fn serve_route(
         client_ip: client_ip.to_string().into(),
         request_id: request_id.into(),
         mount: route.mount.as_str().into(),
-        base_url: base_url(&runtime, &parts.headers, peer.ip(), &route.mount).into(),
+        base_url: base_url(&runtime, parts, peer.ip(), &route.mount).into(),
         received_at_unix_ms: now_unix_ms(),
         error_style: route.error_style,
-        attributes: RVec::new(),
+        // The connection's TLS facts (`tls.*`, see `Request::attributes`).
+        attributes: parts
+            .extensions
+            .get::<Arc<crate::tls::PeerTls>>()
+            .map(|tls| {
+                tls.attributes
+                    .iter()
+                    .map(|(name, value)| Header::new(*name, value.as_str()))
+                    .collect()
+            })
+            .unwrap_or_default(),
     };
     // The endpoint (and any stage) may block: the whole pipeline runs on
     // the blocking pool, holding its slot until it returns.
