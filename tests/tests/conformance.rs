@@ -24,6 +24,7 @@ const SHIPPED: &[&str] = &[
     "demo",
     "memory",
     "api-key",
+    "tls",
 ];
 
 fn repo_root() -> PathBuf {

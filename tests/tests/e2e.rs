@@ -4,6 +4,7 @@
 mod backends;
 mod binding;
 mod canonical;
+mod client_cert;
 mod conformance;
 mod crash;
 mod edge;
@@ -23,3 +24,4 @@ mod pgtls;
 mod policies;
 mod scim;
 mod sessions;
+mod tls;
