@@ -893,13 +893,38 @@ fn a_plugin_built_before_declarations_existed_is_refused_by_version() {
 /// host services had `max_level` and `log` only.
 const EPOCH_2_COMMIT: &str = "956a57edb97634c228edeb6231e256f8f5b8d14e";
 
-/// Replaces the variant's `scimgate-abi` (and its lock file) and the demo
-/// plugin's sources with those at [`EPOCH_2_COMMIT`], read from this
-/// repository's history: a plugin as it was built then.
+/// The variant's `scimgate-abi` as it was in epoch 2: from this repository's
+/// history when the clone has [`EPOCH_2_COMMIT`] (a plugin exactly as it was
+/// built then), else the current one with the epoch-3 method taken out (a
+/// shallow clone: the same contract, rebuilt by edit).
 fn with_the_epoch_2_contract(root: &std::path::Path) {
     let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap();
+    let has_commit = std::process::Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(["cat-file", "-e", &format!("{EPOCH_2_COMMIT}^{{commit}}")])
+        .status()
+        .is_ok_and(|status| status.success());
+    // SCIMGATE_TEST_EPOCH2_BY_EDIT=1 takes the shallow-clone path anyway.
+    if has_commit && std::env::var_os("SCIMGATE_TEST_EPOCH2_BY_EDIT").is_none() {
+        epoch_2_from_history(root, repo);
+    } else {
+        epoch_2_by_edit(root);
+    }
+    let abi = root.join("core/abi");
+    let manifest = std::fs::read_to_string(abi.join("Cargo.toml")).unwrap();
+    assert!(manifest.contains("version = \"0.2.0\""), "{manifest}");
+    let lib = std::fs::read_to_string(abi.join("src/lib.rs")).unwrap();
+    assert!(lib.contains("pub const ABI_EPOCH: u32 = 2;"), "{lib}");
+    let ffi = std::fs::read_to_string(abi.join("src/ffi.rs")).unwrap();
+    assert!(!ffi.contains("report_store_op"), "{ffi}");
+}
+
+/// Replaces the variant's `scimgate-abi` (and its lock file) and the demo
+/// plugin's sources with those at [`EPOCH_2_COMMIT`].
+fn epoch_2_from_history(root: &std::path::Path, repo: &std::path::Path) {
     let git = |args: &[&str]| {
         let out = std::process::Command::new("git")
             .arg("-C")
@@ -933,12 +958,64 @@ fn with_the_epoch_2_contract(root: &std::path::Path) {
     }
     let lock = git(&["show", &format!("{EPOCH_2_COMMIT}:Cargo.lock")]);
     std::fs::write(root.parent().unwrap().join("Cargo.lock"), lock).unwrap();
-    let manifest = std::fs::read_to_string(abi.join("Cargo.toml")).unwrap();
-    assert!(manifest.contains("version = \"0.2.0\""), "{manifest}");
-    let lib = std::fs::read_to_string(abi.join("src/lib.rs")).unwrap();
-    assert!(lib.contains("pub const ABI_EPOCH: u32 = 2;"), "{lib}");
-    let ffi = std::fs::read_to_string(abi.join("src/ffi.rs")).unwrap();
-    assert!(!ffi.contains("report_store_op"), "{ffi}");
+}
+
+/// Takes the epoch-3 method out of the current `scimgate-abi` and labels it
+/// 0.2.0 / epoch 2.
+fn epoch_2_by_edit(root: &std::path::Path) {
+    let abi = root.join("core/abi");
+    let edit = |file: &str, f: &dyn Fn(String) -> String| {
+        let path = abi.join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let edited = f(text.clone());
+        assert_ne!(
+            edited, text,
+            "{file} did not change: this edit needs updating"
+        );
+        std::fs::write(&path, edited).unwrap();
+    };
+    let cut = |text: &str, from: &str, to: &str, with: &str| {
+        let start = text.find(from).expect(from);
+        let end = start + text[start..].find(to).expect(to) + to.len();
+        format!("{}{with}{}", &text[..start], &text[end..])
+    };
+    edit("src/ffi.rs", &|t| {
+        cut(
+            &t,
+            "    // Methods after `log` were added in epoch 3",
+            "    );\n}\n",
+            "}\n",
+        )
+    });
+    edit("src/sdk.rs", &|t| {
+        cut(
+            &t,
+            "        self.inner.report_store_op(",
+            "        );\n",
+            "        let _ = (operation, nanos, error_kind, pool);\n",
+        )
+    });
+    edit("src/testing.rs", &|t| {
+        cut(
+            &t,
+            "    /// Store metrics are the host's: the harness ignores them.",
+            "    ) {\n    }\n",
+            "",
+        )
+    });
+    edit("src/lib.rs", &|t| {
+        t.replace(
+            "pub const ABI_EPOCH: u32 = 3;",
+            "pub const ABI_EPOCH: u32 = 2;",
+        )
+        .replace(
+            "pub const MIN_SUPPORTED_EPOCH: u32 = 3;",
+            "pub const MIN_SUPPORTED_EPOCH: u32 = 2;",
+        )
+    });
+    edit("Cargo.toml", &|t| {
+        t.replacen("version = \"0.3.0\"", "version = \"0.2.0\"", 1)
+    });
 }
 
 #[test]
