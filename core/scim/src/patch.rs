@@ -428,15 +428,14 @@ fn apply_target(
     else {
         return Ok(());
     };
-    let result = match (target.filter, target.sub) {
+    // An extension object this leaves empty is dropped by the final
+    // validation (`validate_stored_owned`); no later operation of the request
+    // can tell an empty extension object from a missing one.
+    match (target.filter, target.sub) {
         (Some(filter), sub) => apply_filtered(container, op, attribute, filter, sub, value),
         (None, Some(sub)) => apply_sub(container, op, attribute, sub, value),
         (None, None) => apply_attribute(container, op, attribute, value),
-    };
-    if let Location::Extension(extension) = target.location {
-        drop_empty_extension(resource, extension);
     }
-    result
 }
 
 fn apply_whole_extension(
@@ -522,17 +521,6 @@ fn container_mut<'r>(
             }
             object_keys::get_mut(object, &extension.id)?.as_object_mut()
         }
-    }
-}
-
-fn drop_empty_extension(resource: &mut Value, extension: &Schema) {
-    let Some(object) = resource.as_object_mut() else {
-        return;
-    };
-    if object_keys::get(object, &extension.id)
-        .is_some_and(|value| value.as_object().is_some_and(Map::is_empty))
-    {
-        object_keys::remove(object, &extension.id);
     }
 }
 
@@ -1078,10 +1066,10 @@ fn element_from_assignments<L: fmt::Display + ?Sized>(
         &attribute.name,
         Mode::Input,
     )?;
-    match cleaned {
-        Some(Value::Array(mut items)) if items.len() == 1 => Ok(items.remove(0)),
-        _ => Err(ScimError::invalid_value(format!(
-            "'add' to '{label}' produced no value"
-        ))),
-    }
+    // One element in, at most one out (`None` when cleaning left nothing).
+    let element = match cleaned {
+        Some(Value::Array(items)) => items.into_iter().next(),
+        _ => None,
+    };
+    element.ok_or_else(|| ScimError::invalid_value(format!("'add' to '{label}' produced no value")))
 }

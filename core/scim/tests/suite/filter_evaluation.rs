@@ -318,3 +318,191 @@ fn presence_needs_a_non_empty_value() {
         &["emails[primary gt true]", "emails[value.x eq 1]"],
     );
 }
+
+/// A registry with the core schemas and a `Tagged` resource whose attributes
+/// the core schemas lack: a case-exact multi-valued string and a
+/// multi-valued complex attribute with a multi-valued sub-attribute.
+fn tagged_registry() -> Registry {
+    let mut registry = Registry::core();
+    registry
+        .add_schema_json(&json!({
+            "id": "urn:example:Tagged",
+            "name": "Tagged",
+            "attributes": [
+                {"name": "tags", "type": "string", "multiValued": true, "caseExact": true},
+                {"name": "boxes", "type": "complex", "multiValued": true, "subAttributes": [
+                    {"name": "labels", "type": "string", "multiValued": true}
+                ]}
+            ]
+        }))
+        .expect("schema");
+    registry
+        .add_resource_type(scimgate_scim::ResourceType::new(
+            "Tagged",
+            "/Tagged",
+            "urn:example:Tagged",
+        ))
+        .expect("resource type");
+    registry
+}
+
+#[test]
+fn a_multi_valued_simple_attribute_compares_with_its_own_definition() {
+    // `tags` is case-exact: its own definition decides, not the default
+    // caseless rule of an attribute without a definition.
+    let registry = tagged_registry();
+    let context = registry.context_for("Tagged").expect("Tagged");
+    let resource = json!({"schemas": ["urn:example:Tagged"], "tags": ["Blue", "red"]});
+    check_all(
+        &resource,
+        &context,
+        &[
+            (r#"tags eq "Blue""#, true),
+            (r#"tags eq "blue""#, false),
+            (r#"tags eq "RED""#, false),
+            (r#"tags sw "Bl""#, true),
+            (r#"tags sw "bl""#, false),
+        ],
+    );
+}
+
+#[test]
+fn null_elements_of_nested_arrays_are_skipped_not_kept() {
+    // A multi-valued sub-attribute holding a null among its values: the
+    // values compared are the non-null ones, on both the dotted path and
+    // the value-path form.
+    let registry = tagged_registry();
+    let context = registry.context_for("Tagged").expect("Tagged");
+    let resource = json!({"schemas": ["urn:example:Tagged"],
+                          "boxes": [{"labels": [null, "fragile"]}]});
+    check_all(
+        &resource,
+        &context,
+        &[
+            (r#"boxes.labels eq "fragile""#, true),
+            (r#"boxes[labels eq "fragile"]"#, true),
+            (r#"boxes[labels pr]"#, true),
+            (r#"boxes.labels eq "other""#, false),
+        ],
+    );
+    // Without any schema the same holds.
+    let schemaless = SchemaCtx::schemaless();
+    let single =
+        json!({"box": {"labels": [null, "fragile"]}, "boxes": [{"labels": [null, "fragile"]}]});
+    check_all(
+        &single,
+        &schemaless,
+        &[
+            (r#"box.labels eq "fragile""#, true),
+            (r#"boxes[labels eq "fragile"]"#, true),
+        ],
+    );
+}
+
+#[test]
+fn not_inside_a_value_path_negates_per_element() {
+    let registry = Registry::core();
+    let context = registry.context_for("User").expect("User");
+    check_all(
+        &user(),
+        &context,
+        &[
+            // The work address is not "other": some element matches.
+            (r#"emails[not (type eq "other")]"#, true),
+            // Every element with a type is "work" or "home".
+            (
+                r#"emails[not (type eq "work") and not (type eq "home")]"#,
+                false,
+            ),
+            (r#"emails[not (value pr)]"#, true),
+        ],
+    );
+}
+
+#[test]
+fn urn_qualified_names_outside_the_schemas_look_in_their_own_place() {
+    let registry = Registry::core();
+    let context = registry.context_for("User").expect("User");
+    let resource = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": "u",
+        "costCenter": "top-level",
+        // An extension this registry does not know: its attributes are
+        // found under its URN.
+        "urn:example:ext:1.0": {"costCenter": "42"},
+        // A core URN is the top level, never an object of that name.
+        "urn:ietf:params:scim:schemas:core:2.0:User": {"nosuch": "nested"}
+    });
+    check_all(
+        &resource,
+        &context,
+        &[
+            (r#"urn:example:ext:1.0:costCenter eq "42""#, true),
+            (r#"urn:example:ext:1.0:costCenter eq "top-level""#, false),
+            (
+                r#"urn:ietf:params:scim:schemas:core:2.0:User:nosuch eq "nested""#,
+                false,
+            ),
+            (
+                r#"urn:ietf:params:scim:schemas:core:2.0:User:nosuch pr"#,
+                false,
+            ),
+        ],
+    );
+}
+
+#[test]
+fn caseless_comparison_folds_non_ascii_to_ascii() {
+    // The Kelvin sign (U+212A) lower-cases to an ASCII `k`: one side ASCII,
+    // the other not, still compared by Unicode lower case.
+    let registry = Registry::core();
+    let context = registry.context_for("User").expect("User");
+    let resource =
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "kelvin"});
+    check_all(
+        &resource,
+        &context,
+        &[
+            ("userName eq \"\u{212A}elvin\"", true),
+            ("userName sw \"\u{212A}\"", true),
+        ],
+    );
+    let resource = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "\u{212A}elvin"});
+    check_all(&resource, &context, &[(r#"userName eq "KELVIN""#, true)]);
+}
+
+#[test]
+fn string_operators_on_numbers_say_so() {
+    let registry = Registry::core();
+    let context = registry.context_for("User").expect("User");
+    let resource = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "u",
+                          "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"employeeNumber": "7"}});
+    for (text, needle) in [
+        (
+            "meta.version co 1",
+            "a string attribute compares with a string",
+        ),
+        (
+            "active gt true",
+            "only eq, ne and pr apply to a boolean attribute",
+        ),
+        (
+            r#"active eq "x""#,
+            "a boolean attribute compares with true or false",
+        ),
+    ] {
+        let filter = parse_filter(text).expect(text);
+        let error = filter.matches(&resource, &context).expect_err(text);
+        assert!(error.detail.contains(needle), "{text}: {}", error.detail);
+    }
+    let schemaless = SchemaCtx::schemaless();
+    let numbers = json!({"n": 5});
+    for (text, needle) in [
+        ("n co 5", "co, sw and ew do not apply to numbers"),
+        (r#"n eq "5""#, "a numeric attribute compares with a number"),
+    ] {
+        let filter = parse_filter(text).expect(text);
+        let error = filter.matches(&numbers, &schemaless).expect_err(text);
+        assert!(error.detail.contains(needle), "{text}: {}", error.detail);
+    }
+}

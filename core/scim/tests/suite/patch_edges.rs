@@ -739,3 +739,106 @@ fn an_extension_written_to_stays_listed() {
     .unwrap();
     assert_eq!(schemas(&twice), [USER, ENTERPRISE]);
 }
+
+#[test]
+fn adding_to_an_immutable_multi_valued_attribute_keeps_what_it_has() {
+    // An immutable multi-valued attribute: an `add` of values it already
+    // has changes nothing (merged into the existing values, not replacing
+    // them); a new value is a change, refused.
+    let mut registry = Registry::core();
+    registry
+        .add_schema_json(&json!({
+            "id": "urn:example:Badge",
+            "name": "Badge",
+            "attributes": [
+                {"name": "codes", "type": "string", "multiValued": true, "mutability": "immutable"}
+            ]
+        }))
+        .expect("schema");
+    registry
+        .add_resource_type(scimgate_scim::ResourceType::new(
+            "Badge",
+            "/Badges",
+            "urn:example:Badge",
+        ))
+        .expect("resource type");
+    let context = registry.context_for("Badge").expect("Badge");
+    let badge = json!({"schemas": ["urn:example:Badge"], "id": "1", "codes": ["a", "b"]});
+    let apply = |operations: Value| {
+        let body = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": operations});
+        apply_patch(&context, &badge, &PatchRequest::parse(&body)?)
+    };
+    let same = apply(json!([{"op": "add", "path": "codes", "value": ["a"]}]))
+        .expect("adding a value it has");
+    assert_eq!(same["codes"], json!(["a", "b"]));
+    refused(
+        apply(json!([{"op": "add", "path": "codes", "value": ["c"]}])),
+        ScimType::Mutability,
+        "is immutable and already has a value",
+    );
+    let unset = json!({"schemas": ["urn:example:Badge"], "id": "2"});
+    let body = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                      "Operations": [{"op": "add", "path": "codes", "value": ["c"]}]});
+    let set =
+        apply_patch(&context, &unset, &PatchRequest::parse(&body).unwrap()).expect("set once");
+    assert_eq!(set["codes"], json!(["c"]));
+}
+
+#[test]
+fn adding_to_a_multi_valued_sub_attribute_merges_and_moves_no_primary() {
+    let mut registry = Registry::core();
+    registry
+        .add_schema_json(&json!({
+            "id": "urn:example:Shelf",
+            "name": "Shelf",
+            "attributes": [
+                {"name": "boxes", "type": "complex", "multiValued": true, "subAttributes": [
+                    {"name": "name", "type": "string"},
+                    {"name": "labels", "type": "string", "multiValued": true}
+                ]}
+            ]
+        }))
+        .expect("schema");
+    registry
+        .add_resource_type(scimgate_scim::ResourceType::new(
+            "Shelf",
+            "/Shelves",
+            "urn:example:Shelf",
+        ))
+        .expect("resource type");
+    let context = registry.context_for("Shelf").expect("Shelf");
+    let shelf = json!({"schemas": ["urn:example:Shelf"], "id": "1",
+                       "boxes": [{"name": "b1", "labels": ["x"]}, {"name": "b2"}]});
+    let body = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                      "Operations": [{"op": "add", "path": "boxes[name eq \"b1\"].labels", "value": ["y", "x"]}]});
+    let added = apply_patch(&context, &shelf, &PatchRequest::parse(&body).unwrap()).unwrap();
+    // Merged into what the element had, each value once.
+    assert_eq!(added["boxes"][0]["labels"], json!(["x", "y"]));
+    assert!(added["boxes"][1].get("labels").is_none());
+
+    // Setting another sub-attribute of one email leaves the primary flag of
+    // the others alone (only setting `primary` demotes the rest).
+    let user = json!({"schemas": [USER], "id": "2", "userName": "u",
+                      "emails": [{"value": "a@example.com", "type": "work", "primary": true},
+                                 {"value": "b@example.com", "type": "home"}]});
+    let typed = patch(
+        "User",
+        &user,
+        json!([{"op": "replace", "path": "emails[type eq \"home\"].display", "value": "Home"}]),
+    )
+    .unwrap();
+    assert_eq!(typed["emails"][0]["primary"], true, "{typed}");
+    assert_eq!(typed["emails"][1]["display"], "Home");
+    let promoted = patch(
+        "User",
+        &user,
+        json!([{"op": "replace", "path": "emails[type eq \"home\"].primary", "value": true}]),
+    )
+    .unwrap();
+    assert_eq!(promoted["emails"][1]["primary"], true, "{promoted}");
+    assert_ne!(
+        promoted["emails"][0].get("primary"),
+        Some(&json!(true)),
+        "{promoted}"
+    );
+}
