@@ -10,6 +10,7 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -36,12 +37,23 @@ pub struct CheckConnectionArgs {
     /// Time allowed for each request, e.g. 10s or 500ms.
     #[arg(long, default_value = "10s", value_parser = scimgate_abi::units::parse_duration)]
     pub timeout: Duration,
+    /// A PEM file of CA certificates to trust for https instead of the
+    /// public roots (a private CA, a test certificate).
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// The command: run the steps, print them, exit 0 / 1 / 2.
 pub fn run(args: CheckConnectionArgs) -> ExitCode {
     let secret = match read_secret(&args.client_secret_file) {
         Ok(secret) => secret,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let tls = match args.ca_file.as_deref().map(tls_trusting).transpose() {
+        Ok(tls) => tls,
         Err(message) => {
             eprintln!("error: {message}");
             return ExitCode::from(2);
@@ -60,7 +72,7 @@ pub fn run(args: CheckConnectionArgs) -> ExitCode {
             }
         },
     };
-    let report = check(&args, &base, &token_url, &secret);
+    let report = check(&args, tls, &base, &token_url, &secret);
     // Belt and braces: nothing echoed by the service may show the secret.
     print!("{}", mask(&report.text, &secret));
     if report.passed {
@@ -91,6 +103,38 @@ fn read_secret(path: &std::path::Path) -> Result<String, String> {
         ));
     }
     Ok(secret.to_string())
+}
+
+/// A TLS client trusting only the CA certificates of `path` (`--ca-file`).
+fn tls_trusting(path: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let bytes = std::fs::read(path)
+        .map_err(|e| format!("cannot read the CA file {}: {e}", path.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&bytes) {
+        let cert = cert.map_err(|e| format!("the CA file {} is not PEM: {e}", path.display()))?;
+        roots.add(cert).map_err(|e| {
+            format!(
+                "the CA file {} holds an unusable certificate: {e}",
+                path.display()
+            )
+        })?;
+    }
+    if roots.is_empty() {
+        return Err(format!(
+            "the CA file {} holds no certificate (expected PEM `BEGIN CERTIFICATE` blocks)",
+            path.display()
+        ));
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| format!("TLS setup: {e}"))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 /// `…/scim/v2` → `…/oauth2/token`.
@@ -141,15 +185,24 @@ enum Exchange {
 /// A step's verdict: `Ok(summary)` or `Err(cause)`.
 type Verdict = Result<String, String>;
 
-fn check(args: &CheckConnectionArgs, base: &str, token_url: &str, secret: &str) -> Report {
-    let agent = ureq::AgentBuilder::new()
+fn check(
+    args: &CheckConnectionArgs,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    base: &str,
+    token_url: &str,
+    secret: &str,
+) -> Report {
+    let mut agent = ureq::AgentBuilder::new()
         .timeout(args.timeout)
         .redirects(0)
         .user_agent(concat!(
             "scimgate-check-connection/",
             env!("CARGO_PKG_VERSION")
-        ))
-        .build();
+        ));
+    if let Some(tls) = tls {
+        agent = agent.tls_config(tls);
+    }
+    let agent = agent.build();
     let mut text = String::new();
     let _ = writeln!(
         text,

@@ -403,3 +403,60 @@ fn check_connection_walks_oims_five_steps_and_names_the_cause() {
         assert!(!logs.contains(secret), "the server logged a secret");
     }
 }
+
+#[test]
+fn check_connection_over_https_trusts_the_ca_it_is_given() {
+    // The reference configuration behind the host's own TLS, with a
+    // certificate from a private CA.
+    let certs = scimgate_e2e::certs::Certs::new();
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/one-identity/scimgate.toml"
+    );
+    let text = std::fs::read_to_string(example).expect("the One Identity example");
+    let dir = TempDir::new("operator-tls");
+    let config = dir.path().join("scimgate.toml");
+    let tls = format!(
+        "\n[server.tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+        certs.server.cert.display(),
+        certs.server.key.display()
+    );
+    std::fs::write(&config, format!("{text}\n{tls}")).expect("write config");
+    let server = Server::start_at(dir, config, &env());
+    let base = server
+        .url("/iso/scim/v2")
+        .replacen("http://", "https://", 1);
+    let secret = secret_file(&server, "secret", OIM_SECRET);
+    let ca = certs.ca.display().to_string();
+    let with_ca = |extra: &[&str]| {
+        let mut args = vec![
+            "check-connection",
+            base.as_str(),
+            "--client-id",
+            "oim-prod",
+            "--client-secret-file",
+            secret.as_str(),
+        ];
+        args.extend_from_slice(extra);
+        run_cli(&args, &[])
+    };
+
+    let (code, out, err) = with_ca(&["--ca-file", &ca]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("=> all 5 steps passed"), "{out}");
+    assert!(out.contains(&format!("{base}/Users?count=1")), "{out}");
+
+    // The public roots do not know the private CA: the cause says TLS.
+    let (code, out, err) = with_ca(&[]);
+    assert_eq!(code, 1, "{out}{err}");
+    let failed = out
+        .lines()
+        .find(|l| l.starts_with("=> failed at step 1 (token): "))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(failed.to_ascii_lowercase().contains("tls"), "{failed}");
+
+    // A CA file that holds no certificate is a usage error.
+    let (code, _, err) = with_ca(&["--ca-file", &secret]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("holds no certificate"), "{err}");
+}
