@@ -4,6 +4,7 @@
 mod backends;
 mod binding;
 mod canonical;
+mod changes;
 mod client_cert;
 mod conformance;
 mod crash;

@@ -251,7 +251,7 @@ fn a_method_is_known_from_any_plugin_in_the_folder_and_unknown_otherwise() {
         "{err}"
     );
     assert!(
-        err.contains("api-key, basic, jwks, oauth2-client-credentials, static-bearer"),
+        err.contains("api-key, basic, client-cert, jwks, oauth2-client-credentials, static-bearer"),
         "the methods the folder's plugins declare are listed: {err}"
     );
 }

@@ -52,7 +52,8 @@ pub struct Change {
     /// delete or when the backend has no versions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
-    /// The provider (backend) that holds the resource.
+    /// The IGA provider (the caller's `[[provider]]` id) that made the
+    /// change; empty when the route lets unauthenticated callers write.
     pub provider_id: String,
     /// The OAuth2 client that made the change, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]

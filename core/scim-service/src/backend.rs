@@ -31,6 +31,13 @@
 //!   keeps `members` inside the group's body and derives `User.groups` by a
 //!   scan, through the provided default methods.
 //!
+//! - **Change log.** A backend that can keep a durable log records the
+//!   entries the engine hands [`BackendTx::record_change`] in the same unit
+//!   of work as the change (so a rolled-back write leaves none), assigns
+//!   each a `seq` in commit order, and serves them through
+//!   [`Backend::changes`] (the pull feed `/Changes`; push delivery reads
+//!   the same). The defaults keep no log.
+//!
 //! The trait is plain Rust: a backend lives in the same plugin `.so` as the
 //! engine, so nothing here crosses the plugin ABI.
 
@@ -38,6 +45,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 use scimgate_abi::PluginError;
+pub use scimgate_changes::{Change, Op as ChangeOp};
 use scimgate_scim::sort::SortOrder;
 use scimgate_scim::{AttrPath, Filter, PatchRequest, SchemaCtx};
 use serde_json::Value;
@@ -320,6 +328,30 @@ pub trait Backend: Send + Sync {
     fn ready(&self) -> Result<(), String> {
         Ok(())
     }
+
+    /// The change log: at most `limit` entries with `seq > after`, in `seq`
+    /// order. A backend that keeps a log must never let an entry become
+    /// visible after one with a larger `seq` (seq order is commit order),
+    /// so a reader that resumes after the last `seq` it saw misses nothing;
+    /// and its seqs have no gaps (a missing seq means pruned). `None`: this
+    /// backend keeps no log (the default).
+    fn changes(&self, _after: u64, _limit: usize) -> BackendResult<Option<Vec<Change>>> {
+        Ok(None)
+    }
+
+    /// The newest committed `seq` (0 for an empty log), cheaply; `None`
+    /// without a log.
+    fn newest_change(&self) -> BackendResult<Option<u64>> {
+        Ok(None)
+    }
+
+    /// Retention: removes the oldest log entries (in `seq` order) up to the
+    /// first one written at or after `before_ms` (Unix milliseconds), so the
+    /// log stays one gapless run of seqs; returns how many. The newest
+    /// `seq` stays known, so seqs keep increasing.
+    fn prune_changes(&self, _before_ms: i64) -> BackendResult<u64> {
+        Ok(0)
+    }
 }
 
 /// The write side of one unit of work (sees its own writes).
@@ -401,6 +433,13 @@ pub trait BackendTx {
     /// Native membership: bumps version and `lastModified` of these
     /// resources (their derived attributes changed).
     fn touch(&mut self, _ids: &[String], _now: &str) -> BackendResult<()> {
+        Ok(())
+    }
+
+    /// Appends `entry` to the change log inside this unit of work (its
+    /// `seq` is ignored: the backend assigns the next one when the unit
+    /// commits in order). The default records nothing (no log).
+    fn record_change(&mut self, _entry: &Change) -> BackendResult<()> {
         Ok(())
     }
 

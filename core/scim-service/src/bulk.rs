@@ -106,7 +106,7 @@ impl ScimService {
         }
 
         let mut outcomes: Vec<Option<Outcome>> = Vec::new();
-        self.backend.write(&mut |tx| {
+        self.write_unit(&call.stamp, &mut |tx| {
             let mut tx = Bumps::new(tx);
             outcomes = self.run_ops(
                 &mut tx,
@@ -275,6 +275,7 @@ impl ScimService {
                     );
                 }
                 let mut members = tx.members(&group_id)?;
+                let before = members.len();
                 for entry in &entries {
                     let Some(value) = entry.get("value").and_then(Value::as_str) else {
                         continue;
@@ -306,8 +307,29 @@ impl ScimService {
                     })
                     .map(|m| m.id.clone())
                     .collect();
+                let added: std::collections::BTreeSet<String> = touched[..]
+                    .iter()
+                    .filter(|id| !members[..before].iter().any(|m| &m.id == *id))
+                    .cloned()
+                    .collect();
                 touched.push(group_id.clone());
-                tx.touch(&touched, &call.now)?;
+                tx.touch(&touched, &call.stamp.now)?;
+                // The second pass is a membership change of the group.
+                if members.len() > before {
+                    let version = tx
+                        .get(&type_name, &group_id)?
+                        .map(|rec| self.adopt(rec).version);
+                    let change = self.record_change(
+                        tx,
+                        &call.stamp,
+                        &type_name,
+                        &group_id,
+                        scimgate_changes::Op::Patch,
+                        version,
+                        vec!["members".into()],
+                    )?;
+                    self.record_members(tx, &change, &added)?;
+                }
                 Ok(())
             });
             if let Err(e) = added {
@@ -358,7 +380,7 @@ impl ScimService {
             Some(&existing),
             None,
             false,
-            &call.now,
+            &call.stamp,
         )?;
         Ok(())
     }
@@ -440,7 +462,7 @@ impl ScimService {
         tx.savepoint(&mut |tx| {
             let outcome = match (op.method.as_str(), id) {
                 ("POST", None) => {
-                    let rec = self.create_in(tx, &kind, &need_data()?, &call.now)?;
+                    let rec = self.create_in(tx, &kind, &need_data()?, &call.stamp)?;
                     let location = self.location(call.base, &rt.name, &rec.id);
                     (
                         Outcome::Done {
@@ -456,9 +478,9 @@ impl ScimService {
                     let data = need_data()?;
                     let version = op.version.as_deref();
                     let rec = if op.method == "PUT" {
-                        self.replace_in(tx, &kind, id, &data, version, &call.now)?
+                        self.replace_in(tx, &kind, id, &data, version, &call.stamp)?
                     } else {
-                        self.patch_in(tx, &kind, id, &data, version, &call.now)?
+                        self.patch_in(tx, &kind, id, &data, version, &call.stamp)?
                     };
                     (
                         Outcome::Done {
@@ -471,7 +493,7 @@ impl ScimService {
                     )
                 }
                 ("DELETE", Some(id)) => {
-                    self.delete_in(tx, &kind, id, op.version.as_deref(), &call.now)?;
+                    self.delete_in(tx, &kind, id, op.version.as_deref(), &call.stamp)?;
                     (
                         Outcome::Done {
                             location: Some(self.location(call.base, &rt.name, id)),
@@ -574,6 +596,9 @@ impl BackendTx for Bumps<'_> {
     fn touch(&mut self, ids: &[String], now: &str) -> BackendResult<()> {
         self.bumped.extend(ids.iter().cloned());
         self.inner.touch(ids, now)
+    }
+    fn record_change(&mut self, entry: &scimgate_changes::Change) -> BackendResult<()> {
+        self.inner.record_change(entry)
     }
     fn savepoint(&mut self, work: &mut Work<'_>) -> Result<(), PluginError> {
         let bumped = &mut self.bumped;

@@ -12,13 +12,14 @@
 //! ```
 //!
 //! Modules: [`backend`] (the contract), [`service`] (routing, discovery,
-//! `/Me`), `list` (filters, sorting, paging, cursors), `resources` (writes,
+//! `/Me`), `changes` (the change log's entries and the `/Changes` feed), `list` (filters, sorting, paging, cursors), `resources` (writes,
 //! rendering, derived attributes), `bulk`, [`errors`], [`password`] and
 //! [`settings`]. With the cargo feature `conformance`, `conformance` is the
 //! differential test a backend runs against itself.
 
 pub mod backend;
 mod bulk;
+mod changes;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod errors;
@@ -29,10 +30,12 @@ pub mod service;
 pub mod settings;
 
 pub use backend::{
-    Backend, BackendError, BackendResult, BackendTx, Capabilities, GroupRef, Member, MemberView,
-    NewRecord, Record, Scan, UniqueColumn, Visit, Visitor, Work,
+    Backend, BackendError, BackendResult, BackendTx, Capabilities, Change, ChangeOp, GroupRef,
+    Member, MemberView, NewRecord, Record, Scan, UniqueColumn, Visit, Visitor, Work,
 };
 pub use list::ListParams;
 pub use resources::{display_of, etag, etag_matches, timestamp};
 pub use service::{content_version, ScimService, SCIM_JSON};
-pub use settings::{BulkSettings, PasswordStorage, PatchResponse, Settings, DEFAULT_MAX_SCAN};
+pub use settings::{
+    BulkSettings, ChangeSettings, PasswordStorage, PatchResponse, Settings, DEFAULT_MAX_SCAN,
+};

@@ -28,9 +28,11 @@ use crate::backend::{
     BackendError, BackendTx, GroupRef, Member, MemberView, NewRecord, Record, Scan, UniqueColumn,
     Visit,
 };
+use crate::changes::{changed_attributes, Stamp};
 use crate::errors::{bad, from_scim, invalid_value, not_found, precondition_failed};
 use crate::password::{protect, PasswordStorage, PASSWORD};
 use crate::service::{derived_version, ScimService};
+use scimgate_changes::Op;
 
 /// A resource type with its schema view and what the endpoint derives for it.
 pub struct Kind<'r> {
@@ -248,11 +250,11 @@ impl ScimService {
         tx: &mut dyn BackendTx,
         kind: &Kind<'_>,
         input: &Value,
-        now: &str,
+        stamp: &Stamp,
     ) -> Result<Record, PluginError> {
         let cleaned = validate_create(&kind.ctx, input).map_err(from_scim)?;
         let id = uuid::Uuid::new_v4().to_string();
-        self.store_in(tx, kind, &id, cleaned, None, None, false, now)
+        self.store_in(tx, kind, &id, cleaned, None, None, false, stamp)
     }
 
     /// PUT: replaces the resource (immutable attributes checked).
@@ -263,7 +265,7 @@ impl ScimService {
         id: &str,
         input: &Value,
         if_match: Option<&str>,
-        now: &str,
+        stamp: &Stamp,
     ) -> Result<Record, PluginError> {
         let existing = self.existing(tx, kind, id, if_match)?;
         let mut current = existing.body.clone();
@@ -282,7 +284,7 @@ impl ScimService {
             Some(&existing),
             None,
             if_match.is_some(),
-            now,
+            stamp,
         )
     }
 
@@ -294,7 +296,7 @@ impl ScimService {
         id: &str,
         body: &Value,
         if_match: Option<&str>,
-        now: &str,
+        stamp: &Stamp,
     ) -> Result<Record, PluginError> {
         // Standard RFC 7644 PatchOp only: the client dialects are rewritten by
         // the route's profile (scimgate_scim::profile), which owns PATCH
@@ -318,7 +320,7 @@ impl ScimService {
             Some(&existing),
             Some(&request),
             if_match.is_some(),
-            now,
+            stamp,
         )
     }
 
@@ -329,20 +331,28 @@ impl ScimService {
         kind: &Kind<'_>,
         id: &str,
         if_match: Option<&str>,
-        now: &str,
+        stamp: &Stamp,
     ) -> Result<(), PluginError> {
+        let now = stamp.now.as_str();
         let existing = self.existing(tx, kind, id, if_match)?;
         // Native membership: the resources whose derived attributes change.
         let mut touched = Vec::new();
+        // The groups that listed it, and the members whose `groups` change.
+        let mut groups = Vec::new();
+        let mut members = BTreeSet::new();
         if self.caps.native_members {
-            touched = tx.group_ids_of(id)?;
+            groups = tx.group_ids_of(id)?;
+            touched.clone_from(&groups);
             if kind.has_members {
                 for member in tx.members(id)? {
                     if self.derives_groups(&member.member_type) {
+                        members.insert(member.id.clone());
                         touched.push(member.id);
                     }
                 }
             }
+        } else if kind.has_members {
+            members = self.member_ids(&existing.body);
         }
         self.check_unchanged(tx, kind, &existing)?;
         match tx.delete(&kind.rt.name, id, self.expected(&existing)) {
@@ -353,12 +363,34 @@ impl ScimService {
             }
             Err(e) => return Err(e.into()),
         }
+        let change =
+            self.record_change(tx, stamp, &kind.rt.name, id, Op::Delete, None, Vec::new())?;
+        self.record_members(tx, &change, &members)?;
         if self.caps.native_members {
             tx.touch(&touched, now)?;
+            for group in &groups {
+                self.record_group_side_effect(tx, stamp, group)?;
+            }
             Ok(())
         } else {
-            self.unlink_everywhere(tx, id, now)
+            self.unlink_everywhere(tx, id, stamp)
         }
+    }
+
+    /// Without native membership: the ids of the members a group's body
+    /// lists whose type derives `groups`.
+    fn member_ids(&self, body: &Value) -> BTreeSet<String> {
+        body.get("members")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|m| {
+                m.get("type")
+                    .and_then(Value::as_str)
+                    .is_none_or(|t| self.derives_groups(t))
+            })
+            .filter_map(|m| m.get("value").and_then(Value::as_str).map(str::to_string))
+            .collect()
     }
 
     /// The current row, checking `If-Match`.
@@ -397,8 +429,9 @@ impl ScimService {
         existing: Option<&Record>,
         patch: Option<&PatchRequest>,
         if_match_given: bool,
-        now: &str,
+        stamp: &Stamp,
     ) -> Result<Record, PluginError> {
+        let now = stamp.now.as_str();
         let Value::Object(mut body) = cleaned else {
             return Err(invalid_value("a resource must be a JSON object"));
         };
@@ -509,6 +542,19 @@ impl ScimService {
             },
         };
         let mut touched: Vec<String> = Vec::new();
+        let log = self.settings.changes.enabled;
+        let mut attributes = if log {
+            changed_attributes(&kind.ctx, existing.map(|old| &old.body), &record.body)
+        } else {
+            Vec::new()
+        };
+        // The members whose `groups` this write changed.
+        let mut member_changes: BTreeSet<String> = BTreeSet::new();
+        if log && !self.caps.native_members && kind.has_members {
+            let old = existing.map_or_else(BTreeSet::new, |old| self.member_ids(&old.body));
+            let new = self.member_ids(&record.body);
+            member_changes = old.symmetric_difference(&new).cloned().collect();
+        }
         if let Some(new_members) = members {
             let old_members = if existing.is_some() {
                 tx.members(id)?
@@ -516,6 +562,10 @@ impl ScimService {
                 Vec::new()
             };
             if old_members != new_members {
+                if log && !attributes.iter().any(|a| a == "members") {
+                    attributes.push("members".into());
+                    attributes.sort();
+                }
                 let old: BTreeSet<(&str, &str)> = old_members
                     .iter()
                     .map(|m| (m.id.as_str(), m.member_type.as_str()))
@@ -527,6 +577,7 @@ impl ScimService {
                 for (member, member_type) in old.symmetric_difference(&new) {
                     if self.derives_groups(member_type) {
                         touched.push(member.to_string());
+                        member_changes.insert(member.to_string());
                     }
                 }
                 tx.set_members(id, &new_members)?;
@@ -538,6 +589,14 @@ impl ScimService {
         touched.sort();
         touched.dedup();
         tx.touch(&touched, now)?;
+        let op = match (existing, patch) {
+            (None, _) => Op::Create,
+            (Some(_), Some(_)) => Op::Patch,
+            (Some(_), None) => Op::Replace,
+        };
+        let change =
+            self.record_change(tx, stamp, name, id, op, Some(stored.version), attributes)?;
+        self.record_members(tx, &change, &member_changes)?;
         Ok(stored)
     }
 
@@ -659,8 +718,9 @@ impl ScimService {
         &self,
         tx: &mut dyn BackendTx,
         member_id: &str,
-        now: &str,
+        stamp: &Stamp,
     ) -> Result<(), PluginError> {
+        let now = stamp.now.as_str();
         for (rt, kind) in self.member_kinds()? {
             let mut ids = Vec::new();
             self.scan_listing(&kind, member_id, &mut |rec| ids.push(rec.id))?;
@@ -679,7 +739,16 @@ impl ScimService {
                 }
                 let record = new_record(&kind, &group_id, body, now);
                 self.check_unchanged(tx, &kind, &group)?;
-                tx.update(&record, group.version)?;
+                let stored = self.adopt(tx.update(&record, group.version)?);
+                self.record_change(
+                    tx,
+                    stamp,
+                    &rt.name,
+                    &group_id,
+                    Op::Patch,
+                    Some(stored.version),
+                    vec!["members".into()],
+                )?;
             }
         }
         Ok(())

@@ -1,6 +1,6 @@
 //! [`ScimService`]: the SCIM 2.0 service provider engine. It routes a
 //! request below the mount to discovery, resources, `/.search`, `/Bulk` or
-//! `/Me`, and turns results into `application/scim+json` responses with
+//! `/Me` or the change feed `/Changes`, and turns results into `application/scim+json` responses with
 //! `Location` and `ETag`; the resources live in a [`Backend`].
 
 use std::sync::{Arc, Mutex};
@@ -14,6 +14,7 @@ use scimgate_scim::{
 use serde_json::Value;
 
 use crate::backend::{Backend, Capabilities, Record, Scan, Visit};
+use crate::changes::{Feed, Stamp};
 use crate::errors::{from_scim, invalid_syntax, not_found, too_many};
 use crate::list::{ListParams, PageMemory};
 use crate::resources::{etag, etag_matches, timestamp, Kind};
@@ -34,6 +35,8 @@ pub struct ScimService {
     pub(crate) type_names: Vec<String>,
     spc: Value,
     pub(crate) pages: Mutex<PageMemory>,
+    /// Wakes `/Changes` long polls; paces retention.
+    pub(crate) feed: Feed,
 }
 
 impl ScimService {
@@ -53,6 +56,7 @@ impl ScimService {
             settings,
             type_names,
             pages: Mutex::new(PageMemory::default()),
+            feed: Feed::default(),
         }
     }
 
@@ -176,11 +180,12 @@ pub fn content_version(body: &Value) -> i64 {
 pub(crate) struct Call<'a> {
     pub req: &'a Request,
     pub base: &'a str,
-    pub now: String,
     pub now_ms: i64,
+    /// Who writes, for the change log.
+    pub stamp: Stamp,
 }
 
-fn method_not_allowed(method: &str, allowed: &str) -> PluginError {
+pub(crate) fn method_not_allowed(method: &str, allowed: &str) -> PluginError {
     PluginError::new(
         405,
         format!("{method} is not allowed here; allowed: {allowed}"),
@@ -193,8 +198,12 @@ impl ScimService {
         let call = Call {
             req,
             base: req.base_url.as_str(),
-            now: timestamp(req.received_at_unix_ms),
             now_ms: req.received_at_unix_ms,
+            stamp: Stamp::new(
+                timestamp(req.received_at_unix_ms),
+                req.received_at_unix_ms,
+                caller,
+            ),
         };
         let method = req.method.as_str();
         // The host hands over a canonical path; the policies resolved it
@@ -215,6 +224,7 @@ impl ScimService {
                 _ => Err(method_not_allowed(method, "POST")),
             },
             Target::Me => self.me(&call, caller),
+            Target::Changes => self.changes_feed(&call),
             Target::Nothing(_) => Err(not_found(format!("no such path: {}", req.path.as_str()))),
             target @ (Target::Collection(endpoint)
             | Target::CollectionSearch(endpoint)
@@ -252,8 +262,8 @@ impl ScimService {
             "PUT" => {
                 let body = json_body(req)?;
                 let mut out = None;
-                self.backend.write(&mut |tx| {
-                    out = Some(self.replace_in(tx, kind, id, &body, if_match, &call.now)?);
+                self.write_unit(&call.stamp, &mut |tx| {
+                    out = Some(self.replace_in(tx, kind, id, &body, if_match, &call.stamp)?);
                     Ok(())
                 })?;
                 let rec = out.ok_or_else(|| PluginError::internal("no record"))?;
@@ -262,8 +272,8 @@ impl ScimService {
             "PATCH" => {
                 let body = json_body(req)?;
                 let mut out = None;
-                self.backend.write(&mut |tx| {
-                    out = Some(self.patch_in(tx, kind, id, &body, if_match, &call.now)?);
+                self.write_unit(&call.stamp, &mut |tx| {
+                    out = Some(self.patch_in(tx, kind, id, &body, if_match, &call.stamp)?);
                     Ok(())
                 })?;
                 let rec = out.ok_or_else(|| PluginError::internal("no record"))?;
@@ -275,8 +285,9 @@ impl ScimService {
                 self.resource_response(call, kind, &rec, 200)
             }
             "DELETE" => {
-                self.backend
-                    .write(&mut |tx| self.delete_in(tx, kind, id, if_match, &call.now))?;
+                self.write_unit(&call.stamp, &mut |tx| {
+                    self.delete_in(tx, kind, id, if_match, &call.stamp)
+                })?;
                 Ok(Response::new(204))
             }
             method => Err(method_not_allowed(method, "GET, PUT, PATCH, DELETE")),
@@ -307,8 +318,8 @@ impl ScimService {
     fn create(&self, call: &Call<'_>, kind: &Kind<'_>) -> Result<Response, PluginError> {
         let body = json_body(call.req)?;
         let mut out = None;
-        self.backend.write(&mut |tx| {
-            out = Some(self.create_in(tx, kind, &body, &call.now)?);
+        self.write_unit(&call.stamp, &mut |tx| {
+            out = Some(self.create_in(tx, kind, &body, &call.stamp)?);
             Ok(())
         })?;
         let rec = out.ok_or_else(|| PluginError::internal("no record"))?;

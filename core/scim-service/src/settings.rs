@@ -89,6 +89,43 @@ pub struct Settings {
     pub authentication_schemes: Option<Vec<AuthenticationScheme>>,
     /// `documentationUri` of the ServiceProviderConfig.
     pub documentation_uri: Option<String>,
+    /// The change feed ([`ChangeSettings`]).
+    pub changes: ChangeSettings,
+}
+
+/// The change log and its pull feed, `GET /Changes`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeSettings {
+    /// Record every write in the backend's change log (when it keeps one)
+    /// and serve `/Changes`; `false`: nothing is recorded and `/Changes`
+    /// answers 501. Default `true`.
+    pub enabled: bool,
+    /// Entries older than this are pruned (by a writer, at most once a
+    /// minute), in seconds. Default 7 days.
+    pub retention_secs: u64,
+    /// The longest `wait` a long poll may ask for, in seconds (larger
+    /// values are clamped). Default 20 (below the host's default
+    /// `request_timeout` of 30 s); at most [`MAX_CHANGE_WAIT_SECS`].
+    pub max_wait_secs: u64,
+    /// How many long polls may wait at once; beyond it a request answers at
+    /// once as if it had asked for no wait (the client polls again), so
+    /// waiting feed readers never hold more than this many of the host's
+    /// pipeline slots. Default 4.
+    pub max_waiters: usize,
+}
+
+/// The ceiling of [`ChangeSettings::max_wait_secs`].
+pub const MAX_CHANGE_WAIT_SECS: u64 = 60;
+
+impl Default for ChangeSettings {
+    fn default() -> Self {
+        ChangeSettings {
+            enabled: true,
+            retention_secs: 7 * 86_400,
+            max_wait_secs: 20,
+            max_waiters: 4,
+        }
+    }
 }
 
 impl Default for Settings {
@@ -105,6 +142,7 @@ impl Default for Settings {
             max_scan: DEFAULT_MAX_SCAN,
             authentication_schemes: None,
             documentation_uri: None,
+            changes: ChangeSettings::default(),
         }
     }
 }
@@ -261,6 +299,7 @@ impl EngineSettings {
                 .as_ref()
                 .map(|schemes| schemes.iter().map(AuthSchemeConfig::scheme).collect()),
             documentation_uri: self.documentation_uri.clone(),
+            changes: ChangeSettings::default(),
         }
     }
 }
@@ -291,6 +330,15 @@ impl Settings {
         }
         if self.max_scan == 0 {
             issues.push(("max_scan", "must be at least 1".to_string()));
+        }
+        if self.changes.retention_secs == 0 {
+            issues.push(("change_retention", "must be at least 1s".to_string()));
+        }
+        if self.changes.max_wait_secs > MAX_CHANGE_WAIT_SECS {
+            issues.push((
+                "change_max_wait",
+                format!("must be at most {MAX_CHANGE_WAIT_SECS}s"),
+            ));
         }
         issues
     }

@@ -5,7 +5,7 @@
 //! The input is a canonical path (`scimgate_abi::path::canonicalize`: decoded
 //! once, no trailing slash, no dot or empty segments). Fixed names
 //! (`ServiceProviderConfig`, `ResourceTypes`, `Schemas`, `Bulk`, `Me`,
-//! `.search`) and resource endpoints match ignoring ASCII case, as IGA
+//! `Changes`, `.search`) and resource endpoints match ignoring ASCII case, as IGA
 //! clients send `/resourcetypes/` or `/users`; ids and schema URNs keep
 //! their case.
 
@@ -26,6 +26,8 @@ pub enum Target<'a> {
     Bulk,
     /// `/Me`, the authenticated caller's own resource.
     Me,
+    /// `/Changes`: scimgate's change feed (an extension, not RFC 7644).
+    Changes,
     /// `/{endpoint}`: a resource type's collection (list, create).
     Collection(&'a str),
     /// `/{endpoint}/.search`.
@@ -65,7 +67,10 @@ impl<'a> Target<'a> {
             (None, None) if is(".search") => Target::Search,
             (None, None) if is("Bulk") => Target::Bulk,
             (None, None) if is("Me") => Target::Me,
-            (Some(_), None) if is(".search") || is("Bulk") || is("Me") => Target::Nothing(first),
+            (None, None) if is("Changes") => Target::Changes,
+            (Some(_), None) if is(".search") || is("Bulk") || is("Me") || is("Changes") => {
+                Target::Nothing(first)
+            }
             (None, None) => Target::Collection(first),
             (Some(id), None) if id.eq_ignore_ascii_case(".search") => {
                 Target::CollectionSearch(first)
@@ -76,7 +81,7 @@ impl<'a> Target<'a> {
 
     /// The name policies key their per-type rules on: the resource
     /// endpoint as sent (`Users`, `groups`), or the fixed name (`Bulk`,
-    /// `Me`, `Schemas`, `ResourceTypes`, `ServiceProviderConfig`,
+    /// `Me`, `Changes`, `Schemas`, `ResourceTypes`, `ServiceProviderConfig`,
     /// `.search`); compare it ignoring ASCII case. `None` for the base.
     pub fn type_name(&self) -> Option<&'a str> {
         match *self {
@@ -87,6 +92,7 @@ impl<'a> Target<'a> {
             Target::Search => Some(".search"),
             Target::Bulk => Some("Bulk"),
             Target::Me => Some("Me"),
+            Target::Changes => Some("Changes"),
             Target::Collection(e)
             | Target::CollectionSearch(e)
             | Target::Resource(e, _)
@@ -141,6 +147,9 @@ mod tests {
             ("/Bulk", Target::Bulk),
             ("/bulk", Target::Bulk),
             ("/Me", Target::Me),
+            ("/Changes", Target::Changes),
+            ("/changes", Target::Changes),
+            ("/Changes/1", Target::Nothing("Changes")),
             ("/Users", Target::Collection("Users")),
             ("/groups", Target::Collection("groups")),
             ("/Users/.search", Target::CollectionSearch("Users")),
@@ -181,6 +190,9 @@ mod tests {
         assert_eq!(Target::resolve("/users/1").type_name(), Some("users"));
         assert_eq!(Target::resolve("/bulk").type_name(), Some("Bulk"));
         assert_eq!(Target::resolve("/me").type_name(), Some("Me"));
+        assert_eq!(Target::resolve("/changes").type_name(), Some("Changes"));
+        assert!(Target::resolve("/Changes").is_read("GET"));
+        assert!(!Target::resolve("/Changes").is_read("POST"));
         assert_eq!(Target::resolve("/").type_name(), None);
         assert_eq!(Target::resolve("/Users/1/x").endpoint(), None);
         assert_eq!(Target::resolve("/Users/1").endpoint(), Some("Users"));

@@ -1,5 +1,8 @@
 //! `scopes`: the caller's token must carry the scope that the request's
 //! method and resource type require (RFC 6750 §3.1 `insufficient_scope`).
+//! The change feed (`/Changes`) has a scope of its own (`changes`, default
+//! `scim:changes`): `read` and rules that do not name `Changes` never open
+//! it.
 
 use scimgate_abi::sdk::{CreateContext, Policy};
 use scimgate_abi::{Caller, ConfigIssue, ErrorStyle, PluginError, PolicyDecision, Request};
@@ -23,6 +26,14 @@ pub struct ScopesConfig {
     /// Checked in order; the first rule that matches decides.
     #[serde(default)]
     pub rules: Vec<ScopeRuleConfig>,
+    /// Scope required for the change feed `GET /Changes`, unless a rule
+    /// naming `resource = "Changes"` matches. Default `scim:changes`.
+    #[serde(default = "default_changes_scope")]
+    pub changes: String,
+}
+
+fn default_changes_scope() -> String {
+    "scim:changes".into()
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -42,6 +53,7 @@ pub struct ScopeRuleConfig {
 pub struct Scopes {
     read: Vec<String>,
     write: Vec<String>,
+    changes: Vec<String>,
     rules: Vec<ScopeRule>,
 }
 
@@ -74,6 +86,7 @@ impl Scopes {
             .as_deref()
             .map(|s| scope_list(s, "write".into()))
             .unwrap_or_default();
+        let changes = scope_list(&config.changes, "changes".into());
         let mut rules = Vec::new();
         for (i, rule) in config.rules.iter().enumerate() {
             let scopes = scope_list(&rule.scope, format!("rules[{i}].scope"));
@@ -116,7 +129,12 @@ impl Scopes {
             })
             .collect();
         if issues.is_empty() {
-            Ok(Scopes { read, write, rules })
+            Ok(Scopes {
+                read,
+                write,
+                changes,
+                rules,
+            })
         } else {
             Err(issues)
         }
@@ -131,14 +149,19 @@ impl Scopes {
             method
         };
         let resource = target.type_name().unwrap_or("");
+        let feed = target == Target::Changes;
         let rule = self.rules.iter().find(|rule| {
-            rule.resource
-                .as_deref()
-                .is_none_or(|r| r.eq_ignore_ascii_case(resource))
+            let resource_matches = match rule.resource.as_deref() {
+                Some(r) => r.eq_ignore_ascii_case(resource),
+                // A rule for any resource does not open the feed.
+                None => !feed,
+            };
+            resource_matches
                 && (rule.methods.is_empty() || rule.methods.iter().any(|m| m == method))
         });
         match rule {
             Some(rule) => &rule.scopes,
+            None if feed => &self.changes,
             None if read => &self.read,
             None => &self.write,
         }
@@ -260,6 +283,31 @@ mod tests {
             "client `x` of provider `x` lacks scope `scim:write` required for PATCH /Groups/1"
         );
         deny(check(&policy, &["scim:write"], "GET", "/Users"));
+    }
+
+    #[test]
+    fn the_change_feed_needs_its_own_scope() {
+        let std = standard();
+        // Neither read nor any-resource rules open it.
+        let err = deny(check(&std, &["scim:read", "scim:write"], "GET", "/Changes"));
+        assert_eq!(err.status, 403);
+        assert_eq!(
+            header_of(&err, "www-authenticate"),
+            Some("Bearer error=\"insufficient_scope\", scope=\"scim:changes\"")
+        );
+        assert_allow(check(&std, &["scim:changes"], "GET", "/changes"));
+        let any = policy(json!({"rules": [{"methods": ["GET"], "scope": "r"}]}));
+        deny(check(&any, &["r"], "GET", "/Changes"));
+        assert_allow(check(&any, &["scim:changes"], "GET", "/Changes"));
+        // A configured name, or a rule naming Changes, decides.
+        let named = policy(json!({"changes": "feed"}));
+        deny(check(&named, &["scim:changes"], "GET", "/Changes"));
+        assert_allow(check(&named, &["feed"], "GET", "/Changes"));
+        let rule = policy(json!({"rules": [{"resource": "Changes", "scope": "c"}]}));
+        assert_allow(check(&rule, &["c"], "GET", "/Changes"));
+        deny(check(&rule, &["scim:changes"], "GET", "/Changes"));
+        // /Changes/x is not the feed: no feed scope, nothing there anyway.
+        assert_allow(check(&std, &["scim:read"], "GET", "/Changes/1"));
     }
 
     #[test]

@@ -9,10 +9,11 @@
 use std::path::{Path, PathBuf};
 
 use schemars::JsonSchema;
+use scimgate_abi::units::Seconds;
 use scimgate_abi::ConfigIssue;
 use scimgate_scim::{core_schemas, urn, Registry, ResourceType, Schema};
 use scimgate_scim_service::settings::EngineSettings;
-use scimgate_scim_service::Settings;
+use scimgate_scim_service::{ChangeSettings, Settings};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
@@ -57,6 +58,23 @@ pub struct ScimConfig {
     /// tables `{ name, endpoint, schema, description, extensions }`.
     #[serde(default)]
     pub resource_types: Vec<JsonSource>,
+    /// Keep the change log (every write recorded in the same transaction)
+    /// and serve the pull feed `GET …/Changes`; `false`: nothing is
+    /// recorded and `/Changes` answers 501.
+    #[serde(default = "yes")]
+    pub change_log: bool,
+    /// Change-log entries older than this are pruned (`"7d"`, `"12h"`, or
+    /// seconds); a client whose position was pruned gets 410 and resyncs.
+    #[serde(default = "default_change_retention")]
+    pub change_retention: Seconds,
+    /// Longest long poll of `/Changes` (`wait` above it is clamped), at most
+    /// `"60s"`.
+    #[serde(default = "default_change_max_wait")]
+    pub change_max_wait: Seconds,
+    /// Most `/Changes` long polls waiting at once (each holds one of the
+    /// host's pipeline slots); beyond it a request answers at once.
+    #[serde(default = "default_change_max_waiters")]
+    pub change_max_waiters: usize,
     /// The SCIM engine's settings (paging, Bulk, PATCH, `/Me`, cursors,
     /// passwords, scans, discovery), keys of this table.
     #[serde(flatten)]
@@ -79,6 +97,15 @@ fn default_store() -> String {
 }
 fn default_pool_size() -> usize {
     8
+}
+fn default_change_retention() -> Seconds {
+    Seconds(ChangeSettings::default().retention_secs)
+}
+fn default_change_max_wait() -> Seconds {
+    Seconds(ChangeSettings::default().max_wait_secs)
+}
+fn default_change_max_waiters() -> usize {
+    ChangeSettings::default().max_waiters
 }
 
 /// Where the store lives, parsed from `store`.
@@ -268,7 +295,14 @@ impl ScimConfig {
 
     /// The engine settings this stage table describes.
     pub fn settings(&self) -> Settings {
-        self.engine.settings()
+        let mut settings = self.engine.settings();
+        settings.changes = ChangeSettings {
+            enabled: self.change_log,
+            retention_secs: self.change_retention.0,
+            max_wait_secs: self.change_max_wait.0,
+            max_waiters: self.change_max_waiters,
+        };
+        settings
     }
 
     /// The ServiceProviderConfig body (without `meta.location`), including

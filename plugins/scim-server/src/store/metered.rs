@@ -16,8 +16,8 @@ use scimgate_abi::PluginError;
 use scimgate_scim::{AttrPath, Filter, PatchRequest, SchemaCtx};
 
 use super::{
-    Backend, BackendError, BackendResult, BackendTx, Capabilities, GroupRef, Member, MemberView,
-    NewRecord, Record, Scan, UniqueColumn, Visitor, Work,
+    Backend, BackendError, BackendResult, BackendTx, Capabilities, Change, GroupRef, Member,
+    MemberView, NewRecord, Record, Scan, UniqueColumn, Visitor, Work,
 };
 
 /// The pool's state after an operation, for stores that have a pool.
@@ -184,6 +184,18 @@ impl Backend for Metered {
     fn ready(&self) -> Result<(), String> {
         self.inner.ready()
     }
+
+    fn changes(&self, after: u64, limit: usize) -> BackendResult<Option<Vec<Change>>> {
+        self.time("changes", || self.inner.changes(after, limit))
+    }
+
+    fn newest_change(&self) -> BackendResult<Option<u64>> {
+        self.time("changes", || self.inner.newest_change())
+    }
+
+    fn prune_changes(&self, before_ms: i64) -> BackendResult<u64> {
+        self.time("prune", || self.inner.prune_changes(before_ms))
+    }
 }
 
 /// The store's unit of work, noting what the engine does with it.
@@ -266,6 +278,10 @@ impl BackendTx for MeteredTx<'_> {
 
     fn touch(&mut self, ids: &[String], now: &str) -> BackendResult<()> {
         self.inner.touch(ids, now)
+    }
+
+    fn record_change(&mut self, entry: &Change) -> BackendResult<()> {
+        self.inner.record_change(entry)
     }
 
     fn savepoint(&mut self, work: &mut Work<'_>) -> Result<(), PluginError> {

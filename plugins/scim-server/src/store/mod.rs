@@ -12,6 +12,12 @@
 //! dialect-independent [`sql`] module turns a [`SqlScan`] into SQL text
 //! with bound parameters.
 //!
+//! Both keep the change log (`scim_changes`): the entries a write unit
+//! records are buffered in its transaction and written at its end, after
+//! taking the next seqs from a one-row counter that is locked until COMMIT,
+//! so seq order is commit order and seqs have no gaps (a rolled-back unit,
+//! or a rolled-back Bulk operation, leaves no entry and consumes no seq).
+//!
 //! The endpoint hands the engine its store wrapped in [`metered::Metered`],
 //! which reports each store call to the host's metrics.
 
@@ -25,9 +31,29 @@ pub mod suite;
 use scimgate_abi::PluginError;
 use scimgate_scim::SortOrder;
 pub use scimgate_scim_service::backend::{
-    Backend, BackendError, BackendResult, BackendTx, Capabilities, GroupRef, Member, MemberView,
-    NewRecord, Record, Scan, UniqueColumn, Visit, Visitor, Work, RETRY_AFTER_SECONDS,
+    Backend, BackendError, BackendResult, BackendTx, Capabilities, Change, ChangeOp, GroupRef,
+    Member, MemberView, NewRecord, Record, Scan, UniqueColumn, Visit, Visitor, Work,
+    RETRY_AFTER_SECONDS,
 };
+
+/// A stored `op` column back to the record's [`ChangeOp`].
+pub fn change_op(text: &str) -> Option<ChangeOp> {
+    match text {
+        "create" => Some(ChangeOp::Create),
+        "replace" => Some(ChangeOp::Replace),
+        "patch" => Some(ChangeOp::Patch),
+        "delete" => Some(ChangeOp::Delete),
+        _ => None,
+    }
+}
+
+/// The stored `attributes` column (a JSON array of names).
+pub fn attributes_json(attributes: &[String]) -> String {
+    serde_json::to_string(attributes).unwrap_or_else(|_| "[]".into())
+}
+
+/// The most change-log entries one read returns.
+pub const MAX_CHANGES: usize = 1000;
 
 /// What the SQL stores do: everything.
 pub const CAPABILITIES: Capabilities = Capabilities {

@@ -19,9 +19,9 @@ use serde_json::Value;
 
 use super::sql::{count_query, scan_query, Param, POSTGRES};
 use super::{
-    Backend, BackendError, BackendResult, BackendTx, Capabilities, GroupRef, Member, MemberView,
-    NewRecord, Record, Scan, SqlScan, SqlStore, UniqueColumn, Visit, Visitor, Work, BATCH,
-    CAPABILITIES,
+    attributes_json, change_op, Backend, BackendError, BackendResult, BackendTx, Capabilities,
+    Change, GroupRef, Member, MemberView, NewRecord, Record, Scan, SqlScan, SqlStore, UniqueColumn,
+    Visit, Visitor, Work, BATCH, CAPABILITIES, MAX_CHANGES,
 };
 use scimgate_scim::{AttrPath, Filter, SchemaCtx};
 
@@ -71,6 +71,22 @@ pub const MIGRATIONS: &[&str] = &[
         value bigint NOT NULL
     );
     INSERT INTO store_generation (id, value) VALUES (1, 1);",
+    // 2: the change log. Its seqs come from `store_generation.change_seq`,
+    //    taken in the row update every write already does last, whose lock
+    //    is held until COMMIT: seq order is commit order, without gaps.
+    "ALTER TABLE store_generation ADD COLUMN change_seq bigint NOT NULL DEFAULT 0;
+    CREATE TABLE scim_changes (
+        seq bigint PRIMARY KEY,
+        at bigint NOT NULL,
+        resource_type text NOT NULL,
+        resource_id text NOT NULL,
+        op text NOT NULL,
+        version text,
+        provider_id text NOT NULL,
+        client_id text,
+        attributes text NOT NULL,
+        via text
+    );",
 ];
 
 /// `pg_advisory_lock` key held while migrating ("scimgate" in ASCII).
@@ -1049,17 +1065,23 @@ impl Backend for PostgresStore {
             let mut tx = PgTx {
                 conn: lease.conn(),
                 depth: 0,
+                changes: Vec::new(),
             };
             match work(&mut tx) {
                 Ok(()) => {
-                    // Last, so the one-row lock is held only until COMMIT.
-                    let committed = tx
-                        .conn
-                        .execute(
-                            "UPDATE store_generation SET value = value + 1 WHERE id = 1",
-                            &[],
-                        )
-                        .and_then(|_| tx.conn.client.batch_execute("COMMIT"));
+                    // Last, so the one-row lock is held only until COMMIT;
+                    // the change log's seqs are taken under it.
+                    let committed = if tx.changes.is_empty() {
+                        tx.conn
+                            .execute(
+                                "UPDATE store_generation SET value = value + 1 WHERE id = 1",
+                                &[],
+                            )
+                            .map(|_| ())
+                    } else {
+                        append_changes(tx.conn, &tx.changes)
+                    }
+                    .and_then(|()| tx.conn.client.batch_execute("COMMIT"));
                     match committed {
                         Ok(()) => (Ok(()), false),
                         Err(e) => {
@@ -1087,6 +1109,136 @@ impl Backend for PostgresStore {
         self.read(|conn| conn.query("SELECT 1", &[]).map(|_| ()))
             .map_err(|e| format!("{}: {e}", self.label))
     }
+
+    fn changes(&self, after: u64, limit: usize) -> BackendResult<Option<Vec<Change>>> {
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let limit = limit.min(MAX_CHANGES) as i64;
+        let rows = self.read(|conn| {
+            conn.query(
+                "SELECT seq, at, resource_type, resource_id, op, version, provider_id,
+                        client_id, attributes, via
+                 FROM scim_changes WHERE seq > $1 ORDER BY seq LIMIT $2",
+                &[&after, &limit],
+            )
+        })?;
+        rows.iter()
+            .map(change_row)
+            .collect::<BackendResult<Vec<_>>>()
+            .map(Some)
+    }
+
+    fn newest_change(&self) -> BackendResult<Option<u64>> {
+        let newest: i64 = self
+            .read(|conn| {
+                conn.query("SELECT change_seq FROM store_generation WHERE id = 1", &[])?
+                    .first()
+                    .map(|row| row.try_get::<_, i64>(0))
+                    .transpose()
+            })?
+            .unwrap_or(0);
+        Ok(Some(newest.max(0) as u64))
+    }
+
+    fn prune_changes(&self, before_ms: i64) -> BackendResult<u64> {
+        self.read(|conn| {
+            conn.execute(
+                "DELETE FROM scim_changes WHERE seq < COALESCE(
+                (SELECT seq FROM scim_changes WHERE at >= $1 ORDER BY seq LIMIT 1),
+                9223372036854775807)",
+                &[&before_ms],
+            )
+        })
+    }
+}
+
+/// Takes the next seqs for `changes` (with the write's generation bump)
+/// and inserts the entries, in one statement: one round trip, the same row
+/// lock every write takes last anyway.
+fn append_changes(conn: &mut Conn, changes: &[Change]) -> Result<(), postgres::Error> {
+    // The common case, one entry: scalar parameters, no arrays to encode.
+    if let [c] = changes {
+        let attributes = attributes_json(&c.attributes);
+        conn.execute(
+            "WITH g AS (
+                UPDATE store_generation SET value = value + 1, change_seq = change_seq + 1
+                WHERE id = 1 RETURNING change_seq
+             )
+             INSERT INTO scim_changes (seq, at, resource_type, resource_id, op, version,
+                provider_id, client_id, attributes, via)
+             SELECT g.change_seq, $1, $2, $3, $4, $5, $6, $7, $8, $9 FROM g",
+            &[
+                &c.at,
+                &c.resource_type,
+                &c.resource_id,
+                &c.op.as_str(),
+                &c.version,
+                &c.provider_id,
+                &c.client_id,
+                &attributes,
+                &c.via,
+            ],
+        )?;
+        return Ok(());
+    }
+    let n = changes.len() as i64;
+    let at: Vec<i64> = changes.iter().map(|c| c.at).collect();
+    let types: Vec<&str> = changes.iter().map(|c| c.resource_type.as_str()).collect();
+    let ids: Vec<&str> = changes.iter().map(|c| c.resource_id.as_str()).collect();
+    let ops: Vec<&str> = changes.iter().map(|c| c.op.as_str()).collect();
+    let versions: Vec<Option<&str>> = changes.iter().map(|c| c.version.as_deref()).collect();
+    let providers: Vec<&str> = changes.iter().map(|c| c.provider_id.as_str()).collect();
+    let clients: Vec<Option<&str>> = changes.iter().map(|c| c.client_id.as_deref()).collect();
+    let attributes: Vec<String> = changes
+        .iter()
+        .map(|c| attributes_json(&c.attributes))
+        .collect();
+    let via: Vec<Option<&str>> = changes.iter().map(|c| c.via.as_deref()).collect();
+    conn.execute(
+        "WITH g AS (
+            UPDATE store_generation SET value = value + 1, change_seq = change_seq + $1
+            WHERE id = 1 RETURNING change_seq
+         )
+         INSERT INTO scim_changes (seq, at, resource_type, resource_id, op, version,
+            provider_id, client_id, attributes, via)
+         SELECT g.change_seq - $1 + u.n, u.at, u.rt, u.rid, u.op, u.version, u.provider,
+            u.client, u.attributes, u.via
+         FROM g, UNNEST($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
+            $7::text[], $8::text[], $9::text[], $10::text[])
+            WITH ORDINALITY AS u(at, rt, rid, op, version, provider, client, attributes, via, n)",
+        &[
+            &n,
+            &at,
+            &types,
+            &ids,
+            &ops,
+            &versions,
+            &providers,
+            &clients,
+            &attributes,
+            &via,
+        ],
+    )?;
+    Ok(())
+}
+
+/// A `scim_changes` row.
+fn change_row(row: &Row) -> BackendResult<Change> {
+    let get = |e: postgres::Error| BackendError::Backend(e.to_string());
+    let op: String = row.try_get(4).map_err(get)?;
+    let attributes: String = row.try_get(8).map_err(get)?;
+    Ok(Change {
+        seq: row.try_get::<_, i64>(0).map_err(get)?.max(0) as u64,
+        at: row.try_get(1).map_err(get)?,
+        resource_type: row.try_get(2).map_err(get)?,
+        resource_id: row.try_get(3).map_err(get)?,
+        op: change_op(&op)
+            .ok_or_else(|| BackendError::Backend(format!("unknown change op '{op}'")))?,
+        version: row.try_get(5).map_err(get)?,
+        provider_id: row.try_get(6).map_err(get)?,
+        client_id: row.try_get(7).map_err(get)?,
+        attributes: serde_json::from_str(&attributes).unwrap_or_default(),
+        via: row.try_get(9).map_err(get)?,
+    })
 }
 
 fn get_record(
@@ -1107,6 +1259,8 @@ fn get_record(
 struct PgTx<'c> {
     conn: &'c mut Conn,
     depth: usize,
+    /// Change-log entries of this unit, written at its end.
+    changes: Vec<Change>,
 }
 
 impl BackendTx for PgTx<'_> {
@@ -1323,9 +1477,16 @@ impl BackendTx for PgTx<'_> {
         Ok(())
     }
 
+    fn record_change(&mut self, entry: &Change) -> BackendResult<()> {
+        self.changes.push(entry.clone());
+        Ok(())
+    }
+
     fn savepoint(&mut self, work: &mut Work<'_>) -> Result<(), PluginError> {
         self.depth += 1;
         let name = format!("sp{}", self.depth);
+        // Entries of a step that fails are undone with it.
+        let recorded = self.changes.len();
         let result = self
             .conn
             .client
@@ -1334,10 +1495,12 @@ impl BackendTx for PgTx<'_> {
             .and_then(|()| work(self));
         let finish = match &result {
             Ok(()) => self.conn.client.batch_execute(&format!("RELEASE {name}")),
-            Err(_) => self
-                .conn
-                .client
-                .batch_execute(&format!("ROLLBACK TO {name}; RELEASE {name}")),
+            Err(_) => {
+                self.changes.truncate(recorded);
+                self.conn
+                    .client
+                    .batch_execute(&format!("ROLLBACK TO {name}; RELEASE {name}"))
+            }
         };
         self.depth -= 1;
         finish.map_err(pg)?;

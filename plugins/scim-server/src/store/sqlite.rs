@@ -15,9 +15,9 @@ use serde_json::Value;
 
 use super::sql::{count_query, scan_query, Param, SQLITE};
 use super::{
-    Backend, BackendError, BackendResult, BackendTx, Capabilities, GroupRef, Member, MemberView,
-    NewRecord, Record, Scan, SqlScan, SqlStore, UniqueColumn, Visit, Visitor, Work, BATCH,
-    CAPABILITIES,
+    attributes_json, change_op, Backend, BackendError, BackendResult, BackendTx, Capabilities,
+    Change, GroupRef, Member, MemberView, NewRecord, Record, Scan, SqlScan, SqlStore, UniqueColumn,
+    Visit, Visitor, Work, BATCH, CAPABILITIES, MAX_CHANGES,
 };
 use scimgate_scim::{AttrPath, Filter, SchemaCtx};
 
@@ -59,6 +59,25 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX memberships_member ON memberships(member_id, group_id);",
     // 2: the client's `display` of a member, kept as sent.
     "ALTER TABLE memberships ADD COLUMN display TEXT;",
+    // 3: the change log, and the counter its seqs come from (it keeps the
+    //    newest seq when every entry was pruned).
+    "CREATE TABLE scim_changes (
+        seq INTEGER PRIMARY KEY,
+        at INTEGER NOT NULL,
+        resource_type TEXT NOT NULL,
+        resource_id TEXT NOT NULL,
+        op TEXT NOT NULL,
+        version TEXT,
+        provider_id TEXT NOT NULL,
+        client_id TEXT,
+        attributes TEXT NOT NULL,
+        via TEXT
+    );
+    CREATE TABLE scim_change_counter (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        seq INTEGER NOT NULL
+    );
+    INSERT INTO scim_change_counter (id, seq) VALUES (1, 0);",
 ];
 
 const READERS: usize = 4;
@@ -468,8 +487,9 @@ impl Backend for SqliteStore {
         let mut tx = SqliteTx {
             conn: &conn,
             depth: 0,
+            changes: Vec::new(),
         };
-        let result = work(&mut tx);
+        let result = work(&mut tx).and_then(|()| tx.append_changes().map_err(Into::into));
         match result {
             Ok(()) => match conn.execute_batch("COMMIT") {
                 Ok(()) => {
@@ -493,6 +513,75 @@ impl Backend for SqliteStore {
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())
     }
+
+    fn changes(&self, after: u64, limit: usize) -> BackendResult<Option<Vec<Change>>> {
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let limit = limit.min(MAX_CHANGES) as i64;
+        self.read(|conn| -> BackendResult<Vec<Change>> {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT seq, at, resource_type, resource_id, op, version, provider_id,
+                            client_id, attributes, via
+                     FROM scim_changes WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                )
+                .map_err(sql)?;
+            let rows = stmt
+                .query_map(params![after, limit], change_row)
+                .map_err(sql)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(sql)
+        })?
+        .map(Some)
+    }
+
+    fn newest_change(&self) -> BackendResult<Option<u64>> {
+        let newest: i64 = self
+            .read(|conn| {
+                conn.prepare_cached("SELECT seq FROM scim_change_counter WHERE id = 1")
+                    .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            })?
+            .map_err(sql)?;
+        Ok(Some(newest.max(0) as u64))
+    }
+
+    fn prune_changes(&self, before_ms: i64) -> BackendResult<u64> {
+        let conn = self
+            .writer
+            .lock()
+            .map_err(|_| backend("store writer poisoned"))?;
+        let removed = conn
+            .prepare_cached(
+                "DELETE FROM scim_changes WHERE seq < COALESCE(
+                (SELECT seq FROM scim_changes WHERE at >= ?1 ORDER BY seq LIMIT 1),
+                9223372036854775807)",
+            )
+            .and_then(|mut s| s.execute([before_ms]))
+            .map_err(sql)?;
+        Ok(removed as u64)
+    }
+}
+
+/// A `scim_changes` row.
+fn change_row(row: &Row<'_>) -> rusqlite::Result<Change> {
+    let op: String = row.get(4)?;
+    let attributes: String = row.get(8)?;
+    Ok(Change {
+        seq: row.get::<_, i64>(0)?.max(0) as u64,
+        at: row.get(1)?,
+        resource_type: row.get(2)?,
+        resource_id: row.get(3)?,
+        op: change_op(&op).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(
+                4,
+                rusqlite::types::Type::Text,
+                format!("unknown change op '{op}'").into(),
+            )
+        })?,
+        version: row.get(5)?,
+        provider_id: row.get(6)?,
+        client_id: row.get(7)?,
+        attributes: serde_json::from_str(&attributes).unwrap_or_default(),
+        via: row.get(9)?,
+    })
 }
 
 fn get_record(conn: &Connection, resource_type: &str, id: &str) -> BackendResult<Option<Record>> {
@@ -509,9 +598,51 @@ fn get_record(conn: &Connection, resource_type: &str, id: &str) -> BackendResult
 struct SqliteTx<'c> {
     conn: &'c Connection,
     depth: usize,
+    /// Change-log entries of this unit, written at its end.
+    changes: Vec<Change>,
 }
 
 impl SqliteTx<'_> {
+    /// Writes the unit's entries with the next seqs (the one writer makes
+    /// seq order commit order).
+    fn append_changes(&mut self) -> BackendResult<()> {
+        if self.changes.is_empty() {
+            return Ok(());
+        }
+        let n = self.changes.len() as i64;
+        let last: i64 = self
+            .conn
+            .prepare_cached(
+                "UPDATE scim_change_counter SET seq = seq + ?1 WHERE id = 1 RETURNING seq",
+            )
+            .and_then(|mut s| s.query_row([n], |r| r.get(0)))
+            .map_err(sql)?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO scim_changes (seq, at, resource_type, resource_id, op, version,
+                    provider_id, client_id, attributes, via)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )
+            .map_err(sql)?;
+        for (i, c) in std::mem::take(&mut self.changes).into_iter().enumerate() {
+            stmt.execute(params![
+                last - n + 1 + i as i64,
+                c.at,
+                c.resource_type,
+                c.resource_id,
+                c.op.as_str(),
+                c.version,
+                c.provider_id,
+                c.client_id,
+                attributes_json(&c.attributes),
+                c.via
+            ])
+            .map_err(sql)?;
+        }
+        Ok(())
+    }
+
     fn write_emails(&self, seq: i64, emails: &[String]) -> BackendResult<()> {
         self.conn
             .prepare_cached("DELETE FROM emails WHERE seq = ?1")
@@ -717,17 +848,27 @@ impl BackendTx for SqliteTx<'_> {
         Ok(())
     }
 
+    fn record_change(&mut self, entry: &Change) -> BackendResult<()> {
+        self.changes.push(entry.clone());
+        Ok(())
+    }
+
     fn savepoint(&mut self, work: &mut Work<'_>) -> Result<(), PluginError> {
         self.depth += 1;
         let name = format!("sp{}", self.depth);
         let conn = self.conn;
+        // Entries of a step that fails are undone with it.
+        let recorded = self.changes.len();
         let result = conn
             .execute_batch(&format!("SAVEPOINT {name}"))
             .map_err(|e| PluginError::from(sql(e)))
             .and_then(|()| work(self));
         let finish = match &result {
             Ok(()) => conn.execute_batch(&format!("RELEASE {name}")),
-            Err(_) => conn.execute_batch(&format!("ROLLBACK TO {name}; RELEASE {name}")),
+            Err(_) => {
+                self.changes.truncate(recorded);
+                conn.execute_batch(&format!("ROLLBACK TO {name}; RELEASE {name}"))
+            }
         };
         self.depth -= 1;
         finish.map_err(sql)?;

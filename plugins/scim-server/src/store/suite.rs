@@ -7,7 +7,10 @@ use std::io::Write;
 use serde_json::json;
 
 use super::postgres::{PgSettings, Secret};
-use super::{BackendError, Cmp, Cond, Member, NewRecord, SqlScan, SqlStore, UniqueColumn, Visit};
+use super::{
+    BackendError, Change, ChangeOp, Cmp, Cond, Member, NewRecord, SqlScan, SqlStore, UniqueColumn,
+    Visit,
+};
 
 /// Runs every check on an empty store.
 pub fn run_all(store: &dyn SqlStore) {
@@ -20,6 +23,204 @@ pub fn run_all(store: &dyn SqlStore) {
     savepoints_undo_only_their_part(store);
     concurrent_writers_get_one_success_per_version(store);
     long_scans_are_complete_and_ordered(store);
+    change_log_entries_commit_with_their_unit(store);
+    change_log_seqs_are_gapless_and_in_commit_order(store);
+    change_log_prunes_by_age_and_keeps_the_newest_seq(store);
+}
+
+fn entry(id: &str, at: i64, op: ChangeOp) -> Change {
+    Change {
+        seq: 0,
+        at,
+        resource_type: "User".into(),
+        resource_id: id.into(),
+        op,
+        version: Some("W/\"1\"".into()),
+        provider_id: "iga".into(),
+        client_id: Some("c1".into()),
+        attributes: vec!["userName".into(), "urn:x:y:department".into()],
+        via: None,
+    }
+}
+
+fn newest(store: &dyn SqlStore) -> u64 {
+    store.newest_change().expect("newest").expect("a log")
+}
+
+fn ids_after(store: &dyn SqlStore, after: u64) -> Vec<(u64, String)> {
+    store
+        .changes(after, 1000)
+        .expect("changes")
+        .expect("a log")
+        .into_iter()
+        .map(|c| (c.seq, c.resource_id))
+        .collect()
+}
+
+/// Entries are part of their unit of work: committed with it, gone with a
+/// failed unit or a failed savepoint, and read back field for field.
+fn change_log_entries_commit_with_their_unit(store: &dyn SqlStore) {
+    let start = newest(store);
+    let rec = new_record("cl-1", "User", Some("cl-one"), "2024-01-01T00:00:00.000Z");
+    store
+        .write(&mut |tx| {
+            tx.insert(&rec)?;
+            tx.record_change(&entry("cl-1", 1_000, ChangeOp::Create))?;
+            let mut derived = entry("g1", 1_000, ChangeOp::Patch).derived_for_member("cl-1");
+            derived.client_id = None;
+            tx.record_change(&derived)?;
+            Ok(())
+        })
+        .expect("write");
+    assert_eq!(newest(store), start + 2);
+    let got = store.changes(start, 10).expect("changes").expect("a log");
+    assert_eq!(got.len(), 2);
+    let mut want = entry("cl-1", 1_000, ChangeOp::Create);
+    want.seq = start + 1;
+    assert_eq!(got[0], want);
+    assert_eq!(got[1].seq, start + 2);
+    assert_eq!(got[1].via.as_deref(), Some("g1"));
+    assert_eq!(got[1].client_id, None);
+    assert_eq!(got[1].version, None);
+    assert_eq!(got[1].attributes, vec!["groups".to_string()]);
+    assert_eq!(
+        store
+            .changes(start, 1)
+            .expect("changes")
+            .expect("log")
+            .len(),
+        1
+    );
+
+    // A failed unit leaves no entry and takes no seq.
+    let failed = store.write(&mut |tx| {
+        tx.record_change(&entry("cl-x", 2_000, ChangeOp::Delete))?;
+        Err(scimgate_abi::PluginError::new(409, "conflict"))
+    });
+    assert!(failed.is_err());
+    assert_eq!(newest(store), start + 2);
+    assert!(ids_after(store, start + 2).is_empty());
+
+    // A failed savepoint takes its entries with it.
+    store
+        .write(&mut |tx| {
+            tx.record_change(&entry("cl-a", 3_000, ChangeOp::Patch))?;
+            let failed = tx.savepoint(&mut |tx| {
+                tx.record_change(&entry("cl-b", 3_000, ChangeOp::Patch))?;
+                Err(scimgate_abi::PluginError::new(400, "no"))
+            });
+            assert!(failed.is_err());
+            tx.savepoint(&mut |tx| {
+                tx.record_change(&entry("cl-c", 3_000, ChangeOp::Patch))
+                    .map_err(Into::into)
+            })
+        })
+        .expect("outer");
+    assert_eq!(
+        ids_after(store, start + 2),
+        vec![
+            (start + 3, "cl-a".to_string()),
+            (start + 4, "cl-c".to_string())
+        ]
+    );
+}
+
+/// Concurrent writers, one reader resuming after the last seq it saw: it
+/// must see every seq exactly once, each right after its predecessor (a
+/// seq visible before a smaller one would show as a gap).
+fn change_log_seqs_are_gapless_and_in_commit_order(store: &dyn SqlStore) {
+    let start = newest(store);
+    let writers = 4;
+    let per_writer: usize = 15;
+    let total = (writers * per_writer) as u64;
+    std::thread::scope(|s| {
+        for w in 0..writers {
+            s.spawn(move || {
+                for i in 0..per_writer {
+                    store
+                        .write(&mut |tx| {
+                            tx.record_change(&entry(&format!("w{w}-{i}"), 4_000, ChangeOp::Patch))?;
+                            if i % 3 == 0 {
+                                tx.record_change(&entry(
+                                    &format!("w{w}-{i}b"),
+                                    4_000,
+                                    ChangeOp::Patch,
+                                ))?;
+                            }
+                            Ok(())
+                        })
+                        .expect("write");
+                }
+            });
+        }
+        s.spawn(move || {
+            let want = total + (writers * per_writer.div_ceil(3)) as u64;
+            let mut last = start;
+            while last < start + want {
+                for (seq, _) in ids_after(store, last) {
+                    assert_eq!(seq, last + 1, "seq {seq} visible before {}", last + 1);
+                    last = seq;
+                }
+                std::thread::yield_now();
+            }
+        });
+    });
+    let all = ids_after(store, start);
+    let want = total + (writers * per_writer.div_ceil(3)) as u64;
+    assert_eq!(all.len() as u64, want);
+    assert_eq!(newest(store), start + want);
+}
+
+/// Retention removes old entries only; the newest seq survives pruning the
+/// whole log, so seqs keep increasing.
+fn change_log_prunes_by_age_and_keeps_the_newest_seq(store: &dyn SqlStore) {
+    let start = newest(store);
+    store
+        .write(&mut |tx| {
+            tx.record_change(&entry("old", 9_000_000_000_000, ChangeOp::Patch))?;
+            tx.record_change(&entry("new", 9_000_000_500_000, ChangeOp::Patch))?;
+            Ok(())
+        })
+        .expect("write");
+    let pruned = store.prune_changes(9_000_000_100_000).expect("prune");
+    assert!(pruned >= 1, "at least the older entry: {pruned}");
+    assert_eq!(
+        ids_after(store, start),
+        vec![(start + 2, "new".to_string())]
+    );
+    assert_eq!(
+        store.prune_changes(9_000_001_000_000).expect("prune all"),
+        1
+    );
+    assert!(ids_after(store, 0).is_empty());
+    assert_eq!(newest(store), start + 2);
+    store
+        .write(&mut |tx| {
+            tx.record_change(&entry("next", 9_000_002_000_000, ChangeOp::Create))
+                .map_err(Into::into)
+        })
+        .expect("write");
+    assert_eq!(
+        ids_after(store, start + 2),
+        vec![(start + 3, "next".to_string())]
+    );
+    // Pruning takes a prefix in seq order: an entry with an older `at`
+    // behind a newer one stays (no hole a reader would take for a prune).
+    store
+        .write(&mut |tx| {
+            tx.record_change(&entry("late", 9_000_003_000_000, ChangeOp::Patch))?;
+            tx.record_change(&entry("early", 9_000_002_500_000, ChangeOp::Patch))?;
+            Ok(())
+        })
+        .expect("write");
+    assert_eq!(store.prune_changes(9_000_002_800_000).expect("prune"), 1);
+    assert_eq!(
+        ids_after(store, start + 3),
+        vec![
+            (start + 4, "late".to_string()),
+            (start + 5, "early".to_string())
+        ]
+    );
 }
 
 /// What PostgreSQL tests print when there is no server to test against.
