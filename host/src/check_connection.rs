@@ -90,23 +90,27 @@ struct Report {
 
 /// The secret from its file: one trailing `\n` (or `\r\n`) trimmed.
 fn read_secret(path: &std::path::Path) -> Result<String, String> {
+    read_secret_file(path, "client secret")
+}
+
+/// A secret (`what`: "client secret", "token") from its file: one trailing
+/// `\n` (or `\r\n`) trimmed; an empty one is an error. The messages name
+/// the file, never its content.
+pub(crate) fn read_secret_file(path: &std::path::Path, what: &str) -> Result<String, String> {
     let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read the client secret file {}: {e}", path.display()))?;
+        .map_err(|e| format!("cannot read the {what} file {}: {e}", path.display()))?;
     let secret = text
         .strip_suffix('\n')
         .map(|s| s.strip_suffix('\r').unwrap_or(s))
         .unwrap_or(&text);
     if secret.is_empty() {
-        return Err(format!(
-            "the client secret file {} is empty",
-            path.display()
-        ));
+        return Err(format!("the {what} file {} is empty", path.display()));
     }
     Ok(secret.to_string())
 }
 
 /// A TLS client trusting only the CA certificates of `path` (`--ca-file`).
-fn tls_trusting(path: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, String> {
+pub(crate) fn tls_trusting(path: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, String> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::CertificateDer;
     let bytes = std::fs::read(path)
@@ -138,7 +142,7 @@ fn tls_trusting(path: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, Str
 }
 
 /// `…/scim/v2` → `…/oauth2/token`.
-fn derive_token_url(base: &str) -> Option<String> {
+pub(crate) fn derive_token_url(base: &str) -> Option<String> {
     let prefix = base.strip_suffix("/scim/v2")?;
     Some(format!("{prefix}/oauth2/token"))
 }
@@ -161,7 +165,7 @@ fn form_encode(text: &str) -> String {
     out
 }
 
-fn mask(text: &str, secret: &str) -> String {
+pub(crate) fn mask(text: &str, secret: &str) -> String {
     if secret.is_empty() {
         text.to_string()
     } else {
@@ -170,7 +174,7 @@ fn mask(text: &str, secret: &str) -> String {
 }
 
 /// One HTTP exchange's outcome.
-enum Exchange {
+pub(crate) enum Exchange {
     /// A response, whatever its status.
     Answered {
         status: u16,
@@ -183,7 +187,52 @@ enum Exchange {
 }
 
 /// A step's verdict: `Ok(summary)` or `Err(cause)`.
-type Verdict = Result<String, String>;
+pub(crate) type Verdict = Result<String, String>;
+
+/// A blocking HTTP client: `timeout` per request, redirects not followed,
+/// trusting `tls`'s roots when given (else the public web roots).
+pub(crate) fn build_agent(
+    timeout: Duration,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    user_agent: &str,
+) -> ureq::Agent {
+    let mut agent = ureq::AgentBuilder::new()
+        .timeout(timeout)
+        .redirects(0)
+        .user_agent(user_agent);
+    if let Some(tls) = tls {
+        agent = agent.tls_config(tls);
+    }
+    agent.build()
+}
+
+/// The client-credentials token request (`client_secret_basic`,
+/// RFC 6749 §2.3.1), answered or not; judge it with [`judge_token`].
+pub(crate) fn request_token(
+    agent: &ureq::Agent,
+    token_url: &str,
+    (client_id, secret): (&str, &str),
+    scope: Option<&str>,
+    timeout_text: &str,
+) -> Exchange {
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!(
+        "{}:{}",
+        form_encode(client_id),
+        form_encode(secret)
+    ));
+    let mut form = String::from("grant_type=client_credentials");
+    if let Some(scope) = scope {
+        form.push_str("&scope=");
+        form.push_str(&form_encode(scope));
+    }
+    let sent = agent
+        .post(token_url)
+        .set("authorization", &format!("Basic {basic}"))
+        .set("accept", "application/json")
+        .set("content-type", "application/x-www-form-urlencoded")
+        .send_string(&form);
+    answer(sent, token_url, timeout_text)
+}
 
 fn check(
     args: &CheckConnectionArgs,
@@ -192,17 +241,11 @@ fn check(
     token_url: &str,
     secret: &str,
 ) -> Report {
-    let mut agent = ureq::AgentBuilder::new()
-        .timeout(args.timeout)
-        .redirects(0)
-        .user_agent(concat!(
-            "scimgate-check-connection/",
-            env!("CARGO_PKG_VERSION")
-        ));
-    if let Some(tls) = tls {
-        agent = agent.tls_config(tls);
-    }
-    let agent = agent.build();
+    let agent = build_agent(
+        args.timeout,
+        tls,
+        concat!("scimgate-check-connection/", env!("CARGO_PKG_VERSION")),
+    );
     let mut text = String::new();
     let _ = writeln!(
         text,
@@ -231,24 +274,14 @@ fn check(
         .unwrap_or(0);
 
     // 1. The token.
-    let basic = base64::engine::general_purpose::STANDARD.encode(format!(
-        "{}:{}",
-        form_encode(&args.client_id),
-        form_encode(secret)
-    ));
-    let mut form = String::from("grant_type=client_credentials");
-    if let Some(scope) = &args.scope {
-        form.push_str("&scope=");
-        form.push_str(&form_encode(scope));
-    }
     let started = Instant::now();
-    let sent = agent
-        .post(token_url)
-        .set("authorization", &format!("Basic {basic}"))
-        .set("accept", "application/json")
-        .set("content-type", "application/x-www-form-urlencoded")
-        .send_string(&form);
-    let exchange = answer(sent, token_url, &timeout_text);
+    let exchange = request_token(
+        &agent,
+        token_url,
+        (&args.client_id, secret),
+        args.scope.as_deref(),
+        &timeout_text,
+    );
     let elapsed = started.elapsed();
     let (status, verdict, token) = judge_token(&exchange);
     step(
@@ -352,7 +385,11 @@ fn step(
 }
 
 /// A ureq result as an [`Exchange`] (ureq reports 4xx/5xx as errors).
-fn answer(result: Result<ureq::Response, ureq::Error>, url: &str, timeout: &str) -> Exchange {
+pub(crate) fn answer(
+    result: Result<ureq::Response, ureq::Error>,
+    url: &str,
+    timeout: &str,
+) -> Exchange {
     let response = match result {
         Ok(response) => response,
         Err(ureq::Error::Status(_, response)) => response,
@@ -448,7 +485,7 @@ fn host_of(url: &str) -> String {
 }
 
 /// Step 1: `(status, verdict, access token)`.
-fn judge_token(exchange: &Exchange) -> (Option<u16>, Verdict, Option<String>) {
+pub(crate) fn judge_token(exchange: &Exchange) -> (Option<u16>, Verdict, Option<String>) {
     let (status, content_type, body) = match exchange {
         Exchange::Failed(cause) => return (None, Err(cause.clone()), None),
         Exchange::Answered {
@@ -518,7 +555,10 @@ fn judge_token(exchange: &Exchange) -> (Option<u16>, Verdict, Option<String>) {
 
 /// Steps 2-5: the status, the SCIM error on failure, then the step's own
 /// checks of the JSON body.
-fn judge_scim(exchange: &Exchange, judge: fn(&Value) -> Verdict) -> (Option<u16>, Verdict) {
+pub(crate) fn judge_scim(
+    exchange: &Exchange,
+    judge: fn(&Value) -> Verdict,
+) -> (Option<u16>, Verdict) {
     let (status, content_type, www_authenticate, body) = match exchange {
         Exchange::Failed(cause) => return (None, Err(cause.clone())),
         Exchange::Answered {
@@ -665,7 +705,7 @@ fn judge_users(json: &Value) -> Verdict {
 }
 
 /// The content type and the start of a body, for messages.
-fn body_excerpt(content_type: &str, body: &str) -> String {
+pub(crate) fn body_excerpt(content_type: &str, body: &str) -> String {
     let content_type = if content_type.is_empty() {
         "no content type"
     } else {

@@ -1,7 +1,14 @@
 //! What the host offers plugins: logging through the host's `tracing`
 //! subscriber (a `.so` cannot see it directly), and the store metrics a
 //! plugin reports per store operation, counted under the route of the
-//! request in progress on the calling thread ([`RouteScope`]).
+//! request in progress on the calling thread ([`RouteScope`]), and the
+//! change-feed subscriber gauges, attributed the same way.
+//!
+//! Reports made outside a request (a plugin's own delivery thread) go under
+//! the route `(none)`: the host cannot tell which stage such a thread
+//! belongs to, as every stage gets the same services object and the SDK's
+//! free functions use the library-wide handle of the first component
+//! created.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +18,7 @@ use scimgate_abi::ffi::{FfiHostServices, StorePool};
 use scimgate_abi::LogLevel;
 use tracing::level_filters::LevelFilter;
 
-use crate::metrics::{store_metrics, PoolState, RouteStoreMetrics};
+use crate::metrics::{store_metrics, PoolState, RouteStoreMetrics, SubscriberState, NO_ROUTE};
 
 /// Forwards plugin log events to `tracing`, under the target
 /// `scimgate::plugin` with the plugin's own target as a field.
@@ -79,6 +86,17 @@ impl FfiHostServices for TracingHostServices {
                 error_kind.as_str(),
                 pool,
             ),
+        })
+    }
+
+    fn report_change_lag(&self, subscriber: RStr<'_>, lag: u64, dead_lettered: bool) {
+        let state = SubscriberState { lag, dead_lettered };
+        CURRENT_ROUTE.with(|current| {
+            let current = current.borrow();
+            let mount = current.as_ref().map_or(NO_ROUTE, |route| route.mount());
+            store_metrics()
+                .changes
+                .report(mount, subscriber.as_str(), state)
         })
     }
 }
@@ -180,5 +198,30 @@ mod tests {
         report("members", "", None);
         assert_eq!(route.operation_count("members"), 1);
         assert_eq!(none.operation_count("members"), none_before + 1);
+    }
+
+    #[test]
+    fn change_lag_reports_go_under_the_route_in_scope_then_under_none() {
+        let route = store_metrics().route("/host-services-changes");
+        {
+            let _scope = RouteScope::enter(&route);
+            TracingHostServices.report_change_lag("hs-test-iga".into(), 7, false);
+        }
+        TracingHostServices.report_change_lag("hs-test-iga".into(), 3, true);
+        let changes = &store_metrics().changes;
+        assert_eq!(
+            changes.get("/host-services-changes", "hs-test-iga"),
+            Some(SubscriberState {
+                lag: 7,
+                dead_lettered: false
+            })
+        );
+        assert_eq!(
+            changes.get("", "hs-test-iga"),
+            Some(SubscriberState {
+                lag: 3,
+                dead_lettered: true
+            })
+        );
     }
 }

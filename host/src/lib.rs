@@ -2,6 +2,7 @@
 //! and the HTTP server. `main.rs` is the CLI glue around it; end-to-end tests
 //! and benchmarks use it in-process.
 
+pub mod changes_cmd;
 pub mod check_connection;
 pub mod config;
 pub mod conn;

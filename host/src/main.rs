@@ -86,6 +86,13 @@ enum Command {
     /// client-credentials token, then ServiceProviderConfig, ResourceTypes,
     /// Schemas and Users?count=1. Exit 0 when every step passed.
     CheckConnection(scimgate_host::check_connection::CheckConnectionArgs),
+    /// Operate the change feed's webhook delivery through a SCIM route:
+    /// `status`, `replay`, `skip` (needs the scope `scim:changes:admin`).
+    /// Exit 0 done, 1 refused by the service, 2 usage error.
+    Changes {
+        #[command(subcommand)]
+        command: scimgate_host::changes_cmd::ChangesCommand,
+    },
     /// Mint an access token for a provider with the configuration's token
     /// stage — a component declaring `mints-tokens`, e.g. `oauth2/token` —
     /// (for tests and first steps; clients use the token route).
@@ -223,6 +230,7 @@ fn main() -> ExitCode {
         Command::Plugin { command } => plugin_new::run(command),
         Command::Explain(args) => scimgate_host::explain::run(&source, args),
         Command::CheckConnection(args) => scimgate_host::check_connection::run(args),
+        Command::Changes { command } => scimgate_host::changes_cmd::run(command),
     }
 }
 

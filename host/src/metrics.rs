@@ -6,11 +6,14 @@
 //! live in small lists behind a mutex, touched only when such an event
 //! happens. Store operations that plugins report through the host services
 //! (`scimgate_store_*`) go to [`StoreMetrics`], one per process, reached
-//! per request through the route's handle ([`store_metrics`]).
+//! per request through the route's handle ([`store_metrics`]). So do the
+//! change-feed subscriber gauges (`scimgate_change_subscriber_*`,
+//! [`ChangeMetrics`]), kept per route and subscriber name, at most
+//! [`MAX_CHANGE_SUBSCRIBERS`] of them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -245,6 +248,8 @@ struct StoreOperation {
 /// atomic writes.
 #[derive(Debug, Default)]
 pub struct RouteStoreMetrics {
+    /// The route's mount as rendered (`(none)` outside any route).
+    mount: String,
     operations: [StoreOperation; STORE_OPERATIONS.len()],
     pool_in_use: Gauge,
     pool_idle: Gauge,
@@ -292,6 +297,11 @@ impl RouteStoreMetrics {
             .load(Ordering::Relaxed)
     }
 
+    /// The route's mount as rendered in labels (`(none)` outside any route).
+    pub fn mount(&self) -> &str {
+        &self.mount
+    }
+
     /// Failed operations reported under `operation` and `kind`.
     pub fn error_count(&self, operation: &str, kind: &str) -> u64 {
         self.operations[store_operation_index(operation)].errors[store_error_index(kind)].get()
@@ -303,6 +313,123 @@ impl RouteStoreMetrics {
 #[derive(Debug, Default)]
 pub struct StoreMetrics {
     routes: Mutex<HashMap<String, Arc<RouteStoreMetrics>>>,
+    /// The change-feed subscriber gauges, reported the same way.
+    pub changes: ChangeMetrics,
+}
+
+/// The most (route, subscriber) pairs the change-feed gauges keep; reports
+/// for further pairs are dropped (with one warning), so a plugin cannot
+/// grow `/metrics` without bound.
+pub const MAX_CHANGE_SUBSCRIBERS: usize = 256;
+
+/// The longest subscriber name kept as a label value, in bytes; longer
+/// names are cut (at a character boundary).
+pub const MAX_SUBSCRIBER_LABEL: usize = 128;
+
+/// The last state of one change-feed subscriber.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SubscriberState {
+    /// Change-log entries not yet acknowledged.
+    pub lag: u64,
+    pub dead_lettered: bool,
+}
+
+/// The change-feed subscriber gauges (`scimgate_change_subscriber_lag`,
+/// `scimgate_change_subscriber_dead_lettered`): the last state each
+/// subscriber was reported in, by route mount and subscriber name. Kept
+/// across reloads, like the store series.
+#[derive(Debug, Default)]
+pub struct ChangeMetrics {
+    subscribers: Mutex<BTreeMap<(String, String), SubscriberState>>,
+    /// A report was dropped because the map was full (warned once).
+    overflowed: AtomicBool,
+}
+
+impl ChangeMetrics {
+    /// Records the state of `subscriber` under the route mounted at `mount`
+    /// (`""` or `(none)`: outside any route).
+    pub fn report(&self, mount: &str, subscriber: &str, state: SubscriberState) {
+        let mount = if mount.is_empty() { NO_ROUTE } else { mount };
+        let subscriber = cut_label(subscriber, MAX_SUBSCRIBER_LABEL);
+        let mut subscribers = lock(&self.subscribers);
+        // Look up by borrowed parts first: no allocation for a known pair.
+        if let Some(entry) = subscribers
+            .iter_mut()
+            .find(|((m, s), _)| m == mount && s == subscriber)
+            .map(|(_, v)| v)
+        {
+            *entry = state;
+            return;
+        }
+        if subscribers.len() >= MAX_CHANGE_SUBSCRIBERS {
+            drop(subscribers);
+            if !self.overflowed.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    route = mount,
+                    subscriber,
+                    "more than {MAX_CHANGE_SUBSCRIBERS} change-feed subscribers reported; \
+                     the metrics of further ones are dropped"
+                );
+            }
+            return;
+        }
+        subscribers.insert((mount.to_string(), subscriber.to_string()), state);
+    }
+
+    /// The last state reported for `subscriber` under `mount`.
+    pub fn get(&self, mount: &str, subscriber: &str) -> Option<SubscriberState> {
+        let mount = if mount.is_empty() { NO_ROUTE } else { mount };
+        lock(&self.subscribers)
+            .get(&(mount.to_string(), subscriber.to_string()))
+            .copied()
+    }
+
+    fn render(&self, out: &mut String) {
+        let subscribers: Vec<((String, String), SubscriberState)> = lock(&self.subscribers)
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        header(
+            out,
+            "scimgate_change_subscriber_lag",
+            "gauge",
+            "Change-log entries a change-feed subscriber has not yet acknowledged, by route mount and subscriber.",
+        );
+        for ((mount, subscriber), state) in &subscribers {
+            sample(
+                out,
+                "scimgate_change_subscriber_lag",
+                &[("route", mount), ("subscriber", subscriber)],
+                state.lag,
+            );
+        }
+        header(
+            out,
+            "scimgate_change_subscriber_dead_lettered",
+            "gauge",
+            "1 while a change-feed subscriber's delivery is dead-lettered (stopped until replay or skip), else 0.",
+        );
+        for ((mount, subscriber), state) in &subscribers {
+            sample(
+                out,
+                "scimgate_change_subscriber_dead_lettered",
+                &[("route", mount), ("subscriber", subscriber)],
+                u8::from(state.dead_lettered),
+            );
+        }
+    }
+}
+
+/// `text` cut to at most `max` bytes, at a character boundary.
+fn cut_label(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 impl StoreMetrics {
@@ -315,7 +442,10 @@ impl StoreMetrics {
         if let Some(route) = routes.get(key) {
             return route.clone();
         }
-        let route = Arc::new(RouteStoreMetrics::default());
+        let route = Arc::new(RouteStoreMetrics {
+            mount: key.to_string(),
+            ..RouteStoreMetrics::default()
+        });
         routes.insert(key.to_string(), route.clone());
         route
     }
@@ -407,6 +537,7 @@ impl StoreMetrics {
                 route.pool_size.get(),
             );
         }
+        self.changes.render(out);
     }
 }
 
@@ -1030,6 +1161,96 @@ mod tests {
                 "{family}"
             );
         }
+    }
+
+    #[test]
+    fn change_subscriber_gauges_are_rendered_per_route_and_subscriber() {
+        let store = Arc::new(StoreMetrics::default());
+        let metrics = Metrics::with_store(store.clone());
+        let changes = &store.changes;
+        let state = |lag, dead_lettered| SubscriberState { lag, dead_lettered };
+        // Before any report: the families are declared, without samples.
+        let text = metrics.render(Snapshot::default());
+        assert!(
+            text.contains("# TYPE scimgate_change_subscriber_lag gauge\n"),
+            "{text}"
+        );
+        assert!(
+            lines_of(&text, "scimgate_change_subscriber_lag").is_empty(),
+            "{text}"
+        );
+
+        changes.report("/iso/scim/v2", "iga", state(12, false));
+        // The last report wins.
+        changes.report("/iso/scim/v2", "iga", state(40, true));
+        changes.report("/iso/scim/v2", "audit", state(0, false));
+        // Outside a route.
+        changes.report("", "iga", state(5, false));
+        // A label value is escaped.
+        changes.report("/iso/scim/v2", "we\"ird", state(1, false));
+        let text = metrics.render(Snapshot::default());
+        assert_eq!(
+            lines_of(&text, "scimgate_change_subscriber_lag"),
+            [
+                "scimgate_change_subscriber_lag{route=\"(none)\",subscriber=\"iga\"} 5",
+                "scimgate_change_subscriber_lag{route=\"/iso/scim/v2\",subscriber=\"audit\"} 0",
+                "scimgate_change_subscriber_lag{route=\"/iso/scim/v2\",subscriber=\"iga\"} 40",
+                "scimgate_change_subscriber_lag{route=\"/iso/scim/v2\",subscriber=\"we\\\"ird\"} 1",
+            ],
+            "{text}"
+        );
+        assert_eq!(
+            lines_of(&text, "scimgate_change_subscriber_dead_lettered"),
+            [
+                "scimgate_change_subscriber_dead_lettered{route=\"(none)\",subscriber=\"iga\"} 0",
+                "scimgate_change_subscriber_dead_lettered{route=\"/iso/scim/v2\",subscriber=\"audit\"} 0",
+                "scimgate_change_subscriber_dead_lettered{route=\"/iso/scim/v2\",subscriber=\"iga\"} 1",
+                "scimgate_change_subscriber_dead_lettered{route=\"/iso/scim/v2\",subscriber=\"we\\\"ird\"} 0",
+            ],
+            "{text}"
+        );
+        for family in [
+            "scimgate_change_subscriber_lag gauge",
+            "scimgate_change_subscriber_dead_lettered gauge",
+        ] {
+            assert_eq!(
+                text.matches(&format!("# TYPE {family}\n")).count(),
+                1,
+                "{family}"
+            );
+        }
+    }
+
+    #[test]
+    fn change_subscribers_are_capped_and_long_names_cut() {
+        let changes = ChangeMetrics::default();
+        let state = SubscriberState {
+            lag: 1,
+            dead_lettered: false,
+        };
+        for i in 0..MAX_CHANGE_SUBSCRIBERS + 10 {
+            changes.report("/scim", &format!("sub-{i}"), state);
+        }
+        assert_eq!(lock(&changes.subscribers).len(), MAX_CHANGE_SUBSCRIBERS);
+        assert_eq!(changes.get("/scim", "sub-0"), Some(state));
+        assert_eq!(
+            changes.get("/scim", &format!("sub-{}", MAX_CHANGE_SUBSCRIBERS)),
+            None
+        );
+        // A subscriber already kept is still updated when the map is full.
+        let later = SubscriberState {
+            lag: 99,
+            dead_lettered: true,
+        };
+        changes.report("/scim", "sub-3", later);
+        assert_eq!(changes.get("/scim", "sub-3"), Some(later));
+
+        let fresh = ChangeMetrics::default();
+        let long = "é".repeat(MAX_SUBSCRIBER_LABEL); // 2 bytes each
+        fresh.report("/scim", &long, state);
+        let kept = lock(&fresh.subscribers).keys().next().unwrap().1.clone();
+        assert_eq!(kept.len(), MAX_SUBSCRIBER_LABEL);
+        assert_eq!(kept, "é".repeat(MAX_SUBSCRIBER_LABEL / 2));
     }
 
     #[test]

@@ -988,18 +988,30 @@ fn epoch_2_by_edit(root: &std::path::Path) {
         )
     });
     edit("src/sdk.rs", &|t| {
-        cut(
+        let t = cut(
             &t,
             "        self.inner.report_store_op(",
             "        );\n",
             "        let _ = (operation, nanos, error_kind, pool);\n",
+        );
+        cut(
+            &t,
+            "        self.inner\n            .report_change_lag(",
+            ");\n",
+            "        let _ = (subscriber, lag, dead_lettered);\n",
         )
     });
     edit("src/testing.rs", &|t| {
-        cut(
+        let t = cut(
             &t,
             "    /// Store metrics are the host's: the harness ignores them.",
             "    ) {\n    }\n",
+            "",
+        );
+        cut(
+            &t,
+            "    /// Change-feed gauges are the host's too.",
+            "{}\n",
             "",
         )
     });
@@ -1058,11 +1070,12 @@ fn a_plugin_built_against_the_epoch_2_contract_is_refused_with_a_clear_message()
         ),
         "{err}"
     );
-    // abi_stable's report ("too many fields, expected 5, found 4") is about
+    // abi_stable's report ("too many fields, expected 6, found 4") is about
     // the host services' method table (`FfiHostServices`' `VTable`):
-    // `_sabi_tys`, `_sabi_vtable`, `max_level`, `log` (+ `report_store_op`).
+    // `_sabi_tys`, `_sabi_vtable`, `max_level`, `log` (+ `report_store_op`,
+    // `report_change_lag`).
     assert!(
-        err.contains("`VTable` has 4 fields where this scimgate's has 5"),
+        err.contains("`VTable` has 4 fields where this scimgate's has 6"),
         "{err}"
     );
     assert_eq!(err.trim().lines().count(), 1, "one paragraph: {err}");

@@ -80,6 +80,21 @@ pub trait FfiHostServices: Send + Sync + Clone {
         error_kind: RStr<'_>,
         pool: ROption<StorePool>,
     );
+    /// Reports the state of one change-feed subscriber (the SCIM endpoint's
+    /// webhook delivery): `lag`, the change-log entries it has not yet
+    /// acknowledged, and whether its delivery is dead-lettered (stopped
+    /// until an operator replays or skips). The host exports it as the
+    /// gauges `scimgate_change_subscriber_lag` and
+    /// `scimgate_change_subscriber_dead_lettered`, under the route of the
+    /// request in progress on this thread (`(none)` outside one).
+    fn report_change_lag(
+        &self,
+        // The subscriber's name as configured.
+        subscriber: RStr<'_>,
+        // Change-log entries not yet acknowledged.
+        lag: u64,
+        dead_lettered: bool,
+    );
 }
 
 /// The state of a store's connection pool, as a plugin reports it with a

@@ -81,7 +81,8 @@ pub mod std_types {
 /// module has fewer fields than the host's). Epoch 2 added the root module's
 /// `declarations` and `validate_provider` (docs/architecture.md,
 /// "Versioning rules"). Epoch 3 added the host service
-/// `FfiHostServices::report_store_op`: abi_stable checks the host services'
+/// `FfiHostServices::report_store_op` (and, before its release,
+/// `report_change_lag`): abi_stable checks the host services'
 /// method table inside the root module's layout and refuses a plugin whose
 /// table is shorter than the host's, so epoch-2 plugins no longer load
 /// (`MIN_SUPPORTED_EPOCH` is 3 too).

@@ -197,6 +197,13 @@ impl HostHandle {
             pool.into(),
         );
     }
+
+    /// Reports one change-feed subscriber's state to the host (see
+    /// [`report_change_lag`]).
+    pub fn report_change_lag(&self, subscriber: &str, lag: u64, dead_lettered: bool) {
+        self.inner
+            .report_change_lag(RStr::from(subscriber), lag, dead_lettered);
+    }
 }
 
 /// Tells the host about one store operation of the request in progress on
@@ -219,6 +226,26 @@ pub fn report_store_op(
 ) {
     if let Some(host) = crate::trace_bridge::host() {
         host.report_store_op(operation, elapsed, error_kind, pool);
+    }
+}
+
+/// Tells the host the state of one change-feed subscriber, for its gauges
+/// `scimgate_change_subscriber_lag` (`lag`: change-log entries the
+/// subscriber has not yet acknowledged) and
+/// `scimgate_change_subscriber_dead_lettered` (docs/deployment.md,
+/// "Metrics"). Report after every delivery attempt and state change; the
+/// host keeps the last value per subscriber. `subscriber` is the name from
+/// the configuration (the host keeps at most 256 distinct names).
+///
+/// Counted under the route of the request in progress on this thread, and
+/// under `route="(none)"` when called outside a request (a delivery
+/// thread): report a given subscriber from one kind of thread only, so
+/// that it has one series.
+///
+/// A no-op until a component of this library has been created by a host.
+pub fn report_change_lag(subscriber: &str, lag: u64, dead_lettered: bool) {
+    if let Some(host) = crate::trace_bridge::host() {
+        host.report_change_lag(subscriber, lag, dead_lettered);
     }
 }
 

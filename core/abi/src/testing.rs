@@ -336,6 +336,9 @@ impl FfiHostServices for CapturingHost {
         _pool: abi_stable::std_types::ROption<crate::ffi::StorePool>,
     ) {
     }
+
+    /// Change-feed gauges are the host's too.
+    fn report_change_lag(&self, _subscriber: RStr<'_>, _lag: u64, _dead_lettered: bool) {}
 }
 
 /// A path of its own under the system's temporary folder (not created).
