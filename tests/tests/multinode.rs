@@ -130,11 +130,11 @@ fn tokens_resources_and_user_deactivation_are_shared_by_two_nodes() {
         cluster
             .schema
             .psql("SELECT MAX(version) FROM schema_version"),
-        "2"
+        "3"
     );
     assert_eq!(
         cluster.schema.psql("SELECT COUNT(*) FROM schema_version"),
-        "2"
+        "3"
     );
 
     // A token from node A works on node B, and the other way round.

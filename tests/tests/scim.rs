@@ -1381,7 +1381,7 @@ fn migrate_creates_the_schema_and_reports_the_stages(store: StoreKind) {
     }
     match &schema {
         Some(schema) => {
-            assert_eq!(schema.psql("SELECT MAX(version) FROM schema_version"), "2");
+            assert_eq!(schema.psql("SELECT MAX(version) FROM schema_version"), "3");
             assert_eq!(schema.psql("SELECT COUNT(*) FROM resources"), "0");
         }
         None => assert!(dir.path().join("data/scim.db").is_file()),

@@ -413,7 +413,8 @@ impl Deliverer {
         &self.sub
     }
 
-    /// The lease outlives one POST comfortably; it is renewed before each.
+    /// The lease outlives one POST comfortably; it is renewed before a POST
+    /// when less than `request_timeout` + 1 s of it is left.
     fn lease_ttl(&self) -> Duration {
         self.sub.request_timeout * 2 + Duration::from_secs(5)
     }
@@ -514,16 +515,27 @@ impl Deliverer {
         }
         let full = changes.len() >= self.sub.batch_size;
         let mut delivered = 0;
+        let ttl = i64::try_from(self.lease_ttl().as_millis()).unwrap_or(i64::MAX);
+        // `step` took the lease at `now_ms`.
+        let mut leased_until = now_ms.saturating_add(ttl);
         for change in &changes {
-            // Renew the lease before each POST, on the real clock.
+            // Before each POST the lease must outlast it (a POST ends
+            // within request_timeout): renewed, on the real clock, when
+            // less than that and a second are left. (Not on every POST: a
+            // renewal is a store write.)
             let renew_at = self.clock.now_ms().max(now_ms);
-            match self
-                .store
-                .try_lease(&self.sub.name, &self.node, self.lease_ttl(), renew_at)
-            {
-                Ok(true) => {}
-                Ok(false) => return StepOutcome::Busy,
-                Err(e) => return StepOutcome::StoreError(e),
+            let needed =
+                i64::try_from((self.sub.request_timeout + Duration::from_secs(1)).as_millis())
+                    .unwrap_or(i64::MAX);
+            if leased_until.saturating_sub(renew_at) < needed {
+                match self
+                    .store
+                    .try_lease(&self.sub.name, &self.node, self.lease_ttl(), renew_at)
+                {
+                    Ok(true) => leased_until = renew_at.saturating_add(ttl),
+                    Ok(false) => return StepOutcome::Busy,
+                    Err(e) => return StepOutcome::StoreError(e),
+                }
             }
             let token = self.token(change, now_ms);
             match self.post(&token) {

@@ -32,6 +32,20 @@ const RECHECK: Duration = Duration::from_secs(1);
 /// Retention runs at most this often (per engine).
 const PRUNE_EVERY_MS: i64 = 60_000;
 
+/// Push delivery of the log (webhooks), implemented by the plugin that
+/// runs the delivery workers. The engine pokes it after each committed
+/// write and hands it the operations under `/Changes/Subscribers`.
+pub trait ChangePush: Send + Sync {
+    /// A write committed: wake the workers. Must return at once.
+    fn committed(&self);
+    /// `GET /Changes/Subscribers`: the body (`{"subscribers": […]}`).
+    fn list(&self) -> Result<Value, PluginError>;
+    /// `POST /Changes/Subscribers/NAME` with `body`: the subscriber's
+    /// status after the operation; 404 for an unknown name, 400 for a bad
+    /// body.
+    fn act(&self, name: &str, body: &Value) -> Result<Value, PluginError>;
+}
+
 /// Who made a write and when: what every entry of one request carries.
 #[derive(Debug, Clone)]
 pub(crate) struct Stamp {
@@ -214,6 +228,9 @@ impl ScimService {
         if !self.settings.changes.enabled {
             return Ok(());
         }
+        if let Some(push) = &self.push {
+            push.committed();
+        }
         {
             let mut generation = self.feed.lock();
             *generation = generation.wrapping_add(1);
@@ -323,6 +340,32 @@ impl ScimService {
             "Resources": page,
         });
         Ok(Response::json(200, SCIM_JSON, &body).with_header("cache-control", "no-store"))
+    }
+}
+
+impl ScimService {
+    /// `GET /Changes/Subscribers`, `POST /Changes/Subscribers/NAME`.
+    pub(crate) fn change_subscribers(
+        &self,
+        call: &Call<'_>,
+        name: Option<&str>,
+    ) -> Result<Response, PluginError> {
+        let method = call.req.method.as_str();
+        let Some(push) = &self.push else {
+            return Err(not_found(
+                "no push subscribers are configured on this endpoint",
+            ));
+        };
+        let body = match (name, method) {
+            (None, "GET") => push.list()?,
+            (None, _) => return Err(method_not_allowed(method, "GET")),
+            (Some(name), "POST") => {
+                let body = crate::service::json_body(call.req)?;
+                push.act(name, &body)?
+            }
+            (Some(_), _) => return Err(method_not_allowed(method, "POST")),
+        };
+        Ok(Response::json(200, "application/json", &body).with_header("cache-control", "no-store"))
     }
 }
 

@@ -33,6 +33,7 @@ pub use backend::{
     Backend, BackendError, BackendResult, BackendTx, Capabilities, Change, ChangeOp, GroupRef,
     Member, MemberView, NewRecord, Record, Scan, UniqueColumn, Visit, Visitor, Work,
 };
+pub use changes::ChangePush;
 pub use list::ListParams;
 pub use resources::{display_of, etag, etag_matches, timestamp};
 pub use service::{content_version, ScimService, SCIM_JSON};

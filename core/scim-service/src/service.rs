@@ -37,6 +37,8 @@ pub struct ScimService {
     pub(crate) pages: Mutex<PageMemory>,
     /// Wakes `/Changes` long polls; paces retention.
     pub(crate) feed: Feed,
+    /// Push delivery of the change log (webhooks), when configured.
+    pub(crate) push: Option<Arc<dyn crate::changes::ChangePush>>,
 }
 
 impl ScimService {
@@ -57,7 +59,15 @@ impl ScimService {
             type_names,
             pages: Mutex::new(PageMemory::default()),
             feed: Feed::default(),
+            push: None,
         }
+    }
+
+    /// Wires push delivery: poked after each committed write (it only
+    /// signals its thread), and serving `/Changes/Subscribers…`.
+    pub fn with_push(mut self, push: Arc<dyn crate::changes::ChangePush>) -> ScimService {
+        self.push = Some(push);
+        self
     }
 
     /// Answers one request below the mount (`req.path` is the canonical
@@ -225,6 +235,7 @@ impl ScimService {
             },
             Target::Me => self.me(&call, caller),
             Target::Changes => self.changes_feed(&call),
+            Target::ChangeSubscribers(name) => self.change_subscribers(&call, name),
             Target::Nothing(_) => Err(not_found(format!("no such path: {}", req.path.as_str()))),
             target @ (Target::Collection(endpoint)
             | Target::CollectionSearch(endpoint)

@@ -28,6 +28,9 @@ pub enum Target<'a> {
     Me,
     /// `/Changes`: scimgate's change feed (an extension, not RFC 7644).
     Changes,
+    /// `/Changes/Subscribers` (`None`) or `/Changes/Subscribers/{name}`:
+    /// the push subscribers' status and operations (replay, skip).
+    ChangeSubscribers(Option<&'a str>),
     /// `/{endpoint}`: a resource type's collection (list, create).
     Collection(&'a str),
     /// `/{endpoint}/.search`.
@@ -58,7 +61,13 @@ impl<'a> Target<'a> {
         let second = segments.next();
         let third = segments.next();
         let is = |name: &str| first.eq_ignore_ascii_case(name);
+        let subscribers =
+            is("Changes") && second.is_some_and(|s| s.eq_ignore_ascii_case("Subscribers"));
         match (second, third) {
+            (_, None) if subscribers => Target::ChangeSubscribers(None),
+            (_, Some(name)) if subscribers && !name.is_empty() && !name.contains('/') => {
+                Target::ChangeSubscribers(Some(name))
+            }
             (_, Some(_)) => Target::Nothing(first),
             (None, None) if is("ServiceProviderConfig") => Target::ServiceProviderConfig,
             (Some(_), None) if is("ServiceProviderConfig") => Target::Nothing(first),
@@ -92,7 +101,7 @@ impl<'a> Target<'a> {
             Target::Search => Some(".search"),
             Target::Bulk => Some("Bulk"),
             Target::Me => Some("Me"),
-            Target::Changes => Some("Changes"),
+            Target::Changes | Target::ChangeSubscribers(_) => Some("Changes"),
             Target::Collection(e)
             | Target::CollectionSearch(e)
             | Target::Resource(e, _)
@@ -150,6 +159,12 @@ mod tests {
             ("/Changes", Target::Changes),
             ("/changes", Target::Changes),
             ("/Changes/1", Target::Nothing("Changes")),
+            ("/Changes/Subscribers", Target::ChangeSubscribers(None)),
+            (
+                "/changes/subscribers/hr",
+                Target::ChangeSubscribers(Some("hr")),
+            ),
+            ("/Changes/Subscribers/hr/x", Target::Nothing("Changes")),
             ("/Users", Target::Collection("Users")),
             ("/groups", Target::Collection("groups")),
             ("/Users/.search", Target::CollectionSearch("Users")),

@@ -2,7 +2,8 @@
 //! method and resource type require (RFC 6750 §3.1 `insufficient_scope`).
 //! The change feed (`/Changes`) has a scope of its own (`changes`, default
 //! `scim:changes`): `read` and rules that do not name `Changes` never open
-//! it.
+//! it. The push subscribers' operations (`/Changes/Subscribers…`) need
+//! `changes_admin` (default `scim:changes:admin`), whatever the rules say.
 
 use scimgate_abi::sdk::{CreateContext, Policy};
 use scimgate_abi::{Caller, ConfigIssue, ErrorStyle, PluginError, PolicyDecision, Request};
@@ -30,10 +31,19 @@ pub struct ScopesConfig {
     /// naming `resource = "Changes"` matches. Default `scim:changes`.
     #[serde(default = "default_changes_scope")]
     pub changes: String,
+    /// Scope required for the push subscribers' status and operations
+    /// (`GET /Changes/Subscribers`, `POST /Changes/Subscribers/NAME`);
+    /// rules do not apply to them. Default `scim:changes:admin`.
+    #[serde(default = "default_changes_admin_scope")]
+    pub changes_admin: String,
 }
 
 fn default_changes_scope() -> String {
     "scim:changes".into()
+}
+
+fn default_changes_admin_scope() -> String {
+    "scim:changes:admin".into()
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -54,6 +64,7 @@ pub struct Scopes {
     read: Vec<String>,
     write: Vec<String>,
     changes: Vec<String>,
+    changes_admin: Vec<String>,
     rules: Vec<ScopeRule>,
 }
 
@@ -87,6 +98,7 @@ impl Scopes {
             .map(|s| scope_list(s, "write".into()))
             .unwrap_or_default();
         let changes = scope_list(&config.changes, "changes".into());
+        let changes_admin = scope_list(&config.changes_admin, "changes_admin".into());
         let mut rules = Vec::new();
         for (i, rule) in config.rules.iter().enumerate() {
             let scopes = scope_list(&rule.scope, format!("rules[{i}].scope"));
@@ -133,6 +145,7 @@ impl Scopes {
                 read,
                 write,
                 changes,
+                changes_admin,
                 rules,
             })
         } else {
@@ -142,6 +155,9 @@ impl Scopes {
 
     /// The scopes a request with this method and target needs.
     fn required(&self, method: &str, target: Target<'_>) -> &[String] {
+        if matches!(target, Target::ChangeSubscribers(_)) {
+            return &self.changes_admin;
+        }
         let read = target.is_read(method);
         let method = if method == "POST" && target.is_search() {
             "GET"
@@ -308,6 +324,44 @@ mod tests {
         deny(check(&rule, &["scim:changes"], "GET", "/Changes"));
         // /Changes/x is not the feed: no feed scope, nothing there anyway.
         assert_allow(check(&std, &["scim:read"], "GET", "/Changes/1"));
+    }
+
+    #[test]
+    fn the_subscriber_operations_need_the_admin_scope() {
+        let std = standard();
+        let err = deny(check(
+            &std,
+            &["scim:changes", "scim:write"],
+            "GET",
+            "/Changes/Subscribers",
+        ));
+        assert_eq!(
+            header_of(&err, "www-authenticate"),
+            Some("Bearer error=\"insufficient_scope\", scope=\"scim:changes:admin\"")
+        );
+        deny(check(
+            &std,
+            &["scim:changes"],
+            "POST",
+            "/changes/subscribers/hr",
+        ));
+        assert_allow(check(
+            &std,
+            &["scim:changes:admin"],
+            "GET",
+            "/Changes/Subscribers",
+        ));
+        assert_allow(check(
+            &std,
+            &["scim:changes:admin"],
+            "POST",
+            "/Changes/Subscribers/hr",
+        ));
+        // A rule naming Changes does not open them.
+        let rule = policy(json!({"rules": [{"resource": "Changes", "scope": "c"}]}));
+        deny(check(&rule, &["c"], "POST", "/Changes/Subscribers/hr"));
+        let named = policy(json!({"changes_admin": "ops"}));
+        assert_allow(check(&named, &["ops"], "POST", "/Changes/Subscribers/hr"));
     }
 
     #[test]

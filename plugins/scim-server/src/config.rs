@@ -9,8 +9,12 @@
 use std::path::{Path, PathBuf};
 
 use schemars::JsonSchema;
-use scimgate_abi::units::Seconds;
+use std::time::Duration;
+
+use scimgate_abi::units::{HumanDuration, Seconds};
 use scimgate_abi::ConfigIssue;
+use scimgate_changes::backoff::Backoff;
+use scimgate_changes::{SignatureKind, Subscriber};
 use scimgate_scim::{core_schemas, urn, Registry, ResourceType, Schema};
 use scimgate_scim_service::settings::EngineSettings;
 use scimgate_scim_service::{ChangeSettings, Settings};
@@ -75,10 +79,160 @@ pub struct ScimConfig {
     /// host's pipeline slots); beyond it a request answers at once.
     #[serde(default = "default_change_max_waiters")]
     pub change_max_waiters: usize,
+    /// The Ed25519 key (PKCS#8 PEM) that signs the pushed change events
+    /// (relative paths against `data_dir`). Default: the instance's signing
+    /// key `<data_dir>/oauth2-signing-key.pem`, generated (mode 0600) when
+    /// missing. Its public key is served by `scim-server/change-keys`.
+    #[serde(default)]
+    pub change_signing_key: Option<String>,
+    /// `iss` of the pushed change events: this endpoint's SCIM base URL
+    /// (`https://scim.example.com/scim/v2`), the base of each event's
+    /// `sub_id.uri`. Default `urn:scimgate:stage:<stage name>`.
+    #[serde(default)]
+    pub change_issuer: Option<String>,
+    /// Webhook subscribers (`[[stage.NAME.subscriber]]`): every change is
+    /// POSTed to each as a signed Security Event Token, in order, at least
+    /// once. Needs `change_log = true`.
+    #[serde(default)]
+    pub subscriber: Vec<SubscriberConfig>,
     /// The SCIM engine's settings (paging, Bulk, PATCH, `/Me`, cursors,
     /// passwords, scans, discovery), keys of this table.
     #[serde(flatten)]
     pub engine: EngineSettings,
+}
+
+/// One webhook subscriber (`[[stage.NAME.subscriber]]`).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriberConfig {
+    /// Unique name: the key of its stored position and of the operations
+    /// (`/Changes/Subscribers/NAME`).
+    pub name: String,
+    /// Where events are POSTed: `https://…`, or `http://` to a loopback
+    /// host (anywhere with `allow_http`). Redirects are never followed.
+    pub url: String,
+    /// `aud` of its events. Default: the `url`.
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// `eddsa` (default: the signing key, public keys at the
+    /// `change-keys` route) or `hmac` (HS256 with `secret`).
+    #[serde(default)]
+    pub signature: SignatureConfig,
+    /// The HS256 shared secret (`signature = "hmac"` only; at least 32
+    /// bytes; usually `"${file:/run/secrets/hr-webhook}"`). Never logged.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub secret: Option<Secret>,
+    /// Failed attempts at one event before the subscriber is dead-lettered.
+    #[serde(default = "default_max_attempts")]
+    #[schemars(range(min = 1))]
+    pub max_attempts: u32,
+    /// First retry delay; doubled per attempt (full jitter) up to `backoff_cap`.
+    #[serde(default = "default_backoff_base")]
+    pub backoff_base: HumanDuration,
+    /// Longest retry delay.
+    #[serde(default = "default_backoff_cap")]
+    pub backoff_cap: HumanDuration,
+    /// Whole-request timeout of one POST.
+    #[serde(default = "default_timeout")]
+    pub timeout: HumanDuration,
+    /// Events read (and delivered) per step.
+    #[serde(default = "default_batch_size")]
+    #[schemars(range(min = 1))]
+    pub batch_size: usize,
+    /// Allow plain `http://` to a non-loopback host.
+    #[serde(default)]
+    pub allow_http: bool,
+}
+
+/// How a subscriber's events are signed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureConfig {
+    #[default]
+    Eddsa,
+    Hmac,
+}
+
+fn default_max_attempts() -> u32 {
+    10
+}
+fn default_backoff_base() -> HumanDuration {
+    HumanDuration(Duration::from_secs(1))
+}
+fn default_backoff_cap() -> HumanDuration {
+    HumanDuration(Duration::from_secs(300))
+}
+fn default_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(10))
+}
+fn default_batch_size() -> usize {
+    100
+}
+
+impl SubscriberConfig {
+    /// The engine's subscriber (unchecked; see [`Subscriber::validate`]).
+    pub fn subscriber(&self) -> Subscriber {
+        let mut sub = Subscriber::new(
+            &self.name,
+            &self.url,
+            self.audience.as_deref().unwrap_or(&self.url),
+        );
+        if self.signature == SignatureConfig::Hmac {
+            sub.signature = SignatureKind::Hmac {
+                secret: self
+                    .secret
+                    .as_ref()
+                    .map(|s| s.0.as_bytes().to_vec())
+                    .unwrap_or_default(),
+            };
+        }
+        sub.max_attempts = self.max_attempts;
+        sub.backoff = Backoff {
+            base: self.backoff_base.0,
+            cap: self.backoff_cap.0,
+        };
+        sub.request_timeout = self.timeout.0;
+        sub.batch_size = self.batch_size;
+        sub.allow_http = self.allow_http;
+        sub
+    }
+
+    /// The located mistakes of subscriber `index`.
+    fn check(&self, index: usize, issues: &mut Vec<ConfigIssue>) {
+        let at = |key: &str| format!("subscriber[{index}].{key}");
+        match (self.signature, &self.secret) {
+            (SignatureConfig::Hmac, None) => issues.push(ConfigIssue::new(
+                at("signature"),
+                "signature = \"hmac\" needs `secret` (at least 32 bytes)",
+            )),
+            (SignatureConfig::Eddsa, Some(_)) => issues.push(ConfigIssue::new(
+                at("secret"),
+                "`secret` is for signature = \"hmac\" only; EdDSA events are signed with change_signing_key",
+            )),
+            _ => {}
+        }
+        let mut sub = self.subscriber();
+        if self.secret.is_none() {
+            // Reported above; check the rest.
+            sub.signature = SignatureKind::EdDsa;
+        }
+        if let Err(message) = sub.validate() {
+            // The engine's message names the setting it is about.
+            let key = [
+                ("max_attempts", "max_attempts"),
+                ("batch_size", "batch_size"),
+                ("request_timeout", "timeout"),
+                ("backoff", "backoff_base"),
+                ("secret", "secret"),
+                ("url", "url"),
+            ]
+            .into_iter()
+            .find(|(word, _)| message.contains(word))
+            .map_or("name", |(_, key)| key);
+            issues.push(ConfigIssue::new(at(key), message));
+        }
+    }
 }
 
 /// A JSON document given as a file path or inline.
@@ -149,6 +303,25 @@ impl ScimConfig {
                 "only a PostgreSQL store (store = \"postgres://…\") takes a password",
             ));
         }
+        let mut names = std::collections::HashSet::new();
+        for (i, sub) in self.subscriber.iter().enumerate() {
+            if !names.insert(sub.name.as_str()) {
+                issues.push(ConfigIssue::new(
+                    format!("subscriber[{i}].name"),
+                    format!(
+                        "another subscriber is named {:?}; names must be unique",
+                        sub.name
+                    ),
+                ));
+            }
+            sub.check(i, &mut issues);
+        }
+        if !self.subscriber.is_empty() && !self.change_log {
+            issues.push(ConfigIssue::new(
+                "subscriber",
+                "subscribers push the change log: set change_log = true (or remove them)",
+            ));
+        }
         for (key, message) in self.settings().check() {
             issues.push(ConfigIssue::new(key, message));
         }
@@ -156,6 +329,15 @@ impl ScimConfig {
             issues.append(&mut more);
         }
         issues
+    }
+
+    /// Where the change signing key is (relative to `data_dir`).
+    pub fn change_signing_key_path(&self, data_dir: &Path) -> PathBuf {
+        match &self.change_signing_key {
+            Some(path) if Path::new(path).is_absolute() => PathBuf::from(path),
+            Some(path) => data_dir.join(path),
+            None => data_dir.join(crate::push::DEFAULT_KEY_FILE),
+        }
     }
 
     pub fn store_location(&self, data_dir: &Path) -> Result<StoreLocation, ConfigIssue> {
@@ -582,6 +764,67 @@ mod tests {
             issues[3].1.contains("did you mean `max_results`?"),
             "{issues:?}"
         );
+    }
+
+    #[test]
+    fn subscribers_have_defaults_and_located_mistakes() {
+        let config: ScimConfig = deserialize_config(&json!({
+            "subscriber": [{"name": "hr", "url": "https://hr.example/events"}]
+        }))
+        .expect("parse");
+        assert!(config.check(Path::new("/tmp")).is_empty());
+        let sub = config.subscriber[0].subscriber();
+        assert_eq!(
+            sub.audience, "https://hr.example/events",
+            "audience defaults to the url"
+        );
+        assert_eq!(sub.signature, SignatureKind::EdDsa);
+        assert_eq!((sub.max_attempts, sub.batch_size), (10, 100));
+        assert_eq!(sub.backoff.base, Duration::from_secs(1));
+        assert_eq!(sub.backoff.cap, Duration::from_secs(300));
+        assert_eq!(sub.request_timeout, Duration::from_secs(10));
+        assert!(!sub.allow_http);
+        assert_eq!(
+            config.change_signing_key_path(Path::new("/data")),
+            PathBuf::from("/data/oauth2-signing-key.pem")
+        );
+
+        let bad: ScimConfig = deserialize_config(&json!({
+            "change_log": false,
+            "subscriber": [
+                {"name": "a", "url": "http://a.example/x"},
+                {"name": "a", "url": "https://b.example/x", "signature": "hmac"},
+                {"name": "c", "url": "https://c.example/x", "secret": "0123456789abcdef0123456789abcdef"},
+                {"name": "d", "url": "https://d.example/x", "signature": "hmac", "secret": "short-TOPSECRET"},
+                {"name": "e", "url": "https://e.example/x", "max_attempts": 0}
+            ]
+        }))
+        .expect("parse");
+        let issues = bad.check(Path::new("/tmp"));
+        let paths: Vec<_> = issues.iter().map(|i| i.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "subscriber[0].url",
+                "subscriber[1].name",
+                "subscriber[1].signature",
+                "subscriber[2].secret",
+                "subscriber[3].secret",
+                "subscriber[4].max_attempts",
+                "subscriber",
+            ],
+            "{issues:?}"
+        );
+        assert!(issues[0].message.contains("loopback"), "{issues:?}");
+        assert!(
+            issues.iter().all(|i| !i.message.contains("TOPSECRET")),
+            "{issues:?}"
+        );
+        assert!(!format!("{bad:?}").contains("TOPSECRET"));
+        // Unknown keys of a subscriber are refused with their path.
+        let issues =
+            validate(json!({"subscriber": [{"name": "x", "url": "https://x/", "retries": 3}]}));
+        assert_eq!(issues[0].0, "subscriber[0].retries", "{issues:?}");
     }
 
     #[test]

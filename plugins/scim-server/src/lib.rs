@@ -7,12 +7,15 @@
 //! cursors, Bulk, ETags, discovery, `/Me`, derived attributes) is the
 //! engine of `scimgate-scim-service`; this crate maps its configuration to
 //! the engine's settings and implements the engine's `Backend` contract
-//! with SQL ([`store`]), pushing filters down as SQL conditions.
+//! with SQL ([`store`]), pushing filters down as SQL conditions. Push
+//! delivery of the change log to webhooks is [`push`]; its keys are served
+//! by the second component, `scim-server/change-keys`.
 
 pub mod config;
 #[cfg(test)]
 mod differential;
 pub mod endpoint;
+pub mod push;
 pub mod store;
 
 use scimgate_abi::sdk::{Component, CreateContext};
@@ -37,7 +40,13 @@ fn components() -> Vec<Component> {
         "bulk": {"max_operations": 1000, "max_payload_size": "1MiB"},
         "cursor_timeout": "10m",
         "password_storage": "hash"
-    }))]
+    })),
+    Component::endpoint_with_config(
+        "change-keys",
+        "The public keys (JWKS) of the change events' signing key; meant for an anonymous route such as /.well-known/scimgate/change-keys",
+        |config: endpoint::ChangeKeysConfig, ctx: &CreateContext| endpoint::ChangeKeys::create(config, ctx),
+    )
+    .with_example(serde_json::json!({}))]
 }
 
 scimgate_abi::export_plugin!("scim-server", components);

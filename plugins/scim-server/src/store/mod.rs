@@ -18,6 +18,11 @@
 //! so seq order is commit order and seqs have no gaps (a rolled-back unit,
 //! or a rolled-back Bulk operation, leaves no entry and consumes no seq).
 //!
+//! Both also keep the push subscribers' positions and delivery leases
+//! (`scim_change_subscribers`, the `PositionStore` of `scimgate-changes`),
+//! and their pruning never removes an entry a subscriber has not
+//! acknowledged.
+//!
 //! The endpoint hands the engine its store wrapped in [`metered::Metered`],
 //! which reports each store call to the host's metrics.
 
@@ -29,6 +34,7 @@ pub mod sqlite;
 pub mod suite;
 
 use scimgate_abi::PluginError;
+use scimgate_changes::{Position, State};
 use scimgate_scim::SortOrder;
 pub use scimgate_scim_service::backend::{
     Backend, BackendError, BackendResult, BackendTx, Capabilities, Change, ChangeOp, GroupRef,
@@ -50,6 +56,62 @@ pub fn change_op(text: &str) -> Option<ChangeOp> {
 /// The stored `attributes` column (a JSON array of names).
 pub fn attributes_json(attributes: &[String]) -> String {
     serde_json::to_string(attributes).unwrap_or_else(|_| "[]".into())
+}
+
+/// A `scim_change_subscribers` row as both stores read and write it:
+/// `state` is `active` or `dead-lettered` (then `dead_seq` and
+/// `dead_error` say where and why).
+pub(crate) struct PositionRow {
+    pub acked: i64,
+    pub attempts: i64,
+    pub next_attempt_ms: i64,
+    pub last_error: Option<String>,
+    pub state: String,
+    pub dead_seq: Option<i64>,
+    pub dead_error: Option<String>,
+    pub rev: i64,
+}
+
+impl PositionRow {
+    pub(crate) fn of(pos: &Position) -> PositionRow {
+        let (state, dead_seq, dead_error) = match &pos.state {
+            State::Active => ("active", None, None),
+            State::DeadLettered { seq, last_error } => (
+                "dead-lettered",
+                Some(i64::try_from(*seq).unwrap_or(i64::MAX)),
+                Some(last_error.clone()),
+            ),
+        };
+        PositionRow {
+            acked: i64::try_from(pos.acked).unwrap_or(i64::MAX),
+            attempts: i64::from(pos.attempts),
+            next_attempt_ms: pos.next_attempt_ms,
+            last_error: pos.last_error.clone(),
+            state: state.into(),
+            dead_seq,
+            dead_error,
+            rev: i64::try_from(pos.rev).unwrap_or(i64::MAX),
+        }
+    }
+}
+
+/// The [`Position`] a stored row describes.
+pub(crate) fn position_of(row: PositionRow) -> Position {
+    let state = match (row.state.as_str(), row.dead_seq) {
+        ("dead-lettered", Some(seq)) => State::DeadLettered {
+            seq: seq.max(0) as u64,
+            last_error: row.dead_error.unwrap_or_default(),
+        },
+        _ => State::Active,
+    };
+    Position {
+        acked: row.acked.max(0) as u64,
+        attempts: u32::try_from(row.attempts.max(0)).unwrap_or(u32::MAX),
+        next_attempt_ms: row.next_attempt_ms,
+        last_error: row.last_error,
+        state,
+        rev: row.rev.max(0) as u64,
+    }
 }
 
 /// The most change-log entries one read returns.

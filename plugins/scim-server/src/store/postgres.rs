@@ -17,6 +17,8 @@ use scimgate_abi::sdk::StorePool;
 use scimgate_abi::PluginError;
 use serde_json::Value;
 
+use scimgate_changes::{Position, PositionStore};
+
 use super::sql::{count_query, scan_query, Param, POSTGRES};
 use super::{
     attributes_json, change_op, Backend, BackendError, BackendResult, BackendTx, Capabilities,
@@ -86,6 +88,22 @@ pub const MIGRATIONS: &[&str] = &[
         client_id text,
         attributes text NOT NULL,
         via text
+    );",
+    // 3: the push subscribers' positions: the last acknowledged seq, the
+    //    retry state, the dead letter, a compare-and-swap revision and the
+    //    delivery lease that makes one node at a time deliver to each.
+    "CREATE TABLE scim_change_subscribers (
+        name text PRIMARY KEY,
+        acked bigint NOT NULL DEFAULT 0,
+        attempts bigint NOT NULL DEFAULT 0,
+        next_attempt_ms bigint NOT NULL DEFAULT 0,
+        last_error text,
+        state text NOT NULL DEFAULT 'active',
+        dead_seq bigint,
+        dead_error text,
+        rev bigint NOT NULL DEFAULT 0,
+        lease_node text,
+        lease_until_ms bigint NOT NULL DEFAULT 0
     );",
 ];
 
@@ -1144,10 +1162,117 @@ impl Backend for PostgresStore {
             conn.execute(
                 "DELETE FROM scim_changes WHERE seq < COALESCE(
                 (SELECT seq FROM scim_changes WHERE at >= $1 ORDER BY seq LIMIT 1),
+                9223372036854775807)
+                AND seq <= COALESCE(
+                (SELECT MIN(acked) FROM scim_change_subscribers),
                 9223372036854775807)",
                 &[&before_ms],
             )
         })
+    }
+}
+
+/// The push subscribers' positions and leases (`scim_change_subscribers`),
+/// shared by every node: saves are compare-and-swap on `rev`, the lease is
+/// taken with one conditional upsert (a node holds it until
+/// `lease_until_ms`, so a node that dies mid-delivery hands over when it
+/// expires).
+impl PositionStore for PostgresStore {
+    fn load(&self, subscriber: &str) -> Result<Position, String> {
+        let rows = self
+            .read(|conn| {
+                conn.query(
+                    "SELECT acked, attempts, next_attempt_ms, last_error, state, dead_seq,
+                            dead_error, rev
+                     FROM scim_change_subscribers WHERE name = $1",
+                    &[&subscriber],
+                )
+            })
+            .map_err(|e| e.to_string())?;
+        let Some(r) = rows.first() else {
+            return Ok(Position::default());
+        };
+        let row = (|| -> Result<super::PositionRow, postgres::Error> {
+            Ok(super::PositionRow {
+                acked: r.try_get(0)?,
+                attempts: r.try_get(1)?,
+                next_attempt_ms: r.try_get(2)?,
+                last_error: r.try_get(3)?,
+                state: r.try_get(4)?,
+                dead_seq: r.try_get(5)?,
+                dead_error: r.try_get(6)?,
+                rev: r.try_get(7)?,
+            })
+        })()
+        .map_err(|e| e.to_string())?;
+        Ok(super::position_of(row))
+    }
+
+    fn save(&self, subscriber: &str, pos: &Position) -> Result<bool, String> {
+        let row = super::PositionRow::of(pos);
+        self.read(|conn| {
+            conn.execute(
+                "INSERT INTO scim_change_subscribers AS s
+                     (name, acked, attempts, next_attempt_ms, last_error, state, dead_seq,
+                      dead_error, rev)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::bigint + 1)
+                 ON CONFLICT (name) DO UPDATE SET
+                     acked = excluded.acked, attempts = excluded.attempts,
+                     next_attempt_ms = excluded.next_attempt_ms,
+                     last_error = excluded.last_error, state = excluded.state,
+                     dead_seq = excluded.dead_seq, dead_error = excluded.dead_error,
+                     rev = s.rev + 1
+                 WHERE s.rev = $9::bigint",
+                &[
+                    &subscriber,
+                    &row.acked,
+                    &row.attempts,
+                    &row.next_attempt_ms,
+                    &row.last_error,
+                    &row.state,
+                    &row.dead_seq,
+                    &row.dead_error,
+                    &row.rev,
+                ],
+            )
+        })
+        .map(|n| n == 1)
+        .map_err(|e| e.to_string())
+    }
+
+    fn try_lease(
+        &self,
+        subscriber: &str,
+        node: &str,
+        ttl: Duration,
+        now_ms: i64,
+    ) -> Result<bool, String> {
+        let until = now_ms.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
+        self.read(|conn| {
+            conn.execute(
+                "INSERT INTO scim_change_subscribers AS s (name, lease_node, lease_until_ms)
+                 VALUES ($1, $2, $3)
+                 ON CONFLICT (name) DO UPDATE SET
+                     lease_node = excluded.lease_node, lease_until_ms = excluded.lease_until_ms
+                 WHERE s.lease_node IS NULL OR s.lease_node = excluded.lease_node
+                    OR s.lease_until_ms <= $4",
+                &[&subscriber, &node, &until, &now_ms],
+            )
+        })
+        .map(|n| n == 1)
+        .map_err(|e| e.to_string())
+    }
+
+    fn release(&self, subscriber: &str, node: &str) -> Result<(), String> {
+        self.read(|conn| {
+            conn.execute(
+                "UPDATE scim_change_subscribers SET lease_node = NULL, lease_until_ms = 0
+                 WHERE name = $1 AND lease_node = $2",
+                &[&subscriber, &node],
+            )
+        })
+        .map(|_| ())
+        .map_err(|e| e.to_string())
     }
 }
 
@@ -1521,6 +1646,7 @@ mod tests {
         let store = PostgresStore::connect(&db.settings(4)).expect("connect");
         assert_eq!(store.schema_version(), MIGRATIONS.len());
         suite::run_all(&store);
+        suite::run_positions(&store, &store);
     }
 
     #[test]

@@ -13,6 +13,8 @@ use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtensio
 use scimgate_abi::PluginError;
 use serde_json::Value;
 
+use scimgate_changes::{Position, PositionStore};
+
 use super::sql::{count_query, scan_query, Param, SQLITE};
 use super::{
     attributes_json, change_op, Backend, BackendError, BackendResult, BackendTx, Capabilities,
@@ -78,6 +80,22 @@ pub const MIGRATIONS: &[&str] = &[
         seq INTEGER NOT NULL
     );
     INSERT INTO scim_change_counter (id, seq) VALUES (1, 0);",
+    // 4: the push subscribers' positions (`scim_change_subscribers`): the
+    //    last acknowledged seq, the retry state, the dead letter, a
+    //    compare-and-swap revision and the delivery lease.
+    "CREATE TABLE scim_change_subscribers (
+        name TEXT PRIMARY KEY,
+        acked INTEGER NOT NULL DEFAULT 0,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_ms INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        state TEXT NOT NULL DEFAULT 'active',
+        dead_seq INTEGER,
+        dead_error TEXT,
+        rev INTEGER NOT NULL DEFAULT 0,
+        lease_node TEXT,
+        lease_until_ms INTEGER NOT NULL DEFAULT 0
+    );",
 ];
 
 const READERS: usize = 4;
@@ -552,11 +570,112 @@ impl Backend for SqliteStore {
             .prepare_cached(
                 "DELETE FROM scim_changes WHERE seq < COALESCE(
                 (SELECT seq FROM scim_changes WHERE at >= ?1 ORDER BY seq LIMIT 1),
+                9223372036854775807)
+                AND seq <= COALESCE(
+                (SELECT MIN(acked) FROM scim_change_subscribers),
                 9223372036854775807)",
             )
             .and_then(|mut s| s.execute([before_ms]))
             .map_err(sql)?;
         Ok(removed as u64)
+    }
+}
+
+/// The push subscribers' positions and leases (`scim_change_subscribers`):
+/// reads on a reader connection, writes on the writer (each one statement).
+impl PositionStore for SqliteStore {
+    fn load(&self, subscriber: &str) -> Result<Position, String> {
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT acked, attempts, next_attempt_ms, last_error, state, dead_seq,
+                        dead_error, rev
+                 FROM scim_change_subscribers WHERE name = ?1",
+            )
+            .and_then(|mut s| {
+                s.query_row([subscriber], |r| {
+                    Ok(super::position_of(super::PositionRow {
+                        acked: r.get(0)?,
+                        attempts: r.get(1)?,
+                        next_attempt_ms: r.get(2)?,
+                        last_error: r.get(3)?,
+                        state: r.get(4)?,
+                        dead_seq: r.get(5)?,
+                        dead_error: r.get(6)?,
+                        rev: r.get(7)?,
+                    }))
+                })
+                .optional()
+            })
+        })
+        .map_err(|e| e.to_string())?
+        .map(Option::unwrap_or_default)
+        .map_err(|e| e.to_string())
+    }
+
+    fn save(&self, subscriber: &str, pos: &Position) -> Result<bool, String> {
+        let row = super::PositionRow::of(pos);
+        let conn = self.writer.lock().map_err(|_| "store writer poisoned")?;
+        conn.prepare_cached(
+            "INSERT INTO scim_change_subscribers
+                 (name, acked, attempts, next_attempt_ms, last_error, state, dead_seq,
+                  dead_error, rev)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9 + 1)
+             ON CONFLICT (name) DO UPDATE SET
+                 acked = excluded.acked, attempts = excluded.attempts,
+                 next_attempt_ms = excluded.next_attempt_ms, last_error = excluded.last_error,
+                 state = excluded.state, dead_seq = excluded.dead_seq,
+                 dead_error = excluded.dead_error, rev = scim_change_subscribers.rev + 1
+             WHERE scim_change_subscribers.rev = ?9",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                subscriber,
+                row.acked,
+                row.attempts,
+                row.next_attempt_ms,
+                row.last_error,
+                row.state,
+                row.dead_seq,
+                row.dead_error,
+                row.rev
+            ])
+        })
+        .map(|n| n == 1)
+        .map_err(|e| e.to_string())
+    }
+
+    fn try_lease(
+        &self,
+        subscriber: &str,
+        node: &str,
+        ttl: Duration,
+        now_ms: i64,
+    ) -> Result<bool, String> {
+        let until = now_ms.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
+        let conn = self.writer.lock().map_err(|_| "store writer poisoned")?;
+        conn.prepare_cached(
+            "INSERT INTO scim_change_subscribers (name, lease_node, lease_until_ms)
+             VALUES (?1, ?2, ?3)
+             ON CONFLICT (name) DO UPDATE SET
+                 lease_node = excluded.lease_node, lease_until_ms = excluded.lease_until_ms
+             WHERE scim_change_subscribers.lease_node IS NULL
+                OR scim_change_subscribers.lease_node = excluded.lease_node
+                OR scim_change_subscribers.lease_until_ms <= ?4",
+        )
+        .and_then(|mut s| s.execute(params![subscriber, node, until, now_ms]))
+        .map(|n| n == 1)
+        .map_err(|e| e.to_string())
+    }
+
+    fn release(&self, subscriber: &str, node: &str) -> Result<(), String> {
+        let conn = self.writer.lock().map_err(|_| "store writer poisoned")?;
+        conn.prepare_cached(
+            "UPDATE scim_change_subscribers SET lease_node = NULL, lease_until_ms = 0
+             WHERE name = ?1 AND lease_node = ?2",
+        )
+        .and_then(|mut s| s.execute(params![subscriber, node]))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
     }
 }
 
@@ -928,6 +1047,7 @@ mod tests {
         let path = temp_db("suite");
         let store = SqliteStore::open(&path).expect("open");
         super::super::suite::run_all(store.as_ref());
+        super::super::suite::run_positions(store.as_ref(), store.as_ref());
         let _ = std::fs::remove_dir_all(path.parent().expect("parent"));
     }
 

@@ -6,11 +6,128 @@ use std::io::Write;
 
 use serde_json::json;
 
+use scimgate_changes::{Position, PositionStore, State};
+
 use super::postgres::{PgSettings, Secret};
 use super::{
     BackendError, Change, ChangeOp, Cmp, Cond, Member, NewRecord, SqlScan, SqlStore, UniqueColumn,
     Visit,
 };
+
+/// The push subscribers' positions and leases (`PositionStore`), and how
+/// retention spares what a subscriber has not acknowledged. Run after
+/// [`run_all`] on the same store.
+pub fn run_positions(store: &dyn SqlStore, positions: &dyn PositionStore) {
+    positions_are_compare_and_swap(positions);
+    leases_exclude_other_nodes_until_they_expire(positions);
+    retention_keeps_what_a_subscriber_has_not_acked(store, positions);
+}
+
+fn positions_are_compare_and_swap(positions: &dyn PositionStore) {
+    assert_eq!(positions.load("cas").expect("load"), Position::default());
+    let mut pos = Position {
+        acked: 7,
+        attempts: 2,
+        next_attempt_ms: 1234,
+        last_error: Some("HTTP 503".into()),
+        ..Position::default()
+    };
+    assert!(positions.save("cas", &pos).expect("first save"));
+    let stored = positions.load("cas").expect("load");
+    assert_eq!(stored.rev, 1);
+    assert_eq!((stored.acked, stored.attempts), (7, 2));
+    assert_eq!(stored.last_error.as_deref(), Some("HTTP 503"));
+    // A second save from the same (stale) revision loses.
+    pos.acked = 8;
+    assert!(!positions.save("cas", &pos).expect("stale save"));
+    assert_eq!(positions.load("cas").expect("load").acked, 7);
+    // From the stored revision it wins, and a dead letter round-trips.
+    let mut pos = stored;
+    pos.state = State::DeadLettered {
+        seq: 8,
+        last_error: "HTTP 500: nope".into(),
+    };
+    assert!(positions.save("cas", &pos).expect("save"));
+    let dead = positions.load("cas").expect("load");
+    assert_eq!(dead.rev, 2);
+    assert_eq!(dead.state, pos.state);
+    // Another subscriber is untouched.
+    assert_eq!(positions.load("other").expect("load"), Position::default());
+}
+
+fn leases_exclude_other_nodes_until_they_expire(positions: &dyn PositionStore) {
+    let ttl = std::time::Duration::from_secs(10);
+    assert!(positions.try_lease("lease", "a", ttl, 1_000).expect("a"));
+    assert!(!positions.try_lease("lease", "b", ttl, 2_000).expect("b"));
+    // The holder renews.
+    assert!(positions
+        .try_lease("lease", "a", ttl, 5_000)
+        .expect("renew"));
+    assert!(!positions.try_lease("lease", "b", ttl, 14_000).expect("b"));
+    // Expired (a dead node): another node takes it over.
+    assert!(positions
+        .try_lease("lease", "b", ttl, 15_000)
+        .expect("takeover"));
+    assert!(!positions.try_lease("lease", "a", ttl, 15_001).expect("a"));
+    // Only the holder releases.
+    positions.release("lease", "a").expect("release");
+    assert!(!positions.try_lease("lease", "a", ttl, 15_002).expect("a"));
+    positions.release("lease", "b").expect("release");
+    assert!(positions.try_lease("lease", "a", ttl, 15_003).expect("a"));
+    // A lease row does not disturb the position's revision.
+    let pos = positions.load("lease").expect("load");
+    assert_eq!((pos.rev, pos.acked), (0, 0));
+    assert!(positions.save("lease", &pos).expect("save"));
+    assert!(positions.try_lease("lease", "a", ttl, 15_004).expect("a"));
+    positions.release("lease", "a").expect("release");
+}
+
+fn retention_keeps_what_a_subscriber_has_not_acked(
+    store: &dyn SqlStore,
+    positions: &dyn PositionStore,
+) {
+    // Every subscriber so far is past everything.
+    for name in ["cas", "lease", "other"] {
+        let mut pos = positions.load(name).expect("load");
+        pos.acked = u64::MAX >> 2;
+        pos.state = State::Active;
+        assert!(positions.save(name, &pos).expect("save"));
+    }
+    let start = newest(store);
+    store
+        .write(&mut |tx| {
+            for id in ["r1", "r2", "r3"] {
+                tx.record_change(&entry(id, 9_100_000_000_000, ChangeOp::Patch))?;
+            }
+            Ok(())
+        })
+        .expect("write");
+    // A subscriber has acked only the first: the others stay, however old.
+    let mut slow = positions.load("slow").expect("load");
+    slow.acked = start + 1;
+    assert!(positions.save("slow", &slow).expect("save"));
+    store.prune_changes(i64::MAX).expect("prune");
+    assert_eq!(
+        ids_after(store, 0),
+        vec![(start + 2, "r2".to_string()), (start + 3, "r3".to_string())]
+    );
+    // Dead-lettered at the second: still kept.
+    let mut slow = positions.load("slow").expect("load");
+    slow.state = State::DeadLettered {
+        seq: start + 2,
+        last_error: "HTTP 500".into(),
+    };
+    assert!(positions.save("slow", &slow).expect("save"));
+    store.prune_changes(i64::MAX).expect("prune");
+    assert_eq!(ids_after(store, 0).len(), 2);
+    // Once it has passed them and the window elapsed, they go.
+    let mut slow = positions.load("slow").expect("load");
+    slow.acked = start + 3;
+    slow.state = State::Active;
+    assert!(positions.save("slow", &slow).expect("save"));
+    store.prune_changes(i64::MAX).expect("prune");
+    assert!(ids_after(store, 0).is_empty());
+}
 
 /// Runs every check on an empty store.
 pub fn run_all(store: &dyn SqlStore) {
