@@ -5,17 +5,15 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
-use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey};
+use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 
 use crate::secret::{hex, sha256};
 
 /// The file a key is generated into when no `signing_key` is configured.
-pub const DEFAULT_KEY_FILE: &str = "oauth2-signing-key.pem";
+pub use scimgate_keys::DEFAULT_KEY_FILE;
 
 /// Where the keys come from (the `signing_key` / `verification_keys` stage
 /// options).
@@ -61,15 +59,8 @@ pub fn load(data_dir: &Path, sources: &KeySources) -> Result<KeySet, String> {
 }
 
 fn read_signing_key(path: &Path) -> Result<SigningKey, String> {
-    let pem = fs::read_to_string(path)
-        .map_err(|e| format!("cannot read signing key {}: {e}", path.display()))?;
     warn_if_readable_by_others(path);
-    SigningKey::from_pkcs8_pem(&pem).map_err(|e| {
-        format!(
-            "{} is not a PKCS#8 PEM Ed25519 private key: {e}",
-            path.display()
-        )
-    })
+    scimgate_keys::read_signing_key(path)
 }
 
 /// A public key file (`-----BEGIN PUBLIC KEY-----`), or a private key file
@@ -87,77 +78,23 @@ fn read_verifying_key(path: &Path) -> Result<VerifyingKey, String> {
         })
 }
 
-/// Reads the key at `path`, or generates it there: written to a temporary
-/// file with mode 0600, then hard-linked into place, so a concurrent process
-/// either wins the race or reads the winner's complete key.
+/// Reads the key at `path`, or generates it there (`scimgate_keys`, shared
+/// with the SCIM server's change events).
 fn load_or_generate(path: &Path) -> Result<SigningKey, String> {
-    if path.exists() {
-        return read_signing_key(path);
+    let loaded = scimgate_keys::load_or_generate(path)?;
+    if loaded.generated {
+        tracing::info!(path = %path.display(), kid = %kid_of(&loaded.key.verifying_key()), "generated a new token signing key");
+    } else {
+        warn_if_readable_by_others(path);
     }
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)
-        .map_err(|e| format!("cannot create data dir {}: {e}", dir.display()))?;
-    let mut seed = [0u8; 32];
-    getrandom::getrandom(&mut seed).map_err(|e| format!("no system randomness: {e}"))?;
-    let key = SigningKey::from_bytes(&seed);
-    let pem = key
-        .to_pkcs8_pem(LineEnding::LF)
-        .map_err(|e| format!("cannot encode the signing key: {e}"))?;
-    let mut suffix = [0u8; 8];
-    getrandom::getrandom(&mut suffix).map_err(|e| format!("no system randomness: {e}"))?;
-    let tmp = dir.join(format!(
-        ".{DEFAULT_KEY_FILE}.{}.{}.tmp",
-        std::process::id(),
-        hex(&suffix)
-    ));
-    let write = || -> std::io::Result<()> {
-        let mut file = private_file(&tmp)?;
-        file.write_all(pem.as_bytes())?;
-        file.sync_all()
-    };
-    let result = write().and_then(|()| fs::hard_link(&tmp, path));
-    let _ = fs::remove_file(&tmp);
-    match result {
-        Ok(()) => {
-            tracing::info!(path = %path.display(), kid = %kid_of(&key.verifying_key()), "generated a new token signing key");
-            Ok(key)
-        }
-        // Another process (or stage) created it first: use theirs.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_signing_key(path),
-        Err(e) => Err(format!("cannot write signing key {}: {e}", path.display())),
-    }
+    Ok(loaded.key)
 }
 
-#[cfg(unix)]
-fn private_file(path: &Path) -> std::io::Result<fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-}
-
-#[cfg(not(unix))]
-fn private_file(path: &Path) -> std::io::Result<fs::File> {
-    fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-}
-
-#[cfg(unix)]
 fn warn_if_readable_by_others(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    if let Ok(meta) = fs::metadata(path) {
-        if meta.permissions().mode() & 0o077 != 0 {
-            tracing::warn!(path = %path.display(), "the token signing key is readable by group or others; chmod 600 it");
-        }
+    if scimgate_keys::readable_by_others(path) {
+        tracing::warn!(path = %path.display(), "the token signing key is readable by group or others; chmod 600 it");
     }
 }
-
-#[cfg(not(unix))]
-fn warn_if_readable_by_others(_path: &Path) {}
 
 #[cfg(test)]
 mod tests {
