@@ -12,33 +12,11 @@
 //! `SCIMGATE_TARGET_DIR=target/release cargo bench -p scimgate-e2e --bench changelog_overhead`.
 //! `CHANGELOG_BENCH_SAMPLES` sets the writes per kind and server (default 2000).
 
-use std::process::Command;
 use std::time::Instant;
 
 use scimgate_e2e::*;
 
 const AUTH: &str = "Bearer bench-token";
-
-/// Latency figures in µs.
-#[derive(Clone, Copy, Default)]
-struct Latency {
-    mean: f64,
-    p50: f64,
-    p99: f64,
-}
-
-fn latency(mut micros: Vec<u128>) -> Latency {
-    micros.sort_unstable();
-    if micros.is_empty() {
-        return Latency::default();
-    }
-    let at = |p: f64| micros[((micros.len() as f64 - 1.0) * p).round() as usize] as f64;
-    Latency {
-        mean: micros.iter().sum::<u128>() as f64 / micros.len() as f64,
-        p50: at(0.5),
-        p99: at(0.99),
-    }
-}
 
 struct Side {
     _server: Server,
@@ -143,27 +121,6 @@ fn compare(name: &str, on_options: &str, off_options: &str, env: &[(&str, &str)]
             );
         }
     }
-}
-
-fn psql(url: &str, password: &str, sql: &str) {
-    let psql = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path().join("bin/psql"))
-        .filter(|p| p.is_file())
-        .max()
-        .unwrap_or_else(|| "psql".into());
-    let out = Command::new(psql)
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql])
-        .env("PGPASSWORD", password)
-        .output()
-        .expect("run psql");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn main() {

@@ -14,7 +14,6 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -138,27 +137,6 @@ fn run(name: &str, store_options: &str, env: &[(&str, &str)], n: usize) {
         events as f64 / took.as_secs_f64().max(f64::MIN_POSITIVE)
     );
     drop(server);
-}
-
-fn psql(url: &str, password: &str, sql: &str) {
-    let psql = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path().join("bin/psql"))
-        .filter(|p| p.is_file())
-        .max()
-        .unwrap_or_else(|| "psql".into());
-    let out = Command::new(psql)
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql])
-        .env("PGPASSWORD", password)
-        .output()
-        .expect("run psql");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn main() {

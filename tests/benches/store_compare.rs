@@ -10,7 +10,6 @@
 //! `SCIM_BENCH_USERS` changes the population (default 100000). Without
 //! `SCIMGATE_TEST_POSTGRES_URL` only SQLite runs.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use scimgate_e2e::*;
@@ -22,27 +21,6 @@ const SAMPLES: usize = 2000;
 
 fn config(store: &str) -> String {
     scim_route_config("bench-token", store)
-}
-
-/// Latency figures in µs.
-#[derive(Clone, Copy, Default)]
-struct Latency {
-    mean: f64,
-    p50: f64,
-    p99: f64,
-}
-
-fn latency(mut micros: Vec<u128>) -> Latency {
-    micros.sort_unstable();
-    if micros.is_empty() {
-        return Latency::default();
-    }
-    let at = |p: f64| micros[((micros.len() as f64 - 1.0) * p).round() as usize] as f64;
-    Latency {
-        mean: micros.iter().sum::<u128>() as f64 / micros.len() as f64,
-        p50: at(0.5),
-        p99: at(0.99),
-    }
 }
 
 /// What one store measured.
@@ -125,33 +103,7 @@ impl Schema {
     }
 
     fn psql(&self, sql: &str) {
-        let psql = std::fs::read_dir("/usr/lib/postgresql")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path().join("bin/psql"))
-            .filter(|p| p.is_file())
-            .max()
-            .unwrap_or_else(|| "psql".into());
-        let out = Command::new(psql)
-            .args([
-                "-X",
-                "-q",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-d",
-                &self.url,
-                "-c",
-                sql,
-            ])
-            .env("PGPASSWORD", &self.password)
-            .output()
-            .expect("run psql");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        psql(&self.url, &self.password, sql);
     }
 }
 

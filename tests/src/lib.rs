@@ -638,6 +638,29 @@ pub fn send_json(method: &str, url: &str, headers: &[(&str, &str)], body: &Value
     send(method, url, &all, Some(&body.to_string()))
 }
 
+/// A write with a bearer token that must succeed (status below 300): the
+/// reply's JSON body, or `Null` when it has none (a 204).
+pub fn write_ok(server: &Server, token: &str, method: &str, path: &str, body: &Value) -> Value {
+    let authorization = format!("Bearer {token}");
+    let reply = send_json(
+        method,
+        &server.url(path),
+        &[("authorization", &authorization)],
+        body,
+    );
+    assert!(
+        reply.status < 300,
+        "{method} {path}: {} {}",
+        reply.status,
+        reply.body
+    );
+    if reply.body.is_empty() {
+        Value::Null
+    } else {
+        reply.json()
+    }
+}
+
 /// Like [`send`], binding the client socket to `local` (e.g. 127.0.0.2).
 /// A deliberately small HTTP/1.1 client (`Connection: close`) so that tests
 /// can choose their source address anywhere in 127.0.0.0/8.
@@ -928,6 +951,74 @@ pub fn bench_user(i: usize) -> Value {
 /// The `p` quantile (0..=1) of sorted samples.
 pub fn percentile(sorted: &[u128], p: f64) -> u128 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// Latency figures of a benchmark, in µs.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Latency {
+    pub mean: f64,
+    pub p50: f64,
+    pub p99: f64,
+}
+
+/// Mean, median and 99th percentile of `micros` (any order; all zero when
+/// empty).
+pub fn latency(mut micros: Vec<u128>) -> Latency {
+    micros.sort_unstable();
+    if micros.is_empty() {
+        return Latency::default();
+    }
+    Latency {
+        mean: micros.iter().sum::<u128>() as f64 / micros.len() as f64,
+        p50: percentile(&micros, 0.5) as f64,
+        p99: percentile(&micros, 0.99) as f64,
+    }
+}
+
+/// `psql` of the newest installed PostgreSQL (as tests/pg-cluster finds it),
+/// else from PATH.
+pub fn psql_bin() -> PathBuf {
+    let mut bins: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("bin/psql"))
+        .filter(|p| p.is_file())
+        .collect();
+    bins.sort_by_key(|p| {
+        p.components()
+            .nth(4)
+            .and_then(|c| c.as_os_str().to_str()?.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    bins.pop().unwrap_or_else(|| PathBuf::from("psql"))
+}
+
+/// Runs `sql` with [`psql_bin`] against `url` (unaligned, tuples only);
+/// its output, trimmed. Panics with psql's message when it fails.
+pub fn psql(url: &str, password: &str, sql: &str) -> String {
+    let out = std::process::Command::new(psql_bin())
+        .args([
+            "-X",
+            "-q",
+            "-t",
+            "-A",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            url,
+            "-c",
+            sql,
+        ])
+        .env("PGPASSWORD", password)
+        .output()
+        .expect("run psql");
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// What [`bulk_fill_users`] created and how long it took.

@@ -109,24 +109,7 @@ fn auth(token: &str) -> String {
 }
 
 fn write(server: &Server, method: &str, path: &str, body: &Value) -> Value {
-    let a = auth(FEED_TOKEN);
-    let reply = send_json(
-        method,
-        &server.url(&format!("/scim/v2{path}")),
-        &[("authorization", &a)],
-        body,
-    );
-    assert!(
-        reply.status < 300,
-        "{method} {path}: {} {}",
-        reply.status,
-        reply.body
-    );
-    if reply.body.is_empty() {
-        Value::Null
-    } else {
-        reply.json()
-    }
+    write_ok(server, FEED_TOKEN, method, &format!("/scim/v2{path}"), body)
 }
 
 fn delete(server: &Server, path: &str) {

@@ -286,24 +286,13 @@ fn bearer(token: &str) -> String {
 }
 
 fn write(server: &Server, method: &str, path: &str, body: &Value) -> Value {
-    let a = bearer(WRITER_TOKEN);
-    let reply = send_json(
+    write_ok(
+        server,
+        WRITER_TOKEN,
         method,
-        &server.url(&format!("/scim/v2{path}")),
-        &[("authorization", &a)],
+        &format!("/scim/v2{path}"),
         body,
-    );
-    assert!(
-        reply.status < 300,
-        "{method} {path}: {} {}",
-        reply.status,
-        reply.body
-    );
-    if reply.body.is_empty() {
-        Value::Null
-    } else {
-        reply.json()
-    }
+    )
 }
 
 fn create_user(server: &Server, name: &str) -> String {

@@ -103,28 +103,7 @@ impl PgServer {
 
     /// Runs SQL with `psql` (the cluster's own client); its output.
     pub(crate) fn psql(&self, sql: &str) -> String {
-        let out = Command::new(psql_bin())
-            .args([
-                "-X",
-                "-q",
-                "-t",
-                "-A",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-d",
-                &self.url,
-                "-c",
-                sql,
-            ])
-            .env("PGPASSWORD", &self.password)
-            .output()
-            .expect("run psql");
-        assert!(
-            out.status.success(),
-            "psql {sql}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        psql(&self.url, &self.password, sql)
     }
 
     /// A fresh schema only this test uses, dropped at the end.
@@ -142,24 +121,6 @@ impl PgServer {
             name,
         }
     }
-}
-
-/// `psql` of the newest installed PostgreSQL (as tests/pg-cluster finds it), else from PATH.
-pub(crate) fn psql_bin() -> PathBuf {
-    let mut bins: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path().join("bin/psql"))
-        .filter(|p| p.is_file())
-        .collect();
-    bins.sort_by_key(|p| {
-        p.components()
-            .nth(4)
-            .and_then(|c| c.as_os_str().to_str()?.parse::<u32>().ok())
-            .unwrap_or(0)
-    });
-    bins.pop().unwrap_or_else(|| PathBuf::from("psql"))
 }
 
 /// A schema in the test server; stores reach it by `search_path`.
