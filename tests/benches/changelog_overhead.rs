@@ -9,7 +9,8 @@
 //!
 //! Run: `cargo build --release --workspace`, optionally start a cluster
 //! (`eval "$(tests/pg-cluster start DIR)"`), then
-//! `SCIMGATE_TARGET_DIR=target/release cargo bench -p scimgate-e2e --bench changelog_overhead`.
+//! `cargo bench -p scimgate-e2e --bench changelog_overhead` (the bench profile runs the
+//! binaries of target/release).
 //! `CHANGELOG_BENCH_SAMPLES` sets the writes per kind and server (default 2000).
 
 use std::time::Instant;

@@ -9,7 +9,8 @@
 //!
 //! Run: `cargo build --release --workspace`, optionally start a cluster
 //! (`eval "$(tests/pg-cluster start DIR)"`), then
-//! `SCIMGATE_TARGET_DIR=target/release cargo bench -p scimgate-e2e --bench push_delivery`.
+//! `cargo bench -p scimgate-e2e --bench push_delivery` (the bench profile runs the
+//! binaries of target/release).
 //! `PUSH_BENCH_EVENTS` sets N (default 5000).
 
 use std::io::{BufRead, BufReader, Read, Write};

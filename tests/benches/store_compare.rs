@@ -6,7 +6,8 @@
 //!
 //! Run: `cargo build --release --workspace`, start a cluster
 //! (`eval "$(tests/pg-cluster start DIR)"`), then
-//! `SCIMGATE_TARGET_DIR=target/release cargo bench -p scimgate-e2e --bench store_compare`.
+//! `cargo bench -p scimgate-e2e --bench store_compare` (the bench profile runs
+//! the binaries of target/release).
 //! `SCIM_BENCH_USERS` changes the population (default 100000). Without
 //! `SCIMGATE_TEST_POSTGRES_URL` only SQLite runs.
 

@@ -8,7 +8,7 @@
 //!
 //! ```sh
 //! cargo build --release --workspace
-//! SCIMGATE_TARGET_DIR=target/release cargo bench -p scimgate-e2e --bench token_load
+//! cargo bench -p scimgate-e2e --bench token_load   # runs target/release
 //! ```
 //! `TOKEN_LOAD_SECS` (default 5) sets the time per run.
 
