@@ -729,3 +729,49 @@ fn two_nodes_on_postgres_deliver_each_event_once() {
         status(&a)["ackedSeq"] == 20 && status(&b)["ackedSeq"] == 20
     });
 }
+
+#[test]
+fn hmac_subscribers_get_sets_signed_with_their_secret() {
+    // A receiver that asked for HS256 with its own secret (given through
+    // the environment, as `${VAR}` works in any config value).
+    use hmac::{KeyInit, Mac};
+    const SECRET: &str = "rx-shared-secret-0123456789abcdef0123456789";
+    let rx = Receiver::start(Mode::Accept);
+    let server = Server::start_with_env(
+        &config(
+            "",
+            &rx.url,
+            "signature = \"hmac\"\nsecret = \"${RX_SECRET}\"",
+        ),
+        &env(&[("RX_SECRET".to_string(), SECRET.to_string())]),
+    );
+    let id = create_user(&server, "hmac-1");
+    patch_user(&server, &id, "Signed");
+    let upto = newest(&server);
+    wait_for_all(&rx, Some(&server), upto);
+    let tokens = rx.accepted();
+    assert_eq!(rx.seqs(), vec![1, 2], "each once, in order");
+    let mac = |key: &str, input: &str| {
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).expect("key");
+        mac.update(input.as_bytes());
+        mac.finalize().into_bytes().to_vec()
+    };
+    for token in &tokens {
+        let header = header_of(token);
+        assert_eq!(header["alg"], "HS256", "{header}");
+        assert_eq!(header["typ"], "secevent+jwt", "{header}");
+        let (input, sig) = token.rsplit_once('.').expect("three parts");
+        assert_eq!(
+            b64url(sig),
+            mac(SECRET, input),
+            "the MAC is HS256 over header.payload"
+        );
+        assert_ne!(b64url(sig), mac("another secret", input));
+    }
+    assert_eq!(claims(&tokens[0])["sub_id"]["uri"], format!("/Users/{id}"));
+    // The secret is never in the log.
+    assert!(
+        !server.logs().contains(SECRET),
+        "the HMAC secret was logged"
+    );
+}
