@@ -153,9 +153,15 @@ fn load_described(settings: &TlsConfig) -> Result<(Arc<ServerConfig>, String), L
     Ok((Arc::new(config), described))
 }
 
+/// Lowercase hex SHA-256 of a certificate's DER: its fingerprint in logs
+/// and in `tls.client_cert.sha256`.
+fn fingerprint(der: &[u8]) -> String {
+    scimgate_abi::secret::hex(&scimgate_abi::secret::sha256(der))
+}
+
 /// `subject=…, sha256=…, not_after=…` of a certificate's DER.
 fn describe(der: &[u8]) -> String {
-    let sha256 = hex::encode(ring::digest::digest(&ring::digest::SHA256, der).as_ref());
+    let sha256 = fingerprint(der);
     match x509_parser::parse_x509_certificate(der) {
         Ok((_, cert)) => {
             let not_after = cert
@@ -293,8 +299,7 @@ impl PeerTls {
 
 /// `tls.client_cert.*` of a leaf certificate's DER.
 fn client_cert_attributes(der: &[u8], out: &mut Vec<(&'static str, String)>) {
-    let digest = ring::digest::digest(&ring::digest::SHA256, der);
-    out.push(("tls.client_cert.sha256", hex::encode(digest.as_ref())));
+    out.push(("tls.client_cert.sha256", fingerprint(der)));
     let cert = match x509_parser::parse_x509_certificate(der) {
         Ok((_, cert)) => cert,
         Err(error) => {

@@ -85,7 +85,7 @@ pub fn node_id() -> String {
         .unwrap_or_else(|| "node".into());
     let mut random = [0u8; 4];
     let _ = getrandom::getrandom(&mut random);
-    let random: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    let random = scimgate_abi::secret::hex(&random);
     format!("{host}:{}:{random}", std::process::id())
 }
 
