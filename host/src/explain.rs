@@ -358,6 +358,7 @@ fn run_pre_stages(
         error_style: route.error_style,
         challenges: &route.challenges,
         providers: route.providers.as_deref(),
+        inline_marked: &[],
     };
     let mut req = req.clone();
     let outcome = stages.run(&mut req, |id| runtime.providers.get(id).map(|r| &**r));

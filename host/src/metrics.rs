@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::pipeline::{AuditRecord, Decision};
+use crate::pipeline::{AuditRecord, Decision, RunMode};
 
 /// The `le` bounds of `scimgate_request_duration_seconds`, in seconds.
 pub const DURATION_BUCKETS: [f64; 14] = [
@@ -152,7 +152,12 @@ pub struct RouteMetrics {
     denials: Mutex<Vec<(String, u64)>>,
     /// Ever saw a token-route request (to export the token series).
     mints_tokens: std::sync::atomic::AtomicBool,
+    /// Pipelines run, by [`RUN_MODES`].
+    runs: [Counter; 3],
 }
+
+/// Where a route's pipelines ran (`scimgate_pipeline_runs_total{mode}`).
+const RUN_MODES: [RunMode; 3] = [RunMode::Inline, RunMode::Resumed, RunMode::Blocking];
 
 impl Default for RouteMetrics {
     fn default() -> Self {
@@ -166,6 +171,7 @@ impl Default for RouteMetrics {
             tokens_refused: Counter::default(),
             denials: Mutex::new(Vec::new()),
             mints_tokens: std::sync::atomic::AtomicBool::new(false),
+            runs: std::array::from_fn(|_| Counter::default()),
         }
     }
 }
@@ -627,6 +633,9 @@ impl Metrics {
         let route = self.route(&audit.route);
         route.requests[decision_index(audit.decision)][status_slot(audit.status)].inc();
         route.duration.observe(elapsed);
+        if let Some(slot) = RUN_MODES.iter().position(|mode| *mode == audit.run) {
+            route.runs[slot].inc();
+        }
         if audit.decision == Decision::Deny {
             let stage = if audit.stage.is_empty() {
                 HOST_STAGE
@@ -767,6 +776,26 @@ impl Metrics {
                     route.tokens_refused.get()
                 };
                 sample(&mut out, name, &[("route", mount)], n);
+            }
+        }
+
+        header(
+            &mut out,
+            "scimgate_pipeline_runs_total",
+            "counter",
+            "Pipelines run, by route mount and mode: inline (on an async worker), resumed (begun inline, finished on the blocking pool from the stage that would have blocked), blocking (on the blocking pool).",
+        );
+        for (mount, route) in &routes {
+            for (slot, mode) in RUN_MODES.iter().enumerate() {
+                let n = route.runs[slot].get();
+                if n > 0 {
+                    sample(
+                        &mut out,
+                        "scimgate_pipeline_runs_total",
+                        &[("route", mount), ("mode", mode.as_str())],
+                        n,
+                    );
+                }
             }
         }
 

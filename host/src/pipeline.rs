@@ -20,7 +20,7 @@ pub mod route;
 
 pub use route::{
     AuditRecord, AuthenticatorStage, Decision, EndpointStage, PolicyStage, PreStage, ProfileStage,
-    Route, Stage, TypedStage,
+    Route, RunMode, Stage, TypedStage,
 };
 
 /// A stage as its library created it, before it is sorted by kind
@@ -244,7 +244,8 @@ pub fn assemble(
         if mints_tokens {
             token_routes.push(route.path.clone());
         }
-        routes.push(Arc::new(Route::new(
+        let inline = inline_plan(config, cache, plugin_dir, &route.pipeline, &pre);
+        let mut assembled = Route::new(
             route.path.clone(),
             pre,
             profiles,
@@ -254,7 +255,11 @@ pub fn assemble(
                 .providers
                 .as_ref()
                 .map(|ids| ids.iter().map(|(id, _)| id.clone()).collect()),
-        )));
+        );
+        if let Some(marked) = inline {
+            assembled = assembled.with_inline(marked);
+        }
+        routes.push(Arc::new(assembled));
     }
     routes.sort_by_key(|r| std::cmp::Reverse(r.mount.len()));
     Ok(Some(Runtime {
@@ -263,6 +268,42 @@ pub fn assemble(
         server: config.server.clone(),
         token_routes,
     }))
+}
+
+/// Whether a route may run inline on the async workers, and which of its
+/// pre-stages are then called marked as inline: `None` when a stage may
+/// block and does not know inline calls (a policy or profile declared
+/// `may_block`, a library built before the `inline-calls` capability, an
+/// endpoint that does not declare it); else the indexes in `pre` of the
+/// authenticators that may block but declare `inline-calls`. Endpoints are
+/// always called marked.
+fn inline_plan(
+    config: &Config,
+    cache: &mut LibraryCache,
+    plugin_dir: &PluginPath,
+    pipeline: &[(String, std::ops::Range<usize>)],
+    pre: &[PreStage],
+) -> Option<Vec<usize>> {
+    use scimgate_abi::declare::Capability;
+    let mut marked = Vec::new();
+    for (name, _) in pipeline {
+        let stage = config.stage(name)?;
+        let lib = cache.load(plugin_dir, &stage.library).ok()?;
+        let descriptor = lib.component(&stage.component)?;
+        let (kind, may_block) = (descriptor.kind, descriptor.may_block);
+        let knows_inline = crate::config::methods::declarations_of(lib, &stage.component)
+            .has(Capability::InlineCalls);
+        match kind {
+            ComponentKind::Endpoint if !knows_inline => return None,
+            ComponentKind::Endpoint => {}
+            _ if !may_block => {}
+            ComponentKind::Authenticator if knows_inline => {
+                marked.push(pre.iter().position(|p| p.name() == name.as_str())?);
+            }
+            _ => return None,
+        }
+    }
+    Some(marked)
 }
 
 /// What `scimgate validate` (and `serve`, in its log) warns about without

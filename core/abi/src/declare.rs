@@ -50,6 +50,14 @@ pub enum Capability {
     /// provider as caller) with an RFC 6749 token response: `scimgate token`
     /// mints with it.
     MintsTokens,
+    /// The component knows inline calls ([`crate::Request::is_inline`]):
+    /// called on one of the host's async workers, it answers
+    /// [`crate::PluginError::would_block`] for a request it could only
+    /// serve by blocking, before doing anything, instead of blocking. The
+    /// host then runs the routes it is on inline, resuming a request on
+    /// the blocking pool at the stage that said so. Every component built
+    /// with this SDK declares it.
+    InlineCalls,
     /// A capability this build of the contract does not know (declared by a
     /// newer plugin); ignored.
     #[serde(other)]
@@ -62,6 +70,7 @@ impl Capability {
         match self {
             Capability::Migrates => "migrates",
             Capability::MintsTokens => "mints-tokens",
+            Capability::InlineCalls => "inline-calls",
             Capability::Unknown => "unknown",
         }
     }

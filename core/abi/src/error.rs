@@ -61,7 +61,26 @@ impl PluginError {
     pub fn code(&self) -> Option<&str> {
         (!self.code.is_empty()).then_some(self.code.as_str())
     }
+
+    /// The answer of a stage to an inline call ([`Request::is_inline`])
+    /// that it could only serve by blocking: "call me again where I may
+    /// block". Nothing was done; the host resumes the request at this
+    /// stage on its blocking pool. Status 0 (never an HTTP status) and code
+    /// `would-block`; the SDK sends it for you (see
+    /// [`crate::sdk::Endpoint::blocks_on`]).
+    ///
+    /// [`Request::is_inline`]: crate::Request::is_inline
+    pub fn would_block() -> Self {
+        PluginError::new(0, "the stage would block").with_code(WOULD_BLOCK)
+    }
+
+    /// Whether this is [`PluginError::would_block`].
+    pub fn is_would_block(&self) -> bool {
+        self.status == 0 && self.code.as_str() == WOULD_BLOCK
+    }
 }
+
+const WOULD_BLOCK: &str = "would-block";
 
 impl fmt::Display for PluginError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -142,6 +142,50 @@ pub struct Stages<'s> {
     pub challenges: &'s [String],
     /// The route's `providers = [...]` (`None`: every registered provider).
     pub providers: Option<&'s [String]>,
+    /// Indexes in `pre` of the stages that may block but know inline calls
+    /// (`inline-calls`): [`Stages::run_inline`] calls them marked as inline
+    /// ([`Request::is_inline`]), so that they can answer
+    /// [`PluginError::would_block`]. Empty outside inline runs.
+    pub inline_marked: &'s [usize],
+}
+
+/// Where a suspended request goes on ([`Stages::resume`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resume {
+    /// At the pre-stage with this index in `pre`.
+    Pre(usize),
+    /// At the endpoint (the inbound profiles have run).
+    Endpoint,
+}
+
+/// A request an inline run left at a stage that would have blocked: resume
+/// it with [`Stages::resume`] where blocking is fine. Nothing of that stage
+/// ran; the request carries what the stages before it did.
+#[derive(Debug, Clone)]
+pub struct Suspended {
+    pub at: Resume,
+    /// Who was calling, when an authenticator before it said so.
+    pub principal: Option<Principal>,
+}
+
+/// What an inline run came to.
+#[derive(Debug)]
+pub enum Step<'s, 'p> {
+    Done(Outcome<'s, 'p>),
+    Suspended(Suspended),
+}
+
+/// Why the runner left a request: a stop, or an inline call that a stage
+/// could not serve.
+enum Halt<'s> {
+    Stop(Stop<'s>),
+    Suspend(Resume),
+}
+
+impl<'s> From<Stop<'s>> for Halt<'s> {
+    fn from(stop: Stop<'s>) -> Halt<'s> {
+        Halt::Stop(stop)
+    }
 }
 
 /// Why a request was stopped: by which stage, of which kind, with what.
@@ -204,16 +248,90 @@ impl<'s> Stages<'s> {
         F: Fn(&str) -> Option<&'p ProviderRecord>,
     {
         let (principal, provider) = caller.map_or((None, None), |(p, r)| (Some(p), Some(r)));
+        match self.run_from(req, &providers, principal, provider, Resume::Pre(0), false) {
+            Step::Done(outcome) => outcome,
+            // Not inline: nothing suspends.
+            Step::Suspended(suspended) => self.refused_suspension(suspended),
+        }
+    }
+
+    /// Runs `req` on a thread that must not block (an async worker): the
+    /// stages in `inline_marked` and the endpoint are called marked as
+    /// inline, and the first of them that answers
+    /// [`PluginError::would_block`] suspends the request there, to be
+    /// resumed with [`Stages::resume`].
+    pub fn run_inline<'p, F>(&self, req: &mut Request, providers: F) -> Step<'s, 'p>
+    where
+        F: Fn(&str) -> Option<&'p ProviderRecord>,
+    {
+        self.run_from(req, &providers, None, None, Resume::Pre(0), true)
+    }
+
+    /// Goes on with a request [`Stages::run_inline`] suspended, from the
+    /// stage that would have blocked, not inline.
+    pub fn resume<'p, F>(
+        &self,
+        req: &mut Request,
+        providers: F,
+        suspended: Suspended,
+    ) -> Outcome<'s, 'p>
+    where
+        F: Fn(&str) -> Option<&'p ProviderRecord>,
+    {
+        let provider = suspended
+            .principal
+            .as_ref()
+            .and_then(|p| providers(p.provider_id.as_str()));
+        match self.run_from(req, &providers, suspended.principal, provider, suspended.at, false) {
+            Step::Done(outcome) => outcome,
+            Step::Suspended(suspended) => self.refused_suspension(suspended),
+        }
+    }
+
+    /// Only an inline run suspends; this is never reached, and would be a
+    /// 500 rather than a lost request.
+    fn refused_suspension<'p>(&self, suspended: Suspended) -> Outcome<'s, 'p> {
+        Outcome {
+            result: Err(stop(
+                "",
+                ComponentKind::Endpoint,
+                PluginError::internal("a request was suspended outside an inline run"),
+            )),
+            principal: suspended.principal,
+            provider: None,
+            endpoint_ran: false,
+        }
+    }
+
+    fn run_from<'p, F>(
+        &self,
+        req: &mut Request,
+        providers: &F,
+        principal: Option<Principal>,
+        provider: Option<&'p ProviderRecord>,
+        from: Resume,
+        inline: bool,
+    ) -> Step<'s, 'p>
+    where
+        F: Fn(&str) -> Option<&'p ProviderRecord>,
+    {
         let mut outcome = Outcome {
             result: Ok(Response::new(204)),
             principal,
             provider,
             endpoint_ran: false,
         };
-        if let Err(stopped) = self.stages(req, &providers, &mut outcome) {
-            outcome.result = Err(stopped);
+        match self.stages(req, providers, &mut outcome, from, inline) {
+            Ok(()) => Step::Done(outcome),
+            Err(Halt::Stop(stopped)) => {
+                outcome.result = Err(stopped);
+                Step::Done(outcome)
+            }
+            Err(Halt::Suspend(at)) => Step::Suspended(Suspended {
+                at,
+                principal: outcome.principal,
+            }),
         }
-        outcome
     }
 
     /// The stage order, written once.
@@ -222,22 +340,33 @@ impl<'s> Stages<'s> {
         req: &mut Request,
         providers: &F,
         outcome: &mut Outcome<'s, 'p>,
-    ) -> Result<(), Stop<'s>>
+        from: Resume,
+        inline: bool,
+    ) -> Result<(), Halt<'s>>
     where
         F: Fn(&str) -> Option<&'p ProviderRecord>,
     {
-        self.authorize(req, providers, outcome)?;
-        self.inbound(req, outcome)?;
+        if let Resume::Pre(first) = from {
+            self.authorize(req, providers, outcome, first, inline)?;
+            self.inbound(req, outcome)?;
+        }
         let Some(endpoint) = self.endpoint else {
             return Ok(());
         };
-        outcome.endpoint_ran = true;
-        let mut response = match endpoint.component.handle(req, outcome.caller()) {
+        let answer = called(req, inline, |req| {
+            endpoint.component.handle(req, outcome.caller())
+        });
+        let mut response = match answer {
             RResult::ROk(response) => response,
+            RResult::RErr(error) if error.is_would_block() => {
+                return Err(self.would_block(&endpoint.name, ComponentKind::Endpoint, inline, Resume::Endpoint));
+            }
             RResult::RErr(error) => {
-                return Err(stop(&endpoint.name, ComponentKind::Endpoint, error))
+                outcome.endpoint_ran = true;
+                return Err(stop(&endpoint.name, ComponentKind::Endpoint, error).into());
             }
         };
+        outcome.endpoint_ran = true;
         // Profiles outbound, in reverse order.
         for profile in self.profiles.iter().rev() {
             if let RResult::RErr(error) =
@@ -245,34 +374,64 @@ impl<'s> Stages<'s> {
                     .component
                     .outbound(req, outcome.caller(), &mut response)
             {
-                return Err(stop(&profile.name, ComponentKind::Profile, error));
+                return Err(stop(&profile.name, ComponentKind::Profile, error).into());
             }
         }
         outcome.result = Ok(response);
         Ok(())
     }
 
-    /// Authenticators and policies, in order.
+    /// A stage's would-block answer: a suspension in an inline run, else
+    /// the stage's fault (it may only say so to an inline call).
+    fn would_block(&self, stage: &'s str, kind: ComponentKind, inline: bool, at: Resume) -> Halt<'s> {
+        if inline {
+            Halt::Suspend(at)
+        } else {
+            Halt::Stop(stop(
+                stage,
+                kind,
+                PluginError::internal(format!(
+                    "stage `{stage}` answered would-block to a call that was not inline"
+                )),
+            ))
+        }
+    }
+
+    /// Authenticators and policies, in order, from index `first`.
     fn authorize<'p, F>(
         &self,
-        req: &Request,
+        req: &mut Request,
         providers: &F,
         outcome: &mut Outcome<'s, 'p>,
-    ) -> Result<(), Stop<'s>>
+        first: usize,
+        inline: bool,
+    ) -> Result<(), Halt<'s>>
     where
         F: Fn(&str) -> Option<&'p ProviderRecord>,
     {
-        for (index, stage) in self.pre.iter().enumerate() {
+        for (index, stage) in self.pre.iter().enumerate().skip(first) {
             match stage {
                 PreStage::Authenticator(auth) if outcome.principal.is_none() => {
-                    self.authenticate(auth, req, providers, outcome)?;
+                    let marked = inline && self.inline_marked.contains(&index);
+                    let answer = called(req, marked, |req| auth.component.authenticate(req));
+                    if let AuthOutcome::Rejected(error) = &answer {
+                        if error.is_would_block() {
+                            let at = Resume::Pre(index);
+                            return Err(self.would_block(&auth.name, ComponentKind::Authenticator, marked, at));
+                        }
+                    }
+                    self.authenticated(auth, answer, providers, outcome)?;
                 }
                 PreStage::Authenticator(_) => {}
                 PreStage::Policy(policy) => {
                     if let PolicyDecision::Deny(error) =
                         policy.component.check(req, outcome.caller())
                     {
-                        return Err(stop(&policy.name, ComponentKind::Policy, error));
+                        if error.is_would_block() {
+                            let at = Resume::Pre(index);
+                            return Err(self.would_block(&policy.name, ComponentKind::Policy, false, at));
+                        }
+                        return Err(stop(&policy.name, ComponentKind::Policy, error).into());
                     }
                 }
             }
@@ -281,16 +440,18 @@ impl<'s> Stages<'s> {
                     stage.name(),
                     ComponentKind::Authenticator,
                     self.unauthenticated(),
-                ));
+                )
+                .into());
             }
         }
         Ok(())
     }
 
-    fn authenticate<'p, F>(
+    /// What an authenticator answered, applied.
+    fn authenticated<'p, F>(
         &self,
         auth: &'s AuthenticatorStage,
-        req: &Request,
+        answer: AuthOutcome,
         providers: &F,
         outcome: &mut Outcome<'s, 'p>,
     ) -> Result<(), Stop<'s>>
@@ -298,7 +459,7 @@ impl<'s> Stages<'s> {
         F: Fn(&str) -> Option<&'p ProviderRecord>,
     {
         let refuse = |error| Err(stop(&auth.name, ComponentKind::Authenticator, error));
-        match auth.component.authenticate(req) {
+        match answer {
             AuthOutcome::NotMine => Ok(()),
             AuthOutcome::Rejected(mut error) => {
                 if error.status == 401 && !has_header(&error, "www-authenticate") {
@@ -392,4 +553,16 @@ fn has_header(error: &PluginError, name: &str) -> bool {
         .headers
         .iter()
         .any(|h| h.name.as_str().eq_ignore_ascii_case(name))
+}
+
+/// Calls a stage with `req` marked as an inline call when `marked` (and
+/// unmarked again after).
+fn called<T>(req: &mut Request, marked: bool, call: impl FnOnce(&Request) -> T) -> T {
+    if !marked {
+        return call(req);
+    }
+    req.set_inline(true);
+    let answer = call(req);
+    req.set_inline(false);
+    answer
 }

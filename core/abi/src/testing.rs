@@ -766,6 +766,7 @@ impl Pipeline {
             error_style: self.error_style,
             challenges: &self.challenges,
             providers: self.bound.as_deref(),
+            inline_marked: &[],
         };
         // Without an authenticator, `.caller(id)` stands in for one.
         let caller = match self.last_authenticator {

@@ -93,8 +93,15 @@ pub struct Request {
     ///
     /// Behind a TLS-terminating proxy none of these are set: the host only
     /// reports what its own listener negotiated.
+    ///
+    /// `scimgate.inline` (value `1`) marks an inline call: the host runs
+    /// the stage on an async worker, where it must not block
+    /// ([`Request::is_inline`]).
     pub attributes: RVec<Header>,
 }
+
+/// The attribute that marks an inline call ([`Request::is_inline`]).
+pub const INLINE_ATTRIBUTE: &str = "scimgate.inline";
 
 impl Request {
     /// A request with everything but method and path defaulted (loopback
@@ -116,6 +123,29 @@ impl Request {
             received_at_unix_ms: 0,
             error_style: ErrorStyle::Scim,
             attributes: RVec::new(),
+        }
+    }
+
+    /// Whether the host calls the stage inline, on one of its async
+    /// workers: a stage that declares the `inline-calls` capability (every
+    /// component built with the SDK does) must then not block (no network,
+    /// no disk write, no long lock, no argon2) and answers
+    /// [`PluginError::would_block`] instead, before doing anything; the
+    /// host calls it again on its blocking pool. Only the host sets it.
+    ///
+    /// [`PluginError::would_block`]: crate::PluginError::would_block
+    pub fn is_inline(&self) -> bool {
+        self.attributes
+            .iter()
+            .any(|a| a.name.as_str() == INLINE_ATTRIBUTE)
+    }
+
+    /// Marks or unmarks the request as an inline call (the host's runner).
+    pub fn set_inline(&mut self, inline: bool) {
+        self.attributes
+            .retain(|a| a.name.as_str() != INLINE_ATTRIBUTE);
+        if inline {
+            self.attributes.push(Header::new(INLINE_ATTRIBUTE, "1"));
         }
     }
 

@@ -45,6 +45,36 @@ pub struct Route {
     /// The route's store series (kept across reloads by mount): store
     /// operations plugins report while it runs a request count here.
     pub store_metrics: Arc<crate::metrics::RouteStoreMetrics>,
+    /// `Some` when the route runs inline, on the async worker that read the
+    /// request ([`Route::run_inline`]): no stage may block unless it knows
+    /// inline calls. The indexes in `pre` of the stages that may block but
+    /// know inline calls (called marked as inline).
+    pub inline: Option<Vec<usize>>,
+}
+
+/// Where a request's pipeline ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunMode {
+    /// No pipeline: the host answered (no route, bad path, busy, timeout).
+    Host,
+    /// Whole, on the async worker that read the request.
+    Inline,
+    /// Begun inline, finished on the blocking pool from the stage that
+    /// would have blocked.
+    Resumed,
+    /// Whole, on the blocking pool.
+    Blocking,
+}
+
+impl RunMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunMode::Host => "host",
+            RunMode::Inline => "inline",
+            RunMode::Resumed => "resumed",
+            RunMode::Blocking => "blocking",
+        }
+    }
 }
 
 /// How a request ended, as the audit event says it.
@@ -86,6 +116,8 @@ pub struct AuditRecord {
     pub reason: String,
     /// The response's status.
     pub status: u16,
+    /// Where the pipeline ran.
+    pub run: RunMode,
 }
 
 impl AuditRecord {
@@ -99,6 +131,7 @@ impl AuditRecord {
             stage: String::new(),
             reason: String::new(),
             status: 0,
+            run: RunMode::Host,
         }
     }
 
@@ -133,6 +166,7 @@ impl Route {
     ) -> Route {
         Route {
             store_metrics: crate::metrics::store_metrics().route(&mount),
+            inline: None,
             mount,
             last_authenticator: run::last_authenticator(&pre),
             challenges: run::challenges(&pre),
@@ -142,6 +176,13 @@ impl Route {
             error_style,
             providers,
         }
+    }
+
+    /// Lets the route run inline ([`Route::run_inline`]), calling the
+    /// pre-stages at `marked` (indexes in `pre`) marked as inline.
+    pub fn with_inline(mut self, marked: Vec<usize>) -> Route {
+        self.inline = Some(marked);
+        self
     }
 
     /// The route's stages and rules as the contract's runner takes them.
@@ -155,6 +196,7 @@ impl Route {
             error_style: self.error_style,
             challenges: &self.challenges,
             providers: self.providers.as_deref(),
+            inline_marked: self.inline.as_deref().unwrap_or_default(),
         }
     }
 
@@ -165,10 +207,59 @@ impl Route {
     pub fn run(&self, mut req: Request, providers: &ProviderRegistry) -> (Response, AuditRecord) {
         // Store operations the endpoint reports count under this route.
         let _store = crate::host_services::RouteScope::enter(&self.store_metrics);
-        let mut audit = AuditRecord::new(&self.mount);
         let outcome = self
             .stages()
             .run(&mut req, |id| providers.get(id).map(|record| &**record));
+        self.finish(outcome, &req, RunMode::Blocking)
+    }
+
+    /// The pipeline for one request on the calling thread, which must not
+    /// block (an async worker): every stage that may block is called
+    /// marked as inline and may suspend the request instead
+    /// ([`scimgate_abi::run::Stages::run_inline`]). A suspended request
+    /// comes back as `Err`, to go on with [`Route::resume`] where blocking
+    /// is fine.
+    pub fn run_inline(
+        &self,
+        mut req: Request,
+        providers: &ProviderRegistry,
+    ) -> Result<(Response, AuditRecord), (Request, run::Suspended)> {
+        let _store = crate::host_services::RouteScope::enter(&self.store_metrics);
+        match self
+            .stages()
+            .run_inline(&mut req, |id| providers.get(id).map(|record| &**record))
+        {
+            run::Step::Done(outcome) => Ok(self.finish(outcome, &req, RunMode::Inline)),
+            run::Step::Suspended(suspended) => Err((req, suspended)),
+        }
+    }
+
+    /// Goes on with a request [`Route::run_inline`] suspended, on the
+    /// calling thread (the blocking pool).
+    pub fn resume(
+        &self,
+        mut req: Request,
+        suspended: run::Suspended,
+        providers: &ProviderRegistry,
+    ) -> (Response, AuditRecord) {
+        let _store = crate::host_services::RouteScope::enter(&self.store_metrics);
+        let outcome = self.stages().resume(
+            &mut req,
+            |id| providers.get(id).map(|record| &**record),
+            suspended,
+        );
+        self.finish(outcome, &req, RunMode::Resumed)
+    }
+
+    /// The response and audit record of a run.
+    fn finish(
+        &self,
+        outcome: run::Outcome<'_, '_>,
+        req: &Request,
+        mode: RunMode,
+    ) -> (Response, AuditRecord) {
+        let mut audit = AuditRecord::new(&self.mount);
+        audit.run = mode;
         if let Some(principal) = &outcome.principal {
             audit.provider = principal.provider_id.to_string();
             audit.client_id = principal.client_id.to_string();
@@ -438,6 +529,7 @@ mod tests {
                 stage: String::new(),
                 reason: String::new(),
                 status: 200,
+                run: RunMode::Blocking,
             }
         );
     }
@@ -587,5 +679,220 @@ mod tests {
             (Decision::Error, "b")
         );
         assert!(audit.reason.contains("b broke"), "{}", audit.reason);
+    }
+
+    // Inline runs: the stages that may block are called marked as inline,
+    // and the first that would block suspends the request there.
+
+    /// An endpoint that blocks on every method but GET; it notes whether
+    /// it was called inline.
+    struct ReadsInline(Log);
+
+    impl sdk::Endpoint for ReadsInline {
+        fn handle(&self, req: &Request, _caller: Caller<'_>) -> Result<Response, PluginError> {
+            let place = if req.is_inline() { "inline" } else { "pool" };
+            note(&self.0, format!("endpoint:{}:{place}", req.method));
+            Ok(Response::new(200))
+        }
+
+        fn blocks_on(&self, req: &Request) -> bool {
+            req.method.as_str() != "GET"
+        }
+    }
+
+    /// An authenticator that may block (argon2) unless its cache has the
+    /// caller: `cached` decides.
+    struct Hashing(bool, Log);
+
+    impl sdk::Authenticator for Hashing {
+        fn authenticate(&self, req: &Request) -> AuthOutcome {
+            let place = if req.is_inline() { "inline" } else { "pool" };
+            note(&self.1, format!("hash:{place}"));
+            AuthOutcome::Authenticated(Principal::new("p1", "client-1", "test"))
+        }
+
+        fn blocks_on(&self, _req: &Request) -> bool {
+            !self.0
+        }
+    }
+
+    fn reads_inline(log: &Log) -> Arc<EndpointStage> {
+        let log = log.clone();
+        let component = Component::endpoint("scim", "test", move |_| Ok(ReadsInline(log.clone())));
+        match create("scim", component) {
+            TypedStage::Endpoint(stage) => stage,
+            _ => panic!("`scim` was not sorted as an endpoint"),
+        }
+    }
+
+    fn hashing(cached: bool, log: &Log) -> PreStage {
+        let log = log.clone();
+        let component = Component::authenticator("hash", "test", move |_| {
+            Ok(Hashing(cached, log.clone()))
+        })
+        .may_block();
+        match create("hash", component) {
+            TypedStage::Pre(stage @ PreStage::Authenticator(_)) => stage,
+            _ => panic!("`hash` was not sorted as an authenticator"),
+        }
+    }
+
+    /// `pre`, then a profile, then [`ReadsInline`]; the pre-stages at
+    /// `marked` are called marked as inline.
+    fn inline_route(pre: Vec<PreStage>, marked: Vec<usize>, log: &Log) -> Route {
+        Route::new(
+            "/t".to_string(),
+            pre,
+            vec![profile("oim", None, log)],
+            reads_inline(log),
+            ErrorStyle::Scim,
+            None,
+        )
+        .with_inline(marked)
+    }
+
+    #[test]
+    fn a_read_runs_whole_inline_and_is_counted_so() {
+        let log = Log::default();
+        let route = inline_route(vec![authenticator("bearer", Auth::Accept("p1"), &log)], vec![], &log);
+        let Ok((response, audit)) = route.run_inline(request(), &providers()) else {
+            panic!("a GET the endpoint does not block on was suspended");
+        };
+        assert_eq!(response.status, 200);
+        assert_eq!(audit.run, RunMode::Inline);
+        assert_eq!(audit.provider, "p1");
+        assert_eq!(
+            calls(&log),
+            ["authenticate:bearer", "in:oim", "endpoint:GET:inline", "out:oim"]
+        );
+    }
+
+    #[test]
+    fn a_write_is_suspended_at_the_endpoint_and_resumed_without_running_a_stage_twice() {
+        let log = Log::default();
+        let route = inline_route(
+            vec![
+                policy("gate", false, &log),
+                authenticator("bearer", Auth::Accept("p1"), &log),
+            ],
+            vec![],
+            &log,
+        );
+        let mut post = request();
+        post.method = "POST".into();
+        let Err((req, suspended)) = route.run_inline(post, &providers()) else {
+            panic!("a POST the endpoint blocks on ran inline");
+        };
+        assert_eq!(suspended.at, scimgate_abi::run::Resume::Endpoint);
+        assert_eq!(
+            suspended.principal.as_ref().map(|p| p.provider_id.as_str()),
+            Some("p1")
+        );
+        // Nothing of the endpoint ran; the request is no longer marked.
+        assert_eq!(calls(&log), ["policy:gate:anonymous", "authenticate:bearer", "in:oim"]);
+        assert!(!req.is_inline());
+        let (response, audit) = route.resume(req, suspended, &providers());
+        assert_eq!(response.status, 200);
+        assert_eq!(audit.run, RunMode::Resumed);
+        assert_eq!(audit.provider, "p1");
+        assert_eq!(
+            calls(&log),
+            [
+                "policy:gate:anonymous",
+                "authenticate:bearer",
+                "in:oim",
+                "endpoint:POST:pool",
+                "out:oim"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_authenticator_that_would_hash_suspends_the_request_before_itself() {
+        let log = Log::default();
+        let route = inline_route(
+            vec![policy("gate", false, &log), hashing(false, &log), policy("after", false, &log)],
+            vec![1],
+            &log,
+        );
+        let Err((req, suspended)) = route.run_inline(request(), &providers()) else {
+            panic!("an authenticator that would hash did not suspend the request");
+        };
+        assert_eq!(suspended.at, scimgate_abi::run::Resume::Pre(1));
+        assert!(suspended.principal.is_none());
+        assert_eq!(calls(&log), ["policy:gate:anonymous"]);
+        let (response, audit) = route.resume(req, suspended, &providers());
+        assert_eq!((response.status, audit.run), (200, RunMode::Resumed));
+        assert_eq!(
+            calls(&log),
+            [
+                "policy:gate:anonymous",
+                "hash:pool",
+                "policy:after:p1",
+                "in:oim",
+                "endpoint:GET:pool",
+                "out:oim"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_authenticator_with_the_answer_cached_stays_inline() {
+        let log = Log::default();
+        let route = inline_route(vec![hashing(true, &log)], vec![0], &log);
+        let Ok((response, audit)) = route.run_inline(request(), &providers()) else {
+            panic!("a cached authentication was suspended");
+        };
+        assert_eq!((response.status, audit.run), (200, RunMode::Inline));
+        assert_eq!(
+            calls(&log),
+            ["hash:inline", "in:oim", "endpoint:GET:inline", "out:oim"]
+        );
+    }
+
+    #[test]
+    fn an_unmarked_stage_is_never_told_it_runs_inline() {
+        let log = Log::default();
+        // `hash` may block but is not in the marked list: it must not learn
+        // that the call is inline (its answer is then its normal one).
+        let route = inline_route(vec![hashing(false, &log)], vec![], &log);
+        let Ok((_, audit)) = route.run_inline(request(), &providers()) else {
+            panic!("an unmarked stage suspended the request");
+        };
+        assert_eq!(audit.run, RunMode::Inline);
+        assert_eq!(calls(&log)[0], "hash:pool");
+    }
+
+    /// An endpoint that (wrongly) answers would-block to every call.
+    struct AlwaysWouldBlock;
+
+    impl sdk::Endpoint for AlwaysWouldBlock {
+        fn handle(&self, _req: &Request, _caller: Caller<'_>) -> Result<Response, PluginError> {
+            Err(PluginError::would_block())
+        }
+    }
+
+    #[test]
+    fn would_block_to_a_call_that_was_not_inline_is_a_500_not_a_lost_request() {
+        let component = Component::endpoint("scim", "test", |_| Ok(AlwaysWouldBlock));
+        let TypedStage::Endpoint(endpoint) = create("scim", component) else {
+            panic!("`scim` was not sorted as an endpoint");
+        };
+        let route = Route::new(
+            "/t".to_string(),
+            vec![],
+            vec![],
+            endpoint,
+            ErrorStyle::Scim,
+            None,
+        );
+        let (response, audit) = route.run(request(), &providers());
+        assert_eq!(response.status, 500);
+        assert_eq!(audit.decision, Decision::Error);
+        assert!(
+            audit.reason.contains("answered would-block to a call that was not inline"),
+            "{}",
+            audit.reason
+        );
     }
 }

@@ -341,17 +341,6 @@ async fn serve_route(
         Ok(bytes) => bytes,
         Err(error) => return refused(Decision::Deny, error.message.to_string(), &error),
     };
-    // A pipeline cannot be cancelled once on the blocking pool: bound how
-    // many may be in flight, timed out or not.
-    let Ok(slot) = app.pipelines.clone().try_acquire_owned() else {
-        let error = PluginError::new(503, "the server is busy; retry later")
-            .with_header("retry-after", "1");
-        let reason = format!(
-            "busy: {} pipelines in flight (twice server.blocking_threads)",
-            app.pipeline_capacity
-        );
-        return refused(Decision::Error, reason, &error);
-    };
     let req = Request {
         method: parts.method.as_str().into(),
         path: path[route.mount.len().min(path.len())..].to_string().into(),
@@ -381,15 +370,42 @@ async fn serve_route(
             })
             .unwrap_or_default(),
     };
-    // The endpoint (and any stage) may block: the whole pipeline runs on
-    // the blocking pool, holding its slot until it returns.
+    // A route whose stages do not block, or know inline calls, runs here on
+    // the async worker, with no hand-off; a stage that would block
+    // suspends the request, which goes on from that stage on the blocking
+    // pool.
+    let (req, suspended) = if route.inline.is_some() {
+        // Plugins' log lines on this thread carry the request's id.
+        let _request = crate::host_services::RequestScope::enter(req.request_id.as_str());
+        match route.run_inline(req, &runtime.providers) {
+            Ok(done) => return done,
+            Err((req, suspended)) => (req, Some(suspended)),
+        }
+    } else {
+        (req, None)
+    };
+    // A pipeline cannot be cancelled once on the blocking pool: bound how
+    // many may be in flight, timed out or not.
+    let Ok(slot) = app.pipelines.clone().try_acquire_owned() else {
+        let error = PluginError::new(503, "the server is busy; retry later")
+            .with_header("retry-after", "1");
+        let reason = format!(
+            "busy: {} pipelines in flight (twice server.blocking_threads)",
+            app.pipeline_capacity
+        );
+        return refused(Decision::Error, reason, &error);
+    };
+    // Otherwise the pipeline runs on the blocking pool, holding its slot
+    // until it returns.
     let task = {
         let route = route.clone();
         tokio::task::spawn_blocking(move || {
             let _slot = slot;
-            // Plugins' log lines on this thread carry the request's id.
             let _request = crate::host_services::RequestScope::enter(req.request_id.as_str());
-            route.run(req, &runtime.providers)
+            match suspended {
+                Some(suspended) => route.resume(req, suspended, &runtime.providers),
+                None => route.run(req, &runtime.providers),
+            }
         })
     };
     match task.await {
