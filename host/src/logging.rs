@@ -29,13 +29,177 @@ pub fn init(format: LogFormat, forced: Option<&str>, default_filter: &str) {
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(BufferedStderr::install());
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Human => builder
             .with_ansi(false)
             .fmt_fields(EscapedFields::default())
             .init(),
+    }
+}
+
+/// How long an info or debug line may wait in the buffer before it is
+/// written out, unless `SCIMGATE_LOG_FLUSH` says otherwise.
+pub const FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
+/// The environment variable that sets the flush interval (`"0"`: every
+/// line at once).
+pub const FLUSH_VAR: &str = "SCIMGATE_LOG_FLUSH";
+/// The longest flush interval `SCIMGATE_LOG_FLUSH` may set.
+const MAX_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+/// A buffer this full is written out at once.
+const FLUSH_BYTES: usize = 32 * 1024;
+
+/// The log's way to stderr: lines are gathered in memory and written out by
+/// a background thread every [`FLUSH_INTERVAL`] (`SCIMGATE_LOG_FLUSH`), or
+/// at once when the buffer passes 32 KiB, when a line is a warning or an
+/// error, and at exit ([`flush`], also from the panic hook). One `write`
+/// per batch instead of one per request: under load the audit line was a
+/// system call per request on the async workers. Like Envoy's access-log
+/// flush interval, an info line may be that late; a warning or error never
+/// is.
+#[derive(Clone)]
+pub struct BufferedStderr(std::sync::Arc<LogBuffer>);
+
+/// The bytes waiting to be written.
+pub struct LogBuffer {
+    pending: std::sync::Mutex<Vec<u8>>,
+    /// Zero: no buffering.
+    interval: std::time::Duration,
+    /// Where the bytes go: stderr (tests capture them).
+    out: fn(&[u8]),
+}
+
+/// Writes to stderr; there is nowhere to report a failing stderr.
+fn to_stderr(bytes: &[u8]) {
+    use std::io::Write;
+    let _ = std::io::stderr().lock().write_all(bytes);
+}
+
+/// The flush interval `SCIMGATE_LOG_FLUSH` sets (a duration such as `50ms`,
+/// or `0`), else [`FLUSH_INTERVAL`]; a value that is not a duration up to
+/// 10 s is refused with the reason.
+pub fn flush_interval(value: Option<&str>) -> Result<std::time::Duration, String> {
+    let Some(text) = value.map(str::trim) else {
+        return Ok(FLUSH_INTERVAL);
+    };
+    if text == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    let interval = scimgate_abi::units::parse_duration(text)
+        .map_err(|e| format!("{FLUSH_VAR}: {e}"))?;
+    if interval > MAX_FLUSH_INTERVAL {
+        return Err(format!(
+            "{FLUSH_VAR}: `{text}` is longer than the longest flush interval, 10s"
+        ));
+    }
+    Ok(interval)
+}
+
+static INSTALLED: std::sync::OnceLock<BufferedStderr> = std::sync::OnceLock::new();
+
+impl BufferedStderr {
+    /// The process's buffered stderr, with its flushing thread started on
+    /// first use and the panic hook made to flush first.
+    pub fn install() -> BufferedStderr {
+        INSTALLED
+            .get_or_init(|| {
+                let variable = std::env::var(FLUSH_VAR).ok();
+                let interval = flush_interval(variable.as_deref()).unwrap_or_else(|reason| {
+                    eprintln!("warning: {reason}; flushing the log every 50ms");
+                    FLUSH_INTERVAL
+                });
+                let writer = BufferedStderr(std::sync::Arc::new(LogBuffer {
+                    pending: std::sync::Mutex::new(Vec::with_capacity(FLUSH_BYTES)),
+                    interval,
+                    out: to_stderr,
+                }));
+                if !interval.is_zero() {
+                    let flusher = writer.clone();
+                    let started = std::thread::Builder::new()
+                        .name("scimgate-log".into())
+                        .spawn(move || loop {
+                            std::thread::sleep(interval);
+                            flusher.flush_now();
+                        });
+                    if started.is_err() {
+                        eprintln!("warning: no log flushing thread; lines are written at 32 KiB");
+                    }
+                }
+                let previous = std::panic::take_hook();
+                std::panic::set_hook(Box::new(move |info| {
+                    flush();
+                    previous(info);
+                }));
+                writer
+            })
+            .clone()
+    }
+
+    /// Writes out whatever is pending.
+    pub fn flush_now(&self) {
+        let mut pending = match self.0.pending.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if !pending.is_empty() {
+            (self.0.out)(&pending);
+            pending.clear();
+        }
+    }
+
+    fn append(&self, bytes: &[u8], urgent: bool) {
+        let mut pending = match self.0.pending.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        pending.extend_from_slice(bytes);
+        if urgent || self.0.interval.is_zero() || pending.len() >= FLUSH_BYTES {
+            (self.0.out)(&pending);
+            pending.clear();
+        }
+    }
+}
+
+/// Writes out the log lines still in the buffer (before the process ends).
+pub fn flush() {
+    if let Some(writer) = INSTALLED.get() {
+        writer.flush_now();
+    }
+}
+
+/// One event's line, handed to the buffer whole.
+pub struct LineWriter {
+    buffer: BufferedStderr,
+    urgent: bool,
+}
+
+impl std::io::Write for LineWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.buffer.append(bytes, self.urgent);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for BufferedStderr {
+    type Writer = LineWriter;
+
+    fn make_writer(&'a self) -> LineWriter {
+        LineWriter {
+            buffer: self.clone(),
+            urgent: true,
+        }
+    }
+
+    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> LineWriter {
+        LineWriter {
+            buffer: self.clone(),
+            urgent: *meta.level() <= tracing::Level::WARN,
+        }
     }
 }
 
@@ -125,6 +289,56 @@ mod tests {
         }
         let bytes = buffer.0.lock().map(|b| b.clone()).unwrap_or_default();
         String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    #[test]
+    fn the_flush_interval_is_a_bounded_duration_or_zero() {
+        assert_eq!(flush_interval(None), Ok(FLUSH_INTERVAL));
+        assert_eq!(flush_interval(Some("0")), Ok(std::time::Duration::ZERO));
+        assert_eq!(
+            flush_interval(Some(" 200ms ")),
+            Ok(std::time::Duration::from_millis(200))
+        );
+        let soon = flush_interval(Some("soon")).unwrap_err();
+        assert!(soon.starts_with("SCIMGATE_LOG_FLUSH: "), "{soon}");
+        let long = flush_interval(Some("1m")).unwrap_err();
+        assert!(long.contains("longest flush interval, 10s"), "{long}");
+    }
+
+    #[test]
+    fn warnings_reach_stderr_at_once_and_infos_wait_for_the_flush() {
+        use std::io::Write;
+        thread_local! {
+            static WRITTEN: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        fn capture(bytes: &[u8]) {
+            WRITTEN.with(|w| w.borrow_mut().extend_from_slice(bytes));
+        }
+        let written = || WRITTEN.with(|w| String::from_utf8_lossy(&w.borrow()).into_owned());
+        let buffer = BufferedStderr(std::sync::Arc::new(LogBuffer {
+            pending: std::sync::Mutex::new(Vec::new()),
+            interval: FLUSH_INTERVAL,
+            out: capture,
+        }));
+        let pending = |b: &BufferedStderr| b.0.pending.lock().map(|p| p.len()).unwrap_or(0);
+        let writer = |urgent| LineWriter {
+            buffer: buffer.clone(),
+            urgent,
+        };
+        writer(false).write_all(b"an info line\n").unwrap();
+        assert_eq!(pending(&buffer), 13, "an info line waits");
+        assert_eq!(written(), "");
+        buffer.flush_now();
+        assert_eq!((pending(&buffer), written()), (0, "an info line\n".to_string()));
+        // A warning writes out what waits, and itself, in order.
+        writer(false).write_all(b"queued\n").unwrap();
+        writer(true).write_all(b"a warning\n").unwrap();
+        assert_eq!(pending(&buffer), 0, "a warning is written at once");
+        assert!(written().ends_with("queued\na warning\n"), "{}", written());
+        // A full buffer is written at once too.
+        writer(false).write_all(&[b'x'; FLUSH_BYTES]).unwrap();
+        assert_eq!(pending(&buffer), 0, "32 KiB are written at once");
+        assert_eq!(written().len(), 13 + 17 + FLUSH_BYTES);
     }
 
     const FORGED: &str =

@@ -12,6 +12,12 @@ use scimgate_host::pipeline::{check_and_assemble, AssembleMode};
 use scimgate_host::server::{self, App, ConfigSource};
 use scimgate_host::{credentials, quickstart};
 
+/// The host's allocator: mimalloc (see docs/performance.md). Plugins keep
+/// their own; values cross the boundary as abi_stable types, each freed by
+/// the allocator that made it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod plugin_new;
 mod schema_cmd;
 
@@ -159,6 +165,13 @@ enum LogFormatArg {
 }
 
 fn main() -> ExitCode {
+    let code = run();
+    // Log lines still buffered (see `logging::BufferedStderr`).
+    scimgate_host::logging::flush();
+    code
+}
+
+fn run() -> ExitCode {
     // `--version` also names the plugin contract this binary loads.
     let version = format!(
         "{} (plugin ABI: scimgate-abi {}, epoch {})",

@@ -463,6 +463,9 @@ impl Server {
                 "SCIMGATE_LOG",
                 std::env::var("SCIMGATE_TEST_LOG").unwrap_or_else(|_| "debug".into()),
             )
+            // Tests read the log right after a response: every line at
+            // once (a test of the buffering sets its own interval).
+            .env("SCIMGATE_LOG_FLUSH", "0")
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log));
         for (k, v) in envs {

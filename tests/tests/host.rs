@@ -1188,3 +1188,36 @@ fn plugin_log_lines_carry_the_request_id_and_the_level_is_configurable() {
     assert!(err.contains("invalid log level `scimgate=loud`"), "{err}");
     assert!(err.contains("scimgate.toml:"), "{err}");
 }
+
+/// The log's buffer (`SCIMGATE_LOG_FLUSH`): an error line is written before
+/// its response is read, and every buffered line by a graceful shutdown.
+#[test]
+fn buffered_log_lines_are_written_at_once_for_errors_and_all_at_shutdown() {
+    let mut server = Server::start_with_env(
+        DEMO,
+        &[("SCIMGATE_LOG_FLUSH", "10s"), ("SCIMGATE_LOG", "info")],
+    );
+    let failed = get(&server.url("/demo/boom?panic=1"), &auth());
+    assert_eq!(failed.status, 500, "{}", failed.body);
+    let logs = server.logs();
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("request failed") && l.contains("path=/demo/boom")),
+        "the error line waited for the flush:\n{logs}"
+    );
+    for i in 0..20 {
+        let reply = get(&server.url(&format!("/demo/ok{i}")), &auth());
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+    server.signal("TERM");
+    assert_eq!(server.wait_exit(Duration::from_secs(10)), Some(0));
+    let logs = server.logs();
+    for i in 0..20 {
+        let path = format!("path=/demo/ok{i} ");
+        assert!(
+            logs.lines()
+                .any(|l| l.contains("scimgate::audit") && l.contains(&path) && l.contains("status=200")),
+            "no audit line for /demo/ok{i} after shutdown:\n{logs}"
+        );
+    }
+}

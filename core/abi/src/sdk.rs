@@ -29,6 +29,16 @@ use crate::types::{
 /// credentials of another kind so the next authenticator can try.
 pub trait Authenticator: Send + Sync + 'static {
     fn authenticate(&self, req: &Request) -> AuthOutcome;
+    /// For a component declared [`Component::may_block`]: whether
+    /// authenticating this request would block (an argon2 hash not in a
+    /// cache, a JWKS fetch). Asked only when the host calls the stage inline
+    /// ([`Request::is_inline`]); `true` makes the SDK answer
+    /// [`PluginError::would_block`] for you, and the host calls
+    /// `authenticate` again on its blocking pool. Decide from memory only,
+    /// without side effects. The default: it would.
+    fn blocks_on(&self, _req: &Request) -> bool {
+        true
+    }
     /// The `WWW-Authenticate` challenge sent with a 401 when no authenticator
     /// of the route recognised the request, e.g. `Bearer realm="scim"`.
     fn challenge(&self) -> Option<String> {
@@ -58,10 +68,22 @@ pub trait Profile: Send + Sync + 'static {
     }
 }
 
-/// Produces the response. Runs on the host's blocking pool, so it may do
-/// blocking I/O. An `Err` is rendered by the host in the route's style.
+/// Produces the response. May do blocking I/O: the host runs it on its
+/// blocking pool, unless [`Endpoint::blocks_on`] says a request does not
+/// block. An `Err` is rendered by the host in the route's style.
 pub trait Endpoint: Send + Sync + 'static {
     fn handle(&self, req: &Request, caller: Caller<'_>) -> Result<Response, PluginError>;
+    /// Whether handling this request would block (network, disk writes,
+    /// long locks, waiting). Asked when the host calls the endpoint inline,
+    /// on an async worker ([`Request::is_inline`]): `false` lets it answer
+    /// there, without a hand-off to another thread (the fast path of reads
+    /// from memory or a local database); `true` makes the SDK answer
+    /// [`PluginError::would_block`] and the host calls `handle` again on
+    /// its blocking pool. Decide cheaply, without side effects. The
+    /// default: it would.
+    fn blocks_on(&self, _req: &Request) -> bool {
+        true
+    }
     /// Readiness of what the endpoint depends on; `Err(reason)` when not.
     fn ready(&self) -> Result<(), String> {
         Ok(())
@@ -493,6 +515,22 @@ impl Component {
         }
     }
 
+    /// What the component declares: its own declarations, and
+    /// `inline-calls` for the authenticators and endpoints, whose SDK
+    /// wrappers answer inline calls ([`Authenticator::blocks_on`],
+    /// [`Endpoint::blocks_on`]).
+    pub fn all_declarations(&self) -> Declarations {
+        let mut declared = self.declarations.clone();
+        let knows_inline = matches!(
+            self.kind,
+            ComponentKind::Authenticator | ComponentKind::Endpoint
+        );
+        if knows_inline && !declared.has(Capability::InlineCalls) {
+            declared.capabilities.push(Capability::InlineCalls);
+        }
+        declared
+    }
+
     /// Runs validation (guarded).
     pub fn validate(&self, ctx: &CreateContext) -> Vec<ConfigIssue> {
         match catch_unwind(AssertUnwindSafe(|| (self.validate)(ctx))) {
@@ -577,7 +615,7 @@ impl Library {
     /// A component's declarations as JSON (`{}` for an unknown component).
     pub fn declarations(&self, component: &str) -> RString {
         match self.component(component) {
-            Some(c) => c.declarations.to_json().into(),
+            Some(c) => c.all_declarations().to_json().into(),
             None => "{}".into(),
         }
     }
@@ -753,7 +791,12 @@ fn wrap_endpoint<T: Endpoint>(inner: T, name: String) -> ComponentInstance {
 impl<T: Authenticator> ffi::FfiAuthenticator for GuardedAuthenticator<T> {
     fn authenticate(&self, req: &Request) -> AuthOutcome {
         guard(
-            || self.0.authenticate(req),
+            || {
+                if req.is_inline() && self.0.blocks_on(req) {
+                    return AuthOutcome::Rejected(PluginError::would_block());
+                }
+                self.0.authenticate(req)
+            },
             |m| AuthOutcome::Rejected(panic_error_message(&self.1, m)),
         )
     }
@@ -798,7 +841,12 @@ impl<T: Profile> ffi::FfiProfile for GuardedProfile<T> {
 impl<T: Endpoint> ffi::FfiEndpoint for GuardedEndpoint<T> {
     fn handle(&self, req: &Request, caller: Caller<'_>) -> RResult<Response, PluginError> {
         guard(
-            || self.0.handle(req, caller),
+            || {
+                if req.is_inline() && self.0.blocks_on(req) {
+                    return Err(PluginError::would_block());
+                }
+                self.0.handle(req, caller)
+            },
             |m| Err(panic_error_message(&self.1, m)),
         )
         .into()
@@ -935,6 +983,8 @@ macro_rules! export_plugin {
 
             static LIBRARY: OnceLock<$crate::sdk::Library> = OnceLock::new();
 
+            $crate::__plugin_allocator!();
+
             /// The library, built on first use.
             pub fn library() -> &'static $crate::sdk::Library {
                 LIBRARY.get_or_init(|| $crate::sdk::Library {
@@ -1036,6 +1086,60 @@ macro_rules! export_plugin {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    struct Reader;
+    impl Endpoint for Reader {
+        fn handle(&self, _req: &Request, _caller: Caller<'_>) -> Result<Response, PluginError> {
+            Ok(Response::new(200))
+        }
+        fn blocks_on(&self, req: &Request) -> bool {
+            req.method.as_str() != "GET"
+        }
+    }
+
+    #[test]
+    fn an_inline_call_the_endpoint_would_block_on_is_answered_would_block_unrun() {
+        let guarded = GuardedEndpoint(Arc::new(Reader), "reader".into());
+        let mut get = Request::new("GET", "/Users/1");
+        get.set_inline(true);
+        let mut post = Request::new("POST", "/Users");
+        post.set_inline(true);
+        let answer = |req: &Request| ffi::FfiEndpoint::handle(&guarded, req, Caller::ANONYMOUS);
+        assert!(matches!(answer(&get), RResult::ROk(r) if r.status == 200));
+        match answer(&post) {
+            RResult::RErr(e) => assert!(e.is_would_block(), "{e:?}"),
+            RResult::ROk(r) => panic!("a blocking write ran inline: {}", r.status),
+        }
+        // Not inline, the same request is simply handled.
+        post.set_inline(false);
+        assert!(!post.is_inline());
+        assert!(matches!(answer(&post), RResult::ROk(r) if r.status == 200));
+    }
+
+    #[test]
+    fn authenticators_and_endpoints_declare_inline_calls_and_policies_do_not() {
+        let endpoint = Component::endpoint("e", "test", |_| Ok(Reader));
+        let policy = Component::policy("p", "test", |_| Ok(AllowAll));
+        assert!(endpoint.all_declarations().has(Capability::InlineCalls));
+        assert!(!policy.all_declarations().has(Capability::InlineCalls));
+        // Declared once, even when a component declares it itself.
+        let twice = Component::endpoint("e", "test", |_| Ok(Reader))
+            .with_capability(Capability::InlineCalls)
+            .all_declarations();
+        let count = twice
+            .capabilities
+            .iter()
+            .filter(|c| **c == Capability::InlineCalls)
+            .count();
+        assert_eq!(count, 1);
+    }
+
+    struct AllowAll;
+    impl Policy for AllowAll {
+        fn check(&self, _req: &Request, _caller: Caller<'_>) -> PolicyDecision {
+            PolicyDecision::Allow
+        }
+    }
 
     #[test]
     fn form_decode_handles_plus_and_escapes() {
