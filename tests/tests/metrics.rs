@@ -590,3 +590,57 @@ fn postgres_reports_its_pool_and_its_failures() {
     assert_eq!(value(&broken, STORE_ERRORS, &internal), 1.0);
     assert_eq!(store_ops(&broken, "get") - store_ops(&after, "get"), 1.0);
 }
+
+const RUNS: &str = "scimgate_pipeline_runs_total";
+
+fn runs(scrape: &Scrape, route: &str, mode: &str) -> f64 {
+    value(scrape, RUNS, &[("route", route), ("mode", mode)])
+}
+
+/// Where pipelines run: reads the SQLite store answers quickly run whole on
+/// the async worker; a write, or a full list, begins there and goes on at
+/// the endpoint on the blocking pool; nothing runs wholly on the pool when
+/// every stage knows inline calls.
+#[test]
+fn point_reads_run_inline_and_writes_and_full_lists_resume_on_the_pool() {
+    let server = Server::start(&scim_route_config(SCIM_TOKEN, ""));
+    let alice = create_user(&server, "alice");
+    for _ in 0..3 {
+        let got = scim(&server, "GET", &format!("/Users/{alice}"), None);
+        assert_eq!(got.status, 200, "{}", got.body);
+        assert_eq!(got.json()["userName"], "alice");
+    }
+    let found = scim(&server, "GET", "/Users?filter=userName%20eq%20%22alice%22", None);
+    assert_eq!(found.json()["totalResults"], 1, "{}", found.body);
+    let all = scim(&server, "GET", "/Users", None);
+    assert_eq!(all.json()["totalResults"], 1, "{}", all.body);
+    let scraped = scrape(&server.url("/metrics"));
+    assert_eq!(runs(&scraped, "/scim/v2", "inline"), 4.0);
+    assert_eq!(runs(&scraped, "/scim/v2", "resumed"), 2.0);
+    assert_eq!(runs(&scraped, "/scim/v2", "blocking"), 0.0);
+}
+
+/// The token route runs inline once the client's argon2id secret is
+/// verified (remembered), and resumes on the pool for the hash itself; an
+/// endpoint that keeps the SDK's default (`demo/echo`) always resumes.
+#[test]
+fn the_token_route_hashes_on_the_pool_once_then_runs_inline() {
+    use crate::oauth2::{password_hash, BASIC_PASSWORD};
+    let hashed = config("").replace(
+        "client_secret = \"${OIM_SECRET}\"",
+        &format!("client_secret_hash = \"{}\"", password_hash()),
+    );
+    assert!(hashed.contains("$argon2id$"));
+    let server = Server::start(&hashed);
+    assert_eq!(token_request(&server, BASIC_PASSWORD).status, 200);
+    assert_eq!(token_request(&server, BASIC_PASSWORD).status, 200);
+    assert_eq!(token_request(&server, "wrong-secret").status, 401);
+    let echoed = get(&server.url("/demo/x"), &[("x-api-key", "k1"), ("x-demo", "1")]);
+    assert_eq!(echoed.status, 200, "{}", echoed.body);
+    let scraped = scrape(&server.url("/metrics"));
+    // The first and the wrong secret hash; the second is remembered.
+    assert_eq!(runs(&scraped, "/oauth2/token", "resumed"), 2.0);
+    assert_eq!(runs(&scraped, "/oauth2/token", "inline"), 1.0);
+    assert_eq!(runs(&scraped, "/demo", "resumed"), 1.0);
+    assert_eq!(runs(&scraped, "/demo", "inline"), 0.0);
+}

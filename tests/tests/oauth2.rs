@@ -17,7 +17,7 @@ pub(crate) const OIM_CLIENT_ID: &str = "client:id";
 pub(crate) const OIM_SECRET: &str = "s3cret:with spaces&symbols/+=%";
 const ENTRA_TOKEN: &str = "entra-static-token-6f1c0d9e2b7a4c58";
 const BASIC_USER: &str = "iga-sync";
-const BASIC_PASSWORD: &str = "correct horse battery staple";
+pub(crate) const BASIC_PASSWORD: &str = "correct horse battery staple";
 
 /// The environment the configs' `${…}` refer to: plaintext lives only here.
 pub(crate) fn env() -> Vec<(&'static str, &'static str)> {
@@ -151,7 +151,7 @@ fn full_config(active: bool) -> String {
 }
 
 /// `scimgate secret hash --argon2id` of [`BASIC_PASSWORD`], computed once.
-fn password_hash() -> &'static str {
+pub(crate) fn password_hash() -> &'static str {
     static HASH: OnceLock<String> = OnceLock::new();
     HASH.get_or_init(|| {
         let (code, out, err) = cli_with_stdin(

@@ -243,6 +243,15 @@ pub type Visitor<'a> = dyn FnMut(Record) -> Result<Visit, PluginError> + 'a;
 /// The work of one write unit.
 pub type Work<'a> = dyn FnMut(&mut dyn BackendTx) -> Result<(), PluginError> + 'a;
 
+/// A read the engine asks [`Backend::quick_read`] about.
+#[derive(Debug, Clone, Copy)]
+pub enum QuickRead<'a> {
+    /// One resource by id (with the groups it is a member of).
+    Get,
+    /// A list of the resources `filter` selects (one page and the total).
+    Filter(&'a Filter),
+}
+
 /// The engine's view of a target system. Reads may run in parallel; each
 /// [`Backend::write`] is one unit of work (atomic with `transactions`).
 pub trait Backend: Send + Sync {
@@ -260,6 +269,16 @@ pub trait Backend: Send + Sync {
     /// the engine trusts counts and pages from the backend and skips its own
     /// evaluation). The default, `false`, is always correct.
     fn filter_is_exact(&self, _filter: &Filter, _ctx: &SchemaCtx<'_>) -> bool {
+        false
+    }
+
+    /// Whether this read is quick: answered from memory or a local file in
+    /// well under a millisecond, never waiting on a network, a lock a
+    /// writer holds or a scan of the whole store. The engine then lets the
+    /// host answer it inline, on an async worker, without a hand-off to the
+    /// blocking pool (`Endpoint::blocks_on`). The default, `false`, is
+    /// always correct; a backend behind a network keeps it.
+    fn quick_read(&self, _read: QuickRead<'_>, _ctx: &SchemaCtx<'_>) -> bool {
         false
     }
 

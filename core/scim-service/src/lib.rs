@@ -31,7 +31,7 @@ pub mod settings;
 
 pub use backend::{
     Backend, BackendError, BackendResult, BackendTx, Capabilities, Change, ChangeOp, GroupRef,
-    Member, MemberView, NewRecord, Record, Scan, UniqueColumn, Visit, Visitor, Work,
+    Member, MemberView, NewRecord, QuickRead, Record, Scan, UniqueColumn, Visit, Visitor, Work,
 };
 pub use changes::ChangePush;
 pub use list::ListParams;

@@ -9,11 +9,11 @@ use scimgate_abi::{Caller, PluginError, Request, Response};
 use scimgate_scim::discovery::{resource_types_json, schemas_json};
 use scimgate_scim::{
     list_response, parse_body, project, strip_never, AttrPath, AttributeSelection, CompValue,
-    CompareOp, Filter, Registry, ResourceType, Target,
+    parse_filter, CompareOp, Filter, Registry, ResourceType, Target,
 };
 use serde_json::Value;
 
-use crate::backend::{Backend, Capabilities, Record, Scan, Visit};
+use crate::backend::{Backend, Capabilities, QuickRead, Record, Scan, Visit};
 use crate::changes::{Feed, Stamp};
 use crate::errors::{from_scim, invalid_syntax, not_found, too_many};
 use crate::list::{ListParams, PageMemory};
@@ -76,6 +76,45 @@ impl ScimService {
         self.route(req, caller)
     }
 
+    /// Whether `req` is a read the host may run inline, on an async
+    /// worker: discovery (no store), or a `GET` of one resource or of a
+    /// filtered list that the backend calls quick ([`Backend::quick_read`]:
+    /// a local store's indexed lookup). Everything else (writes, full
+    /// lists, the change feed's long poll) may block. Parses the filter
+    /// with the same parser as the list itself.
+    pub fn quick_read(&self, req: &Request) -> bool {
+        if !matches!(req.method.as_str(), "GET" | "HEAD") {
+            return false;
+        }
+        match Target::resolve(req.path.as_str()) {
+            Target::ServiceProviderConfig | Target::ResourceTypes(_) | Target::Schemas(_) => true,
+            Target::Resource(endpoint, _) => self.resource_type_at(endpoint).is_some_and(|rt| {
+                self.kind(rt)
+                    .is_ok_and(|kind| self.backend.quick_read(QuickRead::Get, &kind.ctx))
+            }),
+            Target::Collection(endpoint) => {
+                let Some(rt) = self.resource_type_at(endpoint) else {
+                    return false;
+                };
+                let Ok(kind) = self.kind(rt) else {
+                    return false;
+                };
+                let Ok(params) = ListParams::from_query(req) else {
+                    return false;
+                };
+                let filter = params.filter.as_deref().map(str::trim).unwrap_or("");
+                if filter.is_empty() || params.sort_by.is_some() || params.cursor.is_some() {
+                    return false;
+                }
+                parse_filter(filter).is_ok_and(|filter| {
+                    self.backend
+                        .quick_read(QuickRead::Filter(&filter), &kind.ctx)
+                })
+            }
+            _ => false,
+        }
+    }
+
     /// Whether the backend can serve requests (for `/readyz`).
     pub fn ready(&self) -> Result<(), String> {
         self.backend.ready()
@@ -130,6 +169,10 @@ pub(crate) fn derived_version(rec: &Record) -> i64 {
 impl scimgate_abi::sdk::Endpoint for ScimService {
     fn handle(&self, req: &Request, caller: Caller<'_>) -> Result<Response, PluginError> {
         ScimService::handle(self, req, caller)
+    }
+
+    fn blocks_on(&self, req: &Request) -> bool {
+        !self.quick_read(req)
     }
 
     fn ready(&self) -> Result<(), String> {

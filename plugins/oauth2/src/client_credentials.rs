@@ -240,6 +240,34 @@ impl Authenticator for ClientCredentials {
         AuthOutcome::Authenticated(principal)
     }
 
+    /// Only argon2 blocks: a secret not remembered as verified, or the
+    /// decoy hash spent for an unknown client or a refused address.
+    fn blocks_on(&self, req: &Request) -> bool {
+        let Ok(Some(presented)) = self.credentials(req) else {
+            return false;
+        };
+        let Some(client) = self.clients.get(&presented.client_id) else {
+            return self.decoy.is_armed();
+        };
+        if client
+            .allowed
+            .refusal(&client.provider_id, &req.client_ip)
+            .is_some()
+        {
+            return self.decoy.is_armed();
+        }
+        let keys = Keys::new("client", &presented.client_id, &req.client_ip);
+        if self.lockout.locked(&keys, req.received_at_unix_ms).is_some() {
+            return false;
+        }
+        self.verifier.would_hash(
+            &client.secret,
+            &presented.client_id,
+            &presented.secret,
+            req.received_at_unix_ms,
+        )
+    }
+
     fn challenge(&self) -> Option<String> {
         Some(basic_challenge())
     }
@@ -314,6 +342,24 @@ mod tests {
             0,
         );
         assert_eq!(principal(a.authenticate(&req)).provider_id.as_str(), "oim");
+    }
+
+    #[test]
+    fn only_an_argon2_hash_not_yet_verified_would_block() {
+        use scimgate_abi::sdk::Authenticator as _;
+        let a = build(json!({}));
+        // sha256 secrets and requests without credentials never block.
+        assert!(!a.blocks_on(&form("client_id=client%3Aid&client_secret=s3cr%26t")));
+        assert!(!a.blocks_on(&form("grant_type=client_credentials")));
+        // argon2id: until verified once, then from the cache.
+        let slow = form("client_id=slow&client_secret=pw");
+        assert!(a.blocks_on(&slow));
+        assert_eq!(principal(a.authenticate(&slow)).provider_id.as_str(), "slow");
+        assert!(!a.blocks_on(&slow));
+        // Another secret is not in the cache; an unknown client spends the
+        // decoy hash (argon2 too).
+        assert!(a.blocks_on(&form("client_id=slow&client_secret=other")));
+        assert!(a.blocks_on(&form("client_id=nobody&client_secret=pw")));
     }
 
     #[test]

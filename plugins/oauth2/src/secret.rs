@@ -65,6 +65,23 @@ impl SecretVerifier {
         }
     }
 
+    /// Whether [`SecretVerifier::verify`] of these would run argon2 (a
+    /// slow hash not remembered as verified): the caller should not be on
+    /// an async worker then.
+    pub fn would_hash(&self, hash: &SecretHash, identity: &str, secret: &str, now_ms: i64) -> bool {
+        let SecretHash::Argon2id(phc) = hash else {
+            return false;
+        };
+        if self.ttl_ms <= 0 {
+            return true;
+        }
+        let key = cache_key(identity, secret, phc);
+        match self.verified.lock() {
+            Ok(mut cache) => cache.get(&key, now_ms).is_none(),
+            Err(_) => true,
+        }
+    }
+
     pub fn verify(&self, hash: &SecretHash, identity: &str, secret: &str, now_ms: i64) -> bool {
         let SecretHash::Argon2id(phc) = hash else {
             return hash.verify(secret.as_bytes());
@@ -72,12 +89,7 @@ impl SecretVerifier {
         if self.ttl_ms <= 0 {
             return hash.verify(secret.as_bytes());
         }
-        let mut hasher = Sha256::new();
-        for part in [identity.as_bytes(), secret.as_bytes(), phc.as_bytes()] {
-            hasher.update((part.len() as u64).to_be_bytes());
-            hasher.update(part);
-        }
-        let key: [u8; 32] = hasher.finalize().into();
+        let key = cache_key(identity, secret, phc);
         if let Ok(mut cache) = self.verified.lock() {
             if cache.get(&key, now_ms).is_some() {
                 return true;
@@ -96,6 +108,17 @@ impl SecretVerifier {
     pub fn cached(&self) -> usize {
         self.verified.lock().map(|c| c.len()).unwrap_or(0)
     }
+}
+
+/// The verified-secret cache's key: SHA-256 over identity, secret and
+/// stored hash, each length-prefixed.
+fn cache_key(identity: &str, secret: &str, phc: &str) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    for part in [identity.as_bytes(), secret.as_bytes(), phc.as_bytes()] {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part);
+    }
+    hasher.finalize().into()
 }
 
 #[cfg(test)]

@@ -214,6 +214,11 @@ impl Endpoint for TokenEndpoint {
                 .with_header("pragma", "no-cache")
         })
     }
+
+    /// Minting is an Ed25519 signature in memory: never blocks.
+    fn blocks_on(&self, _req: &Request) -> bool {
+        false
+    }
 }
 
 /// RFC 6749 §3.3: the requested scopes, each of which must be allowed;

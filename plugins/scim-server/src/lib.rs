@@ -14,6 +14,8 @@
 pub mod config;
 #[cfg(test)]
 mod differential;
+#[cfg(test)]
+mod quick_reads;
 pub mod endpoint;
 pub mod push;
 pub mod store;

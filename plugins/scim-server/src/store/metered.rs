@@ -17,7 +17,7 @@ use scimgate_scim::{AttrPath, Filter, PatchRequest, SchemaCtx};
 
 use super::{
     Backend, BackendError, BackendResult, BackendTx, Capabilities, Change, GroupRef, Member,
-    MemberView, NewRecord, Record, Scan, UniqueColumn, Visitor, Work,
+    MemberView, NewRecord, QuickRead, Record, Scan, UniqueColumn, Visitor, Work,
 };
 
 /// The pool's state after an operation, for stores that have a pool.
@@ -121,6 +121,10 @@ impl Backend for Metered {
 
     fn filter_is_exact(&self, filter: &Filter, ctx: &SchemaCtx<'_>) -> bool {
         self.inner.filter_is_exact(filter, ctx)
+    }
+
+    fn quick_read(&self, read: QuickRead<'_>, ctx: &SchemaCtx<'_>) -> bool {
+        self.inner.quick_read(read, ctx)
     }
 
     fn can_sort(&self, path: &AttrPath, ctx: &SchemaCtx<'_>) -> bool {

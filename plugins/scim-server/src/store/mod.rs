@@ -38,7 +38,7 @@ use scimgate_changes::{Position, State};
 use scimgate_scim::SortOrder;
 pub use scimgate_scim_service::backend::{
     Backend, BackendError, BackendResult, BackendTx, Capabilities, Change, ChangeOp, GroupRef,
-    Member, MemberView, NewRecord, Record, Scan, UniqueColumn, Visit, Visitor, Work,
+    Member, MemberView, NewRecord, QuickRead, Record, Scan, UniqueColumn, Visit, Visitor, Work,
     RETRY_AFTER_SECONDS,
 };
 
@@ -143,6 +143,19 @@ pub enum Cond {
     LastModified(Cmp, String),
     And(Box<Cond>, Box<Cond>),
     Or(Box<Cond>, Box<Cond>),
+}
+
+impl Cond {
+    /// Whether the condition selects by a point index (id, userName,
+    /// externalId, an email value): few rows, found without a scan.
+    pub fn is_point_lookup(&self) -> bool {
+        match self {
+            Cond::Id(_) | Cond::UserName(_) | Cond::ExternalId(_) | Cond::Email(_) => true,
+            Cond::DisplayName(_) | Cond::LastModified(..) => false,
+            Cond::And(a, b) => a.is_point_lookup() || b.is_point_lookup(),
+            Cond::Or(a, b) => a.is_point_lookup() && b.is_point_lookup(),
+        }
+    }
 }
 
 /// What the SQL stores sort by (`Backend::can_sort`, [`sql::sort_key`]):
