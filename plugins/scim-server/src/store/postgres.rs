@@ -21,13 +21,16 @@ use scimgate_changes::{Position, PositionStore};
 
 use super::sql::{count_query, scan_query, Param, POSTGRES};
 use super::{
-    attributes_json, change_op, Backend, BackendError, BackendResult, BackendTx, Capabilities,
-    Change, GroupRef, Member, MemberView, NewRecord, Record, Scan, SqlScan, SqlStore, UniqueColumn,
-    Visit, Visitor, Work, BATCH, CAPABILITIES, MAX_CHANGES,
+    attributes_json, change_op, Backend, BackendError, BackendResult, Capabilities, Change,
+    GroupRef, MemberView, Record, Scan, SqlScan, SqlStore, Visit, Visitor, Work, BATCH,
+    CAPABILITIES, MAX_CHANGES,
 };
 use scimgate_scim::{AttrPath, Filter, SchemaCtx};
 
 mod tls;
+mod tx;
+
+use tx::{Mode, PgTx};
 
 /// The schema, one step per entry; entry `n` brings the database to version
 /// `n + 1` (recorded in `schema_version`). Append only: never edit a
@@ -905,6 +908,7 @@ impl Drop for Lease<'_> {
 
 impl SqlStore for PostgresStore {
     fn scan_sql(&self, scan: &SqlScan, visit: &mut Visitor<'_>) -> Result<(), PluginError> {
+        unstash();
         if scan.resource_types.is_empty() {
             return Ok(());
         }
@@ -953,6 +957,7 @@ impl SqlStore for PostgresStore {
     }
 
     fn count_sql(&self, scan: &SqlScan) -> BackendResult<u64> {
+        unstash();
         if scan.resource_types.is_empty() {
             return Ok(0);
         }
@@ -971,8 +976,47 @@ impl Backend for PostgresStore {
         CAPABILITIES
     }
 
+    /// The record and, in the same statement, the groups it is a direct
+    /// member of: they are kept for the [`Backend::groups_of`] that renders
+    /// it next (one round trip for a `GET /Users/{id}`).
     fn get(&self, resource_type: &str, id: &str) -> BackendResult<Option<Record>> {
-        self.read(|conn| get_record(conn, resource_type, id))
+        unstash();
+        let rows = self.read(|conn| {
+            conn.query(
+                "SELECT r.seq, r.id, r.resource_type, r.version, r.created, r.last_modified,
+                        r.body, g.ids, g.types, g.bodies
+                 FROM resources r
+                 LEFT JOIN LATERAL (
+                    SELECT array_agg(x.id ORDER BY x.seq) AS ids,
+                           array_agg(x.resource_type ORDER BY x.seq) AS types,
+                           array_agg(x.body ORDER BY x.seq) AS bodies
+                    FROM memberships m JOIN resources x ON x.id = m.group_id
+                    WHERE m.member_id = r.id
+                 ) g ON true
+                 WHERE r.id = $1 AND r.resource_type = $2",
+                &[&id, &resource_type],
+            )
+        })?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let rec = record(row).map_err(pg)?;
+        let ids: Option<Vec<String>> = row.try_get(7).map_err(pg)?;
+        let types: Option<Vec<String>> = row.try_get(8).map_err(pg)?;
+        let bodies: Option<Vec<Value>> = row.try_get(9).map_err(pg)?;
+        let groups = ids
+            .unwrap_or_default()
+            .into_iter()
+            .zip(types.unwrap_or_default())
+            .zip(bodies.unwrap_or_default())
+            .map(|((id, resource_type), body)| GroupRef {
+                id,
+                resource_type,
+                body,
+            })
+            .collect();
+        stash(self, &rec.id, groups);
+        Ok(Some(rec))
     }
 
     fn scan(&self, scan: &Scan<'_>, visit: &mut Visitor<'_>) -> Result<(), PluginError> {
@@ -992,6 +1036,7 @@ impl Backend for PostgresStore {
     }
 
     fn members(&self, _group_type: &str, group_id: &str) -> BackendResult<Vec<MemberView>> {
+        unstash();
         let rows = self.read(|conn| {
             conn.query(
                 "SELECT m.member_id, m.member_type, r.body, m.display FROM memberships m
@@ -1014,6 +1059,9 @@ impl Backend for PostgresStore {
     }
 
     fn groups_of(&self, member_id: &str) -> BackendResult<Vec<GroupRef>> {
+        if let Some(groups) = take_stash(self, member_id) {
+            return Ok(groups);
+        }
         let rows = self.read(|conn| {
             conn.query(
                 "SELECT r.id, r.resource_type, r.body FROM memberships m
@@ -1037,6 +1085,7 @@ impl Backend for PostgresStore {
     /// One `member_id = ANY($1)` query per [`BATCH`] ids; each member's
     /// groups in the order of [`Backend::groups_of`] (`seq`).
     fn groups_of_many(&self, member_ids: &[&str]) -> BackendResult<HashMap<String, Vec<GroupRef>>> {
+        unstash();
         let mut out: HashMap<String, Vec<GroupRef>> = HashMap::new();
         for chunk in member_ids.chunks(BATCH) {
             let ids: Vec<&str> = chunk.to_vec();
@@ -1065,6 +1114,7 @@ impl Backend for PostgresStore {
     }
 
     fn generation(&self) -> u64 {
+        unstash();
         let read = self.read(|conn| {
             conn.query("SELECT value FROM store_generation WHERE id = 1", &[])?
                 .first()
@@ -1077,50 +1127,62 @@ impl Backend for PostgresStore {
         }
     }
 
+    /// Runs the unit deferred ([`tx`]); a poisoned deferred run is rolled
+    /// back and run again directly.
     fn write(&self, work: &mut Work<'_>) -> Result<(), PluginError> {
-        let mut lease = self.begin()?;
-        let (result, broken) = {
-            let mut tx = PgTx {
-                conn: lease.conn(),
-                depth: 0,
-                changes: Vec::new(),
-            };
-            match work(&mut tx) {
-                Ok(()) => {
-                    // Last, so the one-row lock is held only until COMMIT;
-                    // the change log's seqs are taken under it.
-                    let committed = if tx.changes.is_empty() {
-                        tx.conn
-                            .execute(
-                                "UPDATE store_generation SET value = value + 1 WHERE id = 1",
-                                &[],
-                            )
-                            .map(|_| ())
-                    } else {
-                        append_changes(tx.conn, &tx.changes)
-                    }
-                    .and_then(|()| tx.conn.client.batch_execute("COMMIT"));
-                    match committed {
-                        Ok(()) => (Ok(()), false),
-                        Err(e) => {
-                            let broken = is_connection_error(&e)
-                                || tx.conn.client.batch_execute("ROLLBACK").is_err();
-                            (Err(PluginError::from(pg(e))), broken)
+        unstash();
+        let mut mode = Mode::Deferred;
+        loop {
+            let mut lease = self.begin()?;
+            let (result, broken, again) = {
+                let mut tx = PgTx::new(lease.conn(), mode);
+                let outcome = work(&mut tx).and_then(|()| Ok(tx.finish()?));
+                if tx.poisoned {
+                    let broken = tx.conn.client.batch_execute("ROLLBACK").is_err();
+                    (outcome, broken, true)
+                } else {
+                    match outcome {
+                        Ok(()) => {
+                            // Last, so the one-row lock is held only until
+                            // COMMIT; the change log's seqs are taken under it.
+                            let committed = if tx.changes.is_empty() {
+                                tx.conn
+                                    .execute(
+                                        "UPDATE store_generation SET value = value + 1 WHERE id = 1",
+                                        &[],
+                                    )
+                                    .map(|_| ())
+                            } else {
+                                append_changes(tx.conn, &tx.changes)
+                            }
+                            .and_then(|()| tx.conn.client.batch_execute("COMMIT"));
+                            match committed {
+                                Ok(()) => (Ok(()), false, false),
+                                Err(e) => {
+                                    let broken = is_connection_error(&e)
+                                        || tx.conn.client.batch_execute("ROLLBACK").is_err();
+                                    (Err(PluginError::from(pg(e))), broken, false)
+                                }
+                            }
+                        }
+                        Err(error) => {
+                            let broken = tx.conn.client.batch_execute("ROLLBACK").is_err();
+                            (Err(error), broken, false)
                         }
                     }
                 }
-                Err(error) => {
-                    let broken = tx.conn.client.batch_execute("ROLLBACK").is_err();
-                    (Err(error), broken)
-                }
+            };
+            lease.broken = broken;
+            drop(lease);
+            if broken {
+                self.pool.clear_idle();
             }
-        };
-        lease.broken = broken;
-        drop(lease);
-        if broken {
-            self.pool.clear_idle();
+            if again && mode == Mode::Deferred {
+                mode = Mode::Direct;
+                continue;
+            }
+            return result;
         }
-        result
     }
 
     fn ready(&self) -> Result<(), String> {
@@ -1366,6 +1428,39 @@ fn change_row(row: &Row) -> BackendResult<Change> {
     })
 }
 
+/// How long the groups read with a record stay usable for the
+/// `groups_of` that follows it on the same thread.
+const STASH_FOR: Duration = Duration::from_millis(100);
+
+/// The groups of the record the last [`Backend::get`] on this thread read:
+/// (store, member id, groups, when). Any other store call drops them.
+type Stash = Option<(usize, String, Vec<GroupRef>, Instant)>;
+
+thread_local! {
+    static STASH: std::cell::RefCell<Stash> = const { std::cell::RefCell::new(None) };
+}
+
+fn stash(store: &PostgresStore, id: &str, groups: Vec<GroupRef>) {
+    let key = store as *const PostgresStore as usize;
+    STASH.with(|s| *s.borrow_mut() = Some((key, id.to_string(), groups, Instant::now())));
+}
+
+fn unstash() {
+    STASH.with(|s| s.borrow_mut().take());
+}
+
+/// The groups of `id` if the last call on this thread was a `get` of `id`
+/// on `store`, moments ago.
+fn take_stash(store: &PostgresStore, id: &str) -> Option<Vec<GroupRef>> {
+    let key = store as *const PostgresStore as usize;
+    match STASH.with(|s| s.borrow_mut().take()) {
+        Some((k, stashed, groups, at)) if k == key && stashed == id && at.elapsed() < STASH_FOR => {
+            Some(groups)
+        }
+        _ => None,
+    }
+}
+
 fn get_record(
     conn: &mut Conn,
     resource_type: &str,
@@ -1381,262 +1476,10 @@ fn get_record(
     .transpose()
 }
 
-struct PgTx<'c> {
-    conn: &'c mut Conn,
-    depth: usize,
-    /// Change-log entries of this unit, written at its end.
-    changes: Vec<Change>,
-}
-
-impl BackendTx for PgTx<'_> {
-    fn get(&mut self, resource_type: &str, id: &str) -> BackendResult<Option<Record>> {
-        get_record(self.conn, resource_type, id).map_err(pg)
-    }
-
-    fn type_of(&mut self, types: &[String], id: &str) -> BackendResult<Option<String>> {
-        let found: Option<String> = self
-            .conn
-            .query("SELECT resource_type FROM resources WHERE id = $1", &[&id])
-            .and_then(|rows| rows.first().map(|r| r.try_get(0)).transpose())
-            .map_err(pg)?;
-        Ok(found.filter(|t| types.contains(t)))
-    }
-
-    fn insert(&mut self, rec: &NewRecord) -> BackendResult<Record> {
-        let rows = self
-            .conn
-            .query(
-                "WITH r AS (
-                    INSERT INTO resources (id, resource_type, user_name, external_id,
-                        display_name, created, last_modified, version, body)
-                    VALUES ($1, $2, $3, $4, $5, $6, $6, 1, $7)
-                    RETURNING seq, id, resource_type, version, created, last_modified, body
-                 ), e AS (
-                    INSERT INTO emails (seq, value) SELECT r.seq, v FROM r, unnest($8::text[]) AS v
-                 )
-                 SELECT seq, id, resource_type, version, created, last_modified, body FROM r",
-                &[
-                    &rec.id,
-                    &rec.resource_type,
-                    &rec.user_name,
-                    &rec.external_id,
-                    &rec.display_name,
-                    &rec.now,
-                    &rec.body,
-                    &rec.emails,
-                ],
-            )
-            .map_err(pg)?;
-        rows.first()
-            .map(record)
-            .transpose()
-            .map_err(pg)?
-            .ok_or_else(|| BackendError::Backend("INSERT returned no row".into()))
-    }
-
-    fn update(&mut self, rec: &NewRecord, expected_version: i64) -> BackendResult<Record> {
-        let rows = self
-            .conn
-            .query(
-                "WITH r AS (
-                    UPDATE resources SET user_name = $3, external_id = $4, display_name = $5,
-                        last_modified = $6, version = version + 1, body = $7
-                    WHERE id = $1 AND resource_type = $2 AND version = $8
-                    RETURNING seq, id, resource_type, version, created, last_modified, body
-                 ), d AS (
-                    DELETE FROM emails WHERE seq IN (SELECT seq FROM r)
-                 ), e AS (
-                    INSERT INTO emails (seq, value) SELECT r.seq, v FROM r, unnest($9::text[]) AS v
-                 )
-                 SELECT seq, id, resource_type, version, created, last_modified, body FROM r",
-                &[
-                    &rec.id,
-                    &rec.resource_type,
-                    &rec.user_name,
-                    &rec.external_id,
-                    &rec.display_name,
-                    &rec.now,
-                    &rec.body,
-                    &expected_version,
-                    &rec.emails,
-                ],
-            )
-            .map_err(pg)?;
-        rows.first()
-            .map(record)
-            .transpose()
-            .map_err(pg)?
-            .ok_or(BackendError::VersionMismatch)
-    }
-
-    fn delete(
-        &mut self,
-        resource_type: &str,
-        id: &str,
-        expected_version: Option<i64>,
-    ) -> BackendResult<bool> {
-        let Some(existing) = get_record(self.conn, resource_type, id).map_err(pg)? else {
-            return Ok(false);
-        };
-        if expected_version.is_some_and(|v| v != existing.version) {
-            return Err(BackendError::VersionMismatch);
-        }
-        // Emails and memberships (both ways) go by ON DELETE CASCADE.
-        let deleted = self
-            .conn
-            .execute(
-                "DELETE FROM resources WHERE seq = $1 AND version = $2",
-                &[&existing.seq, &existing.version],
-            )
-            .map_err(pg)?;
-        match (deleted, expected_version) {
-            (1, _) => Ok(true),
-            (_, Some(_)) => Err(BackendError::VersionMismatch),
-            (_, None) => self.delete(resource_type, id, None),
-        }
-    }
-
-    fn taken(
-        &mut self,
-        resource_type: &str,
-        column: UniqueColumn,
-        value: &str,
-        except_id: &str,
-    ) -> BackendResult<bool> {
-        let rows = match column {
-            // The unique index settles races on userName.
-            UniqueColumn::UserName => self.conn.query(
-                "SELECT 1 FROM resources
-                 WHERE resource_type = $1 AND lower(user_name) = $2 AND id <> $3 LIMIT 1",
-                &[&resource_type, &value, &except_id],
-            ),
-            // displayName uniqueness is optional, so there is no unique
-            // index: writers of the same name queue on an advisory lock
-            // held until their transaction ends, then look.
-            UniqueColumn::DisplayName => self
-                .conn
-                .execute(
-                    "SELECT pg_advisory_xact_lock(hashtextextended($1 || chr(1) || $2, 0))",
-                    &[&resource_type, &value],
-                )
-                .and_then(|_| {
-                    self.conn.query(
-                        "SELECT 1 FROM resources
-                         WHERE resource_type = $1 AND display_name = $2 AND id <> $3 LIMIT 1",
-                        &[&resource_type, &value, &except_id],
-                    )
-                }),
-        };
-        rows.map(|rows| !rows.is_empty()).map_err(pg)
-    }
-
-    fn set_members(&mut self, group_id: &str, members: &[Member]) -> BackendResult<()> {
-        self.conn
-            .execute("DELETE FROM memberships WHERE group_id = $1", &[&group_id])
-            .map_err(pg)?;
-        if members.is_empty() {
-            return Ok(());
-        }
-        let ids: Vec<&str> = members.iter().map(|m| m.id.as_str()).collect();
-        let types: Vec<&str> = members.iter().map(|m| m.member_type.as_str()).collect();
-        let displays: Vec<Option<&str>> = members.iter().map(|m| m.display.as_deref()).collect();
-        self.conn
-            .execute(
-                "INSERT INTO memberships (group_id, member_id, member_type, position, display)
-                 SELECT $1, m.id, m.type, m.position - 1, m.display
-                 FROM unnest($2::text[], $3::text[], $4::text[])
-                    WITH ORDINALITY AS m(id, type, display, position)
-                 ON CONFLICT DO NOTHING",
-                &[&group_id, &ids, &types, &displays],
-            )
-            .map_err(pg)?;
-        Ok(())
-    }
-
-    fn members(&mut self, group_id: &str) -> BackendResult<Vec<Member>> {
-        let rows = self
-            .conn
-            .query(
-                "SELECT member_id, member_type, display FROM memberships
-                 WHERE group_id = $1 ORDER BY position",
-                &[&group_id],
-            )
-            .map_err(pg)?;
-        rows.iter()
-            .map(|r| {
-                Ok(Member {
-                    id: r.try_get(0)?,
-                    member_type: r.try_get(1)?,
-                    display: r.try_get(2)?,
-                })
-            })
-            .collect::<Result<_, postgres::Error>>()
-            .map_err(pg)
-    }
-
-    fn group_ids_of(&mut self, member_id: &str) -> BackendResult<Vec<String>> {
-        let rows = self
-            .conn
-            .query(
-                "SELECT group_id FROM memberships WHERE member_id = $1",
-                &[&member_id],
-            )
-            .map_err(pg)?;
-        rows.iter()
-            .map(|r| r.try_get(0))
-            .collect::<Result<_, postgres::Error>>()
-            .map_err(pg)
-    }
-
-    fn touch(&mut self, ids: &[String], now: &str) -> BackendResult<()> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        self.conn
-            .execute(
-                "UPDATE resources SET version = version + 1, last_modified = $2
-                 WHERE id = ANY($1)",
-                &[&ids, &now],
-            )
-            .map_err(pg)?;
-        Ok(())
-    }
-
-    fn record_change(&mut self, entry: &Change) -> BackendResult<()> {
-        self.changes.push(entry.clone());
-        Ok(())
-    }
-
-    fn savepoint(&mut self, work: &mut Work<'_>) -> Result<(), PluginError> {
-        self.depth += 1;
-        let name = format!("sp{}", self.depth);
-        // Entries of a step that fails are undone with it.
-        let recorded = self.changes.len();
-        let result = self
-            .conn
-            .client
-            .batch_execute(&format!("SAVEPOINT {name}"))
-            .map_err(|e| PluginError::from(pg(e)))
-            .and_then(|()| work(self));
-        let finish = match &result {
-            Ok(()) => self.conn.client.batch_execute(&format!("RELEASE {name}")),
-            Err(_) => {
-                self.changes.truncate(recorded);
-                self.conn
-                    .client
-                    .batch_execute(&format!("ROLLBACK TO {name}; RELEASE {name}"))
-            }
-        };
-        self.depth -= 1;
-        finish.map_err(pg)?;
-        result
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::suite;
+    use crate::store::{suite, NewRecord};
 
     #[test]
     fn the_store_suite_passes_on_postgres() {
@@ -1809,5 +1652,297 @@ mod tests {
         }
         let error = PluginError::from(BackendError::Unavailable("x".into()));
         assert_eq!(error.status, 503);
+    }
+
+    /// One Bulk-like unit as the engine runs it: each create in its own
+    /// savepoint (uniqueness checked first, a change recorded), outcomes
+    /// reset on every run of the work; returns the outcomes and how many
+    /// times the work ran.
+    fn bulk_create(store: &PostgresStore, recs: &[NewRecord]) -> (Vec<Result<i64, u16>>, usize) {
+        use crate::store::{BackendTx, ChangeOp, UniqueColumn};
+        let mut outcomes = Vec::new();
+        let mut runs = 0;
+        store
+            .write(&mut |tx| {
+                runs += 1;
+                outcomes = Vec::new();
+                for rec in recs {
+                    let mut seq = 0;
+                    let done = tx.savepoint(&mut |tx: &mut dyn BackendTx| {
+                        let name = rec.user_name.as_deref().unwrap_or_default();
+                        if tx.taken("User", UniqueColumn::UserName, name, &rec.id)? {
+                            return Err(PluginError::new(409, "taken"));
+                        }
+                        seq = tx.insert(rec)?.seq;
+                        let mut change = suite_change(&rec.id);
+                        change.op = ChangeOp::Create;
+                        tx.record_change(&change)?;
+                        Ok(())
+                    });
+                    outcomes.push(done.map(|()| seq).map_err(|e| e.status));
+                }
+                Ok(())
+            })
+            .expect("bulk");
+        (outcomes, runs)
+    }
+
+    fn suite_change(id: &str) -> Change {
+        Change {
+            seq: 0,
+            at: 1,
+            resource_type: "User".into(),
+            resource_id: id.into(),
+            op: crate::store::ChangeOp::Create,
+            version: Some("W/\"1\"".into()),
+            provider_id: "iga".into(),
+            client_id: None,
+            attributes: vec!["userName".into()],
+            via: None,
+        }
+    }
+
+    fn user(i: usize, name: &str) -> NewRecord {
+        let mut rec = suite::new_record(
+            &format!("bulk-{i}"),
+            "User",
+            Some(name),
+            "2024-01-01T00:00:00.000Z",
+        );
+        rec.emails = vec![format!("{name}@example.com")];
+        rec
+    }
+
+    #[test]
+    fn deferred_bulk_creates_store_everything_in_order_in_few_round_trips() {
+        let Some(db) = suite::TestDatabase::create("deferred") else {
+            return;
+        };
+        let store = PostgresStore::connect(&db.settings(2)).expect("connect");
+        let start = store.newest_change().expect("newest").unwrap_or(0);
+        // More than one flush, and two names taken within the unit.
+        let n = tx::FLUSH_AT * 2 + 7;
+        let mut recs: Vec<NewRecord> = (0..n).map(|i| user(i, &format!("u{i}"))).collect();
+        recs[10].user_name = Some("u3".into());
+        recs[n - 1].user_name = Some("u600".into());
+        let (outcomes, runs) = bulk_create(&store, &recs);
+        assert_eq!(runs, 1, "nothing made the unit run again");
+        assert_eq!(outcomes[10], Err(409));
+        assert_eq!(outcomes[n - 1], Err(409));
+        let seqs: Vec<i64> = outcomes
+            .iter()
+            .filter_map(|o| o.as_ref().ok().copied())
+            .collect();
+        assert_eq!(seqs.len(), n - 2);
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "seqs in operation order"
+        );
+        // Stored as reported: each seq and email, in insertion order.
+        let mut scanned = Vec::new();
+        store
+            .scan_sql(&suite_users(), &mut |r| {
+                scanned.push((r.seq, r.id));
+                Ok(Visit::Continue)
+            })
+            .expect("scan");
+        let want: Vec<(i64, String)> = recs
+            .iter()
+            .zip(&outcomes)
+            .filter_map(|(r, o)| o.as_ref().ok().map(|seq| (*seq, r.id.clone())))
+            .collect();
+        assert_eq!(scanned, want);
+        let by_email = SqlScan {
+            cond: Some(crate::store::Cond::Email("u777@example.com".into())),
+            ..suite_users()
+        };
+        assert_eq!(store.count_sql(&by_email).expect("count"), 1);
+        let got = store.get("User", "bulk-777").expect("get").expect("stored");
+        assert_eq!(got.version, 1);
+        assert_eq!(got.body, recs[777].body);
+        // One change per created user, gap-free.
+        let newest = store.newest_change().expect("newest").unwrap_or(0);
+        assert_eq!(newest - start, (n - 2) as u64);
+        let changes = store
+            .changes(start, MAX_CHANGES)
+            .expect("changes")
+            .expect("log");
+        assert!(changes.windows(2).all(|w| w[1].seq == w[0].seq + 1));
+    }
+
+    fn suite_users() -> SqlScan {
+        SqlScan {
+            resource_types: vec!["User".into()],
+            ..SqlScan::default()
+        }
+    }
+
+    #[test]
+    fn a_name_taken_in_the_database_runs_the_unit_again_directly_with_the_same_results() {
+        let Some(db) = suite::TestDatabase::create("rerun") else {
+            return;
+        };
+        let store = PostgresStore::connect(&db.settings(2)).expect("connect");
+        suite::insert_user(&store, "existing", "Taken");
+        let start = store.newest_change().expect("newest").unwrap_or(0);
+        let recs: Vec<NewRecord> = ["a", "taken", "b", "TAKEN", "c"]
+            .iter()
+            .enumerate()
+            .map(|(i, name)| user(i, name))
+            .collect();
+        let (outcomes, runs) = bulk_create(&store, &recs);
+        assert_eq!(
+            runs, 2,
+            "the deferred run found the name taken and ran again"
+        );
+        let statuses: Vec<Option<u16>> = outcomes.iter().map(|o| o.err()).collect();
+        assert_eq!(statuses, vec![None, Some(409), None, Some(409), None]);
+        for (i, stored) in [(0, true), (1, false), (2, true), (3, false), (4, true)] {
+            let id = format!("bulk-{i}");
+            assert_eq!(
+                store.get("User", &id).expect("get").is_some(),
+                stored,
+                "{id}"
+            );
+        }
+        // Only the committed run's entries, without gaps.
+        let changes = store.changes(start, 10).expect("changes").expect("log");
+        let ids: Vec<&str> = changes.iter().map(|c| c.resource_id.as_str()).collect();
+        assert_eq!(ids, vec!["bulk-0", "bulk-2", "bulk-4"]);
+        assert_eq!(changes[0].seq, start + 1);
+        assert_eq!(changes[2].seq, start + 3);
+    }
+
+    #[test]
+    fn a_failed_statement_inside_a_deferred_savepoint_runs_the_unit_again_directly() {
+        use crate::store::BackendTx;
+        let Some(db) = suite::TestDatabase::create("poison") else {
+            return;
+        };
+        let store = PostgresStore::connect(&db.settings(2)).expect("connect");
+        let mut runs = 0;
+        let mut outcomes = Vec::new();
+        store
+            .write(&mut |tx| {
+                runs += 1;
+                outcomes.clear();
+                tx.savepoint(&mut |tx: &mut dyn BackendTx| {
+                    tx.insert(&user(0, "kept"))?;
+                    Ok(())
+                })?;
+                // A read that fails: PostgreSQL aborts the transaction, and
+                // the savepoint exists only in memory.
+                let failed = tx.savepoint(&mut |tx: &mut dyn BackendTx| {
+                    tx.insert(&user(1, "undone"))?;
+                    // Text with a NUL byte is refused by PostgreSQL.
+                    tx.get("User", "nul\0id")?;
+                    Ok(())
+                });
+                outcomes.push(failed.is_err());
+                let after = tx.savepoint(&mut |tx: &mut dyn BackendTx| {
+                    tx.insert(&user(2, "after"))?;
+                    Ok(())
+                });
+                outcomes.push(after.is_ok());
+                Ok(())
+            })
+            .expect("unit");
+        assert_eq!(runs, 2);
+        assert_eq!(outcomes, vec![true, true]);
+        assert!(store.get("User", "bulk-0").expect("get").is_some());
+        assert!(store.get("User", "bulk-1").expect("get").is_none());
+        assert!(store.get("User", "bulk-2").expect("get").is_some());
+    }
+
+    #[test]
+    fn buffered_creates_are_read_and_updated_within_their_unit() {
+        use crate::store::BackendTx;
+        let Some(db) = suite::TestDatabase::create("ryw") else {
+            return;
+        };
+        let store = PostgresStore::connect(&db.settings(2)).expect("connect");
+        let mut runs = 0;
+        store
+            .write(&mut |tx| {
+                runs += 1;
+                tx.savepoint(&mut |tx: &mut dyn BackendTx| {
+                    tx.insert(&user(0, "first"))?;
+                    Ok(())
+                })?;
+                tx.savepoint(&mut |tx: &mut dyn BackendTx| {
+                    let got = tx
+                        .get("User", "bulk-0")?
+                        .expect("buffered create is visible");
+                    assert_eq!(got.version, 1);
+                    assert_eq!(
+                        tx.type_of(&["User".into()], "bulk-0")?.as_deref(),
+                        Some("User")
+                    );
+                    let mut changed = user(0, "renamed");
+                    changed.now = "2024-01-02T00:00:00.000Z".into();
+                    let stored = tx.update(&changed, got.version)?;
+                    assert_eq!(stored.version, 2);
+                    Ok(())
+                })?;
+                // A failed savepoint that updated a buffered create (sent by
+                // then) undoes only its own update.
+                let failed = tx.savepoint(&mut |tx: &mut dyn BackendTx| {
+                    tx.insert(&user(1, "second"))?;
+                    let mut again = user(0, "again");
+                    again.now = "2024-01-03T00:00:00.000Z".into();
+                    tx.update(&again, 2)?;
+                    Err(PluginError::new(400, "no"))
+                });
+                assert!(failed.is_err());
+                Ok(())
+            })
+            .expect("unit");
+        assert_eq!(runs, 1);
+        let got = store.get("User", "bulk-0").expect("get").expect("stored");
+        assert_eq!(got.version, 2);
+        assert_eq!(got.last_modified, "2024-01-02T00:00:00.000Z");
+        assert!(store.get("User", "bulk-1").expect("get").is_none());
+        let renamed = SqlScan {
+            cond: Some(crate::store::Cond::UserName("renamed".into())),
+            ..suite_users()
+        };
+        assert_eq!(store.count_sql(&renamed).expect("count"), 1);
+    }
+
+    #[test]
+    fn the_groups_read_with_a_get_are_only_used_for_that_resource_right_after() {
+        use crate::store::{BackendTx, Member};
+        let Some(db) = suite::TestDatabase::create("stash") else {
+            return;
+        };
+        let store = PostgresStore::connect(&db.settings(2)).expect("connect");
+        suite::insert_user(&store, "m1", "member");
+        let group = suite::new_record("g1", "Group", None, "2024-01-01T00:00:00.000Z");
+        let member = Member {
+            id: "m1".into(),
+            member_type: "User".into(),
+            display: None,
+        };
+        store
+            .write(&mut |tx: &mut dyn BackendTx| {
+                tx.insert(&group)?;
+                tx.set_members("g1", std::slice::from_ref(&member))?;
+                Ok(())
+            })
+            .expect("group");
+        assert!(store.get("User", "m1").expect("get").is_some());
+        let groups = store.groups_of("m1").expect("groups");
+        assert_eq!(groups.len(), 1);
+        assert_eq!(groups[0].id, "g1");
+        assert_eq!(groups[0].resource_type, "Group");
+        // Read, then the membership goes: the next groups_of asks again.
+        assert!(store.get("User", "m1").expect("get").is_some());
+        store
+            .write(&mut |tx: &mut dyn BackendTx| Ok(tx.set_members("g1", &[])?))
+            .expect("remove");
+        assert!(store.groups_of("m1").expect("groups").is_empty());
+        // A get of another resource is no answer for this one.
+        assert!(store.get("Group", "g1").expect("get").is_some());
+        assert!(store.groups_of("m1").expect("groups").is_empty());
     }
 }
