@@ -1,13 +1,16 @@
 //! The embedded SQLite [`Backend`]: one writer connection behind a mutex (WAL,
-//! `synchronous=FULL`, so an acknowledged write survives `kill -9`), a small
-//! pool of reader connections that run in parallel, and versioned schema
-//! migrations kept in [`MIGRATIONS`].
+//! `synchronous=FULL`, so an acknowledged write survives `kill -9`), a
+//! bounded pool of reader connections that run in parallel ([`ReaderPool`]:
+//! a read waits for a free connection, it never opens an extra one), and
+//! versioned schema migrations kept in [`MIGRATIONS`].
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
 
 use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtension, Row};
 use scimgate_abi::PluginError;
@@ -18,8 +21,8 @@ use scimgate_changes::{Position, PositionStore};
 use super::sql::{count_query, scan_query, Param, SQLITE};
 use super::{
     attributes_json, change_op, Backend, BackendError, BackendResult, BackendTx, Capabilities,
-    Change, GroupRef, Member, MemberView, NewRecord, Record, Scan, SqlScan, SqlStore, UniqueColumn,
-    Visit, Visitor, Work, BATCH, CAPABILITIES, MAX_CHANGES,
+    Change, GroupRef, Member, MemberView, NewRecord, QuickRead, Record, Scan, SqlScan, SqlStore,
+    UniqueColumn, Visit, Visitor, Work, BATCH, CAPABILITIES, MAX_CHANGES,
 };
 use scimgate_scim::{AttrPath, Filter, SchemaCtx};
 
@@ -98,14 +101,241 @@ pub const MIGRATIONS: &[&str] = &[
     );",
 ];
 
-const READERS: usize = 4;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a read waits for a free reader connection before it fails as
+/// unavailable (503 with `Retry-After`): as long as a statement waits for a
+/// lock (`busy_timeout`).
+const READER_WAIT: Duration = BUSY_TIMEOUT;
+
+/// The reader pool's size: twice the cores, at least 4, at most 16. SQLite
+/// reads are CPU work on pages the OS caches, so more readers than about
+/// twice the cores only add memory (each keeps its own page and statement
+/// cache); 4 keeps a small machine's reads parallel while one is slow.
+fn reader_pool_size() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (2 * cores).clamp(4, 16)
+}
+
+/// The writer's page cache (`cache_size`, KiB): a Bulk request's 1,000
+/// inserts touch pages all over the `id` and `displayName` indexes; 8 MiB
+/// keeps most of them until the commit (the SQLite default is 2 MiB)
+/// without growing the process much.
+const WRITER_CACHE_KIB: i64 = 8 * 1024;
+
+/// WAL pages after which a commit checkpoints (`wal_autocheckpoint`; the
+/// SQLite default is 1,000): every commit still syncs the WAL
+/// (`synchronous=FULL`), but the pages a stream of writes keeps changing
+/// (index roots, the table's last page) are copied into the database file
+/// once per 10,000 WAL pages (about 40 MiB) instead of once per 1,000.
+const WAL_AUTOCHECKPOINT_PAGES: i64 = 10_000;
+
+/// The WAL file is cut back to this size after a checkpoint
+/// (`journal_size_limit`), so one large Bulk request does not leave a large
+/// file behind.
+const WAL_SIZE_LIMIT_BYTES: i64 = 64 * 1024 * 1024;
+
+/// Each reader's page cache (`cache_size`, KiB; the SQLite default): the
+/// index interior pages and hot leaves; everything else comes from the OS
+/// page cache.
+const READER_CACHE_KIB: i64 = 2 * 1024;
+
+/// All page caches of this library's SQLite together give memory back
+/// above this (`soft_heap_limit`, bytes): a cap on what the store adds to
+/// the process whatever the pool size.
+const SOFT_HEAP_LIMIT_BYTES: i64 = 48 * 1024 * 1024;
+
+/// Reader connections, at most `max` of them open: a read takes an idle
+/// one, opens one while fewer than `max` are open, or waits (up to
+/// [`READER_WAIT`]) for one to come back.
+struct ReaderPool {
+    state: Mutex<PoolState>,
+    returned: Condvar,
+    max: usize,
+    /// Connections ever opened (for tests and diagnostics).
+    opened: AtomicU64,
+}
+
+struct PoolState {
+    idle: Vec<Connection>,
+    /// Open connections, idle or lent out (or being opened).
+    open: usize,
+    /// Reads waiting in [`ReaderPool::take`]: a connection given back wakes
+    /// one only when there is one (a futex wake is a system call).
+    waiting: usize,
+}
+
+thread_local! {
+    /// The reader connections this thread holds, by pool: a read nested in
+    /// another (a scan's visitor asking for members or groups) runs on the
+    /// connection the outer read holds, so it neither waits for the pool it
+    /// is holding from nor opens an extra connection.
+    static HELD: RefCell<Vec<(usize, Rc<Connection>)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A reader connection lent out of its pool to this thread: registered in
+/// `HELD` while lent, back in the pool when dropped (also when the read's
+/// closure panics).
+struct Lent<'p> {
+    pool: &'p ReaderPool,
+    conn: Option<Rc<Connection>>,
+}
+
+impl Drop for Lent<'_> {
+    fn drop(&mut self) {
+        let key = self.pool.key();
+        // Only after the thread's `HELD` clone is gone can the connection
+        // leave the thread again.
+        let _ = HELD.try_with(|held| {
+            let mut held = held.borrow_mut();
+            if let Some(at) = held.iter().rposition(|(pool, _)| *pool == key) {
+                held.remove(at);
+            }
+        });
+        if let Some(conn) = self.conn.take() {
+            self.pool.give_back(conn);
+        }
+    }
+}
+
+impl ReaderPool {
+    fn new(max: usize) -> ReaderPool {
+        ReaderPool {
+            state: Mutex::new(PoolState {
+                idle: Vec::new(),
+                open: 0,
+                waiting: 0,
+            }),
+            returned: Condvar::new(),
+            max: max.max(1),
+            opened: AtomicU64::new(0),
+        }
+    }
+
+    fn key(&self) -> usize {
+        self as *const ReaderPool as usize
+    }
+
+    /// Runs `f` on a reader connection of this pool: the one this thread
+    /// already holds, an idle one, a new one while fewer than `max` are
+    /// open, or the first one given back within `wait`.
+    fn with<T>(
+        &self,
+        path: &Path,
+        wait: Duration,
+        f: impl FnOnce(&Connection) -> T,
+    ) -> BackendResult<T> {
+        let key = self.key();
+        let held = HELD.with(|held| {
+            held.borrow()
+                .iter()
+                .rev()
+                .find(|(pool, _)| *pool == key)
+                .map(|(_, conn)| Rc::clone(conn))
+        });
+        if let Some(conn) = held {
+            // A connection may run several statements at once; the nested
+            // one reads the same snapshot as the outer one.
+            return Ok(f(&conn));
+        }
+        let conn = Rc::new(self.take(path, wait)?);
+        HELD.with(|held| held.borrow_mut().push((key, Rc::clone(&conn))));
+        let lent = Lent {
+            pool: self,
+            conn: Some(conn),
+        };
+        let conn = lent
+            .conn
+            .as_deref()
+            .ok_or_else(|| backend("reader pool: nothing lent"))?;
+        Ok(f(conn))
+    }
+
+    fn take(&self, path: &Path, wait: Duration) -> BackendResult<Connection> {
+        let deadline = Instant::now() + wait;
+        let mut state = self
+            .state
+            .lock()
+            .map_err(|_| backend("reader pool poisoned"))?;
+        loop {
+            if let Some(conn) = state.idle.pop() {
+                return Ok(conn);
+            }
+            if state.open < self.max {
+                state.open += 1;
+                drop(state);
+                self.opened.fetch_add(1, Ordering::SeqCst);
+                return connect_reader(path).inspect_err(|_| self.forget_one());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(BackendError::Unavailable(format!(
+                    "all {} reader connections stayed busy for {} s",
+                    self.max,
+                    wait.as_secs_f64()
+                )));
+            }
+            state.waiting += 1;
+            let woken = self.returned.wait_timeout(state, deadline - now);
+            state = woken.map_err(|_| backend("reader pool poisoned"))?.0;
+            state.waiting -= 1;
+        }
+    }
+
+    /// Whether a read would get a connection now without waiting (an idle
+    /// one, or room to open one); a hint, another read may take it first.
+    fn has_free(&self) -> bool {
+        self.state
+            .lock()
+            .is_ok_and(|state| !state.idle.is_empty() || state.open < self.max)
+    }
+
+    /// Connections opened so far (never more than `max` at once).
+    #[cfg(test)]
+    fn opened(&self) -> u64 {
+        self.opened.load(Ordering::SeqCst)
+    }
+
+    /// Puts a lent connection back, or closes it when it cannot be lent
+    /// again (still shared, which cannot happen, or left inside a
+    /// transaction); either way a waiting read is woken.
+    fn give_back(&self, conn: Rc<Connection>) {
+        match Rc::try_unwrap(conn) {
+            Ok(conn) if conn.is_autocommit() => match self.state.lock() {
+                Ok(mut state) => {
+                    state.idle.push(conn);
+                    let waiting = state.waiting > 0;
+                    drop(state);
+                    if waiting {
+                        self.returned.notify_one();
+                    }
+                }
+                Err(_) => self.forget_one(),
+            },
+            _ => self.forget_one(),
+        }
+    }
+
+    /// One open connection fewer (closed, or never opened).
+    fn forget_one(&self) {
+        let waiting = match self.state.lock() {
+            Ok(mut state) => {
+                state.open = state.open.saturating_sub(1);
+                state.waiting > 0
+            }
+            Err(_) => true,
+        };
+        if waiting {
+            self.returned.notify_one();
+        }
+    }
+}
 
 /// An SQLite database file used as a [`Backend`].
 pub struct SqliteStore {
     path: PathBuf,
     writer: Mutex<Connection>,
-    readers: Mutex<Vec<Connection>>,
+    readers: ReaderPool,
     generation: AtomicU64,
 }
 
@@ -138,6 +368,14 @@ impl SqliteStore {
         }
         create_private(path)?;
         let writer = connect(path)?;
+        writer
+            .pragma_update(None, "cache_size", -WRITER_CACHE_KIB)
+            .and_then(|()| {
+                writer.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)
+            })
+            .and_then(|()| writer.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT_BYTES))
+            .and_then(|()| writer.pragma_update(None, "soft_heap_limit", SOFT_HEAP_LIMIT_BYTES))
+            .map_err(sql)?;
         super::metered::timed("migrate", || migrate(&writer))?;
         let hashed = hash_clear_passwords(&writer)?;
         if hashed > 0 {
@@ -150,29 +388,15 @@ impl SqliteStore {
         Ok(SqliteStore {
             path: path.to_path_buf(),
             writer: Mutex::new(writer),
-            readers: Mutex::new(Vec::new()),
+            readers: ReaderPool::new(reader_pool_size()),
             generation: AtomicU64::new(1),
         })
     }
 
-    /// Runs `f` on a reader connection (taken from the pool or opened).
+    /// Runs `f` on a reader connection of the bounded pool (waiting up to
+    /// [`READER_WAIT`] for one; then `Unavailable`).
     fn read<T>(&self, f: impl FnOnce(&Connection) -> T) -> BackendResult<T> {
-        let pooled = self
-            .readers
-            .lock()
-            .map_err(|_| backend("reader pool poisoned"))?
-            .pop();
-        let conn = match pooled {
-            Some(conn) => conn,
-            None => connect(&self.path)?,
-        };
-        let out = f(&conn);
-        if let Ok(mut pool) = self.readers.lock() {
-            if pool.len() < READERS {
-                pool.push(conn);
-            }
-        }
-        Ok(out)
+        self.readers.with(&self.path, READER_WAIT, f)
     }
 }
 
@@ -211,7 +435,30 @@ fn connect(path: &Path) -> BackendResult<Connection> {
         .map_err(sql)?;
     conn.pragma_update(None, "foreign_keys", "OFF")
         .map_err(sql)?;
+    // No memory-mapped I/O: mapped database pages would count in the
+    // process's resident memory (a 1M-user database is about 1 GiB); reads go
+    // through the OS page cache instead. Explicit, so a build default of
+    // the bundled SQLite cannot change it.
+    conn.pragma_update(None, "mmap_size", 0).map_err(sql)?;
+    // The query planner stability guarantee: a cached statement keeps its
+    // plan whatever is bound to it. Without it SQLite re-prepares (parses
+    // and plans again) every statement whose bound value it once compared
+    // with a partial index's WHERE (`user_name IS NOT NULL`, …) each time a
+    // new value is bound: a full SQL parse on every GET.
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )
+    .map_err(sql)?;
     conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+/// A reader connection: [`connect`] with the reader's page cache.
+fn connect_reader(path: &Path) -> BackendResult<Connection> {
+    let conn = connect(path)?;
+    conn.pragma_update(None, "cache_size", -READER_CACHE_KIB)
+        .map_err(sql)?;
     Ok(conn)
 }
 
@@ -400,6 +647,25 @@ impl Backend for SqliteStore {
 
     fn filter_is_exact(&self, filter: &Filter, ctx: &SchemaCtx<'_>) -> bool {
         super::sql::translate(filter, ctx).1
+    }
+
+    /// A file on this machine: a read by id, or by a filter whose SQL
+    /// condition is a point index (userName, externalId, id, an email),
+    /// takes microseconds (WAL readers never wait for the writer).
+    /// Only while a reader connection is free: a quick read runs on an
+    /// async worker, which must not wait for the pool.
+    fn quick_read(&self, read: QuickRead<'_>, ctx: &SchemaCtx<'_>) -> bool {
+        if !self.readers.has_free() {
+            return false;
+        }
+        match read {
+            QuickRead::Get => true,
+            // Exact or not: the rows of a point condition are few, and the
+            // engine filters those in memory.
+            QuickRead::Filter(filter) => super::sql::translate(filter, ctx)
+                .0
+                .is_some_and(|cond| cond.is_point_lookup()),
+        }
     }
 
     fn can_sort(&self, path: &AttrPath, ctx: &SchemaCtx<'_>) -> bool {
@@ -767,6 +1033,10 @@ impl SqliteTx<'_> {
             .prepare_cached("DELETE FROM emails WHERE seq = ?1")
             .and_then(|mut s| s.execute([seq]))
             .map_err(sql)?;
+        self.insert_emails(seq, emails)
+    }
+
+    fn insert_emails(&self, seq: i64, emails: &[String]) -> BackendResult<()> {
         let mut stmt = self
             .conn
             .prepare_cached("INSERT INTO emails (seq, value) VALUES (?1, ?2)")
@@ -792,63 +1062,83 @@ impl BackendTx for SqliteTx<'_> {
         Ok(found.filter(|t| types.contains(t)))
     }
 
+    /// The stored body is `rec.body` as text: the returned record takes
+    /// the value itself instead of parsing the text back.
     fn insert(&mut self, rec: &NewRecord) -> BackendResult<Record> {
         let body = rec.body.to_string();
-        let mut stmt = self
+        let seq: i64 = self
             .conn
-            .prepare_cached(&format!(
+            .prepare_cached(
                 "INSERT INTO resources (id, resource_type, user_name, external_id, display_name,
                     created, last_modified, version, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 1, ?7) RETURNING {COLUMNS}"
-            ))
-            .map_err(sql)?;
-        let stored = stmt
-            .query_row(
-                params![
-                    rec.id,
-                    rec.resource_type,
-                    rec.user_name,
-                    rec.external_id,
-                    rec.display_name,
-                    rec.now,
-                    body
-                ],
-                record,
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 1, ?7) RETURNING seq",
             )
+            .and_then(|mut stmt| {
+                stmt.query_row(
+                    params![
+                        rec.id,
+                        rec.resource_type,
+                        rec.user_name,
+                        rec.external_id,
+                        rec.display_name,
+                        rec.now,
+                        body
+                    ],
+                    |r| r.get(0),
+                )
+            })
             .map_err(sql)?;
-        self.write_emails(stored.seq, &rec.emails)?;
-        Ok(stored)
+        // A new seq (AUTOINCREMENT never reuses one) has no email rows yet.
+        self.insert_emails(seq, &rec.emails)?;
+        Ok(Record {
+            id: rec.id.clone(),
+            resource_type: rec.resource_type.clone(),
+            seq,
+            version: 1,
+            created: rec.now.clone(),
+            last_modified: rec.now.clone(),
+            body: rec.body.clone(),
+        })
     }
 
     fn update(&mut self, rec: &NewRecord, expected_version: i64) -> BackendResult<Record> {
         let body = rec.body.to_string();
-        let mut stmt = self
+        let (seq, version, created): (i64, i64, String) = self
             .conn
-            .prepare_cached(&format!(
+            .prepare_cached(
                 "UPDATE resources SET user_name = ?3, external_id = ?4, display_name = ?5,
                     last_modified = ?6, version = version + 1, body = ?7
-                 WHERE id = ?1 AND resource_type = ?2 AND version = ?8 RETURNING {COLUMNS}"
-            ))
-            .map_err(sql)?;
-        let stored = stmt
-            .query_row(
-                params![
-                    rec.id,
-                    rec.resource_type,
-                    rec.user_name,
-                    rec.external_id,
-                    rec.display_name,
-                    rec.now,
-                    body,
-                    expected_version
-                ],
-                record,
+                 WHERE id = ?1 AND resource_type = ?2 AND version = ?8
+                 RETURNING seq, version, created",
             )
-            .optional()
+            .and_then(|mut stmt| {
+                stmt.query_row(
+                    params![
+                        rec.id,
+                        rec.resource_type,
+                        rec.user_name,
+                        rec.external_id,
+                        rec.display_name,
+                        rec.now,
+                        body,
+                        expected_version
+                    ],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()
+            })
             .map_err(sql)?
             .ok_or(BackendError::VersionMismatch)?;
-        self.write_emails(stored.seq, &rec.emails)?;
-        Ok(stored)
+        self.write_emails(seq, &rec.emails)?;
+        Ok(Record {
+            id: rec.id.clone(),
+            resource_type: rec.resource_type.clone(),
+            seq,
+            version,
+            created,
+            last_modified: rec.now.clone(),
+            body: rec.body.clone(),
+        })
     }
 
     fn delete(
@@ -1089,6 +1379,121 @@ mod tests {
             .flatten()
             .collect::<Vec<u8>>();
         assert!(!bytes.windows(14).any(|w| w == b"clear-secret-1"));
+        let _ = std::fs::remove_dir_all(path.parent().expect("parent"));
+    }
+
+    /// A store whose reader pool holds at most `readers` connections.
+    fn store_with_readers(tag: &str, readers: usize) -> (SqliteStore, PathBuf) {
+        let path = temp_db(tag);
+        let mut store = SqliteStore::open_new(&path).expect("open");
+        store.readers = ReaderPool::new(readers);
+        (store, path)
+    }
+
+    #[test]
+    fn concurrent_reads_never_open_more_connections_than_the_pool_holds() {
+        const POOL: usize = 3;
+        const THREADS: usize = 12;
+        let (store, path) = store_with_readers("pool", POOL);
+        super::super::suite::insert_user(&store, "u1", "alice");
+        // Each read holds its connection until POOL reads are inside at
+        // once: the pool must let exactly POOL in together (never more,
+        // and without opening an extra connection for the rest).
+        let together = std::sync::Barrier::new(POOL);
+        let inside = AtomicU64::new(0);
+        let most = AtomicU64::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..THREADS {
+                scope.spawn(|| {
+                    let found = store
+                        .read(|conn| {
+                            let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                            most.fetch_max(now, Ordering::SeqCst);
+                            together.wait();
+                            let found = get_record(conn, "User", "u1");
+                            inside.fetch_sub(1, Ordering::SeqCst);
+                            found
+                        })
+                        .expect("a pooled reader")
+                        .expect("get");
+                    assert_eq!(found.map(|r| r.id).as_deref(), Some("u1"));
+                });
+            }
+        });
+        assert_eq!(store.readers.opened(), POOL as u64);
+        assert_eq!(most.load(Ordering::SeqCst), POOL as u64);
+        // Later reads reuse the pooled connections.
+        for _ in 0..10 {
+            assert!(store.get("User", "u1").expect("get").is_some());
+        }
+        assert_eq!(store.readers.opened(), POOL as u64);
+        drop(store);
+        let _ = std::fs::remove_dir_all(path.parent().expect("parent"));
+    }
+
+    #[test]
+    fn a_read_that_finds_every_reader_busy_waits_then_fails_as_unavailable() {
+        let (store, path) = store_with_readers("busy", 1);
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        std::thread::scope(|scope| {
+            let store_ref = &store;
+            let holder = scope.spawn(move || {
+                store_ref
+                    .read(|_| {
+                        held_tx.send(()).expect("signal");
+                        release_rx.recv().expect("release");
+                    })
+                    .expect("the one reader");
+            });
+            held_rx.recv().expect("the reader is held");
+            let waited = Instant::now();
+            let busy = store
+                .readers
+                .with(&store.path, Duration::from_millis(100), |_| ());
+            assert!(
+                matches!(&busy, Err(BackendError::Unavailable(m)) if m.contains("busy")),
+                "{:?}",
+                busy.err()
+            );
+            assert!(waited.elapsed() >= Duration::from_millis(100));
+            assert!(!store.readers.has_free(), "no reader is free");
+            // The error the engine turns into 503 with Retry-After.
+            let error = PluginError::from(busy.expect_err("unavailable"));
+            assert_eq!(error.status, 503);
+            release_tx.send(()).expect("release");
+            holder.join().expect("holder");
+        });
+        // Once given back, the one connection serves the next read.
+        assert!(store.readers.has_free());
+        assert!(store.ready().is_ok());
+        assert_eq!(store.readers.opened(), 1);
+        drop(store);
+        let _ = std::fs::remove_dir_all(path.parent().expect("parent"));
+    }
+
+    #[test]
+    fn a_read_nested_in_a_scan_runs_on_the_connection_the_scan_holds() {
+        let (store, path) = store_with_readers("nested", 1);
+        super::super::suite::insert_user(&store, "u1", "alice");
+        super::super::suite::insert_user(&store, "u2", "bob");
+        let scan = SqlScan {
+            resource_types: vec!["User".into()],
+            ..SqlScan::default()
+        };
+        let mut seen = Vec::new();
+        // With one reader, a nested read that went to the pool would wait
+        // for the connection its own scan holds and fail as unavailable.
+        store
+            .scan_sql(&scan, &mut |rec| {
+                let again = store.get("User", &rec.id)?.expect("the same row");
+                seen.push(again.id);
+                Ok(Visit::Continue)
+            })
+            .expect("scan with nested reads");
+        assert_eq!(seen, ["u1", "u2"]);
+        assert_eq!(store.readers.opened(), 1);
+        drop(store);
         let _ = std::fs::remove_dir_all(path.parent().expect("parent"));
     }
 
