@@ -86,8 +86,8 @@ pub fn flush_interval(value: Option<&str>) -> Result<std::time::Duration, String
     if text == "0" {
         return Ok(std::time::Duration::ZERO);
     }
-    let interval = scimgate_abi::units::parse_duration(text)
-        .map_err(|e| format!("{FLUSH_VAR}: {e}"))?;
+    let interval =
+        scimgate_abi::units::parse_duration(text).map_err(|e| format!("{FLUSH_VAR}: {e}"))?;
     if interval > MAX_FLUSH_INTERVAL {
         return Err(format!(
             "{FLUSH_VAR}: `{text}` is longer than the longest flush interval, 10s"
@@ -329,7 +329,10 @@ mod tests {
         assert_eq!(pending(&buffer), 13, "an info line waits");
         assert_eq!(written(), "");
         buffer.flush_now();
-        assert_eq!((pending(&buffer), written()), (0, "an info line\n".to_string()));
+        assert_eq!(
+            (pending(&buffer), written()),
+            (0, "an info line\n".to_string())
+        );
         // A warning writes out what waits, and itself, in order.
         writer(false).write_all(b"queued\n").unwrap();
         writer(true).write_all(b"a warning\n").unwrap();

@@ -138,7 +138,8 @@ fn main() {
         Instant::now() + Duration::from_secs(600),
     );
     assert_eq!(fill.ids.len(), users, "bulk fill");
-    let (status, fixed_user) = client.request("GET", &format!("/iso/scim/v2/Users/{}", fill.ids[0]), None);
+    let (status, fixed_user) =
+        client.request("GET", &format!("/iso/scim/v2/Users/{}", fill.ids[0]), None);
     assert_eq!(status, 200, "{fixed_user}");
 
     let bare = BareServer::start(&fixed_user);
@@ -155,8 +156,14 @@ fn main() {
 
     if std::env::var_os("PIPELINE_BENCH_HOLD").is_some() {
         // For profiling: keep both servers up until stdin closes.
-        println!("scimgate {} (GET {}/iso/scim/v2/Users/{})", server.base, server.base, fill.ids[0]);
-        println!("bare     http://{}/scim/v2/Users/{}", bare.host, fill.ids[0]);
+        println!(
+            "scimgate {} (GET {}/iso/scim/v2/Users/{})",
+            server.base, server.base, fill.ids[0]
+        );
+        println!(
+            "bare     http://{}/scim/v2/Users/{}",
+            bare.host, fill.ids[0]
+        );
         println!("authorization: {bearer}");
         std::io::stdin().lines().for_each(drop);
         return;
@@ -175,7 +182,11 @@ fn main() {
     let by_filter: Vec<Vec<u8>> = (0..users)
         .map(|i| {
             let filter = percent_encode(&format!("userName eq \"user{i:06}\""));
-            get_request(&host, &format!("/iso/scim/v2/Users?filter={filter}"), Some(&bearer))
+            get_request(
+                &host,
+                &format!("/iso/scim/v2/Users?filter={filter}"),
+                Some(&bearer),
+            )
         })
         .collect();
     let token_requests = vec![post_request(
@@ -193,13 +204,21 @@ fn main() {
 
     let scimgate_pid = server.pid();
     let round = |name: &str, target: SocketAddr, requests: &[Vec<u8>], conns: usize| {
-        let pid = if target == bare.addr { bare.child.id() } else { scimgate_pid };
+        let pid = if target == bare.addr {
+            bare.child.id()
+        } else {
+            scimgate_pid
+        };
         let cpu_before = cpu_ticks(pid);
         let mut figures = load(target, requests, conns, Duration::from_secs_f64(secs));
         let ticks = cpu_ticks(pid).saturating_sub(cpu_before);
         // Ticks of 1/100 s (USER_HZ) over every request sent, warm-up included.
         figures.cpu_us_per_request = ticks as f64 * 10_000.0 / figures.sent.max(1) as f64;
-        assert_eq!(figures.errors, 0, "{name}: {} errors: {}", figures.errors, figures.first_error);
+        assert_eq!(
+            figures.errors, 0,
+            "{name}: {} errors: {}",
+            figures.errors, figures.first_error
+        );
         figures
     };
     let bare_before = round("bare", bare.addr, &bare_requests, 16);
@@ -211,10 +230,26 @@ fn main() {
     let bare_after = round("bare", bare.addr, &bare_requests, 16);
     let baseline = (bare_before.rate() + bare_after.rate()) / 2.0;
     print_row("bare axum, fixed user (c=16)", &bare_before, None);
-    print_row("scimgate GET by id, One Identity pipeline", &full, Some(baseline));
-    print_row("scimgate GET by id, SCIM endpoint alone", &anon, Some(baseline));
-    print_row("scimgate userName eq filter, pipeline", &filter, Some(baseline));
-    print_row("scimgate token endpoint, keep-alive", &tokens, Some(baseline));
+    print_row(
+        "scimgate GET by id, One Identity pipeline",
+        &full,
+        Some(baseline),
+    );
+    print_row(
+        "scimgate GET by id, SCIM endpoint alone",
+        &anon,
+        Some(baseline),
+    );
+    print_row(
+        "scimgate userName eq filter, pipeline",
+        &filter,
+        Some(baseline),
+    );
+    print_row(
+        "scimgate token endpoint, keep-alive",
+        &tokens,
+        Some(baseline),
+    );
     print_row("scimgate GET by id, pipeline, c=64", &wide, Some(baseline));
     print_row("bare axum, fixed user (again)", &bare_after, None);
     println!(
@@ -245,7 +280,12 @@ fn cpu_ticks(pid: u32) -> u64 {
     let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of the whole line: 11 and 12 here.
-    let field = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     field(11) + field(12)
 }
 
@@ -274,7 +314,8 @@ fn print_row(name: &str, f: &Figures, baseline: Option<f64>) {
 }
 
 fn get_request(host: &str, path: &str, authorization: Option<&str>) -> Vec<u8> {
-    let mut head = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/scim+json\r\n");
+    let mut head =
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/scim+json\r\n");
     if let Some(auth) = authorization {
         head.push_str(&format!("Authorization: {auth}\r\n"));
     }
@@ -282,7 +323,13 @@ fn get_request(host: &str, path: &str, authorization: Option<&str>) -> Vec<u8> {
     head.into_bytes()
 }
 
-fn post_request(host: &str, path: &str, authorization: &str, content_type: &str, body: &str) -> Vec<u8> {
+fn post_request(
+    host: &str,
+    path: &str,
+    authorization: &str,
+    content_type: &str,
+    body: &str,
+) -> Vec<u8> {
     format!(
         "POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: {authorization}\r\n\
          Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
@@ -438,7 +485,10 @@ async fn exchange(
     request: &[u8],
     buf: &mut Vec<u8>,
 ) -> Result<u16, String> {
-    stream.write_all(request).await.map_err(|e| format!("write: {e}"))?;
+    stream
+        .write_all(request)
+        .await
+        .map_err(|e| format!("write: {e}"))?;
     buf.clear();
     let mut chunk = [0u8; 16 * 1024];
     // The head.
@@ -446,7 +496,10 @@ async fn exchange(
         if let Some(i) = find(buf, b"\r\n\r\n") {
             break i + 4;
         }
-        let n = stream.read(&mut chunk).await.map_err(|e| format!("read: {e}"))?;
+        let n = stream
+            .read(&mut chunk)
+            .await
+            .map_err(|e| format!("read: {e}"))?;
         if n == 0 {
             return Err("connection closed".into());
         }
@@ -465,14 +518,18 @@ async fn exchange(
                 length = v.trim().parse::<usize>().ok();
             } else if k.eq_ignore_ascii_case("transfer-encoding") {
                 return Err(format!("unexpected transfer-encoding: {v}"));
-            } else if k.eq_ignore_ascii_case("connection") && v.trim().eq_ignore_ascii_case("close") {
+            } else if k.eq_ignore_ascii_case("connection") && v.trim().eq_ignore_ascii_case("close")
+            {
                 return Err("the server closed the connection".into());
             }
         }
     }
     let length = length.ok_or("no content-length")?;
     while buf.len() < head_end + length {
-        let n = stream.read(&mut chunk).await.map_err(|e| format!("read: {e}"))?;
+        let n = stream
+            .read(&mut chunk)
+            .await
+            .map_err(|e| format!("read: {e}"))?;
         if n == 0 {
             return Err("connection closed in the body".into());
         }
@@ -544,7 +601,9 @@ fn serve_bare(body_file: &str) {
     runtime.block_on(async move {
         let app = axum::Router::new().route(
             "/scim/v2/Users/{id}",
-            axum::routing::get(move || async move { ([(CONTENT_TYPE, "application/scim+json")], body) }),
+            axum::routing::get(
+                move || async move { ([(CONTENT_TYPE, "application/scim+json")], body) },
+            ),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

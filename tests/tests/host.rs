@@ -1215,8 +1215,9 @@ fn buffered_log_lines_are_written_at_once_for_errors_and_all_at_shutdown() {
     for i in 0..20 {
         let path = format!("path=/demo/ok{i} ");
         assert!(
-            logs.lines()
-                .any(|l| l.contains("scimgate::audit") && l.contains(&path) && l.contains("status=200")),
+            logs.lines().any(|l| l.contains("scimgate::audit")
+                && l.contains(&path)
+                && l.contains("status=200")),
             "no audit line for /demo/ok{i} after shutdown:\n{logs}"
         );
     }

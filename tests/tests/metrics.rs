@@ -610,7 +610,12 @@ fn point_reads_run_inline_and_writes_and_full_lists_resume_on_the_pool() {
         assert_eq!(got.status, 200, "{}", got.body);
         assert_eq!(got.json()["userName"], "alice");
     }
-    let found = scim(&server, "GET", "/Users?filter=userName%20eq%20%22alice%22", None);
+    let found = scim(
+        &server,
+        "GET",
+        "/Users?filter=userName%20eq%20%22alice%22",
+        None,
+    );
     assert_eq!(found.json()["totalResults"], 1, "{}", found.body);
     let all = scim(&server, "GET", "/Users", None);
     assert_eq!(all.json()["totalResults"], 1, "{}", all.body);
@@ -635,7 +640,10 @@ fn the_token_route_hashes_on_the_pool_once_then_runs_inline() {
     assert_eq!(token_request(&server, BASIC_PASSWORD).status, 200);
     assert_eq!(token_request(&server, BASIC_PASSWORD).status, 200);
     assert_eq!(token_request(&server, "wrong-secret").status, 401);
-    let echoed = get(&server.url("/demo/x"), &[("x-api-key", "k1"), ("x-demo", "1")]);
+    let echoed = get(
+        &server.url("/demo/x"),
+        &[("x-api-key", "k1"), ("x-demo", "1")],
+    );
     assert_eq!(echoed.status, 200, "{}", echoed.body);
     let scraped = scrape(&server.url("/metrics"));
     // The first and the wrong secret hash; the second is remembered.

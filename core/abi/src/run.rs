@@ -282,7 +282,14 @@ impl<'s> Stages<'s> {
             .principal
             .as_ref()
             .and_then(|p| providers(p.provider_id.as_str()));
-        match self.run_from(req, &providers, suspended.principal, provider, suspended.at, false) {
+        match self.run_from(
+            req,
+            &providers,
+            suspended.principal,
+            provider,
+            suspended.at,
+            false,
+        ) {
             Step::Done(outcome) => outcome,
             Step::Suspended(suspended) => self.refused_suspension(suspended),
         }
@@ -359,7 +366,12 @@ impl<'s> Stages<'s> {
         let mut response = match answer {
             RResult::ROk(response) => response,
             RResult::RErr(error) if error.is_would_block() => {
-                return Err(self.would_block(&endpoint.name, ComponentKind::Endpoint, inline, Resume::Endpoint));
+                return Err(self.would_block(
+                    &endpoint.name,
+                    ComponentKind::Endpoint,
+                    inline,
+                    Resume::Endpoint,
+                ));
             }
             RResult::RErr(error) => {
                 outcome.endpoint_ran = true;
@@ -383,7 +395,13 @@ impl<'s> Stages<'s> {
 
     /// A stage's would-block answer: a suspension in an inline run, else
     /// the stage's fault (it may only say so to an inline call).
-    fn would_block(&self, stage: &'s str, kind: ComponentKind, inline: bool, at: Resume) -> Halt<'s> {
+    fn would_block(
+        &self,
+        stage: &'s str,
+        kind: ComponentKind,
+        inline: bool,
+        at: Resume,
+    ) -> Halt<'s> {
         if inline {
             Halt::Suspend(at)
         } else {
@@ -417,7 +435,12 @@ impl<'s> Stages<'s> {
                     if let AuthOutcome::Rejected(error) = &answer {
                         if error.is_would_block() {
                             let at = Resume::Pre(index);
-                            return Err(self.would_block(&auth.name, ComponentKind::Authenticator, marked, at));
+                            return Err(self.would_block(
+                                &auth.name,
+                                ComponentKind::Authenticator,
+                                marked,
+                                at,
+                            ));
                         }
                     }
                     self.authenticated(auth, answer, providers, outcome)?;
@@ -429,7 +452,12 @@ impl<'s> Stages<'s> {
                     {
                         if error.is_would_block() {
                             let at = Resume::Pre(index);
-                            return Err(self.would_block(&policy.name, ComponentKind::Policy, false, at));
+                            return Err(self.would_block(
+                                &policy.name,
+                                ComponentKind::Policy,
+                                false,
+                                at,
+                            ));
                         }
                         return Err(stop(&policy.name, ComponentKind::Policy, error).into());
                     }

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use scimgate_abi::{Caller, PluginError, Request, Response};
 use scimgate_scim::discovery::{resource_types_json, schemas_json};
 use scimgate_scim::{
-    list_response, parse_body, project, strip_never, AttrPath, AttributeSelection, CompValue,
-    parse_filter, CompareOp, Filter, Registry, ResourceType, Target,
+    list_response, parse_body, parse_filter, project, strip_never, AttrPath, AttributeSelection,
+    CompValue, CompareOp, Filter, Registry, ResourceType, Target,
 };
 use serde_json::Value;
 

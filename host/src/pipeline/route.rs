@@ -727,10 +727,9 @@ mod tests {
 
     fn hashing(cached: bool, log: &Log) -> PreStage {
         let log = log.clone();
-        let component = Component::authenticator("hash", "test", move |_| {
-            Ok(Hashing(cached, log.clone()))
-        })
-        .may_block();
+        let component =
+            Component::authenticator("hash", "test", move |_| Ok(Hashing(cached, log.clone())))
+                .may_block();
         match create("hash", component) {
             TypedStage::Pre(stage @ PreStage::Authenticator(_)) => stage,
             _ => panic!("`hash` was not sorted as an authenticator"),
@@ -754,7 +753,11 @@ mod tests {
     #[test]
     fn a_read_runs_whole_inline_and_is_counted_so() {
         let log = Log::default();
-        let route = inline_route(vec![authenticator("bearer", Auth::Accept("p1"), &log)], vec![], &log);
+        let route = inline_route(
+            vec![authenticator("bearer", Auth::Accept("p1"), &log)],
+            vec![],
+            &log,
+        );
         let Ok((response, audit)) = route.run_inline(request(), &providers()) else {
             panic!("a GET the endpoint does not block on was suspended");
         };
@@ -763,7 +766,12 @@ mod tests {
         assert_eq!(audit.provider, "p1");
         assert_eq!(
             calls(&log),
-            ["authenticate:bearer", "in:oim", "endpoint:GET:inline", "out:oim"]
+            [
+                "authenticate:bearer",
+                "in:oim",
+                "endpoint:GET:inline",
+                "out:oim"
+            ]
         );
     }
 
@@ -789,7 +797,10 @@ mod tests {
             Some("p1")
         );
         // Nothing of the endpoint ran; the request is no longer marked.
-        assert_eq!(calls(&log), ["policy:gate:anonymous", "authenticate:bearer", "in:oim"]);
+        assert_eq!(
+            calls(&log),
+            ["policy:gate:anonymous", "authenticate:bearer", "in:oim"]
+        );
         assert!(!req.is_inline());
         let (response, audit) = route.resume(req, suspended, &providers());
         assert_eq!(response.status, 200);
@@ -811,7 +822,11 @@ mod tests {
     fn an_authenticator_that_would_hash_suspends_the_request_before_itself() {
         let log = Log::default();
         let route = inline_route(
-            vec![policy("gate", false, &log), hashing(false, &log), policy("after", false, &log)],
+            vec![
+                policy("gate", false, &log),
+                hashing(false, &log),
+                policy("after", false, &log),
+            ],
             vec![1],
             &log,
         );
@@ -890,7 +905,9 @@ mod tests {
         assert_eq!(response.status, 500);
         assert_eq!(audit.decision, Decision::Error);
         assert!(
-            audit.reason.contains("answered would-block to a call that was not inline"),
+            audit
+                .reason
+                .contains("answered would-block to a call that was not inline"),
             "{}",
             audit.reason
         );

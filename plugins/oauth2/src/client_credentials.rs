@@ -257,7 +257,11 @@ impl Authenticator for ClientCredentials {
             return self.decoy.is_armed();
         }
         let keys = Keys::new("client", &presented.client_id, &req.client_ip);
-        if self.lockout.locked(&keys, req.received_at_unix_ms).is_some() {
+        if self
+            .lockout
+            .locked(&keys, req.received_at_unix_ms)
+            .is_some()
+        {
             return false;
         }
         self.verifier.would_hash(
@@ -354,7 +358,10 @@ mod tests {
         // argon2id: until verified once, then from the cache.
         let slow = form("client_id=slow&client_secret=pw");
         assert!(a.blocks_on(&slow));
-        assert_eq!(principal(a.authenticate(&slow)).provider_id.as_str(), "slow");
+        assert_eq!(
+            principal(a.authenticate(&slow)).provider_id.as_str(),
+            "slow"
+        );
         assert!(!a.blocks_on(&slow));
         // Another secret is not in the cache; an unknown client spends the
         // decoy hash (argon2 too).

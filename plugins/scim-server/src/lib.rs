@@ -14,10 +14,10 @@
 pub mod config;
 #[cfg(test)]
 mod differential;
-#[cfg(test)]
-mod quick_reads;
 pub mod endpoint;
 pub mod push;
+#[cfg(test)]
+mod quick_reads;
 pub mod store;
 
 use scimgate_abi::sdk::{Component, CreateContext};

@@ -18,9 +18,7 @@ use crate::store::suite::TestDatabase;
 
 fn service(backend: Arc<dyn scimgate_scim_service::Backend>) -> ScimService {
     let config: ScimConfig = deserialize_config(&json!({})).expect("defaults");
-    let registry = config
-        .registry(&std::env::temp_dir())
-        .expect("registry");
+    let registry = config.registry(&std::env::temp_dir()).expect("registry");
     ScimService::new(config.settings(), registry, backend)
 }
 
