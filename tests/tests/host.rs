@@ -1222,3 +1222,21 @@ fn buffered_log_lines_are_written_at_once_for_errors_and_all_at_shutdown() {
         );
     }
 }
+
+/// The host turns transparent huge pages off for itself (mimalloc's arenas
+/// would otherwise count in 2 MiB pages; docs/performance.md): the kernel
+/// reports it in `/proc/PID/status`, after the plugins are loaded.
+#[test]
+fn the_serving_process_has_transparent_huge_pages_off() {
+    let server = Server::start(DEMO);
+    let reply = get(&server.url("/demo/ok"), &auth());
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid()))
+        .expect("the server's /proc status");
+    let thp = status
+        .lines()
+        .find_map(|l| l.strip_prefix("THP_enabled:"))
+        .map(str::trim);
+    // Kernels before 5.0 do not report it; this one must.
+    assert_eq!(thp, Some("0"), "{status}");
+}
