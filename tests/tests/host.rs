@@ -673,12 +673,32 @@ fn demo_plugin_built_against(tag: &str, patch: impl Fn(&std::path::Path)) -> Tem
     sync_tree(&root, build.path());
     let target = out_of_tree_target();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = std::process::Command::new(cargo)
-        .args(["build", "--offline", "-q", "-p", "scimgate-demo-plugin"])
-        .current_dir(build.path())
-        .env("CARGO_TARGET_DIR", &target)
-        .output()
-        .unwrap();
+    let build_plugin = || {
+        std::process::Command::new(&cargo)
+            .args(["build", "--offline", "-q", "-p", "scimgate-demo-plugin"])
+            .current_dir(build.path())
+            .env("CARGO_TARGET_DIR", &target)
+            .output()
+            .unwrap()
+    };
+    let mut out = build_plugin();
+    if !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--offline") {
+        // A variant's lock file (the epoch-2 one comes from the history)
+        // can name crates the current workspace never downloaded: on a
+        // fresh machine, fetch them from the registry once, then build
+        // offline again.
+        let fetched = std::process::Command::new(&cargo)
+            .args(["fetch", "-q"])
+            .current_dir(build.path())
+            .output()
+            .unwrap();
+        assert!(
+            fetched.status.success(),
+            "cargo fetch for the {tag} variant: {}",
+            String::from_utf8_lossy(&fetched.stderr)
+        );
+        out = build_plugin();
+    }
     assert!(
         out.status.success(),
         "{}",
