@@ -27,6 +27,7 @@
 //! which reports each store call to the host's metrics.
 
 pub mod metered;
+mod pool;
 pub mod postgres;
 pub mod sql;
 pub mod sqlite;
@@ -50,6 +51,21 @@ pub fn change_op(text: &str) -> Option<ChangeOp> {
         "patch" => Some(ChangeOp::Patch),
         "delete" => Some(ChangeOp::Delete),
         _ => None,
+    }
+}
+
+/// The record `rec` became when written with this `seq`, `version` and
+/// `created` (its `now` is the new `lastModified`): what a store returns
+/// without reading the row back.
+pub fn written(rec: &NewRecord, seq: i64, version: i64, created: String) -> Record {
+    Record {
+        id: rec.id.clone(),
+        resource_type: rec.resource_type.clone(),
+        seq,
+        version,
+        created,
+        last_modified: rec.now.clone(),
+        body: rec.body.clone(),
     }
 }
 

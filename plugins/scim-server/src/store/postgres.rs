@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use postgres::error::SqlState;
@@ -19,6 +19,7 @@ use serde_json::Value;
 
 use scimgate_changes::{Position, PositionStore};
 
+use super::pool::{BoundedPool, PoolCounts};
 use super::sql::{count_query, scan_query, Param, POSTGRES};
 use super::{
     attributes_json, change_op, Backend, BackendError, BackendResult, Capabilities, Change,
@@ -766,111 +767,68 @@ impl Conn {
     }
 }
 
-/// A bounded pool of blocking connections: at most `size` open, requests
-/// wait up to [`POOL_WAIT`] for one.
+/// The store's connections: a [`BoundedPool`] of at most `pool_size`;
+/// requests wait up to [`POOL_WAIT`] for one.
 struct Pool {
     target: PgTarget,
-    size: usize,
-    state: Mutex<PoolState>,
-    freed: Condvar,
-}
-
-#[derive(Default)]
-struct PoolState {
-    idle: Vec<Conn>,
-    open: usize,
+    conns: BoundedPool<Conn>,
 }
 
 impl Pool {
     fn new(target: PgTarget, size: usize) -> Pool {
         Pool {
             target,
-            size,
-            state: Mutex::new(PoolState::default()),
-            freed: Condvar::new(),
+            conns: BoundedPool::new(size),
         }
-    }
-
-    fn lock(&self) -> BackendResult<MutexGuard<'_, PoolState>> {
-        self.state
-            .lock()
-            .map_err(|_| BackendError::Backend("connection pool poisoned".into()))
     }
 
     fn get(&self) -> BackendResult<Lease<'_>> {
-        let deadline = Instant::now() + POOL_WAIT;
-        let mut state = self.lock()?;
-        loop {
-            if let Some(conn) = state.idle.pop() {
-                return Ok(Lease {
-                    pool: self,
-                    conn: Some(conn),
-                    broken: false,
-                });
-            }
-            if state.open < self.size {
-                state.open += 1;
-                drop(state);
-                return match self.target.connect() {
-                    Ok(client) => Ok(Lease {
-                        pool: self,
-                        conn: Some(Conn {
-                            client,
-                            statements: HashMap::new(),
-                            dynamic: HashMap::new(),
-                        }),
-                        broken: false,
-                    }),
-                    Err(e) => {
-                        let mut state = self.lock()?;
-                        state.open -= 1;
-                        self.freed.notify_one();
-                        Err(BackendError::Unavailable(format!(
-                            "cannot connect to PostgreSQL: {}",
-                            describe(&e)
-                        )))
-                    }
-                };
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(BackendError::Unavailable(format!(
+        let conn = self.conns.take(
+            POOL_WAIT,
+            || match self.target.connect() {
+                Ok(client) => Ok(Conn {
+                    client,
+                    statements: HashMap::new(),
+                    dynamic: HashMap::new(),
+                }),
+                Err(e) => Err(BackendError::Unavailable(format!(
+                    "cannot connect to PostgreSQL: {}",
+                    describe(&e)
+                ))),
+            },
+            || {
+                BackendError::Unavailable(format!(
                     "all {} database connections stayed busy for {} s (pool_size)",
-                    self.size,
+                    self.conns.max(),
                     POOL_WAIT.as_secs()
-                )));
-            }
-            state = self
-                .freed
-                .wait_timeout(state, deadline - now)
-                .map_err(|_| BackendError::Backend("connection pool poisoned".into()))?
-                .0;
-        }
+                ))
+            },
+        )?;
+        Ok(Lease {
+            pool: self,
+            conn: Some(conn),
+            broken: false,
+        })
     }
 
     /// Connections lent out, idle, and the most it opens. A poisoned lock
     /// reads as an empty pool.
     fn state(&self) -> StorePool {
         let clamp = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
-        let (open, idle) = match self.state.lock() {
-            Ok(state) => (state.open, state.idle.len()),
-            Err(_) => (0, 0),
-        };
+        let PoolCounts { open, idle } = self
+            .conns
+            .counts()
+            .unwrap_or(PoolCounts { open: 0, idle: 0 });
         StorePool {
             in_use: clamp(open.saturating_sub(idle)),
             idle: clamp(idle),
-            size: clamp(self.size),
+            size: clamp(self.conns.max()),
         }
     }
 
     /// Closes every idle connection (after a connection error).
     fn clear_idle(&self) {
-        if let Ok(mut state) = self.state.lock() {
-            let dropped = state.idle.len();
-            state.idle.clear();
-            state.open -= dropped;
-            self.freed.notify_all();
-        }
+        self.conns.clear_idle();
     }
 }
 
@@ -895,13 +853,10 @@ impl Drop for Lease<'_> {
         let Some(conn) = self.conn.take() else {
             return;
         };
-        if let Ok(mut state) = self.pool.state.lock() {
-            if self.broken || conn.client.is_closed() {
-                state.open -= 1;
-            } else {
-                state.idle.push(conn);
-            }
-            self.pool.freed.notify_one();
+        if self.broken || conn.client.is_closed() {
+            self.pool.conns.forget_one();
+        } else {
+            self.pool.conns.give_back(conn);
         }
     }
 }

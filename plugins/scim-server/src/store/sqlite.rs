@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
 
 use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtension, Row};
 use scimgate_abi::PluginError;
@@ -18,6 +18,7 @@ use serde_json::Value;
 
 use scimgate_changes::{Position, PositionStore};
 
+use super::pool::BoundedPool;
 use super::sql::{count_query, scan_query, Param, SQLITE};
 use super::{
     attributes_json, change_op, Backend, BackendError, BackendResult, BackendTx, Capabilities,
@@ -145,24 +146,13 @@ const READER_CACHE_KIB: i64 = 2 * 1024;
 /// the process whatever the pool size.
 const SOFT_HEAP_LIMIT_BYTES: i64 = 48 * 1024 * 1024;
 
-/// Reader connections, at most `max` of them open: a read takes an idle
-/// one, opens one while fewer than `max` are open, or waits (up to
-/// [`READER_WAIT`]) for one to come back.
+/// Reader connections: a [`BoundedPool`] (a read takes an idle one, opens
+/// one while fewer than its size are open, or waits up to [`READER_WAIT`]),
+/// plus the connection this thread already holds for nested reads.
 struct ReaderPool {
-    state: Mutex<PoolState>,
-    returned: Condvar,
-    max: usize,
+    conns: BoundedPool<Connection>,
     /// Connections ever opened (for tests and diagnostics).
     opened: AtomicU64,
-}
-
-struct PoolState {
-    idle: Vec<Connection>,
-    /// Open connections, idle or lent out (or being opened).
-    open: usize,
-    /// Reads waiting in [`ReaderPool::take`]: a connection given back wakes
-    /// one only when there is one (a futex wake is a system call).
-    waiting: usize,
 }
 
 thread_local! {
@@ -201,13 +191,7 @@ impl Drop for Lent<'_> {
 impl ReaderPool {
     fn new(max: usize) -> ReaderPool {
         ReaderPool {
-            state: Mutex::new(PoolState {
-                idle: Vec::new(),
-                open: 0,
-                waiting: 0,
-            }),
-            returned: Condvar::new(),
-            max: max.max(1),
+            conns: BoundedPool::new(max),
             opened: AtomicU64::new(0),
         }
     }
@@ -217,8 +201,8 @@ impl ReaderPool {
     }
 
     /// Runs `f` on a reader connection of this pool: the one this thread
-    /// already holds, an idle one, a new one while fewer than `max` are
-    /// open, or the first one given back within `wait`.
+    /// already holds, an idle one, a new one while fewer than the pool's
+    /// size are open, or the first one given back within `wait`.
     fn with<T>(
         &self,
         path: &Path,
@@ -252,45 +236,29 @@ impl ReaderPool {
     }
 
     fn take(&self, path: &Path, wait: Duration) -> BackendResult<Connection> {
-        let deadline = Instant::now() + wait;
-        let mut state = self
-            .state
-            .lock()
-            .map_err(|_| backend("reader pool poisoned"))?;
-        loop {
-            if let Some(conn) = state.idle.pop() {
-                return Ok(conn);
-            }
-            if state.open < self.max {
-                state.open += 1;
-                drop(state);
+        self.conns.take(
+            wait,
+            || {
                 self.opened.fetch_add(1, Ordering::SeqCst);
-                return connect_reader(path).inspect_err(|_| self.forget_one());
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(BackendError::Unavailable(format!(
+                connect_reader(path)
+            },
+            || {
+                BackendError::Unavailable(format!(
                     "all {} reader connections stayed busy for {} s",
-                    self.max,
+                    self.conns.max(),
                     wait.as_secs_f64()
-                )));
-            }
-            state.waiting += 1;
-            let woken = self.returned.wait_timeout(state, deadline - now);
-            state = woken.map_err(|_| backend("reader pool poisoned"))?.0;
-            state.waiting -= 1;
-        }
+                ))
+            },
+        )
     }
 
     /// Whether a read would get a connection now without waiting (an idle
     /// one, or room to open one); a hint, another read may take it first.
     fn has_free(&self) -> bool {
-        self.state
-            .lock()
-            .is_ok_and(|state| !state.idle.is_empty() || state.open < self.max)
+        self.conns.has_free()
     }
 
-    /// Connections opened so far (never more than `max` at once).
+    /// Connections opened so far (never more than the pool's size at once).
     #[cfg(test)]
     fn opened(&self) -> u64 {
         self.opened.load(Ordering::SeqCst)
@@ -298,35 +266,11 @@ impl ReaderPool {
 
     /// Puts a lent connection back, or closes it when it cannot be lent
     /// again (still shared, which cannot happen, or left inside a
-    /// transaction); either way a waiting read is woken.
+    /// transaction).
     fn give_back(&self, conn: Rc<Connection>) {
         match Rc::try_unwrap(conn) {
-            Ok(conn) if conn.is_autocommit() => match self.state.lock() {
-                Ok(mut state) => {
-                    state.idle.push(conn);
-                    let waiting = state.waiting > 0;
-                    drop(state);
-                    if waiting {
-                        self.returned.notify_one();
-                    }
-                }
-                Err(_) => self.forget_one(),
-            },
-            _ => self.forget_one(),
-        }
-    }
-
-    /// One open connection fewer (closed, or never opened).
-    fn forget_one(&self) {
-        let waiting = match self.state.lock() {
-            Ok(mut state) => {
-                state.open = state.open.saturating_sub(1);
-                state.waiting > 0
-            }
-            Err(_) => true,
-        };
-        if waiting {
-            self.returned.notify_one();
+            Ok(conn) if conn.is_autocommit() => self.conns.give_back(conn),
+            _ => self.conns.forget_one(),
         }
     }
 }
@@ -1090,15 +1034,7 @@ impl BackendTx for SqliteTx<'_> {
             .map_err(sql)?;
         // A new seq (AUTOINCREMENT never reuses one) has no email rows yet.
         self.insert_emails(seq, &rec.emails)?;
-        Ok(Record {
-            id: rec.id.clone(),
-            resource_type: rec.resource_type.clone(),
-            seq,
-            version: 1,
-            created: rec.now.clone(),
-            last_modified: rec.now.clone(),
-            body: rec.body.clone(),
-        })
+        Ok(super::written(rec, seq, 1, rec.now.clone()))
     }
 
     fn update(&mut self, rec: &NewRecord, expected_version: i64) -> BackendResult<Record> {
@@ -1130,15 +1066,7 @@ impl BackendTx for SqliteTx<'_> {
             .map_err(sql)?
             .ok_or(BackendError::VersionMismatch)?;
         self.write_emails(seq, &rec.emails)?;
-        Ok(Record {
-            id: rec.id.clone(),
-            resource_type: rec.resource_type.clone(),
-            seq,
-            version,
-            created,
-            last_modified: rec.now.clone(),
-            body: rec.body.clone(),
-        })
+        Ok(super::written(rec, seq, version, created))
     }
 
     fn delete(
@@ -1288,6 +1216,7 @@ impl BackendTx for SqliteTx<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     fn temp_db(tag: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!(

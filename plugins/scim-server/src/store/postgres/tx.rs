@@ -26,7 +26,8 @@ use scimgate_abi::PluginError;
 
 use super::{get_record, pg, record, Conn};
 use crate::store::{
-    BackendError, BackendResult, BackendTx, Change, Member, NewRecord, Record, UniqueColumn, Work,
+    written, BackendError, BackendResult, BackendTx, Change, Member, NewRecord, Record,
+    UniqueColumn, Work,
 };
 
 /// Buffered inserts are sent once this many wait between operations.
@@ -306,15 +307,7 @@ impl<'c> PgTx<'c> {
 
     /// The stored form of a buffered insert (what `INSERT … RETURNING` gives).
     fn stored(rec: &NewRecord, seq: i64) -> Record {
-        Record {
-            id: rec.id.clone(),
-            resource_type: rec.resource_type.clone(),
-            seq,
-            version: 1,
-            created: rec.now.clone(),
-            last_modified: rec.now.clone(),
-            body: rec.body.clone(),
-        }
+        written(rec, seq, 1, rec.now.clone())
     }
 
     fn insert_now(&mut self, rec: &NewRecord) -> BackendResult<Record> {
