@@ -182,46 +182,107 @@ struct Presented {
     basic: bool,
 }
 
-impl Authenticator for ClientCredentials {
-    fn authenticate(&self, req: &Request) -> AuthOutcome {
+/// A failed client authentication: 401 `invalid_client`, with the Basic
+/// challenge when the credentials came by Basic.
+fn failed(presented: &Presented, message: &str) -> PluginError {
+    let err = oauth(401, "invalid_client", message);
+    if presented.basic {
+        err.with_header("www-authenticate", &basic_challenge())
+    } else {
+        err
+    }
+}
+
+/// What a request's client credentials come to before a secret is hashed:
+/// the one path both [`ClientCredentials::authenticate`] and
+/// [`ClientCredentials::blocks_on`] take, so that what is said to block is
+/// exactly what then hashes.
+enum Checked<'c> {
+    NotMine,
+    Malformed(PluginError),
+    /// From an address the client's provider does not allow.
+    Refused {
+        presented: Presented,
+        reason: String,
+    },
+    /// Locked out after repeated failures.
+    Locked {
+        presented: Presented,
+        retry_after: u64,
+    },
+    /// To verify: the secret against `client`'s hash, or against the
+    /// decoy hash when no client has that id.
+    Verify {
+        presented: Presented,
+        client: Option<&'c Client>,
+        keys: Keys,
+    },
+}
+
+impl ClientCredentials {
+    fn check(&self, req: &Request) -> Checked<'_> {
         let presented = match self.credentials(req) {
             Ok(Some(p)) => p,
-            Ok(None) => return AuthOutcome::NotMine,
-            Err(e) => return AuthOutcome::Rejected(e),
+            Ok(None) => return Checked::NotMine,
+            Err(e) => return Checked::Malformed(e),
         };
-        let now = req.received_at_unix_ms;
         let client = self.clients.get(&presented.client_id);
-        let failed = |message: &str| {
-            let err = oauth(401, "invalid_client", message);
-            if presented.basic {
-                err.with_header("www-authenticate", &basic_challenge())
-            } else {
-                err
-            }
-        };
-        // An address the provider does not allow gets the answer a wrong
-        // secret gets, after the same work, and nothing is counted: it can
-        // neither guess the secret nor lock the client out.
         if let Some(reason) = client.and_then(|c| c.allowed.refusal(&c.provider_id, &req.client_ip))
         {
-            self.decoy.spend(&presented.secret);
-            tracing::info!(client_id = %shown(&presented.client_id), client_ip = %shown(&req.client_ip), %reason, "client authentication refused");
-            return AuthOutcome::Rejected(
-                failed("client authentication failed").with_context(reason),
-            );
+            return Checked::Refused { presented, reason };
         }
         let keys = Keys::new("client", &presented.client_id, &req.client_ip);
-        if let Some(retry_after) = self.lockout.locked(&keys, now) {
-            tracing::warn!(client_id = %shown(&presented.client_id), client_ip = %shown(&req.client_ip), "client authentication locked out after repeated failures");
-            return AuthOutcome::Rejected(
-                oauth(
-                    429,
-                    "temporarily_unavailable",
-                    format!("too many failed client authentications; retry in {retry_after} s"),
-                )
-                .with_header("retry-after", &retry_after.to_string()),
-            );
+        if let Some(retry_after) = self.lockout.locked(&keys, req.received_at_unix_ms) {
+            return Checked::Locked {
+                presented,
+                retry_after,
+            };
         }
+        Checked::Verify {
+            presented,
+            client,
+            keys,
+        }
+    }
+}
+
+impl Authenticator for ClientCredentials {
+    fn authenticate(&self, req: &Request) -> AuthOutcome {
+        let (presented, client, keys) = match self.check(req) {
+            Checked::NotMine => return AuthOutcome::NotMine,
+            Checked::Malformed(e) => return AuthOutcome::Rejected(e),
+            // An address the provider does not allow gets the answer a
+            // wrong secret gets, after the same work, and nothing is
+            // counted: it can neither guess the secret nor lock the client
+            // out.
+            Checked::Refused { presented, reason } => {
+                self.decoy.spend(&presented.secret);
+                tracing::info!(client_id = %shown(&presented.client_id), client_ip = %shown(&req.client_ip), %reason, "client authentication refused");
+                return AuthOutcome::Rejected(
+                    failed(&presented, "client authentication failed").with_context(reason),
+                );
+            }
+            Checked::Locked {
+                presented,
+                retry_after,
+            } => {
+                tracing::warn!(client_id = %shown(&presented.client_id), client_ip = %shown(&req.client_ip), "client authentication locked out after repeated failures");
+                return AuthOutcome::Rejected(
+                    oauth(
+                        429,
+                        "temporarily_unavailable",
+                        format!("too many failed client authentications; retry in {retry_after} s"),
+                    )
+                    .with_header("retry-after", &retry_after.to_string()),
+                );
+            }
+            Checked::Verify {
+                presented,
+                client,
+                keys,
+            } => (presented, client, keys),
+        };
+        let now = req.received_at_unix_ms;
         let verified = client.filter(|client| {
             self.verifier
                 .verify(&client.secret, &presented.client_id, &presented.secret, now)
@@ -232,7 +293,7 @@ impl Authenticator for ClientCredentials {
             }
             self.lockout.record_failure(&keys, now);
             tracing::debug!(client_id = %shown(&presented.client_id), client_ip = %shown(&req.client_ip), "client authentication failed");
-            return AuthOutcome::Rejected(failed("client authentication failed"));
+            return AuthOutcome::Rejected(failed(&presented, "client authentication failed"));
         };
         self.lockout.reset(&keys);
         let mut principal = Principal::new(&client.provider_id, &presented.client_id, METHOD);
@@ -243,33 +304,20 @@ impl Authenticator for ClientCredentials {
     /// Only argon2 blocks: a secret not remembered as verified, or the
     /// decoy hash spent for an unknown client or a refused address.
     fn blocks_on(&self, req: &Request) -> bool {
-        let Ok(Some(presented)) = self.credentials(req) else {
-            return false;
-        };
-        let Some(client) = self.clients.get(&presented.client_id) else {
-            return self.decoy.is_armed();
-        };
-        if client
-            .allowed
-            .refusal(&client.provider_id, &req.client_ip)
-            .is_some()
-        {
-            return self.decoy.is_armed();
+        match self.check(req) {
+            Checked::NotMine | Checked::Malformed(_) | Checked::Locked { .. } => false,
+            Checked::Refused { .. } | Checked::Verify { client: None, .. } => self.decoy.is_armed(),
+            Checked::Verify {
+                presented,
+                client: Some(client),
+                ..
+            } => self.verifier.would_hash(
+                &client.secret,
+                &presented.client_id,
+                &presented.secret,
+                req.received_at_unix_ms,
+            ),
         }
-        let keys = Keys::new("client", &presented.client_id, &req.client_ip);
-        if self
-            .lockout
-            .locked(&keys, req.received_at_unix_ms)
-            .is_some()
-        {
-            return false;
-        }
-        self.verifier.would_hash(
-            &client.secret,
-            &presented.client_id,
-            &presented.secret,
-            req.received_at_unix_ms,
-        )
     }
 
     fn challenge(&self) -> Option<String> {
