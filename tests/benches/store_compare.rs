@@ -24,6 +24,8 @@
 //! `SCIMGATE_TEST_POSTGRES_URL` only SQLite runs. While iterating,
 //! `SCIM_BENCH_ONLY=postgres` (or `sqlite`) measures one store alone (no
 //! ratios); the figures to compare come from a run of both.
+//! `SCIM_BENCH_HOLD=1` prints each filled server's address and a user's
+//! URL, and keeps them up until stdin closes (for `perf`, `wrk`).
 
 use std::time::{Duration, Instant};
 
@@ -326,6 +328,19 @@ fn main() {
         for table in ["resources", "emails", "memberships", "scim_changes"] {
             schema.psql(&format!("VACUUM ANALYZE {}.{table}", schema.name));
         }
+    }
+    if std::env::var_os("SCIM_BENCH_HOLD").is_some() {
+        // For profiling: keep the filled servers up until stdin closes.
+        for store in &stores {
+            println!(
+                "{} {}/scim/v2/Users/{} (authorization: {AUTH})",
+                store.name,
+                store.server.base,
+                store.ids.first().map_or("", String::as_str)
+            );
+        }
+        std::io::stdin().lines().for_each(drop);
+        return;
     }
     interleaved(&mut stores, Store::get);
     interleaved(&mut stores, Store::filter);

@@ -189,6 +189,12 @@ pub enum BackendError {
     /// The target system cannot be reached: 503 with `Retry-After`.
     Unavailable(String),
     Backend(String),
+    /// During an inline call ([`in_inline_call`]) a read would have to wait
+    /// (every pooled connection is lent out). Not a failure: the host runs
+    /// the request again on its blocking pool (`PluginError::would_block`).
+    /// Only reads return it, and only inline, where nothing has been
+    /// written.
+    WouldBlock,
 }
 
 /// Seconds a client is asked to wait after a 503 from the backend.
@@ -204,6 +210,9 @@ impl fmt::Display for BackendError {
                 write!(f, "the store is unavailable: {message}")
             }
             BackendError::Backend(message) => write!(f, "store: {message}"),
+            BackendError::WouldBlock => {
+                f.write_str("the store would block an inline call (no free connection)")
+            }
         }
     }
 }
@@ -224,6 +233,7 @@ impl From<BackendError> for PluginError {
                 .with_header("retry-after", RETRY_AFTER_SECONDS)
                 .with_context("store"),
             BackendError::Backend(message) => PluginError::internal(message).with_context("store"),
+            BackendError::WouldBlock => PluginError::would_block(),
         }
     }
 }
@@ -242,6 +252,34 @@ pub type Visitor<'a> = dyn FnMut(Record) -> Result<Visit, PluginError> + 'a;
 
 /// The work of one write unit.
 pub type Work<'a> = dyn FnMut(&mut dyn BackendTx) -> Result<(), PluginError> + 'a;
+
+thread_local! {
+    /// Set while the engine answers an inline call on this thread.
+    static INLINE_CALL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the engine is answering an inline call on this thread: the host
+/// runs it on an async worker, which must not wait. A backend's read that
+/// would wait (for a pooled connection, say) returns
+/// [`BackendError::WouldBlock`] instead, and the host runs the request
+/// again on its blocking pool, where waiting is allowed.
+pub fn in_inline_call() -> bool {
+    INLINE_CALL.with(std::cell::Cell::get)
+}
+
+/// Marks the calls made on this thread while `f` runs as inline
+/// ([`in_inline_call`]) when `inline` holds; the mark is restored after,
+/// even if `f` panics.
+pub(crate) fn inline_call<T>(inline: bool, f: impl FnOnce() -> T) -> T {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            INLINE_CALL.with(|cell| cell.set(self.0));
+        }
+    }
+    let _restore = Restore(INLINE_CALL.with(|cell| cell.replace(inline)));
+    f()
+}
 
 /// A read the engine asks [`Backend::quick_read`] about.
 #[derive(Debug, Clone, Copy)]

@@ -72,8 +72,12 @@ impl ScimService {
 
     /// Answers one request below the mount (`req.path` is the canonical
     /// path after the base URL). Client mistakes are 4xx [`PluginError`]s.
+    /// An inline call (`req.is_inline()`) marks the backend calls it makes
+    /// ([`crate::backend::in_inline_call`]): a read that would wait answers
+    /// [`BackendError::WouldBlock`](crate::BackendError::WouldBlock), which
+    /// reaches the host as `would-block`.
     pub fn handle(&self, req: &Request, caller: Caller<'_>) -> Result<Response, PluginError> {
-        self.route(req, caller)
+        crate::backend::inline_call(req.is_inline(), || self.route(req, caller))
     }
 
     /// Whether `req` is a read the host may run inline, on an async

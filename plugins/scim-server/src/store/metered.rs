@@ -23,8 +23,15 @@ use super::{
 /// The pool's state after an operation, for stores that have a pool.
 pub type PoolProbe = Box<dyn Fn() -> StorePool + Send + Sync>;
 
+/// The `kind` of an answer that is no failure: an inline read that would
+/// have waited ([`BackendError::WouldBlock`]); never reported.
+const WOULD_BLOCK: &str = "would_block";
+
 /// The `kind` of a failed operation, as the host counts it.
 pub fn plugin_error_kind(error: &PluginError) -> &'static str {
+    if error.is_would_block() {
+        return WOULD_BLOCK;
+    }
     match error.status {
         503 => "unavailable",
         409 | 412 => "conflict",
@@ -40,6 +47,7 @@ pub fn backend_error_kind(error: &BackendError) -> &'static str {
         BackendError::Invalid(..) => "client",
         BackendError::Unavailable(_) => "unavailable",
         BackendError::Backend(_) => "internal",
+        BackendError::WouldBlock => WOULD_BLOCK,
     }
 }
 
@@ -82,7 +90,12 @@ impl Metered {
         self
     }
 
+    /// Reports one operation; not one that answered would-block (it never
+    /// reached the database, and its rerun on the blocking pool reports).
     fn report(&self, operation: &str, start: Instant, error_kind: Option<&str>) {
+        if error_kind == Some(WOULD_BLOCK) {
+            return;
+        }
         let pool = self.pool.as_ref().map(|probe| probe());
         report_store_op(operation, start.elapsed(), error_kind, pool);
     }

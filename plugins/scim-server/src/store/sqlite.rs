@@ -26,6 +26,7 @@ use super::{
     UniqueColumn, Visit, Visitor, Work, BATCH, CAPABILITIES, MAX_CHANGES,
 };
 use scimgate_scim::{AttrPath, Filter, SchemaCtx};
+use scimgate_scim_service::backend::in_inline_call;
 
 /// The schema, one step per entry; entry `n` brings the database to version
 /// `n + 1`. Append only: never edit a released step.
@@ -338,8 +339,20 @@ impl SqliteStore {
     }
 
     /// Runs `f` on a reader connection of the bounded pool (waiting up to
-    /// [`READER_WAIT`] for one; then `Unavailable`).
+    /// [`READER_WAIT`] for one; then `Unavailable`). An inline call, on an
+    /// async worker, never waits: with no connection free at once it is
+    /// [`BackendError::WouldBlock`], and the host runs the request again on
+    /// its blocking pool (`quick_read` only says a reader *was* free).
     fn read<T>(&self, f: impl FnOnce(&Connection) -> T) -> BackendResult<T> {
+        if in_inline_call() {
+            return self
+                .readers
+                .with(&self.path, Duration::ZERO, f)
+                .map_err(|error| match error {
+                    BackendError::Unavailable(_) => BackendError::WouldBlock,
+                    other => other,
+                });
+        }
         self.readers.with(&self.path, READER_WAIT, f)
     }
 }
@@ -1366,6 +1379,8 @@ mod tests {
         let (held_tx, held_rx) = std::sync::mpsc::channel();
         let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
         std::thread::scope(|scope| {
+            // Released as this closure unwinds, should an assertion fail.
+            let release_tx = release_tx;
             let store_ref = &store;
             let holder = scope.spawn(move || {
                 store_ref
@@ -1397,6 +1412,78 @@ mod tests {
         assert!(store.readers.has_free());
         assert!(store.ready().is_ok());
         assert_eq!(store.readers.opened(), 1);
+        drop(store);
+        let _ = std::fs::remove_dir_all(path.parent().expect("parent"));
+    }
+
+    #[test]
+    fn an_inline_get_that_finds_every_reader_busy_answers_would_block_at_once() {
+        use scimgate_abi::{Caller, Request};
+        let (store, path) = store_with_readers("inline-busy", 1);
+        super::super::suite::insert_user(&store, "u1", "alice");
+        let store = Arc::new(store);
+        let config: crate::ScimConfig =
+            scimgate_abi::sdk::deserialize_config(&serde_json::json!({})).expect("defaults");
+        let registry = config.registry(&std::env::temp_dir()).expect("registry");
+        let scim = scimgate_scim_service::ScimService::new(
+            config.settings(),
+            registry,
+            Arc::clone(&store) as Arc<dyn Backend>,
+        );
+        let mut get = Request::new("GET", "/Users/u1");
+        get.set_inline(true);
+        // A reader is free: the inline GET is answered where it runs.
+        let answered = scim.handle(&get, Caller::ANONYMOUS).expect("inline GET");
+        assert_eq!(answered.status, 200);
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        std::thread::scope(|scope| {
+            // Owned by this closure: should an assertion below fail, the
+            // holder is released as it unwinds (else the scope waits for it
+            // for ever).
+            let release_tx = release_tx;
+            let store_ref = &store;
+            let holder = scope.spawn(move || {
+                store_ref
+                    .read(|_| {
+                        held_tx.send(()).expect("signal");
+                        release_rx.recv().expect("release");
+                    })
+                    .expect("the one reader");
+            });
+            held_rx.recv().expect("the reader is held");
+            // The race `quick_read` cannot close: it saw a free reader, and
+            // another read took it. An async worker must not wait for it
+            // (READER_WAIT is 10 s): the call answers would-block at once,
+            // and the host runs the request again on its blocking pool.
+            let started = Instant::now();
+            let error = scim
+                .handle(&get, Caller::ANONYMOUS)
+                .expect_err("no reader is free");
+            assert!(error.is_would_block(), "{error}");
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "waited {:?} on an async worker",
+                started.elapsed()
+            );
+            // Not inline, the same GET waits for the reader as before.
+            let waiting = scope.spawn(|| {
+                let mut get = Request::new("GET", "/Users/u1");
+                get.set_inline(false);
+                scim.handle(&get, Caller::ANONYMOUS).map(|r| r.status)
+            });
+            std::thread::sleep(Duration::from_millis(50));
+            release_tx.send(()).expect("release");
+            holder.join().expect("holder");
+            assert_eq!(waiting.join().expect("waiting").expect("GET"), 200);
+        });
+        assert_eq!(
+            scim.handle(&get, Caller::ANONYMOUS)
+                .expect("inline GET")
+                .status,
+            200
+        );
+        drop(scim);
         drop(store);
         let _ = std::fs::remove_dir_all(path.parent().expect("parent"));
     }
