@@ -29,7 +29,8 @@ use scimgate_abi::{PluginError, Request};
 use scimgate_scim::filter::MAX_FILTER_DEPTH;
 use scimgate_scim::sort::{check_sortable, compare, SortOrder};
 use scimgate_scim::{
-    list_response, parse_filter, project, strip_never, AttrPath, AttributeSelection, Filter,
+    list_response, parse_filter, project_owned, strip_never_owned, AttrPath, AttributeSelection,
+    Filter,
 };
 use serde_json::{json, Value};
 
@@ -401,7 +402,7 @@ impl ScimService {
             .into_iter()
             .map(|(kind_index, doc)| {
                 let ctx = &kinds[kind_index].ctx;
-                project(ctx, &strip_never(ctx, &doc), &params.selection)
+                project_owned(ctx, strip_never_owned(ctx, doc), &params.selection)
             })
             .collect();
         let returned = resources.len() as u64;
@@ -598,7 +599,7 @@ impl ScimService {
                 };
                 let mut keys: Vec<(Value, usize, String)> = Vec::new();
                 self.scan_matches(call, kinds, scan, filter, relations, &mut |i, doc, rec| {
-                    keys.push((project(&kinds[i].ctx, &doc, &selection), i, rec.id));
+                    keys.push((project_owned(&kinds[i].ctx, doc, &selection), i, rec.id));
                     Ok(())
                 })?;
                 // Stable: ties keep insertion order.

@@ -140,10 +140,40 @@ impl ScimService {
         relations: bool,
         groups: Option<&HashMap<String, Vec<GroupRef>>>,
     ) -> Result<Value, PluginError> {
-        let mut body = match &rec.body {
+        let body = match &rec.body {
             Value::Object(map) => map.clone(),
             _ => Map::new(),
         };
+        self.render_body(kind, rec, body, base, relations, groups)
+    }
+
+    /// [`ScimService::render`] of a record the caller gives up: its body is
+    /// moved into the rendered resource, not copied.
+    pub(crate) fn render_owned(
+        &self,
+        kind: &Kind<'_>,
+        mut rec: Record,
+        base: &str,
+        relations: bool,
+    ) -> Result<Value, PluginError> {
+        let body = match std::mem::take(&mut rec.body) {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        };
+        self.render_body(kind, &rec, body, base, relations, None)
+    }
+
+    /// Renders `body` (the stored body of `rec`, which may have been taken
+    /// out of it) with `id`, `meta` and the derived `members`/`groups`.
+    fn render_body(
+        &self,
+        kind: &Kind<'_>,
+        rec: &Record,
+        mut body: Map<String, Value>,
+        base: &str,
+        relations: bool,
+        groups: Option<&HashMap<String, Vec<GroupRef>>>,
+    ) -> Result<Value, PluginError> {
         body.insert("id".into(), Value::String(rec.id.clone()));
         body.insert(
             "meta".into(),
@@ -159,7 +189,7 @@ impl ScimService {
             let views = if self.caps.native_members {
                 self.backend.members(&kind.rt.name, &rec.id)?
             } else {
-                self.member_views(&rec.body)?
+                self.member_views(&body)?
             };
             let members: Vec<Value> = views
                 .into_iter()
@@ -624,7 +654,7 @@ impl ScimService {
 
     /// Without native membership: the members kept in a group's body, with
     /// the member's body when `display` must be derived.
-    fn member_views(&self, body: &Value) -> Result<Vec<MemberView>, PluginError> {
+    fn member_views(&self, body: &Map<String, Value>) -> Result<Vec<MemberView>, PluginError> {
         let items = body.get("members").and_then(Value::as_array);
         let mut out = Vec::with_capacity(items.map_or(0, Vec::len));
         for item in items.into_iter().flatten() {

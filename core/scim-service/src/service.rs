@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use scimgate_abi::{Caller, PluginError, Request, Response};
 use scimgate_scim::discovery::{resource_types_json, schemas_json};
 use scimgate_scim::{
-    list_response, parse_body, parse_filter, project, strip_never, AttrPath, AttributeSelection,
-    CompValue, CompareOp, Filter, Registry, ResourceType, Target,
+    list_response, parse_body, parse_filter, project_owned, strip_never_owned, AttrPath,
+    AttributeSelection, CompValue, CompareOp, Filter, Registry, ResourceType, Target,
 };
 use serde_json::Value;
 
@@ -325,7 +325,7 @@ impl ScimService {
                     Ok(())
                 })?;
                 let rec = out.ok_or_else(|| PluginError::internal("no record"))?;
-                self.resource_response(call, kind, &rec, 200)
+                self.resource_response(call, kind, rec, 200)
             }
             "PATCH" => {
                 let body = json_body(req)?;
@@ -340,7 +340,7 @@ impl ScimService {
                         .with_header("etag", &etag(rec.version))
                         .with_header("location", &self.location(call.base, &kind.rt.name, id)));
                 }
-                self.resource_response(call, kind, &rec, 200)
+                self.resource_response(call, kind, rec, 200)
             }
             "DELETE" => {
                 self.write_unit(&call.stamp, &mut |tx| {
@@ -370,7 +370,7 @@ impl ScimService {
                     .with_header("location", &self.location(call.base, &kind.rt.name, id)));
             }
         }
-        self.resource_response(call, kind, &rec, 200)
+        self.resource_response(call, kind, rec, 200)
     }
 
     fn create(&self, call: &Call<'_>, kind: &Kind<'_>) -> Result<Response, PluginError> {
@@ -381,7 +381,7 @@ impl ScimService {
             Ok(())
         })?;
         let rec = out.ok_or_else(|| PluginError::internal("no record"))?;
-        self.resource_response(call, kind, &rec, 201)
+        self.resource_response(call, kind, rec, 201)
     }
 
     /// A resource response: rendered, projected by the query's
@@ -390,16 +390,17 @@ impl ScimService {
         &self,
         call: &Call<'_>,
         kind: &Kind<'_>,
-        rec: &Record,
+        rec: Record,
         status: u16,
     ) -> Result<Response, PluginError> {
         let selection = query_selection(call.req)?;
-        let full = self.render(kind, rec, call.base, true)?;
-        let shown = project(&kind.ctx, &strip_never(&kind.ctx, &full), &selection);
         let location = self.location(call.base, &kind.rt.name, &rec.id);
+        let etag = etag(rec.version);
+        let full = self.render_owned(kind, rec, call.base, true)?;
+        let shown = project_owned(&kind.ctx, strip_never_owned(&kind.ctx, full), &selection);
         Ok(Response::json(status, SCIM_JSON, &shown)
             .with_header("location", &location)
-            .with_header("etag", &etag(rec.version)))
+            .with_header("etag", &etag))
     }
 
     fn me(&self, call: &Call<'_>, caller: Caller<'_>) -> Result<Response, PluginError> {

@@ -105,7 +105,7 @@ pub use filter::{parse_filter, AttrPath, CompValue, CompareOp, Filter, PatchPath
 pub use mapping::{Mapping, MappingIssue};
 pub use message::list_response;
 pub use patch::{apply_patch, PatchOpKind, PatchOperation, PatchRequest};
-pub use projection::{project, strip_never, AttributeSelection};
+pub use projection::{project, project_owned, strip_never, strip_never_owned, AttributeSelection};
 pub use registry::{Registry, ResourceType, SchemaCtx, SchemaExtension};
 pub use schema::{AttrType, Attribute, Mutability, Returned, Schema, Uniqueness};
 pub use sort::SortOrder;

@@ -58,17 +58,27 @@ fn parse_list(text: Option<&str>) -> Result<Vec<AttrPath>, ScimError> {
 /// naming an extension URN (`urn:…:enterprise:2.0:User`) selects the whole extension.
 /// Members not in the schema follow the `default` rule.
 pub fn project(context: &SchemaCtx<'_>, resource: &Value, selection: &AttributeSelection) -> Value {
-    let Some(object) = resource.as_object() else {
-        return resource.clone();
+    project_owned(context, resource.clone(), selection)
+}
+
+/// [`project`] of a resource the caller gives up: kept values are moved,
+/// not copied (a rendered response is projected once, then serialized).
+pub fn project_owned(
+    context: &SchemaCtx<'_>,
+    resource: Value,
+    selection: &AttributeSelection,
+) -> Value {
+    let Value::Object(object) = resource else {
+        return resource;
     };
     let mut output = Map::new();
     for (key, value) in object {
         if key.eq_ignore_ascii_case("schemas") {
-            output.insert(key.clone(), value.clone());
+            output.insert(key, value);
             continue;
         }
-        if let Some(extension) = context.extension(key) {
-            let Some(members) = value.as_object() else {
+        if let Some(extension) = context.extension(&key) {
+            let Value::Object(members) = value else {
                 continue;
             };
             let whole = selection
@@ -81,41 +91,41 @@ pub fn project(context: &SchemaCtx<'_>, resource: &Value, selection: &AttributeS
                 .any(|path| names_extension(path, &extension.id));
             let mut kept = Map::new();
             for (name, member) in members {
-                let attribute = extension.attribute(name);
+                let attribute = extension.attribute(&name);
                 let location = Location::Extension(extension);
                 if let Some(member) = project_attribute(
                     context,
                     location,
-                    name,
+                    &name,
                     attribute,
                     member,
                     selection,
                     whole,
                     excluded_whole,
                 ) {
-                    kept.insert(name.clone(), member);
+                    kept.insert(name, member);
                 }
             }
             if !kept.is_empty() {
-                output.insert(key.clone(), Value::Object(kept));
+                output.insert(key, Value::Object(kept));
             }
             continue;
         }
         let resolved = context
             .core
-            .and_then(|core| context.resolve_name(Some(&core.id), key));
+            .and_then(|core| context.resolve_name(Some(&core.id), &key));
         let attribute = resolved.map(|(_, attribute)| attribute);
         if let Some(value) = project_attribute(
             context,
             Location::Core,
-            key,
+            &key,
             attribute,
             value,
             selection,
             false,
             false,
         ) {
-            output.insert(key.clone(), value);
+            output.insert(key, value);
         }
     }
     Value::Object(output)
@@ -123,44 +133,51 @@ pub fn project(context: &SchemaCtx<'_>, resource: &Value, selection: &AttributeS
 
 /// Removes every `returned: never` attribute and sub-attribute (e.g. `password`).
 pub fn strip_never(context: &SchemaCtx<'_>, resource: &Value) -> Value {
-    let Some(object) = resource.as_object() else {
-        return resource.clone();
+    strip_never_owned(context, resource.clone())
+}
+
+/// [`strip_never`] of a resource the caller gives up (nothing copied).
+pub fn strip_never_owned(context: &SchemaCtx<'_>, resource: Value) -> Value {
+    let Value::Object(object) = resource else {
+        return resource;
     };
     let mut output = Map::new();
     for (key, value) in object {
-        if let Some(extension) = context.extension(key) {
-            if let Some(members) = value.as_object() {
+        let value = match (context.extension(&key), value) {
+            (Some(extension), Value::Object(members)) => {
                 let kept: Map<String, Value> = members
-                    .iter()
-                    .filter_map(|(name, member)| match extension.attribute(name) {
-                        Some(attribute) => strip_never_value(attribute, member)
-                            .map(|member| (name.clone(), member)),
-                        None => Some((name.clone(), member.clone())),
+                    .into_iter()
+                    .filter_map(|(name, member)| match extension.attribute(&name) {
+                        Some(attribute) => {
+                            strip_never_value(attribute, member).map(|member| (name, member))
+                        }
+                        None => Some((name, member)),
                     })
                     .collect();
-                output.insert(key.clone(), Value::Object(kept));
+                output.insert(key, Value::Object(kept));
                 continue;
             }
-        }
+            (_, value) => value,
+        };
         let attribute = context
             .core
-            .and_then(|core| context.resolve_name(Some(&core.id), key))
+            .and_then(|core| context.resolve_name(Some(&core.id), &key))
             .map(|(_, attribute)| attribute);
         match attribute {
             Some(attribute) => {
                 if let Some(value) = strip_never_value(attribute, value) {
-                    output.insert(key.clone(), value);
+                    output.insert(key, value);
                 }
             }
             None => {
-                output.insert(key.clone(), value.clone());
+                output.insert(key, value);
             }
         }
     }
     Value::Object(output)
 }
 
-fn strip_never_value(attribute: &Attribute, value: &Value) -> Option<Value> {
+fn strip_never_value(attribute: &Attribute, value: Value) -> Option<Value> {
     if attribute.returned == Returned::Never {
         return None;
     }
@@ -169,17 +186,16 @@ fn strip_never_value(attribute: &Attribute, value: &Value) -> Option<Value> {
         .iter()
         .all(|sub| sub.returned != Returned::Never)
     {
-        return Some(value.clone());
+        return Some(value);
     }
     Some(map_elements(value, |element| {
         element
-            .iter()
+            .into_iter()
             .filter(|(name, _)| {
                 attribute
                     .sub_attribute(name)
                     .is_none_or(|sub| sub.returned != Returned::Never)
             })
-            .map(|(name, member)| (name.clone(), member.clone()))
             .collect()
     }))
 }
@@ -228,7 +244,7 @@ fn project_attribute(
     location: Location<'_>,
     name: &str,
     attribute: Option<&Attribute>,
-    value: &Value,
+    value: Value,
     selection: &AttributeSelection,
     whole_extension_requested: bool,
     whole_extension_excluded: bool,
@@ -259,7 +275,7 @@ fn project_attribute(
             .collect();
         let kept = map_elements(value, |element| {
             element
-                .iter()
+                .into_iter()
                 .filter(|(key, _)| {
                     let sub = attribute.and_then(|attribute| attribute.sub_attribute(key));
                     let returned = sub.map_or(Returned::Default, |sub| sub.returned);
@@ -267,7 +283,6 @@ fn project_attribute(
                         || (returned != Returned::Never
                             && wanted.iter().any(|wanted| wanted.eq_ignore_ascii_case(key)))
                 })
-                .map(|(key, member)| (key.clone(), member.clone()))
                 .collect()
         });
         return if is_empty_projection(&kept) {
@@ -293,7 +308,7 @@ fn project_attribute(
         .collect();
     let kept = map_elements(value, |element| {
         element
-            .iter()
+            .into_iter()
             .filter(|(key, _)| {
                 let sub = attribute.and_then(|attribute| attribute.sub_attribute(key));
                 let returned = sub.map_or(Returned::Default, |sub| sub.returned);
@@ -305,7 +320,6 @@ fn project_attribute(
                         .any(|dropped| dropped.eq_ignore_ascii_case(key)),
                 }
             })
-            .map(|(key, member)| (key.clone(), member.clone()))
             .collect()
     });
     if is_empty_projection(&kept) {
@@ -318,44 +332,43 @@ fn project_attribute(
 /// Keeps the sub-attributes for which `keep` holds (never `returned: never` ones).
 fn strip_subs(
     attribute: Option<&Attribute>,
-    value: &Value,
+    value: Value,
     keep: impl Fn(&Attribute) -> bool,
 ) -> Value {
     let Some(attribute) = attribute else {
-        return value.clone();
+        return value;
     };
     if attribute.sub_attributes.is_empty() {
-        return value.clone();
+        return value;
     }
     map_elements(value, |element| {
         element
-            .iter()
+            .into_iter()
             .filter(|(key, _)| {
                 attribute.sub_attribute(key).is_none_or(|sub| {
                     sub.returned != Returned::Never
                         && (sub.returned == Returned::Always || keep(sub))
                 })
             })
-            .map(|(key, member)| (key.clone(), member.clone()))
             .collect()
     })
 }
 
 /// Applies `edit` to a complex value or to each complex element of a multi-valued one.
-fn map_elements(value: &Value, edit: impl Fn(&Map<String, Value>) -> Map<String, Value>) -> Value {
+fn map_elements(value: Value, edit: impl Fn(Map<String, Value>) -> Map<String, Value>) -> Value {
     match value {
         Value::Object(object) => Value::Object(edit(object)),
         Value::Array(items) => Value::Array(
             items
-                .iter()
+                .into_iter()
                 .map(|item| match item {
                     Value::Object(object) => Value::Object(edit(object)),
-                    other => other.clone(),
+                    other => other,
                 })
                 .filter(|item| !matches!(item, Value::Object(object) if object.is_empty()))
                 .collect(),
         ),
-        other => other.clone(),
+        other => other,
     }
 }
 
