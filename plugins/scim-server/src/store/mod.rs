@@ -34,6 +34,8 @@ pub mod sqlite;
 #[cfg(test)]
 pub mod suite;
 
+use std::time::{Duration, Instant};
+
 use scimgate_abi::PluginError;
 use scimgate_changes::{Position, State};
 use scimgate_scim::SortOrder;
@@ -245,4 +247,43 @@ pub trait SqlStore: Backend {
     fn scan_sql(&self, scan: &SqlScan, visit: &mut Visitor<'_>) -> Result<(), PluginError>;
     /// How many rows `scan` selects (ignoring offset/limit/after/before).
     fn count_sql(&self, scan: &SqlScan) -> BackendResult<u64>;
+    /// This store's key in the groups stash ([`stash`]): its address.
+    fn stash_key(&self) -> usize {
+        self as *const Self as *const () as usize
+    }
+}
+
+/// How long the groups read with a record stay usable for the
+/// `groups_of` that follows it on the same thread.
+const STASH_FOR: Duration = Duration::from_millis(100);
+
+/// The groups of the record the last [`Backend::get`] on this thread read,
+/// in the same statement (one round trip, one snapshot): (store, member
+/// id, groups, when). Any other store call drops them.
+type Stash = Option<(usize, String, Vec<GroupRef>, Instant)>;
+
+thread_local! {
+    static STASH: std::cell::RefCell<Stash> = const { std::cell::RefCell::new(None) };
+}
+
+/// Keeps the groups `get` read with record `id` of the store `key`
+/// ([`SqlStore::stash_key`]) for the `groups_of` the engine asks next.
+fn stash(key: usize, id: &str, groups: Vec<GroupRef>) {
+    STASH.with(|s| *s.borrow_mut() = Some((key, id.to_string(), groups, Instant::now())));
+}
+
+/// Drops stashed groups (every store call but `get` and `groups_of`).
+fn unstash() {
+    STASH.with(|s| s.borrow_mut().take());
+}
+
+/// The groups of `id` if the last call on this thread was a `get` of `id`
+/// on the store `key`, moments ago.
+fn take_stash(key: usize, id: &str) -> Option<Vec<GroupRef>> {
+    match STASH.with(|s| s.borrow_mut().take()) {
+        Some((k, stashed, groups, at)) if k == key && stashed == id && at.elapsed() < STASH_FOR => {
+            Some(groups)
+        }
+        _ => None,
+    }
 }

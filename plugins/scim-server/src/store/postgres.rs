@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use postgres::error::SqlState;
 use postgres::types::ToSql;
@@ -22,9 +22,9 @@ use scimgate_changes::{Position, PositionStore};
 use super::pool::{BoundedPool, PoolCounts};
 use super::sql::{count_query, scan_query, Param, POSTGRES};
 use super::{
-    attributes_json, change_op, Backend, BackendError, BackendResult, Capabilities, Change,
-    GroupRef, MemberView, Record, Scan, SqlScan, SqlStore, Visit, Visitor, Work, BATCH,
-    CAPABILITIES, MAX_CHANGES,
+    attributes_json, change_op, stash, take_stash, unstash, Backend, BackendError, BackendResult,
+    Capabilities, Change, GroupRef, MemberView, Record, Scan, SqlScan, SqlStore, Visit, Visitor,
+    Work, BATCH, CAPABILITIES, MAX_CHANGES,
 };
 use scimgate_scim::{AttrPath, Filter, SchemaCtx};
 
@@ -970,7 +970,7 @@ impl Backend for PostgresStore {
                 body,
             })
             .collect();
-        stash(self, &rec.id, groups);
+        stash(self.stash_key(), &rec.id, groups);
         Ok(Some(rec))
     }
 
@@ -1014,7 +1014,7 @@ impl Backend for PostgresStore {
     }
 
     fn groups_of(&self, member_id: &str) -> BackendResult<Vec<GroupRef>> {
-        if let Some(groups) = take_stash(self, member_id) {
+        if let Some(groups) = take_stash(self.stash_key(), member_id) {
             return Ok(groups);
         }
         let rows = self.read(|conn| {
@@ -1381,39 +1381,6 @@ fn change_row(row: &Row) -> BackendResult<Change> {
         attributes: serde_json::from_str(&attributes).unwrap_or_default(),
         via: row.try_get(9).map_err(get)?,
     })
-}
-
-/// How long the groups read with a record stay usable for the
-/// `groups_of` that follows it on the same thread.
-const STASH_FOR: Duration = Duration::from_millis(100);
-
-/// The groups of the record the last [`Backend::get`] on this thread read:
-/// (store, member id, groups, when). Any other store call drops them.
-type Stash = Option<(usize, String, Vec<GroupRef>, Instant)>;
-
-thread_local! {
-    static STASH: std::cell::RefCell<Stash> = const { std::cell::RefCell::new(None) };
-}
-
-fn stash(store: &PostgresStore, id: &str, groups: Vec<GroupRef>) {
-    let key = store as *const PostgresStore as usize;
-    STASH.with(|s| *s.borrow_mut() = Some((key, id.to_string(), groups, Instant::now())));
-}
-
-fn unstash() {
-    STASH.with(|s| s.borrow_mut().take());
-}
-
-/// The groups of `id` if the last call on this thread was a `get` of `id`
-/// on `store`, moments ago.
-fn take_stash(store: &PostgresStore, id: &str) -> Option<Vec<GroupRef>> {
-    let key = store as *const PostgresStore as usize;
-    match STASH.with(|s| s.borrow_mut().take()) {
-        Some((k, stashed, groups, at)) if k == key && stashed == id && at.elapsed() < STASH_FOR => {
-            Some(groups)
-        }
-        _ => None,
-    }
 }
 
 fn get_record(
@@ -1862,42 +1829,5 @@ mod tests {
             ..suite_users()
         };
         assert_eq!(store.count_sql(&renamed).expect("count"), 1);
-    }
-
-    #[test]
-    fn the_groups_read_with_a_get_are_only_used_for_that_resource_right_after() {
-        use crate::store::{BackendTx, Member};
-        let Some(db) = suite::TestDatabase::create("stash") else {
-            return;
-        };
-        let store = PostgresStore::connect(&db.settings(2)).expect("connect");
-        suite::insert_user(&store, "m1", "member");
-        let group = suite::new_record("g1", "Group", None, "2024-01-01T00:00:00.000Z");
-        let member = Member {
-            id: "m1".into(),
-            member_type: "User".into(),
-            display: None,
-        };
-        store
-            .write(&mut |tx: &mut dyn BackendTx| {
-                tx.insert(&group)?;
-                tx.set_members("g1", std::slice::from_ref(&member))?;
-                Ok(())
-            })
-            .expect("group");
-        assert!(store.get("User", "m1").expect("get").is_some());
-        let groups = store.groups_of("m1").expect("groups");
-        assert_eq!(groups.len(), 1);
-        assert_eq!(groups[0].id, "g1");
-        assert_eq!(groups[0].resource_type, "Group");
-        // Read, then the membership goes: the next groups_of asks again.
-        assert!(store.get("User", "m1").expect("get").is_some());
-        store
-            .write(&mut |tx: &mut dyn BackendTx| Ok(tx.set_members("g1", &[])?))
-            .expect("remove");
-        assert!(store.groups_of("m1").expect("groups").is_empty());
-        // A get of another resource is no answer for this one.
-        assert!(store.get("Group", "g1").expect("get").is_some());
-        assert!(store.groups_of("m1").expect("groups").is_empty());
     }
 }

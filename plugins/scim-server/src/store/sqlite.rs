@@ -21,9 +21,9 @@ use scimgate_changes::{Position, PositionStore};
 use super::pool::BoundedPool;
 use super::sql::{count_query, scan_query, Param, SQLITE};
 use super::{
-    attributes_json, change_op, Backend, BackendError, BackendResult, BackendTx, Capabilities,
-    Change, GroupRef, Member, MemberView, NewRecord, QuickRead, Record, Scan, SqlScan, SqlStore,
-    UniqueColumn, Visit, Visitor, Work, BATCH, CAPABILITIES, MAX_CHANGES,
+    attributes_json, change_op, stash, take_stash, unstash, Backend, BackendError, BackendResult,
+    BackendTx, Capabilities, Change, GroupRef, Member, MemberView, NewRecord, QuickRead, Record,
+    Scan, SqlScan, SqlStore, UniqueColumn, Visit, Visitor, Work, BATCH, CAPABILITIES, MAX_CHANGES,
 };
 use scimgate_scim::{AttrPath, Filter, SchemaCtx};
 use scimgate_scim_service::backend::in_inline_call;
@@ -555,6 +555,7 @@ impl rusqlite::ToSql for Param {
 
 impl SqlStore for SqliteStore {
     fn scan_sql(&self, scan: &SqlScan, visit: &mut Visitor<'_>) -> Result<(), PluginError> {
+        unstash();
         if scan.resource_types.is_empty() {
             return Ok(());
         }
@@ -575,6 +576,7 @@ impl SqlStore for SqliteStore {
     }
 
     fn count_sql(&self, scan: &SqlScan) -> BackendResult<u64> {
+        unstash();
         if scan.resource_types.is_empty() {
             return Ok(0);
         }
@@ -594,8 +596,17 @@ impl Backend for SqliteStore {
         CAPABILITIES
     }
 
+    /// The record and, in the same statement (one read transaction, one
+    /// snapshot), the groups it is a direct member of: they are kept for
+    /// the [`Backend::groups_of`] that renders it next.
     fn get(&self, resource_type: &str, id: &str) -> BackendResult<Option<Record>> {
-        self.read(|conn| get_record(conn, resource_type, id))?
+        unstash();
+        let Some((rec, groups)) = self.read(|conn| get_with_groups(conn, resource_type, id))??
+        else {
+            return Ok(None);
+        };
+        stash(self.stash_key(), &rec.id, groups);
+        Ok(Some(rec))
     }
 
     fn scan(&self, scan: &Scan<'_>, visit: &mut Visitor<'_>) -> Result<(), PluginError> {
@@ -634,6 +645,7 @@ impl Backend for SqliteStore {
     }
 
     fn members(&self, _group_type: &str, group_id: &str) -> BackendResult<Vec<MemberView>> {
+        unstash();
         self.read(|conn| {
             let mut stmt = conn
                 .prepare_cached(
@@ -658,6 +670,9 @@ impl Backend for SqliteStore {
     }
 
     fn groups_of(&self, member_id: &str) -> BackendResult<Vec<GroupRef>> {
+        if let Some(groups) = take_stash(self.stash_key(), member_id) {
+            return Ok(groups);
+        }
         self.read(|conn| {
             let mut stmt = conn
                 .prepare_cached(
@@ -683,6 +698,7 @@ impl Backend for SqliteStore {
     /// One `member_id IN (…)` query per [`BATCH`] ids; each member's
     /// groups in the order of [`Backend::groups_of`] (`seq`).
     fn groups_of_many(&self, member_ids: &[&str]) -> BackendResult<HashMap<String, Vec<GroupRef>>> {
+        unstash();
         let mut out: HashMap<String, Vec<GroupRef>> = HashMap::new();
         for chunk in member_ids.chunks(BATCH) {
             let marks = vec!["?"; chunk.len()].join(",");
@@ -720,6 +736,7 @@ impl Backend for SqliteStore {
     }
 
     fn write(&self, work: &mut Work<'_>) -> Result<(), PluginError> {
+        unstash();
         let conn = self
             .writer
             .lock()
@@ -924,6 +941,47 @@ fn change_row(row: &Row<'_>) -> rusqlite::Result<Change> {
         attributes: serde_json::from_str(&attributes).unwrap_or_default(),
         via: row.get(9)?,
     })
+}
+
+/// A record and the groups it is a direct member of (in `seq` order), in
+/// one statement: the record's row is `part` 0, each group's row `part` 1
+/// (its `id`, `resource_type`, `body`).
+fn get_with_groups(
+    conn: &Connection,
+    resource_type: &str,
+    id: &str,
+) -> BackendResult<Option<(Record, Vec<GroupRef>)>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT seq, id, resource_type, version, created, last_modified, body, 0
+             FROM resources WHERE id = ?1 AND resource_type = ?2
+             UNION ALL
+             SELECT r.seq, r.id, r.resource_type, 0, '', '', r.body, 1
+             FROM memberships m JOIN resources r ON r.id = m.group_id
+             WHERE m.member_id = ?1",
+        )
+        .map_err(sql)?;
+    let mut rows = stmt.query(params![id, resource_type]).map_err(sql)?;
+    let mut found = None;
+    let mut groups: Vec<(i64, GroupRef)> = Vec::new();
+    while let Some(row) = rows.next().map_err(sql)? {
+        let part: i64 = row.get(7).map_err(sql)?;
+        if part == 0 {
+            found = Some(record(row).map_err(sql)?);
+            continue;
+        }
+        let body: String = row.get(6).map_err(sql)?;
+        groups.push((
+            row.get(0).map_err(sql)?,
+            GroupRef {
+                id: row.get(1).map_err(sql)?,
+                resource_type: row.get(2).map_err(sql)?,
+                body: serde_json::from_str(&body).unwrap_or(Value::Null),
+            },
+        ));
+    }
+    groups.sort_by_key(|(seq, _)| *seq);
+    Ok(found.map(|rec| (rec, groups.into_iter().map(|(_, group)| group).collect())))
 }
 
 fn get_record(conn: &Connection, resource_type: &str, id: &str) -> BackendResult<Option<Record>> {

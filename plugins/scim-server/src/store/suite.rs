@@ -136,6 +136,7 @@ pub fn run_all(store: &dyn SqlStore) {
     scans_narrow_and_page_in_insertion_order(store);
     memberships_follow_deletes(store);
     groups_of_many_agrees_with_groups_of(store);
+    the_groups_read_with_a_get_are_only_used_for_that_resource_right_after(store);
     failed_transactions_write_nothing(store);
     savepoints_undo_only_their_part(store);
     concurrent_writers_get_one_success_per_version(store);
@@ -433,6 +434,55 @@ impl Drop for TestDatabase {
 
 /// The batched read of a page's groups gives each member exactly what
 /// `groups_of` gives it, in the same order, across several queries.
+/// `get` reads the record's groups in the same statement and keeps them for
+/// the `groups_of` that follows on the same thread: only for that record,
+/// only until another store call, in `seq` order.
+fn the_groups_read_with_a_get_are_only_used_for_that_resource_right_after(store: &dyn SqlStore) {
+    insert_user(store, "st-m1", "stash-member");
+    // Created second-then-first by id: `seq` order is creation order.
+    for group in ["st-g2", "st-g1"] {
+        let record = new_record(group, "Group", None, "2024-01-01T00:00:00.000Z");
+        let member = Member {
+            id: "st-m1".into(),
+            member_type: "User".into(),
+            display: None,
+        };
+        store
+            .write(&mut |tx| {
+                tx.insert(&record)?;
+                tx.set_members(group, std::slice::from_ref(&member))?;
+                Ok(())
+            })
+            .expect("group");
+    }
+    let ids =
+        |refs: Vec<super::GroupRef>| -> Vec<String> { refs.into_iter().map(|g| g.id).collect() };
+    assert!(store.get("User", "st-m1").expect("get").is_some());
+    let groups = store.groups_of("st-m1").expect("groups");
+    assert_eq!(groups[0].resource_type, "Group");
+    assert_eq!(ids(groups), ["st-g2", "st-g1"]);
+    // Asked again without a get: read again, the same answer.
+    assert_eq!(
+        ids(store.groups_of("st-m1").expect("groups")),
+        ["st-g2", "st-g1"]
+    );
+    // Read, then a membership goes: the next groups_of asks again.
+    assert!(store.get("User", "st-m1").expect("get").is_some());
+    store
+        .write(&mut |tx| Ok(tx.set_members("st-g2", &[])?))
+        .expect("remove");
+    assert_eq!(ids(store.groups_of("st-m1").expect("groups")), ["st-g1"]);
+    // A get of another resource is no answer for this one.
+    assert!(store.get("User", "st-m1").expect("get").is_some());
+    assert!(store.get("Group", "st-g1").expect("get").is_some());
+    store
+        .write(&mut |tx| Ok(tx.set_members("st-g1", &[])?))
+        .expect("remove");
+    assert!(store.groups_of("st-m1").expect("groups").is_empty());
+    // A get of the wrong type finds nothing, whatever its groups.
+    assert!(store.get("Group", "st-m1").expect("get").is_none());
+}
+
 fn groups_of_many_agrees_with_groups_of(store: &dyn SqlStore) {
     for n in 1..=4 {
         insert_user(store, &format!("b-u{n}"), &format!("batch{n}"));
