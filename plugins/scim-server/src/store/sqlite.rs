@@ -529,8 +529,8 @@ fn sql(error: rusqlite::Error) -> BackendError {
 const COLUMNS: &str = "seq, id, resource_type, version, created, last_modified, body";
 
 fn record(row: &Row<'_>) -> rusqlite::Result<Record> {
-    let body: String = row.get(6)?;
-    let body = serde_json::from_str(&body).map_err(|e| {
+    // Parsed where SQLite keeps the text, not from a copy of it.
+    let body = serde_json::from_str(row.get_ref(6)?.as_str()?).map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(6, rusqlite::types::Type::Text, Box::new(e))
     })?;
     Ok(Record {
@@ -970,13 +970,16 @@ fn get_with_groups(
             found = Some(record(row).map_err(sql)?);
             continue;
         }
-        let body: String = row.get(6).map_err(sql)?;
+        let body = row
+            .get_ref(6)
+            .and_then(|body| Ok(body.as_str()?))
+            .map_err(sql)?;
         groups.push((
             row.get(0).map_err(sql)?,
             GroupRef {
                 id: row.get(1).map_err(sql)?,
                 resource_type: row.get(2).map_err(sql)?,
-                body: serde_json::from_str(&body).unwrap_or(Value::Null),
+                body: serde_json::from_str(body).unwrap_or(Value::Null),
             },
         ));
     }
