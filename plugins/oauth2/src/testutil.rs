@@ -9,15 +9,58 @@ use scimgate_abi::std_types::{RString, RVec};
 use scimgate_abi::{AuthOutcome, ErrorStyle, Header, PluginError, ProviderRecord, Request};
 use serde_json::Value;
 
-/// A fresh, empty folder under the system temp dir.
+/// What every test folder's name starts with.
+const PREFIX: &str = "scimgate-oauth2-";
+
+/// A fresh, empty folder under the system temp dir, named after this
+/// process. A component may use its folder until the process ends, so none
+/// is removed here; the first call of a run removes the folders of test
+/// processes that have ended ([`remove_ended_runs`]).
 pub fn temp_dir(name: &str) -> PathBuf {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    static SWEEP: std::sync::Once = std::sync::Once::new();
+    SWEEP.call_once(|| remove_ended_runs(&std::env::temp_dir()));
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let dir =
-        std::env::temp_dir().join(format!("scimgate-oauth2-{name}-{}-{n}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("{PREFIX}{name}-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// Removes the test folders under `root` whose process (the second-last
+/// `-` field of the name) no longer runs.
+fn remove_ended_runs(root: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(PREFIX)) else {
+            continue;
+        };
+        let pid = rest.rsplit('-').nth(1).and_then(|p| p.parse::<u32>().ok());
+        if let Some(pid) = pid {
+            if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+}
+
+#[test]
+fn folders_of_ended_test_runs_are_removed_and_running_ones_kept() {
+    let root = temp_dir("sweep");
+    // No process has this id (above the kernel's pid_max of 2^22).
+    let ended = root.join(format!("{PREFIX}ctx-4999999-0"));
+    let running = root.join(format!("{PREFIX}ctx-{}-0", std::process::id()));
+    let other = root.join("something-else-4999999-0");
+    for dir in [&ended, &running, &other] {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    remove_ended_runs(&root);
+    assert!(!ended.exists());
+    assert!(running.exists());
+    assert!(other.exists());
 }
 
 pub fn ctx(config: Value, providers: Vec<Value>) -> CreateContext {
