@@ -253,6 +253,32 @@ pub trait SqlStore: Backend {
     }
 }
 
+/// The rows of a GET's one statement, each a record and whether it is the
+/// resource asked for (else one of its groups): the resource, and its
+/// groups in `seq` order (the order of [`Backend::groups_of`]); `None`
+/// when the resource is not there, whatever its groups.
+fn split_record_and_groups(rows: Vec<(bool, Record)>) -> Option<(Record, Vec<GroupRef>)> {
+    let mut found = None;
+    let mut groups = Vec::new();
+    for (asked, rec) in rows {
+        if asked {
+            found = Some(rec);
+        } else {
+            groups.push(rec);
+        }
+    }
+    groups.sort_by_key(|group| group.seq);
+    let groups = groups
+        .into_iter()
+        .map(|group| GroupRef {
+            id: group.id,
+            resource_type: group.resource_type,
+            body: group.body,
+        })
+        .collect();
+    found.map(|rec| (rec, groups))
+}
+
 /// How long the groups read with a record stay usable for the
 /// `groups_of` that follows it on the same thread.
 const STASH_FOR: Duration = Duration::from_millis(100);

@@ -21,9 +21,10 @@ use scimgate_changes::{Position, PositionStore};
 use super::pool::BoundedPool;
 use super::sql::{count_query, scan_query, Param, SQLITE};
 use super::{
-    attributes_json, change_op, stash, take_stash, unstash, Backend, BackendError, BackendResult,
-    BackendTx, Capabilities, Change, GroupRef, Member, MemberView, NewRecord, QuickRead, Record,
-    Scan, SqlScan, SqlStore, UniqueColumn, Visit, Visitor, Work, BATCH, CAPABILITIES, MAX_CHANGES,
+    attributes_json, change_op, split_record_and_groups, stash, take_stash, unstash, Backend,
+    BackendError, BackendResult, BackendTx, Capabilities, Change, GroupRef, Member, MemberView,
+    NewRecord, QuickRead, Record, Scan, SqlScan, SqlStore, UniqueColumn, Visit, Visitor, Work,
+    BATCH, CAPABILITIES, MAX_CHANGES,
 };
 use scimgate_scim::{AttrPath, Filter, SchemaCtx};
 use scimgate_scim_service::backend::in_inline_call;
@@ -943,9 +944,8 @@ fn change_row(row: &Row<'_>) -> rusqlite::Result<Change> {
     })
 }
 
-/// A record and the groups it is a direct member of (in `seq` order), in
-/// one statement: the record's row is `part` 0, each group's row `part` 1
-/// (its `id`, `resource_type`, `body`).
+/// A record and the groups it is a direct member of, in one statement (one
+/// read transaction): the record's row is `part` 0, each group's `part` 1.
 fn get_with_groups(
     conn: &Connection,
     resource_type: &str,
@@ -956,35 +956,19 @@ fn get_with_groups(
             "SELECT seq, id, resource_type, version, created, last_modified, body, 0
              FROM resources WHERE id = ?1 AND resource_type = ?2
              UNION ALL
-             SELECT r.seq, r.id, r.resource_type, 0, '', '', r.body, 1
-             FROM memberships m JOIN resources r ON r.id = m.group_id
+             SELECT x.seq, x.id, x.resource_type, x.version, x.created, x.last_modified, x.body, 1
+             FROM memberships m JOIN resources x ON x.id = m.group_id
              WHERE m.member_id = ?1",
         )
         .map_err(sql)?;
-    let mut rows = stmt.query(params![id, resource_type]).map_err(sql)?;
-    let mut found = None;
-    let mut groups: Vec<(i64, GroupRef)> = Vec::new();
-    while let Some(row) = rows.next().map_err(sql)? {
-        let part: i64 = row.get(7).map_err(sql)?;
-        if part == 0 {
-            found = Some(record(row).map_err(sql)?);
-            continue;
-        }
-        let body = row
-            .get_ref(6)
-            .and_then(|body| Ok(body.as_str()?))
-            .map_err(sql)?;
-        groups.push((
-            row.get(0).map_err(sql)?,
-            GroupRef {
-                id: row.get(1).map_err(sql)?,
-                resource_type: row.get(2).map_err(sql)?,
-                body: serde_json::from_str(body).unwrap_or(Value::Null),
-            },
-        ));
-    }
-    groups.sort_by_key(|(seq, _)| *seq);
-    Ok(found.map(|rec| (rec, groups.into_iter().map(|(_, group)| group).collect())))
+    let parts = stmt
+        .query_map(params![id, resource_type], |row| {
+            Ok((row.get::<_, i64>(7)? == 0, record(row)?))
+        })
+        .map_err(sql)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(sql)?;
+    Ok(split_record_and_groups(parts))
 }
 
 fn get_record(conn: &Connection, resource_type: &str, id: &str) -> BackendResult<Option<Record>> {
