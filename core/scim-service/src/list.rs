@@ -436,8 +436,8 @@ impl ScimService {
         }
     }
 
-    /// Exact filter, natural or pushed-down order: the backend counts and
-    /// pages.
+    /// Exact filter, natural or pushed-down order: the backend pages, and
+    /// counts unless the page itself tells the total.
     #[allow(clippy::too_many_arguments)]
     fn page_from_store(
         &self,
@@ -453,46 +453,30 @@ impl ScimService {
         let keyset = self.caps.keyset && scan.sort.is_none();
         // Totals and walks are remembered only against a generation.
         let generation = self.caps.generation.then(|| self.backend.generation());
-        let cached = generation.and_then(|generation| {
+        let mut page = Page {
+            total: 0,
+            docs: Vec::new(),
+            last_seq: None,
+        };
+        let remembered = generation.and_then(|generation| {
             self.pages
                 .lock()
                 .ok()
                 .and_then(|p| p.total(shape, generation))
         });
-        let total = match cached {
-            Some(total) => total,
-            None => {
-                let total = match self.backend.count(scan)? {
-                    Some(total) => total,
-                    None => {
-                        let mut n = 0u64;
-                        self.backend.scan(scan, &mut |_| {
-                            n += 1;
-                            Ok(Visit::Continue)
-                        })?;
-                        n
-                    }
-                };
-                if let Some(generation) = generation {
-                    if let Ok(mut pages) = self.pages.lock() {
-                        pages.remember_total(shape, generation, total);
-                    }
-                }
-                total
-            }
-        };
-        let mut page = Page {
-            total,
-            docs: Vec::new(),
-            last_seq: None,
-        };
+        if let Some(total) = remembered {
+            page.total = total;
+        }
         if count == 0 {
+            if remembered.is_none() {
+                page.total = self.count_and_remember(scan, shape, generation)?;
+            }
             return Ok(page);
         }
         // Index walks continue from the last key of the previous page.
         let walk_generation = generation.filter(|_| keyset);
-        let mut scan = scan.clone();
-        scan.limit = Some(count);
+        let mut scan_page = scan.clone();
+        scan_page.limit = Some(count);
         match position {
             Position::Index { start } => {
                 let key = (shape, count, *start);
@@ -503,19 +487,19 @@ impl ScimService {
                         .and_then(|mut p| p.continuation(key, generation))
                 });
                 match resume {
-                    Some(after) => scan.after = Some(after),
-                    None => scan.offset = start - 1,
+                    Some(after) => scan_page.after = Some(after),
+                    None => scan_page.offset = start - 1,
                 }
             }
             Position::Cursor { offset, after } => match after.filter(|_| keyset) {
-                Some(after) => scan.after = Some(after),
-                None => scan.offset = *offset,
+                Some(after) => scan_page.after = Some(after),
+                None => scan_page.offset = *offset,
             },
         }
         // The page (at most `count` rows) first, then its derived `groups`
         // in one batch, then rendering.
         let mut recs: Vec<Record> = Vec::new();
-        self.backend.scan(&scan, &mut |rec| {
+        self.backend.scan(&scan_page, &mut |rec| {
             let rec = self.adopt(rec);
             if keyset {
                 page.last_seq = Some(rec.seq);
@@ -523,6 +507,17 @@ impl ScimService {
             recs.push(rec);
             Ok(Visit::Continue)
         })?;
+        // A first page with room to spare holds every match: its length is
+        // the total, and the count (a second query, a round trip on a
+        // network store) is not needed. The common case of a point filter
+        // (`userName eq`, `externalId eq`): zero or one match.
+        let whole =
+            scan_page.offset == 0 && scan_page.after.is_none() && (recs.len() as u64) < count;
+        if whole {
+            page.total = recs.len() as u64;
+        } else if remembered.is_none() {
+            page.total = self.count_and_remember(scan, shape, generation)?;
+        }
         let groups = self.page_groups(kinds, &recs, true)?;
         for rec in &recs {
             if let Some((i, doc)) =
@@ -543,6 +538,33 @@ impl ScimService {
             }
         }
         Ok(page)
+    }
+
+    /// The total of `scan`: the backend's count (or a counting scan),
+    /// remembered against `generation`.
+    fn count_and_remember(
+        &self,
+        scan: &Scan<'_>,
+        shape: u64,
+        generation: Option<u64>,
+    ) -> Result<u64, PluginError> {
+        let total = match self.backend.count(scan)? {
+            Some(total) => total,
+            None => {
+                let mut n = 0u64;
+                self.backend.scan(scan, &mut |_| {
+                    n += 1;
+                    Ok(Visit::Continue)
+                })?;
+                n
+            }
+        };
+        if let Some(generation) = generation {
+            if let Ok(mut pages) = self.pages.lock() {
+                pages.remember_total(shape, generation, total);
+            }
+        }
+        Ok(total)
     }
 
     /// Anything else: stream the narrowed rows, filter (and sort) in memory,
