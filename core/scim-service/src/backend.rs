@@ -303,6 +303,19 @@ pub trait Backend: Send + Sync {
     /// [`Backend::filter_is_exact`] they must be exactly those.
     fn scan(&self, scan: &Scan<'_>, visit: &mut Visitor<'_>) -> Result<(), PluginError>;
 
+    /// Runs `reads`, the store reads that answer one list request (its
+    /// page, its count, the page's derived `groups`), on one snapshot where
+    /// the backend can: every read inside sees the same committed state,
+    /// and a local store takes one connection and one read transaction for
+    /// all of them instead of one per read. The default runs `reads` as it
+    /// is, each read on its own, which is always correct.
+    fn snapshot(
+        &self,
+        reads: &mut dyn FnMut() -> Result<(), PluginError>,
+    ) -> Result<(), PluginError> {
+        reads()
+    }
+
     /// Whether [`Backend::scan`] selects exactly what `filter` matches (then
     /// the engine trusts counts and pages from the backend and skips its own
     /// evaluation). The default, `false`, is always correct.

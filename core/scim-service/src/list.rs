@@ -379,24 +379,34 @@ impl ScimService {
             sort: pushed_sort,
             ..Scan::default()
         };
-        let page = if (sort_by.is_none() || pushed_sort.is_some()) && exact {
-            self.page_from_store(call, kinds, &scan, filter.as_ref(), &position, count, shape)?
-        } else {
-            // With the order pushed down, the engine only filters and counts,
-            // in the backend's order; otherwise it sorts too.
-            let sort_in_memory = sort_by.as_ref().filter(|_| pushed_sort.is_none());
-            self.page_in_memory(
-                call,
-                kinds,
-                &scan,
-                filter.as_ref(),
-                sort_in_memory,
-                order,
-                &position,
-                count,
-                relations,
-            )?
-        };
+        // The count, the page and its groups from one snapshot of the store.
+        let mut read = None;
+        self.backend.snapshot(&mut || {
+            read = Some(if (sort_by.is_none() || pushed_sort.is_some()) && exact {
+                self.page_from_store(call, kinds, &scan, filter.as_ref(), &position, count, shape)?
+            } else {
+                // With the order pushed down, the engine only filters and
+                // counts, in the backend's order; otherwise it sorts too.
+                let sort_in_memory = sort_by.as_ref().filter(|_| pushed_sort.is_none());
+                self.page_in_memory(
+                    call,
+                    kinds,
+                    &scan,
+                    filter.as_ref(),
+                    sort_in_memory,
+                    order,
+                    &position,
+                    count,
+                    relations,
+                )?
+            });
+            Ok(())
+        })?;
+        let page = read.ok_or_else(|| {
+            PluginError::internal(
+                "the backend's snapshot returned without running the list's reads",
+            )
+        })?;
         let resources: Vec<Value> = page
             .docs
             .into_iter()

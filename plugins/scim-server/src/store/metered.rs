@@ -132,6 +132,14 @@ impl Backend for Metered {
         result
     }
 
+    /// Not an operation of its own: the reads inside are reported each.
+    fn snapshot(
+        &self,
+        reads: &mut dyn FnMut() -> Result<(), PluginError>,
+    ) -> Result<(), PluginError> {
+        self.inner.snapshot(reads)
+    }
+
     fn filter_is_exact(&self, filter: &Filter, ctx: &SchemaCtx<'_>) -> bool {
         self.inner.filter_is_exact(filter, ctx)
     }

@@ -597,6 +597,34 @@ impl Backend for SqliteStore {
         CAPABILITIES
     }
 
+    /// One reader connection and one read transaction for all `reads`: the
+    /// reads inside find the connection this thread holds (`HELD`), so they
+    /// take no other from the pool and see one snapshot, and the WAL read
+    /// lock is taken once instead of once per statement. Inside a
+    /// transaction already (a nested snapshot), `reads` just joins it. A
+    /// connection left inside the transaction (a panic in `reads`) is
+    /// closed, not lent again (`ReaderPool::give_back`).
+    fn snapshot(
+        &self,
+        reads: &mut dyn FnMut() -> Result<(), PluginError>,
+    ) -> Result<(), PluginError> {
+        self.read(|conn| {
+            if !conn.is_autocommit() {
+                return reads();
+            }
+            conn.prepare_cached("BEGIN")
+                .and_then(|mut begin| begin.execute([]))
+                .map_err(sql)?;
+            let result = reads();
+            // Nothing was written: COMMIT only ends the read transaction.
+            let ended = conn
+                .prepare_cached("COMMIT")
+                .and_then(|mut commit| commit.execute([]))
+                .map_err(sql);
+            result.and(ended.map(drop).map_err(PluginError::from))
+        })?
+    }
+
     /// The record and, in the same statement (one read transaction, one
     /// snapshot), the groups it is a direct member of: they are kept for
     /// the [`Backend::groups_of`] that renders it next.
@@ -1553,6 +1581,51 @@ mod tests {
             })
             .expect("scan with nested reads");
         assert_eq!(seen, ["u1", "u2"]);
+        assert_eq!(store.readers.opened(), 1);
+        drop(store);
+        let _ = std::fs::remove_dir_all(path.parent().expect("parent"));
+    }
+
+    #[test]
+    fn the_reads_of_a_snapshot_share_one_connection_and_see_one_state() {
+        let (store, path) = store_with_readers("snapshot", 1);
+        super::super::suite::insert_user(&store, "u1", "alice");
+        let users = SqlScan {
+            resource_types: vec!["User".into()],
+            ..SqlScan::default()
+        };
+        let count = || store.count_sql(&users).expect("count");
+        let mut inside = Vec::new();
+        store
+            .snapshot(&mut || {
+                inside.push(count());
+                // A write commits while the snapshot is open (WAL lets the
+                // writer go on); the reads inside do not see it.
+                std::thread::scope(|s| {
+                    s.spawn(|| super::super::suite::insert_user(&store, "u2", "bob"))
+                        .join()
+                        .expect("writer");
+                });
+                inside.push(count());
+                // A nested snapshot joins the open one.
+                store.snapshot(&mut || {
+                    inside.push(count());
+                    Ok(())
+                })
+            })
+            .expect("snapshot");
+        assert_eq!(inside, [1, 1, 1]);
+        // One reader (the pool's only one): every read inside ran on it.
+        assert_eq!(store.readers.opened(), 1);
+        // Ended: the next read sees the write, on the same connection (it
+        // went back to the pool outside any transaction).
+        assert_eq!(count(), 2);
+        assert_eq!(store.readers.opened(), 1);
+        // A failing read inside ends the transaction too, and the error is
+        // the snapshot's.
+        let failed = store.snapshot(&mut || Err(PluginError::internal("inside")));
+        assert!(failed.is_err());
+        assert_eq!(count(), 2);
         assert_eq!(store.readers.opened(), 1);
         drop(store);
         let _ = std::fs::remove_dir_all(path.parent().expect("parent"));
