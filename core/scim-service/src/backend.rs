@@ -344,7 +344,8 @@ pub trait Backend: Send + Sync {
 
     /// How many rows `scan` selects, ignoring offset, limit and keyset
     /// bounds; `None` when the backend cannot count cheaply (the engine then
-    /// counts by scanning).
+    /// counts by scanning). Not asked for a first page that came back with
+    /// room to spare: its length is the total.
     fn count(&self, _scan: &Scan<'_>) -> BackendResult<Option<u64>> {
         Ok(None)
     }
