@@ -822,7 +822,7 @@ impl Metrics {
             &mut out,
             "scimgate_pipelines_in_flight",
             "gauge",
-            "Pipelines running or queued on the blocking pool.",
+            "Pipelines in flight: running inline, running or queued on the blocking pool.",
         );
         sample(
             &mut out,

@@ -341,6 +341,72 @@ fn graceful_shutdown_lets_in_flight_requests_finish() {
     assert_eq!(code, Some(0), "clean exit after SIGTERM");
 }
 
+/// One blocking thread (two pipeline slots), and a route whose policy runs
+/// inline before an endpoint that goes on on the blocking pool: the
+/// per-address rate limit allows three requests.
+const BUSY: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+plugin_dir = "{plugin_dir}"
+data_dir = "{data_dir}"
+blocking_threads = 1
+
+[stage.limit]
+use = "policies/rate-limit"
+per_ip = "3/h"
+
+[stage.echo]
+use = "demo/echo"
+
+[[route]]
+path = "/limited"
+pipeline = ["limit", "echo"]
+anonymous = true
+"#;
+
+/// `scimgate_pipelines_in_flight` as `/metrics` shows it.
+fn pipelines_in_flight(server: &Server) -> f64 {
+    let metrics = get(&server.url("/metrics"), &[]);
+    assert_eq!(metrics.status, 200, "{}", metrics.body);
+    metrics
+        .body
+        .lines()
+        .find_map(|line| line.strip_prefix("scimgate_pipelines_in_flight "))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no scimgate_pipelines_in_flight in {}", metrics.body))
+}
+
+#[test]
+fn a_busy_server_refuses_a_request_before_any_stage_counts_it() {
+    let server = Server::start(BUSY);
+    // Two slow requests take both pipeline slots (the rate limit counts
+    // them: one and two of three).
+    let slow: Vec<_> = (0..2)
+        .map(|_| {
+            let url = server.url("/limited/x?sleep_ms=2000");
+            std::thread::spawn(move || get(&url, &[]))
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pipelines_in_flight(&server) < 2.0 {
+        assert!(Instant::now() < deadline, "the slow requests never ran");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // No room: 503 at once, before the rate limit saw it.
+    let busy = get(&server.url("/limited/x"), &[]);
+    assert_eq!(busy.status, 503, "{}", busy.body);
+    assert_eq!(busy.header("retry-after"), Some("1"));
+    for request in slow {
+        assert_eq!(request.join().expect("client").status, 200);
+    }
+    // So the third request the limit counts is this one, and the fourth
+    // is refused by it.
+    assert_eq!(get(&server.url("/limited/x"), &[]).status, 200);
+    let limited = get(&server.url("/limited/x"), &[]);
+    assert_eq!(limited.status, 429, "{}", limited.body);
+    assert_eq!(pipelines_in_flight(&server), 0.0);
+}
+
 #[test]
 fn sighup_reloads_the_configuration() {
     let server = Server::start(DEMO);

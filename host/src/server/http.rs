@@ -315,8 +315,10 @@ struct RouteInput<'a> {
     request_id: &'a str,
 }
 
-/// Reads the body and runs the route's pipeline on the blocking pool (under
-/// the caller's timeout).
+/// Reads the body and runs the route's pipeline, holding one of the bounded
+/// pipeline slots (none free: 503 busy, before any stage): inline on this
+/// worker where the route allows, else, or from the stage that suspended
+/// it, on the blocking pool (under the caller's timeout).
 async fn serve_route(
     app: &App,
     route: Arc<Route>,
@@ -370,6 +372,19 @@ async fn serve_route(
             })
             .unwrap_or_default(),
     };
+    // Every pipeline holds one of the bounded slots while it runs, inline
+    // ones too: a request the server has no room for is refused before
+    // any stage runs (no policy has counted it, no authenticator has
+    // seen it), and one suspended inline always has a slot to resume in.
+    let Ok(slot) = app.pipelines.clone().try_acquire_owned() else {
+        let error = PluginError::new(503, "the server is busy; retry later")
+            .with_header("retry-after", "1");
+        let reason = format!(
+            "busy: {} pipelines in flight (twice server.blocking_threads)",
+            app.pipeline_capacity
+        );
+        return refused(Decision::Error, reason, &error);
+    };
     // A route whose stages do not block, or know inline calls, runs here on
     // the async worker, with no hand-off; a stage that would block
     // suspends the request, which goes on from that stage on the blocking
@@ -384,19 +399,9 @@ async fn serve_route(
     } else {
         (req, None)
     };
-    // A pipeline cannot be cancelled once on the blocking pool: bound how
-    // many may be in flight, timed out or not.
-    let Ok(slot) = app.pipelines.clone().try_acquire_owned() else {
-        let error = PluginError::new(503, "the server is busy; retry later")
-            .with_header("retry-after", "1");
-        let reason = format!(
-            "busy: {} pipelines in flight (twice server.blocking_threads)",
-            app.pipeline_capacity
-        );
-        return refused(Decision::Error, reason, &error);
-    };
-    // Otherwise the pipeline runs on the blocking pool, holding its slot
-    // until it returns.
+    // Otherwise the pipeline runs, or goes on, on the blocking pool,
+    // holding its slot until it returns: it cannot be cancelled there, so
+    // the slots bound how many may be in flight, timed out or not.
     let task = {
         let route = route.clone();
         tokio::task::spawn_blocking(move || {
