@@ -474,13 +474,13 @@ impl ScimService {
                 .ok()
                 .and_then(|p| p.total(shape, generation))
         });
-        if let Some(total) = remembered {
-            page.total = total;
-        }
+        // The remembered total, else the backend's count.
+        let total = || match remembered {
+            Some(total) => Ok(total),
+            None => self.count_and_remember(scan, shape, generation),
+        };
         if count == 0 {
-            if remembered.is_none() {
-                page.total = self.count_and_remember(scan, shape, generation)?;
-            }
+            page.total = total()?;
             return Ok(page);
         }
         // Index walks continue from the last key of the previous page.
@@ -523,11 +523,7 @@ impl ScimService {
         // (`userName eq`, `externalId eq`): zero or one match.
         let whole =
             scan_page.offset == 0 && scan_page.after.is_none() && (recs.len() as u64) < count;
-        if whole {
-            page.total = recs.len() as u64;
-        } else if remembered.is_none() {
-            page.total = self.count_and_remember(scan, shape, generation)?;
-        }
+        page.total = if whole { recs.len() as u64 } else { total()? };
         let groups = self.page_groups(kinds, &recs, true)?;
         for rec in &recs {
             if let Some((i, doc)) =
