@@ -366,14 +366,8 @@ anonymous = true
 
 /// `scimgate_pipelines_in_flight` as `/metrics` shows it.
 fn pipelines_in_flight(server: &Server) -> f64 {
-    let metrics = get(&server.url("/metrics"), &[]);
-    assert_eq!(metrics.status, 200, "{}", metrics.body);
-    metrics
-        .body
-        .lines()
-        .find_map(|line| line.strip_prefix("scimgate_pipelines_in_flight "))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no scimgate_pipelines_in_flight in {}", metrics.body))
+    let scraped = crate::metrics::scrape(&server.url("/metrics"));
+    crate::metrics::value(&scraped, "scimgate_pipelines_in_flight", &[])
 }
 
 #[test]

@@ -77,7 +77,7 @@ fn start(extra: &str) -> Server {
 
 /// Scrapes `url`, checks the response is the text format and that every
 /// line is one the parser understands, and parses it.
-fn scrape(url: &str) -> Scrape {
+pub(crate) fn scrape(url: &str) -> Scrape {
     let reply = get(url, &[]);
     assert_eq!(reply.status, 200, "{url}: {}", reply.body);
     assert_eq!(
@@ -96,7 +96,7 @@ fn scrape(url: &str) -> Scrape {
 
 /// The value of the sample `name{labels…}` (0 when absent: a counter not yet
 /// counted).
-fn value(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+pub(crate) fn value(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
     let found: Vec<f64> = scrape
         .samples
         .iter()
