@@ -4,29 +4,31 @@
 //! one query instead of two: a round trip less on a network store). A full
 //! page, or any later page, still asks the backend's count.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+mod support;
 
-use scimgate_abi::{Caller, PluginError, Request};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use scimgate_abi::PluginError;
 use scimgate_scim::{Filter, Registry, SchemaCtx};
 use scimgate_scim_service::{
-    Backend, BackendError, BackendResult, BackendTx, Capabilities, NewRecord, Record, Scan,
-    ScimService, Settings, UniqueColumn, Visit, Visitor, Work,
+    Backend, BackendError, BackendResult, Capabilities, Record, Scan, ScimService, Settings, Visit,
+    Visitor, Work,
 };
-use serde_json::{json, Value};
+use serde_json::json;
+use support::{create_user, names, Creating, Rows};
 
 /// Users kept in memory; filters on `userName` are exact and applied here.
 #[derive(Default)]
 struct Counting {
-    rows: Mutex<Vec<Record>>,
+    rows: Rows,
     counts: AtomicUsize,
 }
 
 impl Counting {
     fn selected(&self, scan: &Scan<'_>) -> Result<Vec<Record>, PluginError> {
-        let rows = self.rows.lock().expect("rows").clone();
         let mut out = Vec::new();
-        for rec in rows {
+        for rec in self.rows.all() {
             if !scan.resource_types.contains(&rec.resource_type) {
                 continue;
             }
@@ -49,11 +51,7 @@ impl Backend for Counting {
         Capabilities::MINIMAL
     }
     fn get(&self, rt: &str, id: &str) -> BackendResult<Option<Record>> {
-        let rows = self.rows.lock().expect("rows");
-        Ok(rows
-            .iter()
-            .find(|r| r.resource_type == rt && r.id == id)
-            .cloned())
+        Ok(self.rows.get(rt, id))
     }
     fn filter_is_exact(&self, filter: &Filter, _ctx: &SchemaCtx<'_>) -> bool {
         matches!(filter, Filter::Compare { path, .. } if path.attr == "userName")
@@ -80,40 +78,7 @@ impl Backend for Counting {
         Ok(())
     }
     fn write(&self, work: &mut Work<'_>) -> Result<(), PluginError> {
-        work(&mut Tx(self))
-    }
-}
-
-struct Tx<'a>(&'a Counting);
-
-impl BackendTx for Tx<'_> {
-    fn get(&mut self, rt: &str, id: &str) -> BackendResult<Option<Record>> {
-        self.0.get(rt, id)
-    }
-    fn insert(&mut self, rec: &NewRecord) -> BackendResult<Record> {
-        let stored = Record {
-            id: rec.id.clone(),
-            resource_type: rec.resource_type.clone(),
-            seq: 0,
-            version: 0,
-            created: rec.now.clone(),
-            last_modified: rec.now.clone(),
-            body: rec.body.clone(),
-        };
-        self.0.rows.lock().expect("rows").push(stored.clone());
-        Ok(stored)
-    }
-    fn update(&mut self, _rec: &NewRecord, _expected: i64) -> BackendResult<Record> {
-        Err(BackendError::Backend("not in this test".into()))
-    }
-    fn delete(&mut self, _rt: &str, _id: &str, _expected: Option<i64>) -> BackendResult<bool> {
-        Ok(false)
-    }
-    fn taken(&mut self, _: &str, _: UniqueColumn, _: &str, _: &str) -> BackendResult<bool> {
-        Ok(false)
-    }
-    fn savepoint(&mut self, work: &mut Work<'_>) -> Result<(), PluginError> {
-        work(self)
+        work(&mut Creating(&self.rows))
     }
 }
 
@@ -122,15 +87,7 @@ fn setup() -> (ScimService, Arc<Counting>) {
     let backend = Arc::new(Counting::default());
     let service = ScimService::new(Settings::default(), Registry::core(), backend.clone());
     for n in 1..=5 {
-        let req = Request::new("POST", "/Users")
-            .with_header("content-type", "application/scim+json")
-            .with_body(
-                json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-                    "userName": format!("u{n}")})
-                .to_string(),
-            );
-        let response = service.handle(&req, Caller::ANONYMOUS).expect("created");
-        assert_eq!(response.status, 201);
+        create_user(&service, json!({"userName": format!("u{n}")}));
     }
     (service, backend)
 }
@@ -138,22 +95,8 @@ fn setup() -> (ScimService, Arc<Counting>) {
 /// (userNames on the page, totalResults, how many times the backend counted).
 fn list(service: &ScimService, backend: &Counting, query: &str) -> (Vec<String>, u64, usize) {
     let before = backend.counts.load(Ordering::SeqCst);
-    let req = Request::new("GET", "/Users").with_query(query);
-    let response = service.handle(&req, Caller::ANONYMOUS).expect("list");
-    assert_eq!(response.status, 200);
-    let body: Value = serde_json::from_slice(&response.body).expect("JSON");
-    let names = body["Resources"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|r| r["userName"].as_str().unwrap_or_default().to_string())
-        .collect();
-    let counted = backend.counts.load(Ordering::SeqCst) - before;
-    (
-        names,
-        body["totalResults"].as_u64().expect("total"),
-        counted,
-    )
+    let (names, total) = names(service, query);
+    (names, total, backend.counts.load(Ordering::SeqCst) - before)
 }
 
 #[test]

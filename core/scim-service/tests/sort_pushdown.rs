@@ -4,23 +4,25 @@
 //! length on purpose, so an engine sort would show); a path it does not
 //! sort by arrives without `sort` and the engine sorts in memory.
 
+mod support;
+
 use std::sync::{Arc, Mutex};
 
-use scimgate_abi::{Caller, PluginError, Request};
+use scimgate_abi::PluginError;
 use scimgate_scim::sort::SortOrder;
 use scimgate_scim::{AttrPath, Registry, SchemaCtx};
 use scimgate_scim_service::{
-    Backend, BackendError, BackendResult, BackendTx, Capabilities, NewRecord, Record, Scan,
-    ScimService, Settings, UniqueColumn, Visit, Visitor, Work,
+    Backend, BackendResult, Capabilities, Record, Scan, ScimService, Settings, Visit, Visitor, Work,
 };
-use serde_json::{json, Value};
+use serde_json::json;
+use support::{create_user, names, Creating, Rows};
 
 /// What a scan asked for: (sort path and descending, offset, limit).
 type Seen = (Option<(String, bool)>, u64, Option<u64>);
 
 #[derive(Default)]
 struct Sorting {
-    rows: Mutex<Vec<Record>>,
+    rows: Rows,
     scans: Mutex<Vec<Seen>>,
 }
 
@@ -33,11 +35,7 @@ impl Backend for Sorting {
         Capabilities::MINIMAL
     }
     fn get(&self, rt: &str, id: &str) -> BackendResult<Option<Record>> {
-        let rows = self.rows.lock().expect("rows");
-        Ok(rows
-            .iter()
-            .find(|r| r.resource_type == rt && r.id == id)
-            .cloned())
+        Ok(self.rows.get(rt, id))
     }
     fn can_sort(&self, path: &AttrPath, _ctx: &SchemaCtx<'_>) -> bool {
         path.attr == "userName" && path.sub_attr.is_none()
@@ -49,7 +47,7 @@ impl Backend for Sorting {
             scan.offset,
             scan.limit,
         ));
-        let mut rows: Vec<Record> = self.rows.lock().expect("rows").clone();
+        let mut rows: Vec<Record> = self.rows.all();
         if let Some((_, order)) = scan.sort {
             // "Sorted" by length, then name: not the engine's order.
             rows.sort_by_key(|r| (name(r).len(), name(r)));
@@ -70,40 +68,7 @@ impl Backend for Sorting {
         Ok(())
     }
     fn write(&self, work: &mut Work<'_>) -> Result<(), PluginError> {
-        work(&mut Tx(self))
-    }
-}
-
-struct Tx<'a>(&'a Sorting);
-
-impl BackendTx for Tx<'_> {
-    fn get(&mut self, rt: &str, id: &str) -> BackendResult<Option<Record>> {
-        self.0.get(rt, id)
-    }
-    fn insert(&mut self, rec: &NewRecord) -> BackendResult<Record> {
-        let stored = Record {
-            id: rec.id.clone(),
-            resource_type: rec.resource_type.clone(),
-            seq: 0,
-            version: 0,
-            created: rec.now.clone(),
-            last_modified: rec.now.clone(),
-            body: rec.body.clone(),
-        };
-        self.0.rows.lock().expect("rows").push(stored.clone());
-        Ok(stored)
-    }
-    fn update(&mut self, _rec: &NewRecord, _expected: i64) -> BackendResult<Record> {
-        Err(BackendError::Backend("not in this test".into()))
-    }
-    fn delete(&mut self, _rt: &str, _id: &str, _expected: Option<i64>) -> BackendResult<bool> {
-        Ok(false)
-    }
-    fn taken(&mut self, _: &str, _: UniqueColumn, _: &str, _: &str) -> BackendResult<bool> {
-        Ok(false)
-    }
-    fn savepoint(&mut self, work: &mut Work<'_>) -> Result<(), PluginError> {
-        work(self)
+        work(&mut Creating(&self.rows))
     }
 }
 
@@ -111,31 +76,13 @@ fn setup() -> (ScimService, Arc<Sorting>) {
     let backend = Arc::new(Sorting::default());
     let service = ScimService::new(Settings::default(), Registry::core(), backend.clone());
     for (user_name, display) in [("zz", "a"), ("a", "c"), ("bbb", "b"), ("cccc", "d")] {
-        let req = Request::new("POST", "/Users")
-            .with_header("content-type", "application/scim+json")
-            .with_body(
-                json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-                    "userName": user_name, "displayName": display})
-                .to_string(),
-            );
-        let response = service.handle(&req, Caller::ANONYMOUS).expect("created");
-        assert_eq!(response.status, 201);
+        create_user(
+            &service,
+            json!({"userName": user_name, "displayName": display}),
+        );
     }
     backend.scans.lock().expect("scans").clear();
     (service, backend)
-}
-
-fn names(service: &ScimService, query: &str) -> (Vec<String>, u64) {
-    let req = Request::new("GET", "/Users").with_query(query);
-    let response = service.handle(&req, Caller::ANONYMOUS).expect("list");
-    let body: Value = serde_json::from_slice(&response.body).expect("JSON");
-    let names = body["Resources"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|r| r["userName"].as_str().unwrap_or_default().to_string())
-        .collect();
-    (names, body["totalResults"].as_u64().expect("total"))
 }
 
 #[test]
