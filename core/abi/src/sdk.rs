@@ -84,6 +84,19 @@ pub trait Endpoint: Send + Sync + 'static {
     fn blocks_on(&self, _req: &Request) -> bool {
         true
     }
+    /// Answers an inline call: `None` when it would block (the SDK then
+    /// answers [`PluginError::would_block`] and the host calls `handle` on
+    /// its blocking pool), else the answer. The default asks
+    /// [`Endpoint::blocks_on`], then `handle`; an endpoint that must parse
+    /// a request to decide overrides it to parse once and run what it
+    /// parsed.
+    fn handle_inline(
+        &self,
+        req: &Request,
+        caller: Caller<'_>,
+    ) -> Option<Result<Response, PluginError>> {
+        (!self.blocks_on(req)).then(|| self.handle(req, caller))
+    }
     /// Readiness of what the endpoint depends on; `Err(reason)` when not.
     fn ready(&self) -> Result<(), String> {
         Ok(())
@@ -518,7 +531,7 @@ impl Component {
     /// What the component declares: its own declarations, and
     /// `inline-calls` for the authenticators and endpoints, whose SDK
     /// wrappers answer inline calls ([`Authenticator::blocks_on`],
-    /// [`Endpoint::blocks_on`]).
+    /// [`Endpoint::handle_inline`]).
     pub fn all_declarations(&self) -> Declarations {
         let mut declared = self.declarations.clone();
         let knows_inline = matches!(
@@ -841,11 +854,12 @@ impl<T: Profile> ffi::FfiProfile for GuardedProfile<T> {
 impl<T: Endpoint> ffi::FfiEndpoint for GuardedEndpoint<T> {
     fn handle(&self, req: &Request, caller: Caller<'_>) -> RResult<Response, PluginError> {
         guard(
-            || {
-                if req.is_inline() && self.0.blocks_on(req) {
-                    return Err(PluginError::would_block());
-                }
-                self.0.handle(req, caller)
+            || match req.is_inline() {
+                true => self
+                    .0
+                    .handle_inline(req, caller)
+                    .unwrap_or_else(|| Err(PluginError::would_block())),
+                false => self.0.handle(req, caller),
             },
             |m| Err(panic_error_message(&self.1, m)),
         )
@@ -1114,6 +1128,37 @@ mod tests {
         post.set_inline(false);
         assert!(!post.is_inline());
         assert!(matches!(answer(&post), RResult::ROk(r) if r.status == 200));
+    }
+
+    /// Decides and answers in one step, as an endpoint that parses a
+    /// request to decide does: its `handle` must not run for an inline call.
+    struct ParsesOnce;
+    impl Endpoint for ParsesOnce {
+        fn handle(&self, _req: &Request, _caller: Caller<'_>) -> Result<Response, PluginError> {
+            Ok(Response::new(200))
+        }
+        fn handle_inline(
+            &self,
+            req: &Request,
+            _caller: Caller<'_>,
+        ) -> Option<Result<Response, PluginError>> {
+            (req.method.as_str() == "GET").then(|| Ok(Response::new(203)))
+        }
+    }
+
+    #[test]
+    fn an_inline_call_is_answered_by_handle_inline_and_none_is_would_block() {
+        let guarded = GuardedEndpoint(Arc::new(ParsesOnce), "parses-once".into());
+        let answer = |req: &Request| ffi::FfiEndpoint::handle(&guarded, req, Caller::ANONYMOUS);
+        let mut get = Request::new("GET", "/Users?filter=x");
+        get.set_inline(true);
+        assert!(matches!(answer(&get), RResult::ROk(r) if r.status == 203));
+        let mut post = Request::new("POST", "/Users");
+        post.set_inline(true);
+        assert!(matches!(answer(&post), RResult::RErr(e) if e.is_would_block()));
+        // On the blocking pool, `handle` answers.
+        get.set_inline(false);
+        assert!(matches!(answer(&get), RResult::ROk(r) if r.status == 200));
     }
 
     #[test]

@@ -106,7 +106,7 @@ impl ScimService {
         }
 
         let mut outcomes: Vec<Option<Outcome>> = Vec::new();
-        self.write_unit(&call.stamp, &mut |tx| {
+        self.write_unit(call.stamp(), &mut |tx| {
             let mut tx = Bumps::new(tx);
             outcomes = self.run_ops(
                 &mut tx,
@@ -313,7 +313,7 @@ impl ScimService {
                     .cloned()
                     .collect();
                 touched.push(group_id.clone());
-                tx.touch(&touched, &call.stamp.now)?;
+                tx.touch(&touched, &call.stamp().now)?;
                 // The second pass is a membership change of the group.
                 if members.len() > before {
                     let version = tx
@@ -321,7 +321,7 @@ impl ScimService {
                         .map(|rec| self.adopt(rec).version);
                     let change = self.record_change(
                         tx,
-                        &call.stamp,
+                        call.stamp(),
                         &type_name,
                         &group_id,
                         scimgate_changes::Op::Patch,
@@ -380,7 +380,7 @@ impl ScimService {
             Some(&existing),
             None,
             false,
-            &call.stamp,
+            call.stamp(),
         )?;
         Ok(())
     }
@@ -462,7 +462,7 @@ impl ScimService {
         tx.savepoint(&mut |tx| {
             let outcome = match (op.method.as_str(), id) {
                 ("POST", None) => {
-                    let rec = self.create_in(tx, &kind, &need_data()?, &call.stamp)?;
+                    let rec = self.create_in(tx, &kind, &need_data()?, call.stamp())?;
                     let location = self.location(call.base, &rt.name, &rec.id);
                     (
                         Outcome::Done {
@@ -478,9 +478,9 @@ impl ScimService {
                     let data = need_data()?;
                     let version = op.version.as_deref();
                     let rec = if op.method == "PUT" {
-                        self.replace_in(tx, &kind, id, &data, version, &call.stamp)?
+                        self.replace_in(tx, &kind, id, &data, version, call.stamp())?
                     } else {
-                        self.patch_in(tx, &kind, id, &data, version, &call.stamp)?
+                        self.patch_in(tx, &kind, id, &data, version, call.stamp())?
                     };
                     (
                         Outcome::Done {
@@ -493,7 +493,7 @@ impl ScimService {
                     )
                 }
                 ("DELETE", Some(id)) => {
-                    self.delete_in(tx, &kind, id, op.version.as_deref(), &call.stamp)?;
+                    self.delete_in(tx, &kind, id, op.version.as_deref(), call.stamp())?;
                     (
                         Outcome::Done {
                             location: Some(self.location(call.base, &rt.name, id)),

@@ -282,14 +282,22 @@ fn depth(filter: &Filter) -> usize {
     }
 }
 
-impl ScimService {
-    /// Runs a list or search over `kinds` and renders the ListResponse.
-    pub(crate) fn run_list(
-        &self,
-        call: &Call<'_>,
-        kinds: &[Kind<'_>],
-        params: &ListParams,
-    ) -> Result<Value, PluginError> {
+/// A list or search request read and checked against the types it lists:
+/// its parameters, its filter and `sortBy` parsed. Built once per request:
+/// the inline decision ([`ScimService::quick_read`]) and the list it runs
+/// read the same one.
+#[derive(Debug)]
+pub(crate) struct ListQuery {
+    params: ListParams,
+    filter: Option<Filter>,
+    sort_by: Option<AttrPath>,
+    order: SortOrder,
+}
+
+impl ListQuery {
+    /// Parses the filter and `sortBy` of `params` and checks them against
+    /// every type in `kinds` (filterable, sortable, not nested too deeply).
+    pub(crate) fn parse(params: ListParams, kinds: &[Kind<'_>]) -> Result<ListQuery, PluginError> {
         let filter = match params.filter.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(text) => {
@@ -313,6 +321,40 @@ impl ScimService {
             }
         }
         let order = SortOrder::parse(params.sort_order.as_deref()).map_err(from_scim)?;
+        Ok(ListQuery {
+            params,
+            filter,
+            sort_by,
+            order,
+        })
+    }
+
+    /// The parsed filter, if the request has one.
+    pub(crate) fn filter(&self) -> Option<&Filter> {
+        self.filter.as_ref()
+    }
+
+    /// Whether the request pages in natural order from its first page on
+    /// (no `sortBy`, no cursor): what a point read looks like.
+    pub(crate) fn is_plain(&self) -> bool {
+        self.sort_by.is_none() && self.params.cursor.is_none()
+    }
+}
+
+impl ScimService {
+    /// Runs a list or search over `kinds` and renders the ListResponse.
+    pub(crate) fn run_list(
+        &self,
+        call: &Call<'_>,
+        kinds: &[Kind<'_>],
+        query: ListQuery,
+    ) -> Result<Value, PluginError> {
+        let ListQuery {
+            params,
+            filter,
+            sort_by,
+            order,
+        } = query;
         let count = match params.count {
             None => self.settings.default_page_size,
             Some(n) if n < 0 => 0,

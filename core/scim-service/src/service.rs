@@ -8,15 +8,15 @@ use std::sync::{Arc, Mutex};
 use scimgate_abi::{Caller, PluginError, Request, Response};
 use scimgate_scim::discovery::{resource_types_json, schemas_json};
 use scimgate_scim::{
-    list_response, parse_body, parse_filter, project_owned, strip_never_owned, AttrPath,
-    AttributeSelection, CompValue, CompareOp, Filter, Registry, ResourceType, Target,
+    list_response, parse_body, project_owned, strip_never_owned, AttrPath, AttributeSelection,
+    CompValue, CompareOp, Filter, Registry, ResourceType, Target,
 };
 use serde_json::Value;
 
 use crate::backend::{Backend, Capabilities, QuickRead, Record, Scan, Visit};
 use crate::changes::{Feed, Stamp};
 use crate::errors::{from_scim, invalid_syntax, not_found, too_many};
-use crate::list::{ListParams, PageMemory};
+use crate::list::{ListParams, ListQuery, PageMemory};
 use crate::resources::{etag, etag_matches, timestamp, Kind};
 use crate::settings::{PatchResponse, Settings};
 
@@ -84,38 +84,86 @@ impl ScimService {
     /// worker: discovery (no store), or a `GET` of one resource or of a
     /// filtered list that the backend calls quick ([`Backend::quick_read`]:
     /// a local store's indexed lookup). Everything else (writes, full
-    /// lists, the change feed's long poll) may block. Parses the filter
-    /// with the same parser as the list itself.
+    /// lists, the change feed's long poll) may block.
     pub fn quick_read(&self, req: &Request) -> bool {
-        if !matches!(req.method.as_str(), "GET" | "HEAD") {
-            return false;
+        !matches!(self.plan_inline(req), Inline::Blocks)
+    }
+
+    /// Answers `req` on the caller's async worker when it is a quick read
+    /// ([`ScimService::quick_read`]); `None` when it may block (the host
+    /// then calls [`ScimService::handle`] on its blocking pool). The
+    /// request is parsed once: the filter that decided it is the filter
+    /// that runs.
+    pub fn handle_inline(
+        &self,
+        req: &Request,
+        caller: Caller<'_>,
+    ) -> Option<Result<Response, PluginError>> {
+        let plan = self.plan_inline(req);
+        if matches!(plan, Inline::Blocks) {
+            return None;
         }
-        match Target::resolve(req.path.as_str()) {
-            Target::ServiceProviderConfig | Target::ResourceTypes(_) | Target::Schemas(_) => true,
-            Target::Resource(endpoint, _) => self.resource_type_at(endpoint).is_some_and(|rt| {
-                self.kind(rt)
-                    .is_ok_and(|kind| self.backend.quick_read(QuickRead::Get, &kind.ctx))
-            }),
-            Target::Collection(endpoint) => {
-                let Some(rt) = self.resource_type_at(endpoint) else {
-                    return false;
-                };
-                let Ok(kind) = self.kind(rt) else {
-                    return false;
-                };
-                let Ok(params) = ListParams::from_query(req) else {
-                    return false;
-                };
-                let filter = params.filter.as_deref().map(str::trim).unwrap_or("");
-                if filter.is_empty() || params.sort_by.is_some() || params.cursor.is_some() {
-                    return false;
-                }
-                parse_filter(filter).is_ok_and(|filter| {
-                    self.backend
-                        .quick_read(QuickRead::Filter(&filter), &kind.ctx)
-                })
+        Some(crate::backend::inline_call(true, || match plan {
+            Inline::Blocks | Inline::Route => self.route(req, caller),
+            Inline::Get(kind, id) => self.read_one(&Call::new(req, caller), &kind, id),
+            Inline::List(kind, query) => {
+                let body =
+                    self.run_list(&Call::new(req, caller), std::slice::from_ref(&kind), *query)?;
+                Ok(Response::json(200, SCIM_JSON, &body))
             }
-            _ => false,
+        }))
+    }
+
+    /// How `req` would run inline, read with the same parsers as the
+    /// request itself ([`Target::resolve`], [`ListQuery::parse`]); anything
+    /// they refuse is left to the blocking path, which answers the error.
+    fn plan_inline<'s, 'r>(&'s self, req: &'r Request) -> Inline<'s, 'r> {
+        let get = match req.method.as_str() {
+            "GET" => true,
+            "HEAD" => false,
+            _ => return Inline::Blocks,
+        };
+        match Target::resolve(req.path.as_str()) {
+            Target::ServiceProviderConfig | Target::ResourceTypes(_) | Target::Schemas(_) => {
+                Inline::Route
+            }
+            Target::Resource(endpoint, id) => {
+                let Some(kind) = self
+                    .resource_type_at(endpoint)
+                    .and_then(|rt| self.kind(rt).ok())
+                else {
+                    return Inline::Blocks;
+                };
+                match self.backend.quick_read(QuickRead::Get, &kind.ctx) {
+                    false => Inline::Blocks,
+                    true if get => Inline::Get(kind, id),
+                    true => Inline::Route,
+                }
+            }
+            Target::Collection(endpoint) => {
+                let Some(kind) = self
+                    .resource_type_at(endpoint)
+                    .and_then(|rt| self.kind(rt).ok())
+                else {
+                    return Inline::Blocks;
+                };
+                let Ok(query) = ListParams::from_query(req)
+                    .and_then(|params| ListQuery::parse(params, std::slice::from_ref(&kind)))
+                else {
+                    return Inline::Blocks;
+                };
+                let quick = query.is_plain()
+                    && query.filter().is_some_and(|filter| {
+                        self.backend
+                            .quick_read(QuickRead::Filter(filter), &kind.ctx)
+                    });
+                match quick {
+                    false => Inline::Blocks,
+                    true if get => Inline::List(kind, Box::new(query)),
+                    true => Inline::Route,
+                }
+            }
+            _ => Inline::Blocks,
         }
     }
 
@@ -179,6 +227,14 @@ impl scimgate_abi::sdk::Endpoint for ScimService {
         !self.quick_read(req)
     }
 
+    fn handle_inline(
+        &self,
+        req: &Request,
+        caller: Caller<'_>,
+    ) -> Option<Result<Response, PluginError>> {
+        ScimService::handle_inline(self, req, caller)
+    }
+
     fn ready(&self) -> Result<(), String> {
         ScimService::ready(self)
     }
@@ -238,8 +294,29 @@ pub(crate) struct Call<'a> {
     pub req: &'a Request,
     pub base: &'a str,
     pub now_ms: i64,
-    /// Who writes, for the change log.
-    pub stamp: Stamp,
+    caller: Caller<'a>,
+    /// Who writes and when, for `meta` and the change log: made on the
+    /// first write's demand (a read needs neither the formatted time nor
+    /// the caller's ids).
+    stamp: std::cell::OnceCell<Stamp>,
+}
+
+impl<'a> Call<'a> {
+    pub fn new(req: &'a Request, caller: Caller<'a>) -> Call<'a> {
+        Call {
+            req,
+            base: req.base_url.as_str(),
+            now_ms: req.received_at_unix_ms,
+            caller,
+            stamp: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// The write stamp: the request's time as `lastModified` and who sent it.
+    pub fn stamp(&self) -> &Stamp {
+        self.stamp
+            .get_or_init(|| Stamp::new(timestamp(self.now_ms), self.now_ms, self.caller))
+    }
 }
 
 pub(crate) fn method_not_allowed(method: &str, allowed: &str) -> PluginError {
@@ -252,16 +329,7 @@ pub(crate) fn method_not_allowed(method: &str, allowed: &str) -> PluginError {
 
 impl ScimService {
     fn route(&self, req: &Request, caller: Caller<'_>) -> Result<Response, PluginError> {
-        let call = Call {
-            req,
-            base: req.base_url.as_str(),
-            now_ms: req.received_at_unix_ms,
-            stamp: Stamp::new(
-                timestamp(req.received_at_unix_ms),
-                req.received_at_unix_ms,
-                caller,
-            ),
-        };
+        let call = Call::new(req, caller);
         let method = req.method.as_str();
         // The host hands over a canonical path; the policies resolved it
         // with this same function.
@@ -320,8 +388,8 @@ impl ScimService {
             "PUT" => {
                 let body = json_body(req)?;
                 let mut out = None;
-                self.write_unit(&call.stamp, &mut |tx| {
-                    out = Some(self.replace_in(tx, kind, id, &body, if_match, &call.stamp)?);
+                self.write_unit(call.stamp(), &mut |tx| {
+                    out = Some(self.replace_in(tx, kind, id, &body, if_match, call.stamp())?);
                     Ok(())
                 })?;
                 let rec = out.ok_or_else(|| PluginError::internal("no record"))?;
@@ -330,8 +398,8 @@ impl ScimService {
             "PATCH" => {
                 let body = json_body(req)?;
                 let mut out = None;
-                self.write_unit(&call.stamp, &mut |tx| {
-                    out = Some(self.patch_in(tx, kind, id, &body, if_match, &call.stamp)?);
+                self.write_unit(call.stamp(), &mut |tx| {
+                    out = Some(self.patch_in(tx, kind, id, &body, if_match, call.stamp())?);
                     Ok(())
                 })?;
                 let rec = out.ok_or_else(|| PluginError::internal("no record"))?;
@@ -343,8 +411,8 @@ impl ScimService {
                 self.resource_response(call, kind, rec, 200)
             }
             "DELETE" => {
-                self.write_unit(&call.stamp, &mut |tx| {
-                    self.delete_in(tx, kind, id, if_match, &call.stamp)
+                self.write_unit(call.stamp(), &mut |tx| {
+                    self.delete_in(tx, kind, id, if_match, call.stamp())
                 })?;
                 Ok(Response::new(204))
             }
@@ -376,8 +444,8 @@ impl ScimService {
     fn create(&self, call: &Call<'_>, kind: &Kind<'_>) -> Result<Response, PluginError> {
         let body = json_body(call.req)?;
         let mut out = None;
-        self.write_unit(&call.stamp, &mut |tx| {
-            out = Some(self.create_in(tx, kind, &body, &call.stamp)?);
+        self.write_unit(call.stamp(), &mut |tx| {
+            out = Some(self.create_in(tx, kind, &body, call.stamp())?);
             Ok(())
         })?;
         let rec = out.ok_or_else(|| PluginError::internal("no record"))?;
@@ -525,8 +593,9 @@ impl ScimService {
     }
 
     fn list(&self, call: &Call<'_>, kind: &Kind<'_>) -> Result<Response, PluginError> {
-        let params = ListParams::from_query(call.req)?;
-        let body = self.run_list(call, std::slice::from_ref(kind), &params)?;
+        let kinds = std::slice::from_ref(kind);
+        let query = ListQuery::parse(ListParams::from_query(call.req)?, kinds)?;
+        let body = self.run_list(call, kinds, query)?;
         Ok(Response::json(200, SCIM_JSON, &body))
     }
 
@@ -534,7 +603,10 @@ impl ScimService {
         let body = json_body(call.req)?;
         let params = ListParams::from_search(&body)?;
         let value = match kind {
-            Some(kind) => self.run_list(call, std::slice::from_ref(kind), &params)?,
+            Some(kind) => {
+                let kinds = std::slice::from_ref(kind);
+                self.run_list(call, kinds, ListQuery::parse(params, kinds)?)?
+            }
             None => {
                 let kinds: Vec<Kind<'_>> = self
                     .registry
@@ -542,11 +614,23 @@ impl ScimService {
                     .iter()
                     .map(|rt| self.kind(rt))
                     .collect::<Result<_, _>>()?;
-                self.run_list(call, &kinds, &params)?
+                self.run_list(call, &kinds, ListQuery::parse(params, &kinds)?)?
             }
         };
         Ok(Response::json(200, SCIM_JSON, &value))
     }
+}
+
+/// How an inline call runs ([`ScimService::plan_inline`]).
+enum Inline<'s, 'r> {
+    /// It may block: not inline.
+    Blocks,
+    /// Quick, through the usual routing (discovery, `HEAD`).
+    Route,
+    /// `GET` of one resource, its type resolved.
+    Get(Kind<'s>, &'r str),
+    /// `GET` of a list by a point filter, its query parsed.
+    List(Kind<'s>, Box<ListQuery>),
 }
 
 enum Discovery<'a> {

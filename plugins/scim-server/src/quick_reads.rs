@@ -78,3 +78,68 @@ fn over_postgresql_nothing_runs_inline() {
     assert!(scim.blocks_on(&get("/Users/2819c223")));
     assert!(scim.blocks_on(&get("/Users?filter=userName%20eq%20%22bjensen%22")));
 }
+
+#[test]
+fn an_inline_answer_is_the_answer_the_blocking_pool_gives() {
+    use scimgate_abi::Caller;
+    let file = std::env::temp_dir().join(format!("quick-reads-{}.db", uuid::Uuid::new_v4()));
+    let scim = service(Arc::new(Metered::new(
+        SqliteStore::open(&file).expect("open"),
+    )));
+    let created = scim
+        .handle(
+            &Request::new("POST", "/Users")
+                .with_header("content-type", "application/scim+json")
+                .with_body(r#"{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"bjensen","externalId":"e-1"}"#),
+            Caller::ANONYMOUS,
+        )
+        .expect("create");
+    assert_eq!(created.status, 201);
+    let user: serde_json::Value = serde_json::from_slice(&created.body).expect("json");
+    let id = user["id"].as_str().expect("id");
+    for target in [
+        format!("/Users/{id}"),
+        format!("/Users/{id}?attributes=userName"),
+        "/Users/missing".to_string(),
+        "/Users?filter=userName%20eq%20%22bjensen%22".to_string(),
+        "/Users?filter=userName%20eq%20%22BJENSEN%22&excludedAttributes=meta".to_string(),
+        "/Users?filter=externalId%20eq%20%22nobody%22".to_string(),
+        "/ServiceProviderConfig".to_string(),
+    ] {
+        let mut inline_req = get(&target);
+        inline_req.set_inline(true);
+        let inline = scim
+            .handle_inline(&inline_req, Caller::ANONYMOUS)
+            .unwrap_or_else(|| panic!("{target} should run inline"));
+        let blocking = scim.handle(&get(&target), Caller::ANONYMOUS);
+        match (inline, blocking) {
+            (Ok(a), Ok(b)) => {
+                assert_eq!((a.status, &a.body), (b.status, &b.body), "{target}");
+                assert!(a.status == 200, "{target}: {}", a.status);
+            }
+            (Err(a), Err(b)) => {
+                assert_eq!(
+                    (a.status, a.message.as_str()),
+                    (b.status, b.message.as_str())
+                );
+                assert_eq!(a.status, 404, "{target}");
+            }
+            (a, b) => panic!("{target}: inline {a:?}, blocking {b:?}"),
+        }
+    }
+    // What may block is not run inline: the blocking pool answers it,
+    // a filter the parser refuses included (its 400 comes from there).
+    for target in ["/Users", "/Users?filter=userName%20eq"] {
+        let mut req = get(target);
+        req.set_inline(true);
+        assert!(
+            scim.handle_inline(&req, Caller::ANONYMOUS).is_none(),
+            "{target}"
+        );
+    }
+    let refused = scim
+        .handle(&get("/Users?filter=userName%20eq"), Caller::ANONYMOUS)
+        .expect_err("a broken filter");
+    assert_eq!(refused.status, 400);
+    std::fs::remove_file(&file).ok();
+}
