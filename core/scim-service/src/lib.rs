@@ -12,10 +12,12 @@
 //! ```
 //!
 //! Modules: [`backend`] (the contract), [`service`] (routing, discovery,
-//! `/Me`), `changes` (the change log's entries and the `/Changes` feed), `list` (filters, sorting, paging, cursors), `resources` (writes,
-//! rendering, derived attributes), `bulk`, [`errors`], [`password`] and
-//! [`settings`]. With the cargo feature `conformance`, `conformance` is the
-//! differential test a backend runs against itself.
+//! `/Me`), `changes` (the change log's entries and the `/Changes` feed),
+//! `list` (filters, sorting, paging, cursors), `resources` (writes,
+//! rendering, derived attributes), `bulk`, [`errors`], [`password`],
+//! [`pool`] (a bounded connection pool for backends) and [`settings`].
+//! With the cargo feature `conformance`, `conformance` is the differential
+//! test a backend runs against itself.
 
 pub mod backend;
 mod bulk;
@@ -25,6 +27,7 @@ pub mod conformance;
 pub mod errors;
 mod list;
 pub mod password;
+pub mod pool;
 mod resources;
 pub mod service;
 pub mod settings;

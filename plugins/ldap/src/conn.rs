@@ -4,10 +4,11 @@
 //! optional CA file, timeouts, and the translation of every directory
 //! failure into a [`BackendError`].
 
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use ldap3::{LdapConn, LdapConnSettings, LdapError, LdapResult};
+use scimgate_scim_service::pool::BoundedPool;
 use scimgate_scim_service::BackendError;
 
 use crate::config::LdapConfig;
@@ -176,96 +177,53 @@ fn rc_name(rc: u32) -> &'static str {
     }
 }
 
-struct PoolState {
-    idle: Vec<LdapConn>,
-    /// Connections open (idle, lent, or parked in a paging continuation).
-    open: usize,
-}
-
-/// A small pool of bound connections.
+/// A small pool of bound connections: the engine's [`BoundedPool`], with
+/// the directory's operation timeout as the longest wait.
 pub struct Pool {
     pub target: Target,
-    size: usize,
-    state: Mutex<PoolState>,
-    freed: Condvar,
+    conns: BoundedPool<LdapConn>,
 }
 
 impl Pool {
     pub fn new(target: Target, size: usize) -> Pool {
         Pool {
             target,
-            size: size.max(1),
-            state: Mutex::new(PoolState {
-                idle: Vec::new(),
-                open: 0,
-            }),
-            freed: Condvar::new(),
+            conns: BoundedPool::new(size),
         }
     }
 
     pub fn size(&self) -> usize {
-        self.size
+        self.conns.max()
     }
 
     /// A connection: an idle one, a new one while below the size, or the
     /// next one freed within the operation timeout.
     pub fn get(&self) -> Result<LdapConn, BackendError> {
-        let deadline = Instant::now() + self.target.operation_timeout;
-        let mut state = self
-            .state
-            .lock()
-            .map_err(|_| BackendError::Backend("connection pool poisoned".into()))?;
-        loop {
-            if let Some(conn) = state.idle.pop() {
-                return Ok(conn);
-            }
-            if state.open < self.size {
-                state.open += 1;
-                drop(state);
-                return self.target.connect().inspect_err(|_| self.forget());
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(BackendError::Unavailable(format!(
+        self.conns.take(
+            self.target.operation_timeout,
+            || self.target.connect(),
+            || {
+                BackendError::Unavailable(format!(
                     "all {} directory connections are busy",
-                    self.size
-                )));
-            }
-            state = self
-                .freed
-                .wait_timeout(state, deadline - now)
-                .map_err(|_| BackendError::Backend("connection pool poisoned".into()))?
-                .0;
-        }
+                    self.size()
+                ))
+            },
+        )
     }
 
     /// Returns a healthy connection.
     pub fn put(&self, conn: LdapConn) {
-        if let Ok(mut state) = self.state.lock() {
-            state.idle.push(conn);
-        }
-        self.freed.notify_one();
+        self.conns.give_back(conn);
     }
 
-    /// A lent connection was closed (broken or dropped).
+    /// A lent connection was closed (broken or dropped), or kept by a
+    /// paging continuation that ended.
     pub fn forget(&self) {
-        if let Ok(mut state) = self.state.lock() {
-            state.open = state.open.saturating_sub(1);
-        }
-        self.freed.notify_one();
+        self.conns.forget_one();
     }
 
     /// Drops every idle connection (after a failure, they may all be dead).
     pub fn clear_idle(&self) {
-        let dropped = match self.state.lock() {
-            Ok(mut state) => {
-                let idle = std::mem::take(&mut state.idle);
-                state.open = state.open.saturating_sub(idle.len());
-                idle
-            }
-            Err(_) => Vec::new(),
-        };
-        drop(dropped);
-        self.freed.notify_all();
+        self.conns.clear_idle();
     }
 }

@@ -27,7 +27,6 @@
 //! which reports each store call to the host's metrics.
 
 pub mod metered;
-mod pool;
 pub mod postgres;
 pub mod sql;
 pub mod sqlite;

@@ -19,7 +19,6 @@ use serde_json::Value;
 
 use scimgate_changes::{Position, PositionStore};
 
-use super::pool::{BoundedPool, PoolCounts};
 use super::sql::{count_query, scan_query, Param, POSTGRES};
 use super::{
     attributes_json, change_op, split_record_and_groups, stash, take_stash, unstash, Backend,
@@ -27,6 +26,7 @@ use super::{
     SqlStore, Visit, Visitor, Work, BATCH, CAPABILITIES, MAX_CHANGES,
 };
 use scimgate_scim::{AttrPath, Filter, SchemaCtx};
+use scimgate_scim_service::pool::{BoundedPool, PoolCounts};
 
 mod tls;
 mod tx;

@@ -18,7 +18,6 @@ use serde_json::Value;
 
 use scimgate_changes::{Position, PositionStore};
 
-use super::pool::BoundedPool;
 use super::sql::{count_query, scan_query, Param, SQLITE};
 use super::{
     attributes_json, change_op, split_record_and_groups, stash, take_stash, unstash, Backend,
@@ -28,6 +27,7 @@ use super::{
 };
 use scimgate_scim::{AttrPath, Filter, SchemaCtx};
 use scimgate_scim_service::backend::in_inline_call;
+use scimgate_scim_service::pool::BoundedPool;
 
 /// The schema, one step per entry; entry `n` brings the database to version
 /// `n + 1`. Append only: never edit a released step.
