@@ -39,6 +39,14 @@ pub trait Authenticator: Send + Sync + 'static {
     fn blocks_on(&self, _req: &Request) -> bool {
         true
     }
+    /// Authenticates an inline call: `None` when it would block (the SDK
+    /// then answers [`PluginError::would_block`] and the host calls
+    /// `authenticate` on its blocking pool). The default asks
+    /// [`Authenticator::blocks_on`], then `authenticate`; one that must
+    /// read the credentials to decide overrides it to read them once.
+    fn authenticate_inline(&self, req: &Request) -> Option<AuthOutcome> {
+        (!self.blocks_on(req)).then(|| self.authenticate(req))
+    }
     /// The `WWW-Authenticate` challenge sent with a 401 when no authenticator
     /// of the route recognised the request, e.g. `Bearer realm="scim"`.
     fn challenge(&self) -> Option<String> {
@@ -530,7 +538,7 @@ impl Component {
 
     /// What the component declares: its own declarations, and
     /// `inline-calls` for the authenticators and endpoints, whose SDK
-    /// wrappers answer inline calls ([`Authenticator::blocks_on`],
+    /// wrappers answer inline calls ([`Authenticator::authenticate_inline`],
     /// [`Endpoint::handle_inline`]).
     pub fn all_declarations(&self) -> Declarations {
         let mut declared = self.declarations.clone();
@@ -804,11 +812,12 @@ fn wrap_endpoint<T: Endpoint>(inner: T, name: String) -> ComponentInstance {
 impl<T: Authenticator> ffi::FfiAuthenticator for GuardedAuthenticator<T> {
     fn authenticate(&self, req: &Request) -> AuthOutcome {
         guard(
-            || {
-                if req.is_inline() && self.0.blocks_on(req) {
-                    return AuthOutcome::Rejected(PluginError::would_block());
-                }
-                self.0.authenticate(req)
+            || match req.is_inline() {
+                true => self
+                    .0
+                    .authenticate_inline(req)
+                    .unwrap_or_else(|| AuthOutcome::Rejected(PluginError::would_block())),
+                false => self.0.authenticate(req),
             },
             |m| AuthOutcome::Rejected(panic_error_message(&self.1, m)),
         )

@@ -194,9 +194,8 @@ fn failed(presented: &Presented, message: &str) -> PluginError {
 }
 
 /// What a request's client credentials come to before a secret is hashed:
-/// the one path both [`ClientCredentials::authenticate`] and
-/// [`ClientCredentials::blocks_on`] take, so that what is said to block is
-/// exactly what then hashes.
+/// the one path `authenticate`, `blocks_on` and `authenticate_inline`
+/// take, so that what is said to block is exactly what then hashes.
 enum Checked<'c> {
     NotMine,
     Malformed(PluginError),
@@ -246,9 +245,30 @@ impl ClientCredentials {
     }
 }
 
-impl Authenticator for ClientCredentials {
-    fn authenticate(&self, req: &Request) -> AuthOutcome {
-        let (presented, client, keys) = match self.check(req) {
+impl ClientCredentials {
+    /// Whether answering `checked` hashes: a secret not remembered as
+    /// verified, or the decoy hash spent for an unknown client or a
+    /// refused address.
+    fn hashes(&self, checked: &Checked<'_>, req: &Request) -> bool {
+        match checked {
+            Checked::NotMine | Checked::Malformed(_) | Checked::Locked { .. } => false,
+            Checked::Refused { .. } | Checked::Verify { client: None, .. } => self.decoy.is_armed(),
+            Checked::Verify {
+                presented,
+                client: Some(client),
+                ..
+            } => self.verifier.would_hash(
+                &client.secret,
+                &presented.client_id,
+                &presented.secret,
+                req.received_at_unix_ms,
+            ),
+        }
+    }
+
+    /// The outcome of `checked`, verifying the secret where it says so.
+    fn answer(&self, checked: Checked<'_>, req: &Request) -> AuthOutcome {
+        let (presented, client, keys) = match checked {
             Checked::NotMine => return AuthOutcome::NotMine,
             Checked::Malformed(e) => return AuthOutcome::Rejected(e),
             // An address the provider does not allow gets the answer a
@@ -300,24 +320,23 @@ impl Authenticator for ClientCredentials {
         principal.scopes = client.scopes.iter().map(|s| s.as_str().into()).collect();
         AuthOutcome::Authenticated(principal)
     }
+}
 
-    /// Only argon2 blocks: a secret not remembered as verified, or the
-    /// decoy hash spent for an unknown client or a refused address.
+impl Authenticator for ClientCredentials {
+    fn authenticate(&self, req: &Request) -> AuthOutcome {
+        self.answer(self.check(req), req)
+    }
+
+    /// Only argon2 blocks ([`ClientCredentials::hashes`]).
     fn blocks_on(&self, req: &Request) -> bool {
-        match self.check(req) {
-            Checked::NotMine | Checked::Malformed(_) | Checked::Locked { .. } => false,
-            Checked::Refused { .. } | Checked::Verify { client: None, .. } => self.decoy.is_armed(),
-            Checked::Verify {
-                presented,
-                client: Some(client),
-                ..
-            } => self.verifier.would_hash(
-                &client.secret,
-                &presented.client_id,
-                &presented.secret,
-                req.received_at_unix_ms,
-            ),
-        }
+        self.hashes(&self.check(req), req)
+    }
+
+    /// The credentials are read and looked up once: what was found not to
+    /// hash is what is answered.
+    fn authenticate_inline(&self, req: &Request) -> Option<AuthOutcome> {
+        let checked = self.check(req);
+        (!self.hashes(&checked, req)).then(|| self.answer(checked, req))
     }
 
     fn challenge(&self) -> Option<String> {
@@ -415,6 +434,33 @@ mod tests {
         // decoy hash (argon2 too).
         assert!(a.blocks_on(&form("client_id=slow&client_secret=other")));
         assert!(a.blocks_on(&form("client_id=nobody&client_secret=pw")));
+    }
+
+    #[test]
+    fn an_inline_call_is_answered_from_one_reading_unless_it_would_hash() {
+        use scimgate_abi::sdk::Authenticator as _;
+        let a = build(json!({}));
+        // sha256: answered inline, both ways.
+        let good = form("client_id=client%3Aid&client_secret=s3cr%26t");
+        let answered = a.authenticate_inline(&good).expect("answered inline");
+        assert_eq!(principal(answered).client_id.as_str(), "client:id");
+        let wrong = form("client_id=client%3Aid&client_secret=nope");
+        let answered = a.authenticate_inline(&wrong).expect("answered inline");
+        assert_eq!(rejected(answered).status, 401);
+        // argon2id not yet verified: left to the blocking pool, unrun (the
+        // later verification still succeeds: no failure was counted).
+        let slow = form("client_id=slow&client_secret=pw");
+        assert!(a.authenticate_inline(&slow).is_none());
+        assert_eq!(
+            principal(a.authenticate(&slow)).provider_id.as_str(),
+            "slow"
+        );
+        let answered = a.authenticate_inline(&slow).expect("remembered: inline");
+        assert_eq!(principal(answered).provider_id.as_str(), "slow");
+        // An unknown client would spend the decoy hash: not inline.
+        assert!(a
+            .authenticate_inline(&form("client_id=nobody&client_secret=pw"))
+            .is_none());
     }
 
     #[test]
