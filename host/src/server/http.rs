@@ -20,7 +20,7 @@ use axum::Router;
 use scimgate_abi::{ErrorStyle, Header, PluginError, Request, Response};
 use tokio::net::TcpListener;
 
-use super::forwarding::{base_url, request_id, resolve_client_ip};
+use super::forwarding::{base_url, ip_text, request_id, resolve_client_ip, socket_text};
 use super::App;
 use crate::pipeline::{AuditRecord, Decision, Route, Runtime};
 use crate::render::error_response;
@@ -353,8 +353,8 @@ async fn serve_route(
             .map(|(n, v)| Header::new(n.as_str(), String::from_utf8_lossy(v.as_bytes()).as_ref()))
             .collect(),
         body: RVec::from(bytes.to_vec()),
-        peer_addr: peer.to_string().into(),
-        client_ip: client_ip.to_string().into(),
+        peer_addr: socket_text(peer).into(),
+        client_ip: ip_text(client_ip).into(),
         request_id: request_id.into(),
         mount: route.mount.as_str().into(),
         base_url: base_url(&runtime, parts, peer.ip(), &route.mount).into(),
