@@ -61,25 +61,24 @@ pub fn project(context: &SchemaCtx<'_>, resource: &Value, selection: &AttributeS
     project_owned(context, resource.clone(), selection)
 }
 
-/// [`project`] of a resource the caller gives up: kept values are moved,
-/// not copied (a rendered response is projected once, then serialized).
+/// [`project`] of a resource the caller gives up: edited in place, kept
+/// values neither copied nor moved into new maps (a rendered response is
+/// projected once, then serialized).
 pub fn project_owned(
     context: &SchemaCtx<'_>,
     resource: Value,
     selection: &AttributeSelection,
 ) -> Value {
-    let Value::Object(object) = resource else {
+    let Value::Object(mut object) = resource else {
         return resource;
     };
-    let mut output = Map::new();
-    for (key, value) in object {
+    object.retain(|key, value| {
         if key.eq_ignore_ascii_case("schemas") {
-            output.insert(key, value);
-            continue;
+            return true;
         }
-        if let Some(extension) = context.extension(&key) {
+        if let Some(extension) = context.extension(key) {
             let Value::Object(members) = value else {
-                continue;
+                return false;
             };
             let whole = selection
                 .attributes
@@ -89,46 +88,54 @@ pub fn project_owned(
                 .excluded
                 .iter()
                 .any(|path| names_extension(path, &extension.id));
-            let mut kept = Map::new();
-            for (name, member) in members {
-                let attribute = extension.attribute(&name);
+            members.retain(|name, member| {
+                let attribute = extension.attribute(name);
                 let location = Location::Extension(extension);
-                if let Some(member) = project_attribute(
-                    context,
-                    location,
-                    &name,
-                    attribute,
-                    member,
-                    selection,
-                    whole,
-                    excluded_whole,
-                ) {
-                    kept.insert(name, member);
-                }
-            }
-            if !kept.is_empty() {
-                output.insert(key, Value::Object(kept));
-            }
-            continue;
+                replace_kept(member, |member| {
+                    project_attribute(
+                        context,
+                        location,
+                        name,
+                        attribute,
+                        member,
+                        selection,
+                        whole,
+                        excluded_whole,
+                    )
+                })
+            });
+            return !members.is_empty();
         }
         let resolved = context
             .core
-            .and_then(|core| context.resolve_name(Some(&core.id), &key));
+            .and_then(|core| context.resolve_name(Some(&core.id), key));
         let attribute = resolved.map(|(_, attribute)| attribute);
-        if let Some(value) = project_attribute(
-            context,
-            Location::Core,
-            &key,
-            attribute,
-            value,
-            selection,
-            false,
-            false,
-        ) {
-            output.insert(key, value);
+        replace_kept(value, |value| {
+            project_attribute(
+                context,
+                Location::Core,
+                key,
+                attribute,
+                value,
+                selection,
+                false,
+                false,
+            )
+        })
+    });
+    Value::Object(object)
+}
+
+/// Puts what `keep` makes of `value` in its place; `false` when it keeps
+/// nothing (the caller then removes the entry).
+fn replace_kept(value: &mut Value, keep: impl FnOnce(Value) -> Option<Value>) -> bool {
+    match keep(std::mem::take(value)) {
+        Some(kept) => {
+            *value = kept;
+            true
         }
+        None => false,
     }
-    Value::Object(output)
 }
 
 /// Removes every `returned: never` attribute and sub-attribute (e.g. `password`).
@@ -136,68 +143,51 @@ pub fn strip_never(context: &SchemaCtx<'_>, resource: &Value) -> Value {
     strip_never_owned(context, resource.clone())
 }
 
-/// [`strip_never`] of a resource the caller gives up (nothing copied).
+/// [`strip_never`] of a resource the caller gives up (edited in place).
 pub fn strip_never_owned(context: &SchemaCtx<'_>, resource: Value) -> Value {
-    let Value::Object(object) = resource else {
+    let Value::Object(mut object) = resource else {
         return resource;
     };
-    let mut output = Map::new();
-    for (key, value) in object {
-        let value = match (context.extension(&key), value) {
-            (Some(extension), Value::Object(members)) => {
-                let kept: Map<String, Value> = members
-                    .into_iter()
-                    .filter_map(|(name, member)| match extension.attribute(&name) {
-                        Some(attribute) => {
-                            strip_never_value(attribute, member).map(|member| (name, member))
-                        }
-                        None => Some((name, member)),
-                    })
-                    .collect();
-                output.insert(key, Value::Object(kept));
-                continue;
-            }
-            (_, value) => value,
-        };
+    object.retain(|key, value| {
+        if let (Some(extension), Value::Object(members)) = (context.extension(key), &mut *value) {
+            members.retain(|name, member| match extension.attribute(name) {
+                Some(attribute) => strip_never_value(attribute, member),
+                None => true,
+            });
+            return true;
+        }
         let attribute = context
             .core
-            .and_then(|core| context.resolve_name(Some(&core.id), &key))
+            .and_then(|core| context.resolve_name(Some(&core.id), key))
             .map(|(_, attribute)| attribute);
         match attribute {
-            Some(attribute) => {
-                if let Some(value) = strip_never_value(attribute, value) {
-                    output.insert(key, value);
-                }
-            }
-            None => {
-                output.insert(key, value);
-            }
+            Some(attribute) => strip_never_value(attribute, value),
+            None => true,
         }
-    }
-    Value::Object(output)
+    });
+    Value::Object(object)
 }
 
-fn strip_never_value(attribute: &Attribute, value: Value) -> Option<Value> {
+/// Removes `value`'s `returned: never` sub-attributes; `false` when the
+/// attribute itself is never returned.
+fn strip_never_value(attribute: &Attribute, value: &mut Value) -> bool {
     if attribute.returned == Returned::Never {
-        return None;
+        return false;
     }
     if attribute
         .sub_attributes
         .iter()
-        .all(|sub| sub.returned != Returned::Never)
+        .any(|sub| sub.returned == Returned::Never)
     {
-        return Some(value);
-    }
-    Some(map_elements(value, |element| {
-        element
-            .into_iter()
-            .filter(|(name, _)| {
+        edit_elements(value, |element| {
+            element.retain(|name, _| {
                 attribute
                     .sub_attribute(name)
                     .is_none_or(|sub| sub.returned != Returned::Never)
-            })
-            .collect()
-    }))
+            });
+        });
+    }
+    true
 }
 
 fn names_extension(path: &AttrPath, extension_id: &str) -> bool {
@@ -274,16 +264,13 @@ fn project_attribute(
             .filter_map(|path| path.sub_attr.as_deref())
             .collect();
         let kept = map_elements(value, |element| {
-            element
-                .into_iter()
-                .filter(|(key, _)| {
-                    let sub = attribute.and_then(|attribute| attribute.sub_attribute(key));
-                    let returned = sub.map_or(Returned::Default, |sub| sub.returned);
-                    returned == Returned::Always
-                        || (returned != Returned::Never
-                            && wanted.iter().any(|wanted| wanted.eq_ignore_ascii_case(key)))
-                })
-                .collect()
+            element.retain(|key, _| {
+                let sub = attribute.and_then(|attribute| attribute.sub_attribute(key));
+                let returned = sub.map_or(Returned::Default, |sub| sub.returned);
+                returned == Returned::Always
+                    || (returned != Returned::Never
+                        && wanted.iter().any(|wanted| wanted.eq_ignore_ascii_case(key)))
+            });
         });
         return if is_empty_projection(&kept) {
             None
@@ -307,20 +294,17 @@ fn project_attribute(
         .filter_map(|path| path.sub_attr.as_deref())
         .collect();
     let kept = map_elements(value, |element| {
-        element
-            .into_iter()
-            .filter(|(key, _)| {
-                let sub = attribute.and_then(|attribute| attribute.sub_attribute(key));
-                let returned = sub.map_or(Returned::Default, |sub| sub.returned);
-                match returned {
-                    Returned::Always => true,
-                    Returned::Never | Returned::Request => false,
-                    Returned::Default => !dropped
-                        .iter()
-                        .any(|dropped| dropped.eq_ignore_ascii_case(key)),
-                }
-            })
-            .collect()
+        element.retain(|key, _| {
+            let sub = attribute.and_then(|attribute| attribute.sub_attribute(key));
+            let returned = sub.map_or(Returned::Default, |sub| sub.returned);
+            match returned {
+                Returned::Always => true,
+                Returned::Never | Returned::Request => false,
+                Returned::Default => !dropped
+                    .iter()
+                    .any(|dropped| dropped.eq_ignore_ascii_case(key)),
+            }
+        });
     });
     if is_empty_projection(&kept) {
         None
@@ -342,33 +326,34 @@ fn strip_subs(
         return value;
     }
     map_elements(value, |element| {
-        element
-            .into_iter()
-            .filter(|(key, _)| {
-                attribute.sub_attribute(key).is_none_or(|sub| {
-                    sub.returned != Returned::Never
-                        && (sub.returned == Returned::Always || keep(sub))
-                })
+        element.retain(|key, _| {
+            attribute.sub_attribute(key).is_none_or(|sub| {
+                sub.returned != Returned::Never && (sub.returned == Returned::Always || keep(sub))
             })
-            .collect()
+        });
     })
 }
 
-/// Applies `edit` to a complex value or to each complex element of a multi-valued one.
-fn map_elements(value: Value, edit: impl Fn(Map<String, Value>) -> Map<String, Value>) -> Value {
+/// Applies `edit` to a complex value or to each complex element of a
+/// multi-valued one; elements left empty are removed.
+fn map_elements(mut value: Value, edit: impl Fn(&mut Map<String, Value>)) -> Value {
+    edit_elements(&mut value, edit);
+    value
+}
+
+/// [`map_elements`] in place.
+fn edit_elements(value: &mut Value, edit: impl Fn(&mut Map<String, Value>)) {
     match value {
-        Value::Object(object) => Value::Object(edit(object)),
-        Value::Array(items) => Value::Array(
-            items
-                .into_iter()
-                .map(|item| match item {
-                    Value::Object(object) => Value::Object(edit(object)),
-                    other => other,
-                })
-                .filter(|item| !matches!(item, Value::Object(object) if object.is_empty()))
-                .collect(),
-        ),
-        other => other,
+        Value::Object(object) => edit(object),
+        Value::Array(items) => {
+            for item in items.iter_mut() {
+                if let Value::Object(object) = item {
+                    edit(object);
+                }
+            }
+            items.retain(|item| !matches!(item, Value::Object(object) if object.is_empty()));
+        }
+        _ => {}
     }
 }
 

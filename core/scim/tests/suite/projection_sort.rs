@@ -175,3 +175,49 @@ fn sort_uses_primary_then_first_and_missing_last() {
     );
     assert!(SortOrder::parse(Some("sideways")).is_err());
 }
+
+#[test]
+fn elements_left_empty_by_a_selection_or_a_never_sub_attribute_are_removed() {
+    let registry = Registry::core();
+    let context = registry.context_for("User").expect("User");
+    let mut user = bjensen();
+    user["emails"] = json!([
+        {"value": "a@example.com", "display": "A"},
+        {"value": "b@example.com"}
+    ]);
+    let selection = AttributeSelection::parse(Some("emails.display"), None).expect("parses");
+    let only_display = project(&context, &user, &selection);
+    assert_eq!(only_display["emails"], json!([{"display": "A"}]));
+    let selection = AttributeSelection::parse(None, Some("emails.value")).expect("parses");
+    let without_values = project(&context, &user, &selection);
+    assert_eq!(without_values["emails"], json!([{"display": "A"}]));
+
+    let mut registry = Registry::core();
+    let schema = Schema::from_json(&json!({"id": "urn:example:Keys", "name": "Keys",
+        "attributes": [{"name": "keys", "type": "complex", "multiValued": true,
+            "subAttributes": [
+                {"name": "label", "type": "string"},
+                {"name": "secret", "type": "string", "returned": "never"}]}]}))
+    .expect("schema");
+    registry.add_schema(schema).expect("add");
+    registry
+        .add_extension("User", "urn:example:Keys", false)
+        .expect("extend");
+    let context = registry.context_for("User").expect("ctx");
+    let mut user = bjensen();
+    user["urn:example:Keys"] =
+        json!({"keys": [{"label": "laptop", "secret": "s1"}, {"secret": "s2"}]});
+    let stripped = strip_never(&context, &user);
+    assert_eq!(
+        stripped["urn:example:Keys"],
+        json!({"keys": [{"label": "laptop"}]})
+    );
+    assert_eq!(
+        keys(&stripped),
+        keys(&project(
+            &context,
+            &stripped,
+            &AttributeSelection::default()
+        ))
+    );
+}
