@@ -123,6 +123,16 @@ impl<C> BoundedPool<C> {
         drop(closing);
     }
 
+    /// Takes every idle connection out, to tend them (end what each keeps
+    /// open, say) and give each back, or forget it. They count as lent
+    /// meanwhile.
+    pub fn take_idle(&self) -> Vec<C> {
+        self.slots
+            .lock()
+            .map(|mut slots| std::mem::take(&mut slots.idle))
+            .unwrap_or_default()
+    }
+
     /// Whether a taker would get a connection now without waiting; a hint,
     /// another may take it first.
     pub fn has_free(&self) -> bool {

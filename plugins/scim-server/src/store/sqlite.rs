@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtension, Row};
 use scimgate_abi::PluginError;
@@ -151,10 +151,27 @@ const SOFT_HEAP_LIMIT_BYTES: i64 = 48 * 1024 * 1024;
 /// Reader connections: a [`BoundedPool`] (a read takes an idle one, opens
 /// one while fewer than its size are open, or waits up to [`READER_WAIT`]),
 /// plus the connection this thread already holds for nested reads.
+///
+/// A reader keeps its read transaction across loans ("warm"): opening and
+/// closing one takes and drops SQLite's WAL read lock, an `fcntl` on the
+/// `-shm` file under a mutex the async workers contend for, which was the
+/// largest cost of a GET after sending it. A kept transaction is one
+/// snapshot, so it is kept only while nothing can have changed that this
+/// process should see: within one write epoch (no write of this store has
+/// begun or ended since) and for at most `warm_for` (what another process
+/// writes is seen that late at most). A write makes the idle readers end
+/// theirs as it begins, and readers lent during a write keep none, so at
+/// its commit only the reads then running hold snapshots, as without warm
+/// readers, and SQLite's checkpoint and WAL restart proceed as before.
 struct ReaderPool {
-    conns: BoundedPool<Connection>,
+    conns: BoundedPool<Reader>,
     /// Connections ever opened (for tests and diagnostics).
     opened: AtomicU64,
+    /// Even while no write runs on the store's writer connection, odd while
+    /// one does: every write moves it twice ([`ReaderPool::writing`]).
+    epoch: AtomicU64,
+    /// How long a reader keeps one read transaction ([`WARM_FOR`]).
+    warm_for: Duration,
 }
 
 thread_local! {
@@ -162,7 +179,27 @@ thread_local! {
     /// another (a scan's visitor asking for members or groups) runs on the
     /// connection the outer read holds, so it neither waits for the pool it
     /// is holding from nor opens an extra connection.
-    static HELD: RefCell<Vec<(usize, Rc<Connection>)>> = const { RefCell::new(Vec::new()) };
+    static HELD: RefCell<Vec<(usize, Rc<Reader>)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// How long a reader keeps one read transaction (one snapshot) across the
+/// reads it is lent for, while no write of this store begins: also the
+/// longest a write by another process goes unseen.
+const WARM_FOR: Duration = Duration::from_millis(1);
+
+/// A reader connection and the read transaction it keeps open between
+/// loans, if any.
+struct Reader {
+    conn: Connection,
+    warm: Option<Warm>,
+}
+
+/// A read transaction a reader keeps: when it began, and the pool's write
+/// epoch then.
+#[derive(Clone, Copy)]
+struct Warm {
+    since: Instant,
+    epoch: u64,
 }
 
 /// A reader connection lent out of its pool to this thread: registered in
@@ -170,7 +207,7 @@ thread_local! {
 /// closure panics).
 struct Lent<'p> {
     pool: &'p ReaderPool,
-    conn: Option<Rc<Connection>>,
+    conn: Option<Rc<Reader>>,
 }
 
 impl Drop for Lent<'_> {
@@ -191,11 +228,34 @@ impl Drop for Lent<'_> {
 }
 
 impl ReaderPool {
-    fn new(max: usize) -> ReaderPool {
+    fn new(max: usize, warm_for: Duration) -> ReaderPool {
         ReaderPool {
             conns: BoundedPool::new(max),
             opened: AtomicU64::new(0),
+            epoch: AtomicU64::new(0),
+            warm_for,
         }
+    }
+
+    /// Runs `write` (a use of the writer connection) inside a write epoch:
+    /// the idle readers end their kept transactions first, readers lent
+    /// meanwhile keep none, and after it every kept snapshot is stale.
+    fn writing<T>(&self, write: impl FnOnce() -> T) -> T {
+        struct Ended<'p>(&'p AtomicU64);
+        impl Drop for Ended<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        let _ended = Ended(&self.epoch);
+        for mut reader in self.conns.take_idle() {
+            match end_kept(&mut reader) {
+                Ok(()) => self.conns.give_back(reader),
+                Err(_) => self.conns.forget_one(),
+            }
+        }
+        write()
     }
 
     fn key(&self) -> usize {
@@ -219,30 +279,35 @@ impl ReaderPool {
                 .find(|(pool, _)| *pool == key)
                 .map(|(_, conn)| Rc::clone(conn))
         });
-        if let Some(conn) = held {
+        if let Some(reader) = held {
             // A connection may run several statements at once; the nested
             // one reads the same snapshot as the outer one.
-            return Ok(f(&conn));
+            return Ok(f(&reader.conn));
         }
-        let conn = Rc::new(self.take(path, wait)?);
-        HELD.with(|held| held.borrow_mut().push((key, Rc::clone(&conn))));
+        let mut reader = self.take(path, wait)?;
+        if let Err(error) = self.ready(&mut reader) {
+            self.conns.forget_one();
+            return Err(error);
+        }
+        let reader = Rc::new(reader);
+        HELD.with(|held| held.borrow_mut().push((key, Rc::clone(&reader))));
         let lent = Lent {
             pool: self,
-            conn: Some(conn),
+            conn: Some(reader),
         };
-        let conn = lent
+        let reader = lent
             .conn
             .as_deref()
             .ok_or_else(|| backend("reader pool: nothing lent"))?;
-        Ok(f(conn))
+        Ok(f(&reader.conn))
     }
 
-    fn take(&self, path: &Path, wait: Duration) -> BackendResult<Connection> {
+    fn take(&self, path: &Path, wait: Duration) -> BackendResult<Reader> {
         self.conns.take(
             wait,
             || {
                 self.opened.fetch_add(1, Ordering::SeqCst);
-                connect_reader(path)
+                connect_reader(path).map(|conn| Reader { conn, warm: None })
             },
             || {
                 BackendError::Unavailable(format!(
@@ -266,15 +331,82 @@ impl ReaderPool {
         self.opened.load(Ordering::SeqCst)
     }
 
-    /// Puts a lent connection back, or closes it when it cannot be lent
-    /// again (still shared, which cannot happen, or left inside a
-    /// transaction).
-    fn give_back(&self, conn: Rc<Connection>) {
-        match Rc::try_unwrap(conn) {
-            Ok(conn) if conn.is_autocommit() => self.conns.give_back(conn),
-            _ => self.conns.forget_one(),
+    /// Readies a reader for a loan: its kept transaction if it began less
+    /// than `warm_for` ago in this epoch, else a new one (the snapshot
+    /// starts at the next statement); during a write, none (each statement
+    /// its own, as SQLite does by default).
+    fn ready(&self, reader: &mut Reader) -> BackendResult<()> {
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        if let Some(warm) = reader.warm {
+            if warm.epoch == epoch
+                && warm.since.elapsed() < self.warm_for
+                && !reader.conn.is_autocommit()
+            {
+                return Ok(());
+            }
         }
+        end_kept(reader)?;
+        if epoch.is_multiple_of(2) {
+            reader
+                .conn
+                .prepare_cached("BEGIN")
+                .and_then(|mut begin| begin.execute([]))
+                .map_err(sql)?;
+            reader.warm = Some(Warm {
+                since: Instant::now(),
+                epoch,
+            });
+        }
+        Ok(())
     }
+
+    /// Puts a lent connection back, its transaction kept while its epoch
+    /// lasts; or closes it when it cannot be lent again (still shared,
+    /// which cannot happen, or left inside a transaction it did not keep).
+    fn give_back(&self, reader: Rc<Reader>) {
+        let Ok(mut reader) = Rc::try_unwrap(reader) else {
+            self.conns.forget_one();
+            return;
+        };
+        if reader.conn.is_autocommit() {
+            reader.warm = None;
+        } else if reader.warm.is_none() {
+            self.conns.forget_one();
+            return;
+        }
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        if reader.warm.is_some_and(|warm| warm.epoch != epoch) && end_kept(&mut reader).is_err() {
+            self.conns.forget_one();
+            return;
+        }
+        self.conns.give_back(reader);
+    }
+
+    /// Idle readers inside a kept transaction now.
+    #[cfg(test)]
+    fn idle_warm(&self) -> usize {
+        let idle = self.conns.take_idle();
+        let warm = idle.iter().filter(|r| !r.conn.is_autocommit()).count();
+        for reader in idle {
+            self.conns.give_back(reader);
+        }
+        warm
+    }
+}
+
+/// Ends the read transaction `reader` keeps, if any.
+fn end_kept(reader: &mut Reader) -> BackendResult<()> {
+    reader.warm = None;
+    if reader.conn.is_autocommit() {
+        return Ok(());
+    }
+    // Nothing was written: COMMIT only ends the read transaction.
+    reader
+        .conn
+        .prepare_cached("COMMIT")
+        .and_then(|mut commit| commit.execute([]))
+        .map(drop)
+        .map_err(sql)
 }
 
 /// An SQLite database file used as a [`Backend`].
@@ -334,7 +466,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             path: path.to_path_buf(),
             writer: Mutex::new(writer),
-            readers: ReaderPool::new(reader_pool_size()),
+            readers: ReaderPool::new(reader_pool_size(), WARM_FOR),
             generation: AtomicU64::new(1),
         })
     }
@@ -355,6 +487,14 @@ impl SqliteStore {
                 });
         }
         self.readers.with(&self.path, READER_WAIT, f)
+    }
+
+    /// Runs `f` on the writer connection, inside a write epoch of the
+    /// readers ([`ReaderPool::writing`]): every use of the writer goes
+    /// through here, so no reader keeps a snapshot older than a write.
+    fn with_writer<T>(&self, f: impl FnOnce(&Connection) -> T) -> Result<T, &'static str> {
+        let conn = self.writer.lock().map_err(|_| "store writer poisoned")?;
+        Ok(self.readers.writing(|| f(&conn)))
     }
 }
 
@@ -766,33 +906,32 @@ impl Backend for SqliteStore {
 
     fn write(&self, work: &mut Work<'_>) -> Result<(), PluginError> {
         unstash();
-        let conn = self
-            .writer
-            .lock()
-            .map_err(|_| PluginError::internal("store writer poisoned"))?;
-        conn.execute_batch("BEGIN IMMEDIATE").map_err(sql)?;
-        let mut tx = SqliteTx {
-            conn: &conn,
-            depth: 0,
-            changes: Vec::new(),
-        };
-        let result = work(&mut tx).and_then(|()| tx.append_changes().map_err(Into::into));
-        match result {
-            Ok(()) => match conn.execute_batch("COMMIT") {
-                Ok(()) => {
-                    self.generation.fetch_add(1, Ordering::SeqCst);
-                    Ok(())
-                }
+        self.with_writer(|conn| {
+            conn.execute_batch("BEGIN IMMEDIATE").map_err(sql)?;
+            let mut tx = SqliteTx {
+                conn,
+                depth: 0,
+                changes: Vec::new(),
+            };
+            let result = work(&mut tx).and_then(|()| tx.append_changes().map_err(Into::into));
+            match result {
+                Ok(()) => match conn.execute_batch("COMMIT") {
+                    Ok(()) => {
+                        self.generation.fetch_add(1, Ordering::SeqCst);
+                        Ok(())
+                    }
+                    Err(e) => {
+                        let _ = conn.execute_batch("ROLLBACK");
+                        Err(sql(e).into())
+                    }
+                },
                 Err(e) => {
                     let _ = conn.execute_batch("ROLLBACK");
-                    Err(sql(e).into())
+                    Err(e)
                 }
-            },
-            Err(e) => {
-                let _ = conn.execute_batch("ROLLBACK");
-                Err(e)
             }
-        }
+        })
+        .map_err(PluginError::internal)?
     }
 
     fn ready(&self) -> Result<(), String> {
@@ -831,20 +970,19 @@ impl Backend for SqliteStore {
     }
 
     fn prune_changes(&self, before_ms: i64) -> BackendResult<u64> {
-        let conn = self
-            .writer
-            .lock()
-            .map_err(|_| backend("store writer poisoned"))?;
-        let removed = conn
-            .prepare_cached(
-                "DELETE FROM scim_changes WHERE seq < COALESCE(
-                (SELECT seq FROM scim_changes WHERE at >= ?1 ORDER BY seq LIMIT 1),
-                9223372036854775807)
-                AND seq <= COALESCE(
-                (SELECT MIN(acked) FROM scim_change_subscribers),
-                9223372036854775807)",
-            )
-            .and_then(|mut s| s.execute([before_ms]))
+        let removed = self
+            .with_writer(|conn| {
+                conn.prepare_cached(
+                    "DELETE FROM scim_changes WHERE seq < COALESCE(
+                    (SELECT seq FROM scim_changes WHERE at >= ?1 ORDER BY seq LIMIT 1),
+                    9223372036854775807)
+                    AND seq <= COALESCE(
+                    (SELECT MIN(acked) FROM scim_change_subscribers),
+                    9223372036854775807)",
+                )
+                .and_then(|mut s| s.execute([before_ms]))
+            })
+            .map_err(backend)?
             .map_err(sql)?;
         Ok(removed as u64)
     }
@@ -883,34 +1021,35 @@ impl PositionStore for SqliteStore {
 
     fn save(&self, subscriber: &str, pos: &Position) -> Result<bool, String> {
         let row = super::PositionRow::of(pos);
-        let conn = self.writer.lock().map_err(|_| "store writer poisoned")?;
-        conn.prepare_cached(
-            "INSERT INTO scim_change_subscribers
-                 (name, acked, attempts, next_attempt_ms, last_error, state, dead_seq,
-                  dead_error, rev)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9 + 1)
-             ON CONFLICT (name) DO UPDATE SET
-                 acked = excluded.acked, attempts = excluded.attempts,
-                 next_attempt_ms = excluded.next_attempt_ms, last_error = excluded.last_error,
-                 state = excluded.state, dead_seq = excluded.dead_seq,
-                 dead_error = excluded.dead_error, rev = scim_change_subscribers.rev + 1
-             WHERE scim_change_subscribers.rev = ?9",
-        )
-        .and_then(|mut s| {
-            s.execute(params![
-                subscriber,
-                row.acked,
-                row.attempts,
-                row.next_attempt_ms,
-                row.last_error,
-                row.state,
-                row.dead_seq,
-                row.dead_error,
-                row.rev
-            ])
-        })
-        .map(|n| n == 1)
-        .map_err(|e| e.to_string())
+        self.with_writer(|conn| {
+            conn.prepare_cached(
+                "INSERT INTO scim_change_subscribers
+                     (name, acked, attempts, next_attempt_ms, last_error, state, dead_seq,
+                      dead_error, rev)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9 + 1)
+                 ON CONFLICT (name) DO UPDATE SET
+                     acked = excluded.acked, attempts = excluded.attempts,
+                     next_attempt_ms = excluded.next_attempt_ms, last_error = excluded.last_error,
+                     state = excluded.state, dead_seq = excluded.dead_seq,
+                     dead_error = excluded.dead_error, rev = scim_change_subscribers.rev + 1
+                 WHERE scim_change_subscribers.rev = ?9",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    subscriber,
+                    row.acked,
+                    row.attempts,
+                    row.next_attempt_ms,
+                    row.last_error,
+                    row.state,
+                    row.dead_seq,
+                    row.dead_error,
+                    row.rev
+                ])
+            })
+            .map(|n| n == 1)
+            .map_err(|e| e.to_string())
+        })?
     }
 
     fn try_lease(
@@ -921,30 +1060,32 @@ impl PositionStore for SqliteStore {
         now_ms: i64,
     ) -> Result<bool, String> {
         let until = now_ms.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
-        let conn = self.writer.lock().map_err(|_| "store writer poisoned")?;
-        conn.prepare_cached(
-            "INSERT INTO scim_change_subscribers (name, lease_node, lease_until_ms)
-             VALUES (?1, ?2, ?3)
-             ON CONFLICT (name) DO UPDATE SET
-                 lease_node = excluded.lease_node, lease_until_ms = excluded.lease_until_ms
-             WHERE scim_change_subscribers.lease_node IS NULL
-                OR scim_change_subscribers.lease_node = excluded.lease_node
-                OR scim_change_subscribers.lease_until_ms <= ?4",
-        )
-        .and_then(|mut s| s.execute(params![subscriber, node, until, now_ms]))
-        .map(|n| n == 1)
-        .map_err(|e| e.to_string())
+        self.with_writer(|conn| {
+            conn.prepare_cached(
+                "INSERT INTO scim_change_subscribers (name, lease_node, lease_until_ms)
+                 VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name) DO UPDATE SET
+                     lease_node = excluded.lease_node, lease_until_ms = excluded.lease_until_ms
+                 WHERE scim_change_subscribers.lease_node IS NULL
+                    OR scim_change_subscribers.lease_node = excluded.lease_node
+                    OR scim_change_subscribers.lease_until_ms <= ?4",
+            )
+            .and_then(|mut s| s.execute(params![subscriber, node, until, now_ms]))
+            .map(|n| n == 1)
+            .map_err(|e| e.to_string())
+        })?
     }
 
     fn release(&self, subscriber: &str, node: &str) -> Result<(), String> {
-        let conn = self.writer.lock().map_err(|_| "store writer poisoned")?;
-        conn.prepare_cached(
-            "UPDATE scim_change_subscribers SET lease_node = NULL, lease_until_ms = 0
-             WHERE name = ?1 AND lease_node = ?2",
-        )
-        .and_then(|mut s| s.execute(params![subscriber, node]))
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+        self.with_writer(|conn| {
+            conn.prepare_cached(
+                "UPDATE scim_change_subscribers SET lease_node = NULL, lease_until_ms = 0
+                 WHERE name = ?1 AND lease_node = ?2",
+            )
+            .and_then(|mut s| s.execute(params![subscriber, node]))
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+        })?
     }
 }
 
@@ -1399,10 +1540,110 @@ mod tests {
 
     /// A store whose reader pool holds at most `readers` connections.
     fn store_with_readers(tag: &str, readers: usize) -> (SqliteStore, PathBuf) {
+        store_with_pool(tag, readers, WARM_FOR)
+    }
+
+    /// A store whose readers keep a read transaction for `warm_for`.
+    fn store_with_pool(tag: &str, readers: usize, warm_for: Duration) -> (SqliteStore, PathBuf) {
         let path = temp_db(tag);
         let mut store = SqliteStore::open_new(&path).expect("open");
-        store.readers = ReaderPool::new(readers);
+        store.readers = ReaderPool::new(readers, warm_for);
         (store, path)
+    }
+
+    fn user_name(store: &SqliteStore, id: &str) -> Option<String> {
+        store
+            .get("User", id)
+            .expect("get")
+            .and_then(|rec| rec.body["userName"].as_str().map(str::to_string))
+    }
+
+    #[test]
+    fn a_kept_read_transaction_never_hides_a_write_of_this_process() {
+        // Kept for a minute unless a write intervenes: only the epoch can
+        // make these reads fresh.
+        let (store, path) = store_with_pool("warm-own", 1, Duration::from_secs(60));
+        super::super::suite::insert_user(&store, "u1", "alice");
+        assert_eq!(user_name(&store, "u1").as_deref(), Some("alice"));
+        assert_eq!(store.readers.idle_warm(), 1, "the reader kept its snapshot");
+        super::super::suite::insert_user(&store, "u2", "bob");
+        assert_eq!(user_name(&store, "u2").as_deref(), Some("bob"));
+        let position = PositionStore::load(&store, "hr").expect("load");
+        assert!(PositionStore::save(&store, "hr", &position).expect("save"));
+        let saved = PositionStore::load(&store, "hr").expect("load again");
+        assert!(
+            PositionStore::save(&store, "hr", &saved).expect("save again"),
+            "the second save saw the first one's revision"
+        );
+        drop(store);
+        let _ = std::fs::remove_dir_all(path.parent().expect("parent"));
+    }
+
+    #[test]
+    fn another_process_write_is_seen_once_the_kept_snapshot_expires() {
+        let warm_for = Duration::from_secs(1);
+        let (store, path) = store_with_pool("warm-other", 1, warm_for);
+        super::super::suite::insert_user(&store, "u1", "alice");
+        assert_eq!(user_name(&store, "u1").as_deref(), Some("alice"));
+        // As another process would: its own connection to the file.
+        let other = Connection::open(&path).expect("another connection");
+        other
+            .execute(
+                "UPDATE resources SET body = '{\"id\":\"u1\",\"userName\":\"changed\"}' WHERE id = 'u1'",
+                [],
+            )
+            .expect("update");
+        assert_eq!(
+            user_name(&store, "u1").as_deref(),
+            Some("alice"),
+            "within warm_for the reader reads its kept snapshot"
+        );
+        std::thread::sleep(warm_for + Duration::from_millis(100));
+        assert_eq!(user_name(&store, "u1").as_deref(), Some("changed"));
+        drop(other);
+        drop(store);
+        let _ = std::fs::remove_dir_all(path.parent().expect("parent"));
+    }
+
+    #[test]
+    fn idle_readers_end_their_kept_transactions_when_a_write_begins() {
+        const POOL: usize = 3;
+        let (store, path) = store_with_pool("warm-idle", POOL, Duration::from_secs(60));
+        super::super::suite::insert_user(&store, "u1", "alice");
+        // POOL reads at once: each on its own reader, each kept warm.
+        let together = std::sync::Barrier::new(POOL);
+        std::thread::scope(|scope| {
+            for _ in 0..POOL {
+                scope.spawn(|| {
+                    store
+                        .read(|conn| {
+                            together.wait();
+                            get_record(conn, "User", "u1")
+                        })
+                        .expect("reader")
+                        .expect("get");
+                });
+            }
+        });
+        assert_eq!(store.readers.idle_warm(), POOL);
+        super::super::suite::insert_user(&store, "u2", "bob");
+        assert_eq!(
+            store.readers.idle_warm(),
+            0,
+            "a write ends every kept snapshot"
+        );
+        // The WAL can restart from its beginning: nothing holds a snapshot.
+        store
+            .with_writer(|conn| {
+                conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
+                    row.get::<_, i64>(0)
+                })
+            })
+            .expect("writer")
+            .map(|busy| assert_eq!(busy, 0, "the checkpoint was not blocked"))
+            .expect("checkpoint");
+        drop(store);
+        let _ = std::fs::remove_dir_all(path.parent().expect("parent"));
     }
 
     #[test]
