@@ -374,6 +374,10 @@ impl ReaderPool {
             self.conns.forget_one();
             return;
         }
+        // A write that begins between this check and the return finds the
+        // reader lent, not idle, and leaves its snapshot: it is ended at
+        // the next loan or write (a checkpoint may stop short once), never
+        // read from, as the next loan sees the new epoch.
         let epoch = self.epoch.load(Ordering::SeqCst);
         if reader.warm.is_some_and(|warm| warm.epoch != epoch) && end_kept(&mut reader).is_err() {
             self.conns.forget_one();
