@@ -231,6 +231,10 @@ impl<W: fmt::Write> fmt::Write for Escaping<'_, W> {
 /// Writes `s` with `\n`, `\r`, `\t` and every other control character (and
 /// U+2028/U+2029) escaped; everything else unchanged.
 pub fn escape_into(s: &str, out: &mut impl fmt::Write) -> fmt::Result {
+    // Nearly every value is printable ASCII: nothing to look for char by char.
+    if s.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return out.write_str(s);
+    }
     let mut rest = s;
     while let Some(i) = rest.find(needs_escape) {
         out.write_str(&rest[..i])?;
@@ -378,6 +382,9 @@ mod tests {
     #[test]
     fn escapes() {
         assert_eq!(escape("plain é"), "plain é");
+        assert_eq!(escape("GET /Users/2819c223 ~ok"), "GET /Users/2819c223 ~ok");
+        assert_eq!(escape("tab\there"), "tab\\there");
+        assert_eq!(escape("del\u{7f}"), "del\\u{7f}");
         assert_eq!(
             escape("a\nb\r\tc\u{7f}\u{85}\u{2028}"),
             "a\\nb\\r\\tc\\u{7f}\\u{85}\\u{2028}"
