@@ -87,6 +87,23 @@ pub struct NewRecord {
     pub body: Value,
 }
 
+impl NewRecord {
+    /// The record this write became, stored with `seq`, `version` and
+    /// `created` (`now` is its `lastModified`): what a backend returns
+    /// without reading the row back. A creation's `created` is `now`.
+    pub fn stored(&self, seq: i64, version: i64, created: String) -> Record {
+        Record {
+            id: self.id.clone(),
+            resource_type: self.resource_type.clone(),
+            seq,
+            version,
+            created,
+            last_modified: self.now.clone(),
+            body: self.body.clone(),
+        }
+    }
+}
+
 /// One member of a group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {

@@ -97,15 +97,7 @@ impl BackendTx for Tx<'_> {
         self.store.get(rt, id)
     }
     fn insert(&mut self, rec: &NewRecord) -> BackendResult<Record> {
-        let stored = Record {
-            id: rec.id.clone(),
-            resource_type: rec.resource_type.clone(),
-            seq: 0,
-            version: 0,
-            created: rec.now.clone(),
-            last_modified: rec.now.clone(),
-            body: rec.body.clone(),
-        };
+        let stored = rec.stored(0, 0, rec.now.clone());
         self.store.rows.lock().expect("rows").push(stored.clone());
         Ok(stored)
     }

@@ -60,15 +60,7 @@ impl BackendTx for Tx<'_> {
             .cloned())
     }
     fn insert(&mut self, rec: &NewRecord) -> BackendResult<Record> {
-        let stored = Record {
-            id: rec.id.clone(),
-            resource_type: rec.resource_type.clone(),
-            seq: 0,
-            version: 0,
-            created: rec.now.clone(),
-            last_modified: rec.now.clone(),
-            body: rec.body.clone(),
-        };
+        let stored = rec.stored(0, 0, rec.now.clone());
         self.0.rows.lock().expect("rows").push(stored.clone());
         Ok(stored)
     }

@@ -93,15 +93,7 @@ impl BackendTx for MemoryTx<'_> {
     fn insert(&mut self, new: &NewRecord) -> BackendResult<Record> {
         let mut store = self.backend.lock()?;
         store.next_seq += 1;
-        let record = Record {
-            id: new.id.clone(),
-            resource_type: new.resource_type.clone(),
-            seq: store.next_seq,
-            version: 0,
-            created: new.now.clone(),
-            last_modified: new.now.clone(),
-            body: new.body.clone(),
-        };
+        let record = new.stored(store.next_seq, 0, new.now.clone());
         let key = (new.resource_type.clone(), new.id.clone());
         if store.resources.contains_key(&key) {
             return Err(BackendError::Conflict(format!("id {}", new.id)));

@@ -42,15 +42,7 @@ impl BackendTx for Creating<'_> {
         Ok(self.0.get(rt, id))
     }
     fn insert(&mut self, rec: &NewRecord) -> BackendResult<Record> {
-        let stored = Record {
-            id: rec.id.clone(),
-            resource_type: rec.resource_type.clone(),
-            seq: 0,
-            version: 0,
-            created: rec.now.clone(),
-            last_modified: rec.now.clone(),
-            body: rec.body.clone(),
-        };
+        let stored = rec.stored(0, 0, rec.now.clone());
         self.0.push(stored.clone());
         Ok(stored)
     }

@@ -55,21 +55,6 @@ pub fn change_op(text: &str) -> Option<ChangeOp> {
     }
 }
 
-/// The record `rec` became when written with this `seq`, `version` and
-/// `created` (its `now` is the new `lastModified`): what a store returns
-/// without reading the row back.
-pub fn written(rec: &NewRecord, seq: i64, version: i64, created: String) -> Record {
-    Record {
-        id: rec.id.clone(),
-        resource_type: rec.resource_type.clone(),
-        seq,
-        version,
-        created,
-        last_modified: rec.now.clone(),
-        body: rec.body.clone(),
-    }
-}
-
 /// The stored `attributes` column (a JSON array of names).
 pub fn attributes_json(attributes: &[String]) -> String {
     serde_json::to_string(attributes).unwrap_or_else(|_| "[]".into())

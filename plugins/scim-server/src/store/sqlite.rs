@@ -1265,7 +1265,7 @@ impl BackendTx for SqliteTx<'_> {
             .map_err(sql)?;
         // A new seq (AUTOINCREMENT never reuses one) has no email rows yet.
         self.insert_emails(seq, &rec.emails)?;
-        Ok(super::written(rec, seq, 1, rec.now.clone()))
+        Ok(rec.stored(seq, 1, rec.now.clone()))
     }
 
     fn update(&mut self, rec: &NewRecord, expected_version: i64) -> BackendResult<Record> {
@@ -1297,7 +1297,7 @@ impl BackendTx for SqliteTx<'_> {
             .map_err(sql)?
             .ok_or(BackendError::VersionMismatch)?;
         self.write_emails(seq, &rec.emails)?;
-        Ok(super::written(rec, seq, version, created))
+        Ok(rec.stored(seq, version, created))
     }
 
     fn delete(

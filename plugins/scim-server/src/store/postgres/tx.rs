@@ -26,8 +26,7 @@ use scimgate_abi::PluginError;
 
 use super::{get_record, pg, record, Conn};
 use crate::store::{
-    written, BackendError, BackendResult, BackendTx, Change, Member, NewRecord, Record,
-    UniqueColumn, Work,
+    BackendError, BackendResult, BackendTx, Change, Member, NewRecord, Record, UniqueColumn, Work,
 };
 
 /// Buffered inserts are sent once this many wait between operations.
@@ -307,7 +306,7 @@ impl<'c> PgTx<'c> {
 
     /// The stored form of a buffered insert (what `INSERT … RETURNING` gives).
     fn stored(rec: &NewRecord, seq: i64) -> Record {
-        written(rec, seq, 1, rec.now.clone())
+        rec.stored(seq, 1, rec.now.clone())
     }
 
     fn insert_now(&mut self, rec: &NewRecord) -> BackendResult<Record> {
