@@ -12,11 +12,11 @@ use std::sync::Arc;
 use scimgate_abi::PluginError;
 use scimgate_scim::{Filter, Registry, SchemaCtx};
 use scimgate_scim_service::{
-    Backend, BackendError, BackendResult, Capabilities, Record, Scan, ScimService, Settings, Visit,
+    Backend, BackendError, BackendResult, Capabilities, Record, Scan, ScimService, Settings,
     Visitor, Work,
 };
 use serde_json::json;
-use support::{create_user, names, Creating, Rows};
+use support::{create_user, names, visit_page, Creating, Rows};
 
 /// Users kept in memory; filters on `userName` are exact and applied here.
 #[derive(Default)]
@@ -65,17 +65,7 @@ impl Backend for Counting {
         Ok(Some(n as u64))
     }
     fn scan(&self, scan: &Scan<'_>, visit: &mut Visitor<'_>) -> Result<(), PluginError> {
-        let page = self
-            .selected(scan)?
-            .into_iter()
-            .skip(scan.offset as usize)
-            .take(scan.limit.unwrap_or(u64::MAX).min(usize::MAX as u64) as usize);
-        for rec in page {
-            if visit(rec)? == Visit::Stop {
-                break;
-            }
-        }
-        Ok(())
+        visit_page(self.selected(scan)?, scan, visit)
     }
     fn write(&self, work: &mut Work<'_>) -> Result<(), PluginError> {
         work(&mut Creating(&self.rows))

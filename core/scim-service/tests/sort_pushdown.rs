@@ -12,10 +12,10 @@ use scimgate_abi::PluginError;
 use scimgate_scim::sort::SortOrder;
 use scimgate_scim::{AttrPath, Registry, SchemaCtx};
 use scimgate_scim_service::{
-    Backend, BackendResult, Capabilities, Record, Scan, ScimService, Settings, Visit, Visitor, Work,
+    Backend, BackendResult, Capabilities, Record, Scan, ScimService, Settings, Visitor, Work,
 };
 use serde_json::json;
-use support::{create_user, names, Creating, Rows};
+use support::{create_user, names, visit_page, Creating, Rows};
 
 /// What a scan asked for: (sort path and descending, offset, limit).
 type Seen = (Option<(String, bool)>, u64, Option<u64>);
@@ -57,15 +57,8 @@ impl Backend for Sorting {
         }
         let selected = rows
             .into_iter()
-            .filter(|r| scan.resource_types.contains(&r.resource_type))
-            .skip(scan.offset as usize)
-            .take(scan.limit.unwrap_or(u64::MAX).min(usize::MAX as u64) as usize);
-        for rec in selected {
-            if visit(rec)? == Visit::Stop {
-                break;
-            }
-        }
-        Ok(())
+            .filter(|r| scan.resource_types.contains(&r.resource_type));
+        visit_page(selected, scan, visit)
     }
     fn write(&self, work: &mut Work<'_>) -> Result<(), PluginError> {
         work(&mut Creating(&self.rows))

@@ -1,12 +1,14 @@
 //! Shared by the engine's integration tests whose backends only need to
-//! keep users: rows in memory in insertion order, a unit of work that only
-//! creates, creating users through the service, and reading a list page.
+//! keep users: rows in memory in insertion order, handing a scan its page,
+//! a unit of work that only creates, creating users through the service,
+//! and reading a list page.
 
 use std::sync::Mutex;
 
 use scimgate_abi::{Caller, PluginError, Request};
 use scimgate_scim_service::{
-    BackendError, BackendResult, BackendTx, NewRecord, Record, ScimService, UniqueColumn, Work,
+    BackendError, BackendResult, BackendTx, NewRecord, Record, Scan, ScimService, UniqueColumn,
+    Visit, Visitor, Work,
 };
 use serde_json::{json, Value};
 
@@ -32,6 +34,25 @@ impl Rows {
             .find(|r| r.resource_type == rt && r.id == id)
             .cloned()
     }
+}
+
+/// Hands `visit` the rows of `scan`'s page (its `offset` and `limit`
+/// applied to `rows`, already selected and ordered) until it says stop.
+pub fn visit_page(
+    rows: impl IntoIterator<Item = Record>,
+    scan: &Scan<'_>,
+    visit: &mut Visitor<'_>,
+) -> Result<(), PluginError> {
+    let page = rows
+        .into_iter()
+        .skip(scan.offset as usize)
+        .take(scan.limit.unwrap_or(u64::MAX).min(usize::MAX as u64) as usize);
+    for rec in page {
+        if visit(rec)? == Visit::Stop {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// A unit of work over [`Rows`] that creates; the tests write nothing else.
