@@ -24,6 +24,17 @@ fn keys(value: &Value) -> Vec<&str> {
         .unwrap_or_default()
 }
 
+/// The core registry with `schema` added as an optional User extension.
+fn with_user_extension(schema: Value) -> Registry {
+    let mut registry = Registry::core();
+    let urn = schema["id"].as_str().expect("id").to_string();
+    registry
+        .add_schema(Schema::from_json(&schema).expect("schema"))
+        .expect("add");
+    registry.add_extension("User", &urn, false).expect("extend");
+    registry
+}
+
 #[test]
 fn default_projection_drops_never() {
     let all = projected(None, None);
@@ -86,17 +97,10 @@ fn excluded_attributes_cannot_remove_always() {
 
 #[test]
 fn request_attributes_only_when_asked() {
-    let mut registry = Registry::core();
-    let schema = Schema::from_json(
-        &json!({"id": "urn:example:Ext", "name": "Ext", "attributes": [
-        {"name": "badge", "type": "string", "returned": "request"},
-        {"name": "pin", "type": "string", "returned": "never"}]}),
-    )
-    .expect("schema");
-    registry.add_schema(schema).expect("add");
-    registry
-        .add_extension("User", "urn:example:Ext", false)
-        .expect("extend");
+    let registry = with_user_extension(json!({"id": "urn:example:Ext", "name": "Ext",
+        "attributes": [
+            {"name": "badge", "type": "string", "returned": "request"},
+            {"name": "pin", "type": "string", "returned": "never"}]}));
     let context = registry.context_for("User").expect("ctx");
     let mut user = bjensen();
     user["urn:example:Ext"] = json!({"badge": "B-1", "pin": "1234"});
@@ -192,17 +196,11 @@ fn elements_left_empty_by_a_selection_or_a_never_sub_attribute_are_removed() {
     let without_values = project(&context, &user, &selection);
     assert_eq!(without_values["emails"], json!([{"display": "A"}]));
 
-    let mut registry = Registry::core();
-    let schema = Schema::from_json(&json!({"id": "urn:example:Keys", "name": "Keys",
+    let registry = with_user_extension(json!({"id": "urn:example:Keys", "name": "Keys",
         "attributes": [{"name": "keys", "type": "complex", "multiValued": true,
             "subAttributes": [
                 {"name": "label", "type": "string"},
-                {"name": "secret", "type": "string", "returned": "never"}]}]}))
-    .expect("schema");
-    registry.add_schema(schema).expect("add");
-    registry
-        .add_extension("User", "urn:example:Keys", false)
-        .expect("extend");
+                {"name": "secret", "type": "string", "returned": "never"}]}]}));
     let context = registry.context_for("User").expect("ctx");
     let mut user = bjensen();
     user["urn:example:Keys"] =
