@@ -347,11 +347,7 @@ impl ReaderPool {
         }
         end_kept(reader)?;
         if epoch.is_multiple_of(2) {
-            reader
-                .conn
-                .prepare_cached("BEGIN")
-                .and_then(|mut begin| begin.execute([]))
-                .map_err(sql)?;
+            begin_read(&reader.conn)?;
             reader.warm = Some(Warm {
                 since: Instant::now(),
                 epoch,
@@ -404,10 +400,22 @@ fn end_kept(reader: &mut Reader) -> BackendResult<()> {
     if reader.conn.is_autocommit() {
         return Ok(());
     }
-    // Nothing was written: COMMIT only ends the read transaction.
-    reader
-        .conn
-        .prepare_cached("COMMIT")
+    end_read(&reader.conn)
+}
+
+/// Opens a read transaction on a reader connection (its snapshot starts at
+/// the next statement).
+fn begin_read(conn: &Connection) -> BackendResult<()> {
+    conn.prepare_cached("BEGIN")
+        .and_then(|mut begin| begin.execute([]))
+        .map(drop)
+        .map_err(sql)
+}
+
+/// Ends a reader connection's read transaction: nothing was written, so
+/// COMMIT only ends it.
+fn end_read(conn: &Connection) -> BackendResult<()> {
+    conn.prepare_cached("COMMIT")
         .and_then(|mut commit| commit.execute([]))
         .map(drop)
         .map_err(sql)
@@ -743,11 +751,12 @@ impl Backend for SqliteStore {
 
     /// One reader connection and one read transaction for all `reads`: the
     /// reads inside find the connection this thread holds (`HELD`), so they
-    /// take no other from the pool and see one snapshot, and the WAL read
-    /// lock is taken once instead of once per statement. Inside a
-    /// transaction already (a nested snapshot), `reads` just joins it. A
-    /// connection left inside the transaction (a panic in `reads`) is
-    /// closed, not lent again (`ReaderPool::give_back`).
+    /// take no other from the pool and see one snapshot. Inside a
+    /// transaction already (the one the reader keeps, or a nested
+    /// snapshot's), `reads` just joins it; only during a write, when
+    /// readers keep none, does it open one for `reads`. A connection left
+    /// inside that transaction (a panic in `reads`) is closed, not lent
+    /// again (`ReaderPool::give_back`).
     fn snapshot(
         &self,
         reads: &mut dyn FnMut() -> Result<(), PluginError>,
@@ -756,16 +765,9 @@ impl Backend for SqliteStore {
             if !conn.is_autocommit() {
                 return reads();
             }
-            conn.prepare_cached("BEGIN")
-                .and_then(|mut begin| begin.execute([]))
-                .map_err(sql)?;
+            begin_read(conn)?;
             let result = reads();
-            // Nothing was written: COMMIT only ends the read transaction.
-            let ended = conn
-                .prepare_cached("COMMIT")
-                .and_then(|mut commit| commit.execute([]))
-                .map_err(sql);
-            result.and(ended.map(drop).map_err(PluginError::from))
+            result.and(end_read(conn).map_err(PluginError::from))
         })?
     }
 
