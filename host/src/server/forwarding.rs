@@ -193,6 +193,9 @@ fn push_decimal(text: &mut String, n: u16) {
 
 #[cfg(test)]
 mod tests {
+    use axum::http::{HeaderName, HeaderValue};
+
+    use super::*;
 
     #[test]
     fn addresses_read_as_display_writes_them() {
@@ -212,9 +215,6 @@ mod tests {
             assert_eq!(ip_text(addr.ip()), addr.ip().to_string(), "{sample}");
         }
     }
-    use axum::http::{HeaderName, HeaderValue};
-
-    use super::*;
 
     const XFF: ForwardedHeader = ForwardedHeader::XForwardedFor;
     const FWD: ForwardedHeader = ForwardedHeader::Forwarded;
