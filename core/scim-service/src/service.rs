@@ -86,7 +86,7 @@ impl ScimService {
     /// a local store's indexed lookup). Everything else (writes, full
     /// lists, the change feed's long poll) may block.
     pub fn quick_read(&self, req: &Request) -> bool {
-        !matches!(self.plan_inline(req), Inline::Blocks)
+        self.plan_inline(req).is_some()
     }
 
     /// Answers `req` on the caller's async worker when it is a quick read
@@ -99,12 +99,9 @@ impl ScimService {
         req: &Request,
         caller: Caller<'_>,
     ) -> Option<Result<Response, PluginError>> {
-        let plan = self.plan_inline(req);
-        if matches!(plan, Inline::Blocks) {
-            return None;
-        }
+        let plan = self.plan_inline(req)?;
         Some(crate::backend::inline_call(true, || match plan {
-            Inline::Blocks | Inline::Route => self.route(req, caller),
+            Inline::Route => self.route(req, caller),
             Inline::Get(kind, id) => self.read_one(&Call::new(req, caller), &kind, id),
             Inline::List(kind, query) => {
                 let body =
@@ -115,55 +112,54 @@ impl ScimService {
     }
 
     /// How `req` would run inline, read with the same parsers as the
-    /// request itself ([`Target::resolve`], [`ListQuery::parse`]); anything
-    /// they refuse is left to the blocking path, which answers the error.
-    fn plan_inline<'s, 'r>(&'s self, req: &'r Request) -> Inline<'s, 'r> {
+    /// request itself ([`Target::resolve`], [`ListQuery::parse`]); `None`
+    /// when it may block. Anything the parsers refuse is left to the
+    /// blocking path, which answers the error.
+    fn plan_inline<'s, 'r>(&'s self, req: &'r Request) -> Option<Inline<'s, 'r>> {
         let get = match req.method.as_str() {
             "GET" => true,
             "HEAD" => false,
-            _ => return Inline::Blocks,
+            _ => return None,
         };
         match Target::resolve(req.path.as_str()) {
             Target::ServiceProviderConfig | Target::ResourceTypes(_) | Target::Schemas(_) => {
-                Inline::Route
+                Some(Inline::Route)
             }
             Target::Resource(endpoint, id) => {
-                let Some(kind) = self
+                let kind = self
                     .resource_type_at(endpoint)
-                    .and_then(|rt| self.kind(rt).ok())
-                else {
-                    return Inline::Blocks;
-                };
-                match self.backend.quick_read(QuickRead::Get, &kind.ctx) {
-                    false => Inline::Blocks,
-                    true if get => Inline::Get(kind, id),
-                    true => Inline::Route,
+                    .and_then(|rt| self.kind(rt).ok())?;
+                if !self.backend.quick_read(QuickRead::Get, &kind.ctx) {
+                    return None;
                 }
+                Some(if get {
+                    Inline::Get(kind, id)
+                } else {
+                    Inline::Route
+                })
             }
             Target::Collection(endpoint) => {
-                let Some(kind) = self
+                let kind = self
                     .resource_type_at(endpoint)
-                    .and_then(|rt| self.kind(rt).ok())
-                else {
-                    return Inline::Blocks;
-                };
-                let Ok(query) = ListParams::from_query(req)
+                    .and_then(|rt| self.kind(rt).ok())?;
+                let query = ListParams::from_query(req)
                     .and_then(|params| ListQuery::parse(params, std::slice::from_ref(&kind)))
-                else {
-                    return Inline::Blocks;
-                };
+                    .ok()?;
                 let quick = query.is_plain()
                     && query.filter().is_some_and(|filter| {
                         self.backend
                             .quick_read(QuickRead::Filter(filter), &kind.ctx)
                     });
-                match quick {
-                    false => Inline::Blocks,
-                    true if get => Inline::List(kind, Box::new(query)),
-                    true => Inline::Route,
+                if !quick {
+                    return None;
                 }
+                Some(if get {
+                    Inline::List(kind, Box::new(query))
+                } else {
+                    Inline::Route
+                })
             }
-            _ => Inline::Blocks,
+            _ => None,
         }
     }
 
@@ -623,8 +619,6 @@ impl ScimService {
 
 /// How an inline call runs ([`ScimService::plan_inline`]).
 enum Inline<'s, 'r> {
-    /// It may block: not inline.
-    Blocks,
     /// Quick, through the usual routing (discovery, `HEAD`).
     Route,
     /// `GET` of one resource, its type resolved.
