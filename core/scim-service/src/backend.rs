@@ -69,6 +69,34 @@ pub struct Record {
     pub body: Value,
 }
 
+/// A stored resource with its body as JSON text ([`Backend::get_text`]):
+/// `record.body` is `Value::Null`, `text` is the body, a JSON object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordText {
+    pub record: Record,
+    pub text: String,
+}
+
+impl RecordText {
+    /// The record with its body serialized (the default
+    /// [`Backend::get_text`]).
+    pub fn from_record(mut record: Record) -> RecordText {
+        let text = std::mem::take(&mut record.body).to_string();
+        RecordText { record, text }
+    }
+
+    /// The record with its body parsed (when the text cannot be copied
+    /// as is). A text that is not JSON is the store's fault: an internal
+    /// error.
+    pub fn into_record(self) -> BackendResult<Record> {
+        let RecordText { mut record, text } = self;
+        record.body = serde_json::from_str(&text).map_err(|e| {
+            BackendError::Backend(format!("stored body of '{}' is not JSON: {e}", record.id))
+        })?;
+        Ok(record)
+    }
+}
+
 /// What a write stores. The indexed values are derived by the engine, for
 /// backends that keep index columns (the SQL stores); others ignore them.
 #[derive(Debug, Clone, PartialEq)]
@@ -314,6 +342,24 @@ pub trait Backend: Send + Sync {
     fn capabilities(&self) -> Capabilities;
 
     fn get(&self, resource_type: &str, id: &str) -> BackendResult<Option<Record>>;
+
+    /// Whether the store keeps each body as the JSON text
+    /// [`Backend::get_text`] returns without parsing it. Then a `GET` by id
+    /// copies that text into the response instead of parsing and
+    /// re-serializing it, whenever nothing in it needs editing (no
+    /// `attributes`/`excludedAttributes`, no `returned: never` or
+    /// `request` sub-attribute, no empty value). Default `false`.
+    fn keeps_json_text(&self) -> bool {
+        false
+    }
+
+    /// [`Backend::get`] with the body as the JSON text of an object, as
+    /// stored ([`RecordText`]). Only called when
+    /// [`Backend::keeps_json_text`]; the default serializes what `get`
+    /// returns, for wrappers and tests.
+    fn get_text(&self, resource_type: &str, id: &str) -> BackendResult<Option<RecordText>> {
+        Ok(self.get(resource_type, id)?.map(RecordText::from_record))
+    }
 
     /// Visits the rows of `scan` in natural order until the visitor says
     /// stop. Rows must include every row that matches `scan.filter`; with

@@ -14,8 +14,9 @@
 //! Modules: [`backend`] (the contract), [`service`] (routing, discovery,
 //! `/Me`), `changes` (the change log's entries and the `/Changes` feed),
 //! `list` (filters, sorting, paging, cursors), `resources` (writes,
-//! rendering, derived attributes), `bulk`, [`errors`], [`password`],
-//! [`pool`] (a bounded connection pool for backends) and [`settings`].
+//! rendering, derived attributes), `ready` (a stored JSON text copied
+//! into a response), `bulk`, [`errors`], [`password`], [`pool`] (a
+//! bounded connection pool for backends) and [`settings`].
 //! With the cargo feature `conformance`, `conformance` is the differential
 //! test a backend runs against itself.
 
@@ -28,13 +29,15 @@ pub mod errors;
 mod list;
 pub mod password;
 pub mod pool;
+mod ready;
 mod resources;
 pub mod service;
 pub mod settings;
 
 pub use backend::{
     Backend, BackendError, BackendResult, BackendTx, Capabilities, Change, ChangeOp, GroupRef,
-    Member, MemberView, NewRecord, QuickRead, Record, Scan, UniqueColumn, Visit, Visitor, Work,
+    Member, MemberView, NewRecord, QuickRead, Record, RecordText, Scan, UniqueColumn, Visit,
+    Visitor, Work,
 };
 pub use changes::ChangePush;
 pub use list::ListParams;

@@ -175,16 +175,7 @@ impl ScimService {
         groups: Option<&HashMap<String, Vec<GroupRef>>>,
     ) -> Result<Value, PluginError> {
         body.insert("id".into(), Value::String(rec.id.clone()));
-        body.insert(
-            "meta".into(),
-            json!({
-                "resourceType": kind.rt.name,
-                "created": rec.created,
-                "lastModified": rec.last_modified,
-                "location": self.location(base, &kind.rt.name, &rec.id),
-                "version": etag(rec.version),
-            }),
-        );
+        body.insert("meta".into(), self.meta(kind, rec, base));
         if relations && kind.has_members {
             let views = if self.caps.native_members {
                 self.backend.members(&kind.rt.name, &rec.id)?
@@ -214,33 +205,55 @@ impl ScimService {
             }
         }
         if relations && kind.has_groups {
-            let refs = if self.caps.native_members {
-                match groups {
-                    Some(page) => page.get(&rec.id).cloned().unwrap_or_default(),
-                    None => self.backend.groups_of(&rec.id)?,
-                }
-            } else {
-                self.groups_by_scan(&rec.id)?
-            };
-            let groups: Vec<Value> = refs
-                .into_iter()
-                .map(|g| {
-                    let mut entry = json!({
-                        "value": g.id,
-                        "$ref": self.location(base, &g.resource_type, &g.id),
-                        "type": "direct",
-                    });
-                    if let Some(display) = display_of(&g.body) {
-                        entry["display"] = Value::String(display);
-                    }
-                    entry
-                })
-                .collect();
+            let groups = self.groups(rec, base, groups)?;
             if !groups.is_empty() {
                 body.insert("groups".into(), Value::Array(groups));
             }
         }
         Ok(Value::Object(body))
+    }
+
+    /// The `meta` of `rec`.
+    pub(crate) fn meta(&self, kind: &Kind<'_>, rec: &Record, base: &str) -> Value {
+        json!({
+            "resourceType": kind.rt.name,
+            "created": rec.created,
+            "lastModified": rec.last_modified,
+            "location": self.location(base, &kind.rt.name, &rec.id),
+            "version": etag(rec.version),
+        })
+    }
+
+    /// The derived `groups` of `rec` (`page`: a list page's, fetched
+    /// beforehand, if any).
+    pub(crate) fn groups(
+        &self,
+        rec: &Record,
+        base: &str,
+        page: Option<&HashMap<String, Vec<GroupRef>>>,
+    ) -> Result<Vec<Value>, PluginError> {
+        let refs = if self.caps.native_members {
+            match page {
+                Some(page) => page.get(&rec.id).cloned().unwrap_or_default(),
+                None => self.backend.groups_of(&rec.id)?,
+            }
+        } else {
+            self.groups_by_scan(&rec.id)?
+        };
+        Ok(refs
+            .into_iter()
+            .map(|g| {
+                let mut entry = json!({
+                    "value": g.id,
+                    "$ref": self.location(base, &g.resource_type, &g.id),
+                    "type": "direct",
+                });
+                if let Some(display) = display_of(&g.body) {
+                    entry["display"] = Value::String(display);
+                }
+                entry
+            })
+            .collect())
     }
 
     /// With native membership, the `groups` of the resources of `recs`

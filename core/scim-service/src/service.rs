@@ -422,19 +422,85 @@ impl ScimService {
         kind: &Kind<'_>,
         id: &str,
     ) -> Result<Response, PluginError> {
+        if self.copies_stored_text(kind)
+            && query_selection(call.req)? == AttributeSelection::default()
+        {
+            return self.read_one_text(call, kind, id);
+        }
         let rec = self
             .backend
             .get(&kind.rt.name, id)?
             .map(|rec| self.adopt(rec))
             .ok_or_else(|| not_found(format!("{} '{id}' not found", kind.rt.name)))?;
-        if let Some(header) = call.req.header("if-none-match") {
-            if etag_matches(header, rec.version) {
-                return Ok(Response::new(304)
-                    .with_header("etag", &etag(rec.version))
-                    .with_header("location", &self.location(call.base, &kind.rt.name, id)));
-            }
+        if let Some(unchanged) = self.not_modified(call, kind, &rec) {
+            return Ok(unchanged);
         }
         self.resource_response(call, kind, rec, 200)
+    }
+
+    /// Whether a `GET` of a `kind` resource may copy the stored body
+    /// ([`ScimService::read_one_text`]): the backend keeps JSON text and
+    /// its own versions, and the engine derives no `members` (it would
+    /// read them from the body).
+    fn copies_stored_text(&self, kind: &Kind<'_>) -> bool {
+        self.caps.versions && !kind.has_members && self.backend.keeps_json_text()
+    }
+
+    /// [`ScimService::read_one`] without attribute selection, from the
+    /// stored JSON text: copied with `id`, `meta` and `groups` spliced in
+    /// when nothing in it needs editing ([`crate::ready::splice`]), else
+    /// parsed and rendered the long way. The same bytes either way.
+    fn read_one_text(
+        &self,
+        call: &Call<'_>,
+        kind: &Kind<'_>,
+        id: &str,
+    ) -> Result<Response, PluginError> {
+        let stored = self
+            .backend
+            .get_text(&kind.rt.name, id)?
+            .ok_or_else(|| not_found(format!("{} '{id}' not found", kind.rt.name)))?;
+        let rec = &stored.record;
+        if let Some(unchanged) = self.not_modified(call, kind, rec) {
+            return Ok(unchanged);
+        }
+        let mut own = vec![
+            ("id", Value::String(rec.id.clone())),
+            ("meta", self.meta(kind, rec, call.base)),
+        ];
+        if kind.has_groups {
+            own.push(("groups", Value::Array(self.groups(rec, call.base, None)?)));
+        }
+        match crate::ready::splice(&kind.ctx, &stored.text, &own) {
+            Some(bytes) => {
+                let location = self.location(call.base, &kind.rt.name, &rec.id);
+                let etag = etag(rec.version);
+                let mut response = Response::new(200)
+                    .with_header("content-type", SCIM_JSON)
+                    .with_header("location", &location)
+                    .with_header("etag", &etag);
+                response.body = bytes.into();
+                Ok(response)
+            }
+            None => {
+                let rec = stored.into_record()?;
+                self.resource_response(call, kind, rec, 200)
+            }
+        }
+    }
+
+    /// `304 Not Modified` when the request's `If-None-Match` names `rec`'s
+    /// version.
+    fn not_modified(&self, call: &Call<'_>, kind: &Kind<'_>, rec: &Record) -> Option<Response> {
+        let header = call.req.header("if-none-match")?;
+        etag_matches(header, rec.version).then(|| {
+            Response::new(304)
+                .with_header("etag", &etag(rec.version))
+                .with_header(
+                    "location",
+                    &self.location(call.base, &kind.rt.name, &rec.id),
+                )
+        })
     }
 
     fn create(&self, call: &Call<'_>, kind: &Kind<'_>) -> Result<Response, PluginError> {

@@ -18,6 +18,8 @@ pub mod endpoint;
 pub mod push;
 #[cfg(test)]
 mod quick_reads;
+#[cfg(test)]
+mod ready_reads;
 pub mod store;
 
 use scimgate_abi::sdk::{Component, CreateContext};

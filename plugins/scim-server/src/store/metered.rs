@@ -17,7 +17,7 @@ use scimgate_scim::{AttrPath, Filter, PatchRequest, SchemaCtx};
 
 use super::{
     Backend, BackendError, BackendResult, BackendTx, Capabilities, Change, GroupRef, Member,
-    MemberView, NewRecord, QuickRead, Record, Scan, UniqueColumn, Visitor, Work,
+    MemberView, NewRecord, QuickRead, Record, RecordText, Scan, UniqueColumn, Visitor, Work,
 };
 
 /// The pool's state after an operation, for stores that have a pool.
@@ -119,6 +119,14 @@ impl Backend for Metered {
 
     fn get(&self, resource_type: &str, id: &str) -> BackendResult<Option<Record>> {
         self.time("get", || self.inner.get(resource_type, id))
+    }
+
+    fn keeps_json_text(&self) -> bool {
+        self.inner.keeps_json_text()
+    }
+
+    fn get_text(&self, resource_type: &str, id: &str) -> BackendResult<Option<RecordText>> {
+        self.time("get", || self.inner.get_text(resource_type, id))
     }
 
     fn scan(&self, scan: &Scan<'_>, visit: &mut Visitor<'_>) -> Result<(), PluginError> {

@@ -40,8 +40,8 @@ use scimgate_changes::{Position, State};
 use scimgate_scim::SortOrder;
 pub use scimgate_scim_service::backend::{
     Backend, BackendError, BackendResult, BackendTx, Capabilities, Change, ChangeOp, GroupRef,
-    Member, MemberView, NewRecord, QuickRead, Record, Scan, UniqueColumn, Visit, Visitor, Work,
-    RETRY_AFTER_SECONDS,
+    Member, MemberView, NewRecord, QuickRead, Record, RecordText, Scan, UniqueColumn, Visit,
+    Visitor, Work, RETRY_AFTER_SECONDS,
 };
 
 /// A stored `op` column back to the record's [`ChangeOp`].
@@ -251,16 +251,20 @@ fn split_record_and_groups(rows: Vec<(bool, Record)>) -> Option<(Record, Vec<Gro
             groups.push(rec);
         }
     }
+    found.map(|rec| (rec, group_refs(groups)))
+}
+
+/// The groups a record is a direct member of, in their stored order.
+fn group_refs(mut groups: Vec<Record>) -> Vec<GroupRef> {
     groups.sort_by_key(|group| group.seq);
-    let groups = groups
+    groups
         .into_iter()
         .map(|group| GroupRef {
             id: group.id,
             resource_type: group.resource_type,
             body: group.body,
         })
-        .collect();
-    found.map(|rec| (rec, groups))
+        .collect()
 }
 
 /// How long the groups read with a record stay usable for the

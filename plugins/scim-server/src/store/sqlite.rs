@@ -20,9 +20,9 @@ use scimgate_changes::{Position, PositionStore};
 
 use super::sql::{count_query, scan_query, Param, SQLITE};
 use super::{
-    attributes_json, change_op, split_record_and_groups, stash, take_stash, unstash, Backend,
-    BackendError, BackendResult, BackendTx, Capabilities, Change, GroupRef, Member, MemberView,
-    NewRecord, QuickRead, Record, Scan, SqlScan, SqlStore, UniqueColumn, Visit, Visitor, Work,
+    attributes_json, change_op, group_refs, stash, take_stash, unstash, Backend, BackendError,
+    BackendResult, BackendTx, Capabilities, Change, GroupRef, Member, MemberView, NewRecord,
+    QuickRead, Record, RecordText, Scan, SqlScan, SqlStore, UniqueColumn, Visit, Visitor, Work,
     BATCH, CAPABILITIES, MAX_CHANGES,
 };
 use scimgate_scim::{AttrPath, Filter, SchemaCtx};
@@ -686,6 +686,11 @@ fn record(row: &Row<'_>) -> rusqlite::Result<Record> {
     let body = serde_json::from_str(row.get_ref(6)?.as_str()?).map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(6, rusqlite::types::Type::Text, Box::new(e))
     })?;
+    record_with(row, body)
+}
+
+/// The record of a row of [`COLUMNS`] with `body`.
+fn record_with(row: &Row<'_>, body: Value) -> rusqlite::Result<Record> {
     Ok(Record {
         seq: row.get(0)?,
         id: row.get(1)?,
@@ -775,12 +780,23 @@ impl Backend for SqliteStore {
     /// snapshot), the groups it is a direct member of: they are kept for
     /// the [`Backend::groups_of`] that renders it next.
     fn get(&self, resource_type: &str, id: &str) -> BackendResult<Option<Record>> {
+        self.get_text(resource_type, id)?
+            .map(RecordText::into_record)
+            .transpose()
+    }
+
+    /// The body column is the body's JSON text, as serde_json wrote it.
+    fn keeps_json_text(&self) -> bool {
+        true
+    }
+
+    fn get_text(&self, resource_type: &str, id: &str) -> BackendResult<Option<RecordText>> {
         unstash();
         let Some((rec, groups)) = self.read(|conn| get_with_groups(conn, resource_type, id))??
         else {
             return Ok(None);
         };
-        stash(self.stash_key(), &rec.id, groups);
+        stash(self.stash_key(), &rec.record.id, groups);
         Ok(Some(rec))
     }
 
@@ -1119,13 +1135,14 @@ fn change_row(row: &Row<'_>) -> rusqlite::Result<Change> {
     })
 }
 
-/// A record and the groups it is a direct member of, in one statement (one
-/// read transaction): the record's row is `part` 0, each group's `part` 1.
+/// A record (its body as stored, unparsed) and the groups it is a direct
+/// member of, in one statement (one read transaction): the record's row is
+/// `part` 0, each group's `part` 1.
 fn get_with_groups(
     conn: &Connection,
     resource_type: &str,
     id: &str,
-) -> BackendResult<Option<(Record, Vec<GroupRef>)>> {
+) -> BackendResult<Option<(RecordText, Vec<GroupRef>)>> {
     let mut stmt = conn
         .prepare_cached(
             "SELECT seq, id, resource_type, version, created, last_modified, body, 0
@@ -1136,14 +1153,20 @@ fn get_with_groups(
              WHERE m.member_id = ?1",
         )
         .map_err(sql)?;
-    let parts = stmt
-        .query_map(params![id, resource_type], |row| {
-            Ok((row.get::<_, i64>(7)? == 0, record(row)?))
-        })
-        .map_err(sql)?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(sql)?;
-    Ok(split_record_and_groups(parts))
+    let mut rows = stmt.query(params![id, resource_type]).map_err(sql)?;
+    let mut found = None;
+    let mut groups = Vec::new();
+    while let Some(row) = rows.next().map_err(sql)? {
+        if row.get::<_, i64>(7).map_err(sql)? == 0 {
+            found = Some(RecordText {
+                record: record_with(row, Value::Null).map_err(sql)?,
+                text: row.get(6).map_err(sql)?,
+            });
+        } else {
+            groups.push(record(row).map_err(sql)?);
+        }
+    }
+    Ok(found.map(|rec| (rec, group_refs(groups))))
 }
 
 fn get_record(conn: &Connection, resource_type: &str, id: &str) -> BackendResult<Option<Record>> {

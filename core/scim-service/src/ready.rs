@@ -1,0 +1,350 @@
+//! Ready JSON: a resource answered by copying the body its store keeps as
+//! JSON text ([`Backend::get_text`](crate::Backend::get_text)) into the
+//! response, with the engine's own members (`id`, `meta`, derived
+//! `groups`) spliced in, instead of parsing the text into a tree, editing
+//! the tree (`returned` rules, projection) and serializing it again.
+//!
+//! Only where the copy is what the long way returns: [`splice`] answers
+//! `None` as soon as a member would need editing, and the caller takes
+//! the long way.
+
+use scimgate_scim::{Attribute, Returned, SchemaCtx};
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+/// The bytes the default projection (no `attributes`/`excludedAttributes`)
+/// returns for the stored body `text` with the engine's members `added`;
+/// `None` when a member needs editing:
+/// - an empty object or array anywhere (the projection drops those; the
+///   text is searched for `{}` and `[]`, strings included, to be safe);
+/// - an attribute with a `returned: never` or `request` sub-attribute, an
+///   extension with such an attribute, an extension that is not an object;
+/// - a stored member named as one the engine adds but for case, a key
+///   with escapes, a text that is not an object.
+///
+/// The engine's members replace stored ones of the same name (the stored
+/// `id`); an empty one is not added. A `returned: never` or `request`
+/// attribute is left out, as the projection leaves it out. Members are
+/// written in the byte order of
+/// their names, as a serialized `serde_json::Map` is: for a text that is
+/// serde_json's own compact serialization (what the SQLite store writes)
+/// the bytes are the long way's bytes.
+pub(crate) fn splice(ctx: &SchemaCtx<'_>, text: &str, added: &[(&str, Value)]) -> Option<Vec<u8>> {
+    if text.contains("{}") || text.contains("[]") {
+        return None;
+    }
+    let Members(stored) = serde_json::from_str(text).ok()?;
+    // An empty value is not added (as the long way does not insert one).
+    let added = || added.iter().filter(|(_, value)| !is_empty(value));
+    let mut members: Vec<(&str, Piece<'_>)> = Vec::with_capacity(stored.len() + added().count());
+    for (name, value) in stored {
+        // The engine's member replaces the stored one of the same name (a
+        // stored `id`); a name equal but for case would be a second member.
+        if added().any(|(own, _)| *own == name) {
+            continue;
+        }
+        if added().any(|(own, _)| own.eq_ignore_ascii_case(name)) {
+            return None;
+        }
+        match verdict(ctx, name, value.get().starts_with('{')) {
+            Verdict::Copy => members.push((name, Piece::Stored(value))),
+            Verdict::Omit => {}
+            Verdict::Edit => return None,
+        }
+    }
+    for (name, value) in added() {
+        match verdict(ctx, name, value.is_object()) {
+            Verdict::Copy => members.push((name, Piece::Made(value))),
+            Verdict::Omit => {}
+            Verdict::Edit => return None,
+        }
+    }
+    members.sort_by(|a, b| a.0.cmp(b.0));
+    let mut out = Vec::with_capacity(text.len() + 320);
+    out.push(b'{');
+    for (i, (name, piece)) in members.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut out, name).ok()?;
+        out.push(b':');
+        match piece {
+            Piece::Stored(raw) => out.extend_from_slice(raw.get().as_bytes()),
+            Piece::Made(value) => serde_json::to_writer(&mut out, value).ok()?,
+        }
+    }
+    out.push(b'}');
+    Some(out)
+}
+
+/// What the default projection does with one top-level member.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    /// Kept as it is.
+    Copy,
+    /// Left out whole (`returned: never` or `request`).
+    Omit,
+    /// Kept with parts removed: only the long way can.
+    Edit,
+}
+
+/// The verdict for the member `name` (its value an object or not), by the
+/// rules of `scimgate_scim::projection`: `schemas` is kept, an extension
+/// is kept whole when none of its attributes is withheld, a core or
+/// common attribute by its `returned` and its sub-attributes', a member
+/// the schema does not know is kept.
+fn verdict(ctx: &SchemaCtx<'_>, name: &str, is_object: bool) -> Verdict {
+    if name.eq_ignore_ascii_case("schemas") {
+        return Verdict::Copy;
+    }
+    if let Some(extension) = ctx.extension(name) {
+        return if is_object && extension.attributes.iter().all(shown_whole) {
+            Verdict::Copy
+        } else {
+            Verdict::Edit
+        };
+    }
+    let attribute = ctx
+        .core
+        .and_then(|core| ctx.resolve_name(Some(&core.id), name))
+        .map(|(_, attribute)| attribute);
+    match attribute {
+        None => Verdict::Copy,
+        Some(attribute) if !shown(attribute.returned) => Verdict::Omit,
+        Some(attribute) if shown_whole(attribute) => Verdict::Copy,
+        Some(_) => Verdict::Edit,
+    }
+}
+
+/// Returned without being asked for.
+fn shown(returned: Returned) -> bool {
+    matches!(returned, Returned::Default | Returned::Always)
+}
+
+/// Returned, with every sub-attribute, without being asked for.
+fn shown_whole(attribute: &Attribute) -> bool {
+    shown(attribute.returned)
+        && attribute
+            .sub_attributes
+            .iter()
+            .all(|sub| shown(sub.returned))
+}
+
+fn is_empty(value: &Value) -> bool {
+    match value {
+        Value::Array(items) => items.is_empty(),
+        Value::Object(members) => members.is_empty(),
+        _ => false,
+    }
+}
+
+/// One member's value in the response.
+enum Piece<'a> {
+    /// As the store keeps it.
+    Stored(&'a RawValue),
+    /// Made by the engine.
+    Made(&'a Value),
+}
+
+/// A JSON object's members in their order, borrowed from its text (a key
+/// with escapes cannot be borrowed: the text is then refused).
+struct Members<'a>(Vec<(&'a str, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for Members<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Entries;
+        impl<'de> Visitor<'de> for Entries {
+            type Value = Members<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'de>, A::Error> {
+                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(12));
+                while let Some(entry) = map.next_entry::<&'de str, &'de RawValue>()? {
+                    entries.push(entry);
+                }
+                Ok(Members(entries))
+            }
+        }
+        deserializer.deserialize_map(Entries)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use scimgate_scim::{project_owned, strip_never_owned, AttributeSelection, Registry, Schema};
+    use serde_json::json;
+
+    use super::*;
+
+    const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+
+    /// The core registry; with `extension`, that schema added as an
+    /// optional User extension.
+    fn registry(extension: Option<Value>) -> Registry {
+        let mut registry = Registry::core();
+        if let Some(schema) = extension {
+            let urn = schema["id"].as_str().expect("id").to_string();
+            registry
+                .add_schema(Schema::from_json(&schema).expect("schema"))
+                .expect("add");
+            registry.add_extension("User", &urn, false).expect("extend");
+        }
+        registry
+    }
+
+    /// What the engine adds to a stored User body.
+    fn own(groups: Value) -> Vec<(&'static str, Value)> {
+        vec![
+            ("id", json!("2819c223-7f76-453a-919d-413861904646")),
+            (
+                "meta",
+                json!({"resourceType": "User", "created": "2026-12-04T10:00:00.000Z",
+                    "lastModified": "2026-12-04T10:00:00.000Z",
+                    "location": "https://h/scim/v2/Users/2819c223-7f76-453a-919d-413861904646",
+                    "version": "W/\"3\""}),
+            ),
+            ("groups", groups),
+        ]
+    }
+
+    /// The long way: the body parsed, the engine's members inserted (an
+    /// empty `groups` is not), `never` stripped, projected, serialized.
+    fn long_way(ctx: &SchemaCtx<'_>, body: &Value, added: &[(&str, Value)]) -> Vec<u8> {
+        let mut tree = body.as_object().cloned().expect("object");
+        for (name, value) in added {
+            if !is_empty(value) {
+                tree.insert((*name).to_string(), value.clone());
+            }
+        }
+        let shown = project_owned(
+            ctx,
+            strip_never_owned(ctx, Value::Object(tree)),
+            &AttributeSelection::default(),
+        );
+        serde_json::to_vec(&shown).expect("json")
+    }
+
+    fn bjensen() -> Value {
+        json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", ENTERPRISE],
+            "userName": "bjensen",
+            "externalId": "e-1",
+            "name": {"givenName": "Barbara", "familyName": "Jensen", "formatted": "Ms. Barbara J Jensen III"},
+            "displayName": "Babs \"B\" Jensen\n\u{1f600} Zoë \\ </script>",
+            "emails": [{"value": "bjensen@example.com", "type": "work", "primary": true},
+                       {"value": "babs@jensen.org", "type": "home"}],
+            "active": true,
+            "x-unknown": {"deep": [1, 2.5, -3e-7, null, "\u{0}"]},
+            ENTERPRISE: {"employeeNumber": "701984", "manager": {"value": "26118915", "displayName": "John Smith"}},
+        })
+    }
+
+    #[test]
+    fn a_copy_is_byte_for_byte_the_long_way() {
+        let registry = registry(None);
+        let ctx = registry.context_for("User").expect("ctx");
+        let groups = json!([{"value": "g-1", "$ref": "https://h/scim/v2/Groups/g-1",
+            "type": "direct", "display": "Tour Guides"}]);
+        let mut with_password = bjensen();
+        with_password["password"] = json!("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA");
+        for (what, body, added) in [
+            ("plain", bjensen(), own(json!([]))),
+            ("in a group", bjensen(), own(groups.clone())),
+            ("with a password", with_password, own(groups)),
+            ("minimal", json!({"userName": "a"}), own(json!([]))),
+            // The stored id (the SQL stores keep it) is replaced, whatever it says.
+            (
+                "a stored id",
+                json!({"id": "stale", "userName": "a"}),
+                own(json!([])),
+            ),
+            // A stored `groups` stays unless the engine derives some.
+            (
+                "a stored groups",
+                json!({"groups": [{"value": "g"}], "userName": "a"}),
+                own(json!([])),
+            ),
+            (
+                "stored and derived groups",
+                json!({"groups": [{"value": "g"}], "userName": "a"}),
+                own(json!([{"value": "h"}])),
+            ),
+        ] {
+            let text = body.to_string();
+            let copied =
+                splice(&ctx, &text, &added).unwrap_or_else(|| panic!("{what}: should be copied"));
+            assert_eq!(
+                String::from_utf8_lossy(&copied),
+                String::from_utf8_lossy(&long_way(&ctx, &body, &added)),
+                "{what}"
+            );
+        }
+        // The password is left out, never copied.
+        let text = json!({"userName": "a", "password": "secret-hash"}).to_string();
+        let copied = splice(&ctx, &text, &own(json!([]))).expect("copied");
+        assert!(!String::from_utf8_lossy(&copied).contains("secret-hash"));
+    }
+
+    #[test]
+    fn what_needs_editing_takes_the_long_way() {
+        let keys = json!({"id": "urn:example:Keys", "name": "Keys", "attributes": [
+            {"name": "keys", "type": "complex", "multiValued": true, "subAttributes": [
+                {"name": "label", "type": "string"},
+                {"name": "secret", "type": "string", "returned": "never"}]},
+            {"name": "badge", "type": "string", "returned": "request"}]});
+        let registry = registry(Some(keys));
+        let ctx = registry.context_for("User").expect("ctx");
+        let added = own(json!([]));
+        for (what, text) in [
+            (
+                "an empty array",
+                r#"{"emails":[],"userName":"a"}"#.to_string(),
+            ),
+            (
+                "an empty object",
+                r#"{"name":{},"userName":"a"}"#.to_string(),
+            ),
+            (
+                "a stored meta, in another case",
+                r#"{"Meta":{"x":1},"userName":"a"}"#.to_string(),
+            ),
+            (
+                "an extension with withheld attributes",
+                json!({"userName": "a",
+                "urn:example:Keys": {"keys": [{"label": "l", "secret": "s"}]}})
+                .to_string(),
+            ),
+            (
+                "an extension that is not an object",
+                json!({"userName": "a",
+                ENTERPRISE: "x"})
+                .to_string(),
+            ),
+            ("a key with an escape", r#"{"user\nName":"a"}"#.to_string()),
+            ("not an object", "[1,2]".to_string()),
+            ("not JSON", r#"{"userName":"a""#.to_string()),
+        ] {
+            assert_eq!(splice(&ctx, &text, &added), None, "{what}");
+        }
+        // Each of those the long way handles (the parseable ones): the copy
+        // would have differed.
+        let body =
+            json!({"userName": "a", "urn:example:Keys": {"keys": [{"label": "l", "secret": "s"}]}});
+        assert!(!String::from_utf8_lossy(&long_way(&ctx, &body, &added)).contains("secret"));
+    }
+
+    #[test]
+    fn verdicts_follow_the_returned_rules() {
+        let registry = registry(None);
+        let ctx = registry.context_for("User").expect("ctx");
+        assert_eq!(verdict(&ctx, "userName", false), Verdict::Copy);
+        assert_eq!(verdict(&ctx, "USERNAME", false), Verdict::Copy);
+        assert_eq!(verdict(&ctx, "password", false), Verdict::Omit);
+        assert_eq!(verdict(&ctx, "schemas", false), Verdict::Copy);
+        assert_eq!(verdict(&ctx, "notInTheSchema", false), Verdict::Copy);
+        assert_eq!(verdict(&ctx, ENTERPRISE, true), Verdict::Copy);
+        assert_eq!(verdict(&ctx, ENTERPRISE, false), Verdict::Edit);
+    }
+}

@@ -1,0 +1,224 @@
+//! A `GET` by id over SQLite copies the stored JSON text into the response
+//! (the engine's "ready JSON"): the bytes must be those the long way
+//! (parse, render, strip, project, serialize) gives for the same store,
+//! for every shape of resource, and the copy must be what runs.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use scimgate_abi::sdk::deserialize_config;
+use scimgate_abi::{Caller, PluginError, Request};
+use scimgate_scim::{AttrPath, Filter, SchemaCtx};
+use scimgate_scim_service::backend::{
+    Backend, BackendResult, Capabilities, GroupRef, MemberView, QuickRead, Record, RecordText,
+    Scan, Visitor, Work,
+};
+use scimgate_scim_service::ScimService;
+use serde_json::{json, Value};
+
+use crate::config::ScimConfig;
+use crate::store::sqlite::SqliteStore;
+
+/// The SQLite store, its JSON text shown to the engine or hidden from it
+/// (then every read takes the long way), counting text and group reads.
+struct Shown {
+    inner: Arc<SqliteStore>,
+    text: bool,
+    text_reads: AtomicUsize,
+    group_reads: AtomicUsize,
+}
+
+impl Backend for Shown {
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    fn get(&self, resource_type: &str, id: &str) -> BackendResult<Option<Record>> {
+        self.inner.get(resource_type, id)
+    }
+    fn keeps_json_text(&self) -> bool {
+        self.text
+    }
+    fn get_text(&self, resource_type: &str, id: &str) -> BackendResult<Option<RecordText>> {
+        self.text_reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.get_text(resource_type, id)
+    }
+    fn scan(&self, scan: &Scan<'_>, visit: &mut Visitor<'_>) -> Result<(), PluginError> {
+        self.inner.scan(scan, visit)
+    }
+    fn snapshot(
+        &self,
+        reads: &mut dyn FnMut() -> Result<(), PluginError>,
+    ) -> Result<(), PluginError> {
+        self.inner.snapshot(reads)
+    }
+    fn filter_is_exact(&self, filter: &Filter, ctx: &SchemaCtx<'_>) -> bool {
+        self.inner.filter_is_exact(filter, ctx)
+    }
+    fn quick_read(&self, read: QuickRead<'_>, ctx: &SchemaCtx<'_>) -> bool {
+        self.inner.quick_read(read, ctx)
+    }
+    fn can_sort(&self, path: &AttrPath, ctx: &SchemaCtx<'_>) -> bool {
+        self.inner.can_sort(path, ctx)
+    }
+    fn count(&self, scan: &Scan<'_>) -> BackendResult<Option<u64>> {
+        self.inner.count(scan)
+    }
+    fn members(&self, group_type: &str, group_id: &str) -> BackendResult<Vec<MemberView>> {
+        self.inner.members(group_type, group_id)
+    }
+    fn groups_of(&self, member_id: &str) -> BackendResult<Vec<GroupRef>> {
+        self.group_reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.groups_of(member_id)
+    }
+    fn write(&self, work: &mut Work<'_>) -> Result<(), PluginError> {
+        self.inner.write(work)
+    }
+}
+
+fn service(store: &Arc<SqliteStore>, text: bool) -> (ScimService, Arc<Shown>) {
+    let config: ScimConfig = deserialize_config(&json!({})).expect("defaults");
+    let registry = config.registry(&std::env::temp_dir()).expect("registry");
+    let shown = Arc::new(Shown {
+        inner: Arc::clone(store),
+        text,
+        text_reads: AtomicUsize::new(0),
+        group_reads: AtomicUsize::new(0),
+    });
+    let service = ScimService::new(config.settings(), registry, shown.clone());
+    (service, shown)
+}
+
+fn post(scim: &ScimService, path: &str, body: Value) -> Value {
+    let response = scim
+        .handle(
+            &Request::new("POST", path)
+                .with_header("content-type", "application/scim+json")
+                .with_body(body.to_string()),
+            Caller::ANONYMOUS,
+        )
+        .expect("create");
+    assert_eq!(
+        response.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&response.body)
+    );
+    serde_json::from_slice(&response.body).expect("json")
+}
+
+#[test]
+fn a_read_from_the_stored_text_is_the_long_way_byte_for_byte() {
+    let file = std::env::temp_dir().join(format!("ready-reads-{}.db", uuid::Uuid::new_v4()));
+    let store = Arc::new(SqliteStore::open(&file).expect("open"));
+    let (copying, counted) = service(&store, true);
+    let (long_way, _) = service(&store, false);
+    const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+    let plain = post(
+        &copying,
+        "/Users",
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "plain"}),
+    );
+    let full = post(
+        &copying,
+        "/Users",
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", ENTERPRISE],
+            "userName": "bjensen", "externalId": "e-1", "active": true,
+            "password": "t1meMa$heen",
+            "name": {"givenName": "Barbara", "familyName": "Jensen"},
+            "displayName": "Babs \"B\" Jensen\n\u{1f600} Zoë </script>",
+            "emails": [{"value": "bjensen@example.com", "type": "work", "primary": true}],
+            "phoneNumbers": [],
+            ENTERPRISE: {"employeeNumber": "701984", "manager": {"value": "26118915"}}}),
+    );
+    let group = post(
+        &copying,
+        "/Groups",
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+            "displayName": "Tour \"Guides\"", "members": [{"value": full["id"]}]}),
+    );
+    let mut checked = 0;
+    for target in [
+        format!("/Users/{}", plain["id"].as_str().expect("id")),
+        format!("/Users/{}", full["id"].as_str().expect("id")),
+        format!("/Groups/{}", group["id"].as_str().expect("id")),
+        "/Users/missing".to_string(),
+    ] {
+        let before = counted.text_reads.load(Ordering::SeqCst);
+        let copied = copying.handle(&Request::new("GET", &target), Caller::ANONYMOUS);
+        let parsed = long_way.handle(&Request::new("GET", &target), Caller::ANONYMOUS);
+        match (copied, parsed) {
+            (Ok(a), Ok(b)) => {
+                assert_eq!(a.status, 200, "{target}");
+                assert_eq!(
+                    String::from_utf8_lossy(&a.body),
+                    String::from_utf8_lossy(&b.body),
+                    "{target}"
+                );
+                assert_eq!(a.headers, b.headers, "{target}");
+                checked += 1;
+            }
+            (Err(a), Err(b)) => {
+                assert_eq!((a.status, a.message), (b.status, b.message), "{target}");
+            }
+            (a, b) => panic!("{target}: copied {a:?}, parsed {b:?}"),
+        }
+        // Users are read as text; groups derive `members` from the body,
+        // so they are read parsed.
+        let text_read = counted.text_reads.load(Ordering::SeqCst) > before;
+        assert_eq!(text_read, target.starts_with("/Users/"), "{target}");
+    }
+    assert_eq!(checked, 3);
+    // The copy is what runs: it asks for a user's groups once, as it
+    // splices them in; a refused copy renders the long way and asks again.
+    for user in [&plain, &full] {
+        let id = user["id"].as_str().expect("id");
+        let before = counted.group_reads.load(Ordering::SeqCst);
+        copying
+            .handle(
+                &Request::new("GET", &format!("/Users/{id}")),
+                Caller::ANONYMOUS,
+            )
+            .expect("get");
+        assert_eq!(
+            counted.group_reads.load(Ordering::SeqCst) - before,
+            1,
+            "{id}"
+        );
+    }
+    // The user in a group shows it, and no password.
+    let shown = copying
+        .handle(
+            &Request::new(
+                "GET",
+                &format!("/Users/{}", full["id"].as_str().expect("id")),
+            ),
+            Caller::ANONYMOUS,
+        )
+        .expect("get");
+    let shown: Value = serde_json::from_slice(&shown.body).expect("json");
+    assert_eq!(shown["groups"][0]["display"], "Tour \"Guides\"");
+    assert!(shown.get("password").is_none() && shown.get("phoneNumbers").is_none());
+    // A selection, and a conditional GET, answer as before.
+    let id = plain["id"].as_str().expect("id");
+    let selected = copying
+        .handle(
+            &Request::new("GET", &format!("/Users/{id}")).with_query("attributes=userName"),
+            Caller::ANONYMOUS,
+        )
+        .expect("get");
+    let selected: Value = serde_json::from_slice(&selected.body).expect("json");
+    assert!(selected.get("meta").is_none() && selected["userName"] == "plain");
+    let etag = plain["meta"]["version"].as_str().expect("version");
+    let unchanged = copying
+        .handle(
+            &Request::new("GET", &format!("/Users/{id}")).with_header("if-none-match", etag),
+            Caller::ANONYMOUS,
+        )
+        .expect("get");
+    assert_eq!(unchanged.status, 304);
+    assert!(unchanged.body.is_empty());
+    drop((copying, long_way, counted, store));
+    for suffix in ["", "-wal", "-shm"] {
+        std::fs::remove_file(format!("{}{suffix}", file.display())).ok();
+    }
+}
