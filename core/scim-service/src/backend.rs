@@ -295,6 +295,9 @@ pub enum Visit {
 /// A read-side visitor; its error aborts the scan and is returned as is.
 pub type Visitor<'a> = dyn FnMut(Record) -> Result<Visit, PluginError> + 'a;
 
+/// What [`Backend::scan_text`] calls for each row.
+pub type TextVisitor<'a> = dyn FnMut(RecordText) -> Result<Visit, PluginError> + 'a;
+
 /// The work of one write unit.
 pub type Work<'a> = dyn FnMut(&mut dyn BackendTx) -> Result<(), PluginError> + 'a;
 
@@ -344,8 +347,9 @@ pub trait Backend: Send + Sync {
     fn get(&self, resource_type: &str, id: &str) -> BackendResult<Option<Record>>;
 
     /// Whether the store keeps each body as the JSON text
-    /// [`Backend::get_text`] returns without parsing it. Then a `GET` by id
-    /// copies that text into the response instead of parsing and
+    /// [`Backend::get_text`] and [`Backend::scan_text`] return without
+    /// parsing it. Then a `GET` by id, and a list page of an exact filter,
+    /// copy that text into the response instead of parsing and
     /// re-serializing it, whenever nothing in it needs editing (no
     /// `attributes`/`excludedAttributes`, no `returned: never` or
     /// `request` sub-attribute, no empty value). Default `false`.
@@ -365,6 +369,13 @@ pub trait Backend: Send + Sync {
     /// stop. Rows must include every row that matches `scan.filter`; with
     /// [`Backend::filter_is_exact`] they must be exactly those.
     fn scan(&self, scan: &Scan<'_>, visit: &mut Visitor<'_>) -> Result<(), PluginError>;
+
+    /// [`Backend::scan`] with each body as the JSON text of an object, as
+    /// stored. Only called when [`Backend::keeps_json_text`], for a page
+    /// whose filter is exact; the default serializes what `scan` visits.
+    fn scan_text(&self, scan: &Scan<'_>, visit: &mut TextVisitor<'_>) -> Result<(), PluginError> {
+        self.scan(scan, &mut |rec| visit(RecordText::from_record(rec)))
+    }
 
     /// Runs `reads`, the store reads that answer one list request (its
     /// page, its count, the page's derived `groups`), on one snapshot where

@@ -36,8 +36,8 @@ pub mod settings;
 
 pub use backend::{
     Backend, BackendError, BackendResult, BackendTx, Capabilities, Change, ChangeOp, GroupRef,
-    Member, MemberView, NewRecord, QuickRead, Record, RecordText, Scan, UniqueColumn, Visit,
-    Visitor, Work,
+    Member, MemberView, NewRecord, QuickRead, Record, RecordText, Scan, TextVisitor, UniqueColumn,
+    Visit, Visitor, Work,
 };
 pub use changes::ChangePush;
 pub use list::ListParams;

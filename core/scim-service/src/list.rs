@@ -1,6 +1,8 @@
 //! Queries: `GET /Users?filter=…`, `POST /.search`. The parsed filter goes
 //! to the backend's [`Scan`], which narrows by what it can push down; the
-//! full filter is always re-checked in memory. When the backend narrows
+//! full filter is re-checked in memory, except on a page of an exact filter
+//! copied as stored JSON text (`crate::ready`: the rows are the matches,
+//! nothing is parsed). When the backend narrows
 //! exactly ([`Backend::filter_is_exact`]) and no `sortBy` is given (or the
 //! backend sorts by it itself, [`Backend::can_sort`]), the backend counts
 //! and pages; otherwise the engine filters (and sorts, unless the backend
@@ -34,7 +36,7 @@ use scimgate_scim::{
 };
 use serde_json::{json, Value};
 
-use crate::backend::{GroupRef, Record, Scan, Visit};
+use crate::backend::{GroupRef, Record, RecordText, Scan, Visit};
 use crate::errors::{bad, from_scim, invalid_value, too_many};
 use crate::resources::Kind;
 use crate::service::{Call, ScimService};
@@ -348,7 +350,7 @@ impl ScimService {
         call: &Call<'_>,
         kinds: &[Kind<'_>],
         query: ListQuery,
-    ) -> Result<Value, PluginError> {
+    ) -> Result<Vec<u8>, PluginError> {
         let ListQuery {
             params,
             filter,
@@ -421,11 +423,23 @@ impl ScimService {
             sort: pushed_sort,
             ..Scan::default()
         };
+        // Exact pages of resources the engine may copy as stored text.
+        let copy = params.selection == AttributeSelection::default()
+            && kinds.iter().all(|kind| self.copies_stored_text(kind));
         // The count, the page and its groups from one snapshot of the store.
         let mut read = None;
         self.backend.snapshot(&mut || {
             read = Some(if (sort_by.is_none() || pushed_sort.is_some()) && exact {
-                self.page_from_store(call, kinds, &scan, filter.as_ref(), &position, count, shape)?
+                self.page_from_store(
+                    call,
+                    kinds,
+                    &scan,
+                    filter.as_ref(),
+                    &position,
+                    count,
+                    shape,
+                    copy,
+                )?
             } else {
                 // With the order pushed down, the engine only filters and
                 // counts, in the backend's order; otherwise it sorts too.
@@ -449,19 +463,23 @@ impl ScimService {
                 "the backend's snapshot returned without running the list's reads",
             )
         })?;
-        let resources: Vec<Value> = page
-            .docs
-            .into_iter()
-            .map(|(kind_index, doc)| {
+        let returned = page.docs.len() as u64;
+        let resources = page.docs.into_iter().map(|doc| match doc {
+            Doc::Tree(kind_index, doc) => {
                 let ctx = &kinds[kind_index].ctx;
-                project_owned(ctx, strip_never_owned(ctx, doc), &params.selection)
-            })
-            .collect();
-        let returned = resources.len() as u64;
+                let shown = project_owned(ctx, strip_never_owned(ctx, doc), &params.selection);
+                serde_json::to_vec(&shown).unwrap_or_default()
+            }
+            Doc::Ready(bytes) => bytes,
+        });
         match position {
-            Position::Index { start } => Ok(list_response(resources, page.total, start)),
+            Position::Index { start } => Ok(list_body(
+                list_response(Vec::new(), page.total, start),
+                returned,
+                resources,
+            )),
             Position::Cursor { offset, .. } => {
-                let mut body = list_response(resources, page.total, offset + 1);
+                let mut body = list_response(Vec::new(), page.total, offset + 1);
                 if let Some(object) = body.as_object_mut() {
                     object.remove("startIndex");
                     if offset + returned < page.total && returned > 0 {
@@ -483,7 +501,7 @@ impl ScimService {
                         object.insert("previousCursor".into(), Value::String(previous.encode()));
                     }
                 }
-                Ok(body)
+                Ok(list_body(body, returned, resources))
             }
         }
     }
@@ -500,6 +518,7 @@ impl ScimService {
         position: &Position,
         count: u64,
         shape: u64,
+        copy: bool,
     ) -> Result<Page, PluginError> {
         // Keys are `seq`s: they only continue a walk in natural order.
         let keyset = self.caps.keyset && scan.sort.is_none();
@@ -549,29 +568,46 @@ impl ScimService {
             },
         }
         // The page (at most `count` rows) first, then its derived `groups`
-        // in one batch, then rendering.
-        let mut recs: Vec<Record> = Vec::new();
-        self.backend.scan(&scan_page, &mut |rec| {
-            let rec = self.adopt(rec);
+        // in one batch, then rendering. Copying, the rows stay text.
+        let mut rows: Vec<RecordText> = Vec::new();
+        let mut visit = |row: RecordText| {
             if keyset {
-                page.last_seq = Some(rec.seq);
+                page.last_seq = Some(row.record.seq);
             }
-            recs.push(rec);
+            rows.push(row);
             Ok(Visit::Continue)
-        })?;
+        };
+        if copy {
+            self.backend.scan_text(&scan_page, &mut visit)?;
+        } else {
+            self.backend.scan(&scan_page, &mut |rec| {
+                visit(RecordText {
+                    record: self.adopt(rec),
+                    text: String::new(),
+                })
+            })?;
+        }
         // A first page with room to spare holds every match: its length is
         // the total, and the count (a second query, a round trip on a
         // network store) is not needed. The common case of a point filter
         // (`userName eq`, `externalId eq`): zero or one match.
         let whole =
-            scan_page.offset == 0 && scan_page.after.is_none() && (recs.len() as u64) < count;
-        page.total = if whole { recs.len() as u64 } else { total()? };
-        let groups = self.page_groups(kinds, &recs, true)?;
-        for rec in &recs {
+            scan_page.offset == 0 && scan_page.after.is_none() && (rows.len() as u64) < count;
+        page.total = if whole { rows.len() as u64 } else { total()? };
+        let groups = self.page_groups(kinds, rows.iter().map(|row| &row.record), true)?;
+        for row in rows {
+            if copy {
+                // The filter is exact: every row matches.
+                if let Some(ready) = self.copy_row(call, kinds, &row, groups.as_ref())? {
+                    page.docs.push(Doc::Ready(ready));
+                    continue;
+                }
+            }
+            let rec = if copy { row.into_record()? } else { row.record };
             if let Some((i, doc)) =
-                self.match_doc(call, kinds, rec, filter, true, groups.as_ref())?
+                self.match_doc(call, kinds, &rec, filter, true, groups.as_ref())?
             {
-                page.docs.push((i, doc));
+                page.docs.push(Doc::Tree(i, doc));
             }
         }
         if let (Position::Index { start }, Some(last), Some(generation)) =
@@ -645,7 +681,7 @@ impl ScimService {
                 // The filter needed `groups`: the matches come rendered with them.
                 self.scan_matches(call, kinds, scan, filter, relations, &mut |i, doc, _| {
                     if page.total >= offset && page.total < end {
-                        page.docs.push((i, doc));
+                        page.docs.push(Doc::Tree(i, doc));
                     }
                     page.total += 1;
                     Ok(())
@@ -741,12 +777,12 @@ impl ScimService {
         call: &Call<'_>,
         kinds: &[Kind<'_>],
         recs: &[(usize, Record)],
-    ) -> Result<Vec<(usize, Value)>, PluginError> {
+    ) -> Result<Vec<Doc>, PluginError> {
         let groups = self.page_groups(kinds, recs.iter().map(|(_, rec)| rec), true)?;
         recs.iter()
             .map(|(i, rec)| {
                 let doc = self.render_with(&kinds[*i], rec, call.base, true, groups.as_ref())?;
-                Ok((*i, doc))
+                Ok(Doc::Tree(*i, doc))
             })
             .collect()
     }
@@ -773,17 +809,109 @@ impl ScimService {
         }
         Ok(Some((i, doc)))
     }
+
+    /// A row of an exact page as stored text with `id`, `meta` and
+    /// `groups` spliced in; `None` when it needs the long way.
+    fn copy_row(
+        &self,
+        call: &Call<'_>,
+        kinds: &[Kind<'_>],
+        row: &RecordText,
+        groups: Option<&HashMap<String, Vec<GroupRef>>>,
+    ) -> Result<Option<Vec<u8>>, PluginError> {
+        let rec = &row.record;
+        let Some(kind) = kinds.iter().find(|k| k.rt.name == rec.resource_type) else {
+            return Ok(None);
+        };
+        let mut own = vec![
+            ("id", Value::String(rec.id.clone())),
+            ("meta", self.meta(kind, rec, call.base)),
+        ];
+        if kind.has_groups {
+            own.push(("groups", Value::Array(self.groups(rec, call.base, groups)?)));
+        }
+        Ok(crate::ready::splice(&kind.ctx, &row.text, &own))
+    }
+}
+
+/// The bytes of a ListResponse: `head` (its other members) with
+/// `itemsPerPage` set to `returned` and `Resources` the serialized
+/// `resources`. `Resources` is written first, where a serialized
+/// `serde_json::Map` has it (`R` sorts before every lower-case name).
+fn list_body(mut head: Value, returned: u64, resources: impl Iterator<Item = Vec<u8>>) -> Vec<u8> {
+    if let Some(object) = head.as_object_mut() {
+        object.remove("Resources");
+        object.insert("itemsPerPage".into(), Value::from(returned));
+    }
+    let rest = serde_json::to_vec(&head).unwrap_or_default();
+    let mut out = Vec::with_capacity(rest.len() + 1024);
+    out.extend_from_slice(br#"{"Resources":["#);
+    for (i, resource) in resources.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(&resource);
+    }
+    out.push(b']');
+    match rest.get(1..) {
+        Some(members) if members.len() > 1 => {
+            out.push(b',');
+            out.extend_from_slice(members);
+        }
+        _ => out.push(b'}'),
+    }
+    out
 }
 
 struct Page {
     total: u64,
-    docs: Vec<(usize, Value)>,
+    docs: Vec<Doc>,
     last_seq: Option<i64>,
+}
+
+/// One resource of a page.
+enum Doc {
+    /// Rendered, of `kinds[.0]`: still to be stripped and projected.
+    Tree(usize, Value),
+    /// The stored text with the engine's members spliced in, ready to send
+    /// ([`crate::ready::splice`]).
+    Ready(Vec<u8>),
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_list_body_is_the_serialized_list_response() {
+        let users = [json!({"id": "1", "userName": "a"}), json!({"id": "2"})];
+        for (resources, cursor) in [
+            (&users[..], false),
+            (&users[..1], true),
+            (&users[..0], false),
+        ] {
+            let mut whole = list_response(resources.to_vec(), 7, 3);
+            let mut head = list_response(Vec::new(), 7, 3);
+            if cursor {
+                for body in [&mut whole, &mut head] {
+                    let object = body.as_object_mut().expect("object");
+                    object.remove("startIndex");
+                    object.insert("nextCursor".into(), json!("abc"));
+                }
+            }
+            let bytes = list_body(
+                head,
+                resources.len() as u64,
+                resources
+                    .iter()
+                    .map(|r| serde_json::to_vec(r).expect("json")),
+            );
+            assert_eq!(
+                String::from_utf8_lossy(&bytes),
+                serde_json::to_string(&whole).expect("json")
+            );
+        }
+    }
 
     #[test]
     fn cursors_round_trip_and_expire() {

@@ -106,7 +106,7 @@ impl ScimService {
             Inline::List(kind, query) => {
                 let body =
                     self.run_list(&Call::new(req, caller), std::slice::from_ref(&kind), *query)?;
-                Ok(Response::json(200, SCIM_JSON, &body))
+                Ok(scim_json(200, body))
             }
         }))
     }
@@ -442,7 +442,7 @@ impl ScimService {
     /// ([`ScimService::read_one_text`]): the backend keeps JSON text and
     /// its own versions, and the engine derives no `members` (it would
     /// read them from the body).
-    fn copies_stored_text(&self, kind: &Kind<'_>) -> bool {
+    pub(crate) fn copies_stored_text(&self, kind: &Kind<'_>) -> bool {
         self.caps.versions && !kind.has_members && self.backend.keeps_json_text()
     }
 
@@ -472,16 +472,12 @@ impl ScimService {
             own.push(("groups", Value::Array(self.groups(rec, call.base, None)?)));
         }
         match crate::ready::splice(&kind.ctx, &stored.text, &own) {
-            Some(bytes) => {
-                let location = self.location(call.base, &kind.rt.name, &rec.id);
-                let etag = etag(rec.version);
-                let mut response = Response::new(200)
-                    .with_header("content-type", SCIM_JSON)
-                    .with_header("location", &location)
-                    .with_header("etag", &etag);
-                response.body = bytes.into();
-                Ok(response)
-            }
+            Some(bytes) => Ok(scim_json(200, bytes)
+                .with_header(
+                    "location",
+                    &self.location(call.base, &kind.rt.name, &rec.id),
+                )
+                .with_header("etag", &etag(rec.version))),
             None => {
                 let rec = stored.into_record()?;
                 self.resource_response(call, kind, rec, 200)
@@ -658,13 +654,13 @@ impl ScimService {
         let kinds = std::slice::from_ref(kind);
         let query = ListQuery::parse(ListParams::from_query(call.req)?, kinds)?;
         let body = self.run_list(call, kinds, query)?;
-        Ok(Response::json(200, SCIM_JSON, &body))
+        Ok(scim_json(200, body))
     }
 
     fn search(&self, call: &Call<'_>, kind: Option<&Kind<'_>>) -> Result<Response, PluginError> {
         let body = json_body(call.req)?;
         let params = ListParams::from_search(&body)?;
-        let value = match kind {
+        let body = match kind {
             Some(kind) => {
                 let kinds = std::slice::from_ref(kind);
                 self.run_list(call, kinds, ListQuery::parse(params, kinds)?)?
@@ -679,7 +675,7 @@ impl ScimService {
                 self.run_list(call, &kinds, ListQuery::parse(params, &kinds)?)?
             }
         };
-        Ok(Response::json(200, SCIM_JSON, &value))
+        Ok(scim_json(200, body))
     }
 }
 
@@ -724,6 +720,13 @@ pub(crate) fn json_body(req: &Request) -> Result<Value, PluginError> {
 }
 
 /// `attributes` / `excludedAttributes` from the query string.
+/// A response with a SCIM JSON body already serialized.
+fn scim_json(status: u16, body: Vec<u8>) -> Response {
+    let mut response = Response::new(status).with_header("content-type", SCIM_JSON);
+    response.body = body.into();
+    response
+}
+
 pub(crate) fn query_selection(req: &Request) -> Result<AttributeSelection, PluginError> {
     let pairs = req.query_pairs();
     let find = |name: &str| {

@@ -1,7 +1,8 @@
 //! A `GET` by id over SQLite copies the stored JSON text into the response
 //! (the engine's "ready JSON"): the bytes must be those the long way
 //! (parse, render, strip, project, serialize) gives for the same store,
-//! for every shape of resource, and the copy must be what runs.
+//! for every shape of resource, and the copy must be what runs; likewise
+//! for the pages of a list with an exact filter.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use scimgate_abi::{Caller, PluginError, Request};
 use scimgate_scim::{AttrPath, Filter, SchemaCtx};
 use scimgate_scim_service::backend::{
     Backend, BackendResult, Capabilities, GroupRef, MemberView, QuickRead, Record, RecordText,
-    Scan, Visitor, Work,
+    Scan, TextVisitor, Visitor, Work,
 };
 use scimgate_scim_service::ScimService;
 use serde_json::{json, Value};
@@ -25,6 +26,7 @@ struct Shown {
     inner: Arc<SqliteStore>,
     text: bool,
     text_reads: AtomicUsize,
+    text_scans: AtomicUsize,
     group_reads: AtomicUsize,
 }
 
@@ -44,6 +46,10 @@ impl Backend for Shown {
     }
     fn scan(&self, scan: &Scan<'_>, visit: &mut Visitor<'_>) -> Result<(), PluginError> {
         self.inner.scan(scan, visit)
+    }
+    fn scan_text(&self, scan: &Scan<'_>, visit: &mut TextVisitor<'_>) -> Result<(), PluginError> {
+        self.text_scans.fetch_add(1, Ordering::SeqCst);
+        self.inner.scan_text(scan, visit)
     }
     fn snapshot(
         &self,
@@ -82,6 +88,7 @@ fn service(store: &Arc<SqliteStore>, text: bool) -> (ScimService, Arc<Shown>) {
         inner: Arc::clone(store),
         text,
         text_reads: AtomicUsize::new(0),
+        text_scans: AtomicUsize::new(0),
         group_reads: AtomicUsize::new(0),
     });
     let service = ScimService::new(config.settings(), registry, shown.clone());
@@ -217,6 +224,99 @@ fn a_read_from_the_stored_text_is_the_long_way_byte_for_byte() {
         .expect("get");
     assert_eq!(unchanged.status, 304);
     assert!(unchanged.body.is_empty());
+    drop((copying, long_way, counted, store));
+    for suffix in ["", "-wal", "-shm"] {
+        std::fs::remove_file(format!("{}{suffix}", file.display())).ok();
+    }
+}
+
+#[test]
+fn a_list_page_from_the_stored_text_is_the_long_way_byte_for_byte() {
+    let file = std::env::temp_dir().join(format!("ready-lists-{}.db", uuid::Uuid::new_v4()));
+    let store = Arc::new(SqliteStore::open(&file).expect("open"));
+    let (copying, counted) = service(&store, true);
+    let (long_way, _) = service(&store, false);
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let user = post(
+            &copying,
+            "/Users",
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": format!("user{n}"), "externalId": format!("e-{n}"),
+                "password": "t1meMa$heen", "displayName": format!("User \"{n}\""),
+                "emails": [{"value": format!("u{n}@example.com"), "primary": n % 2 == 0}]}),
+        );
+        ids.push(user["id"].as_str().expect("id").to_string());
+    }
+    post(
+        &copying,
+        "/Groups",
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+            "displayName": "Admins", "members": [{"value": ids[1]}, {"value": ids[3]}]}),
+    );
+    // Exact pages of users are copied; a selection, an inexact filter, a
+    // sort in memory and groups take the long way: all answer the same
+    // bytes.
+    for (target, copied_scan) in [
+        ("/Users?filter=userName%20eq%20%22user1%22", true),
+        ("/Users?filter=externalId%20eq%20%22e-4%22", true),
+        ("/Users?filter=userName%20eq%20%22nobody%22", true),
+        ("/Users", true),
+        ("/Users?startIndex=2&count=2", true),
+        ("/Users?count=2&cursor=", true),
+        ("/Users?count=0", false),
+        (
+            "/Users?filter=userName%20eq%20%22user1%22&attributes=userName",
+            false,
+        ),
+        ("/Users?filter=displayName%20co%20%22User%22", false),
+        // SQLite sorts by displayName itself: the page is exact.
+        ("/Users?sortBy=displayName&sortOrder=descending", true),
+        ("/Users?sortBy=emails.value", false),
+        ("/Groups", false),
+    ] {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let request = || Request::new("GET", path).with_query(query);
+        let before = counted.text_scans.load(Ordering::SeqCst);
+        let a = copying.handle(&request(), Caller::ANONYMOUS).expect(target);
+        let scanned_text = counted.text_scans.load(Ordering::SeqCst) > before;
+        let b = long_way
+            .handle(&request(), Caller::ANONYMOUS)
+            .expect(target);
+        assert_eq!(a.status, 200, "{target}");
+        assert_eq!(
+            String::from_utf8_lossy(&a.body),
+            String::from_utf8_lossy(&b.body),
+            "{target}"
+        );
+        assert_eq!(scanned_text, copied_scan, "{target}");
+        let body: Value = serde_json::from_slice(&a.body).expect(target);
+        assert!(body["Resources"].as_array().is_some(), "{target}");
+        assert!(
+            !String::from_utf8_lossy(&a.body).contains("argon2"),
+            "{target}"
+        );
+    }
+    // The members of the group show it in their groups, copied.
+    let page = copying
+        .handle(
+            &Request::new("GET", "/Users").with_query("filter=userName%20eq%20%22user3%22"),
+            Caller::ANONYMOUS,
+        )
+        .expect("list");
+    let page: Value = serde_json::from_slice(&page.body).expect("json");
+    assert_eq!(page["Resources"][0]["groups"][0]["display"], "Admins");
+    assert_eq!(page["totalResults"], 1);
+    // A one-row page asks for the row's groups once: the copy ran (a
+    // refused copy renders the long way and asks again).
+    let before = counted.group_reads.load(Ordering::SeqCst);
+    copying
+        .handle(
+            &Request::new("GET", "/Users").with_query("filter=userName%20eq%20%22user0%22"),
+            Caller::ANONYMOUS,
+        )
+        .expect("list");
+    assert_eq!(counted.group_reads.load(Ordering::SeqCst) - before, 1);
     drop((copying, long_way, counted, store));
     for suffix in ["", "-wal", "-shm"] {
         std::fs::remove_file(format!("{}{suffix}", file.display())).ok();

@@ -17,7 +17,8 @@ use scimgate_scim::{AttrPath, Filter, PatchRequest, SchemaCtx};
 
 use super::{
     Backend, BackendError, BackendResult, BackendTx, Capabilities, Change, GroupRef, Member,
-    MemberView, NewRecord, QuickRead, Record, RecordText, Scan, UniqueColumn, Visitor, Work,
+    MemberView, NewRecord, QuickRead, Record, RecordText, Scan, TextVisitor, UniqueColumn, Visitor,
+    Work,
 };
 
 /// The pool's state after an operation, for stores that have a pool.
@@ -132,6 +133,17 @@ impl Backend for Metered {
     fn scan(&self, scan: &Scan<'_>, visit: &mut Visitor<'_>) -> Result<(), PluginError> {
         let start = Instant::now();
         let result = self.inner.scan(scan, visit);
+        self.report(
+            "search",
+            start,
+            result.as_ref().err().map(plugin_error_kind),
+        );
+        result
+    }
+
+    fn scan_text(&self, scan: &Scan<'_>, visit: &mut TextVisitor<'_>) -> Result<(), PluginError> {
+        let start = Instant::now();
+        let result = self.inner.scan_text(scan, visit);
         self.report(
             "search",
             start,

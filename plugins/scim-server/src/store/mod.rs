@@ -40,8 +40,8 @@ use scimgate_changes::{Position, State};
 use scimgate_scim::SortOrder;
 pub use scimgate_scim_service::backend::{
     Backend, BackendError, BackendResult, BackendTx, Capabilities, Change, ChangeOp, GroupRef,
-    Member, MemberView, NewRecord, QuickRead, Record, RecordText, Scan, UniqueColumn, Visit,
-    Visitor, Work, RETRY_AFTER_SECONDS,
+    Member, MemberView, NewRecord, QuickRead, Record, RecordText, Scan, TextVisitor, UniqueColumn,
+    Visit, Visitor, Work, RETRY_AFTER_SECONDS,
 };
 
 /// A stored `op` column back to the record's [`ChangeOp`].

@@ -22,8 +22,8 @@ use super::sql::{count_query, scan_query, Param, SQLITE};
 use super::{
     attributes_json, change_op, group_refs, stash, take_stash, unstash, Backend, BackendError,
     BackendResult, BackendTx, Capabilities, Change, GroupRef, Member, MemberView, NewRecord,
-    QuickRead, Record, RecordText, Scan, SqlScan, SqlStore, UniqueColumn, Visit, Visitor, Work,
-    BATCH, CAPABILITIES, MAX_CHANGES,
+    QuickRead, Record, RecordText, Scan, SqlScan, SqlStore, TextVisitor, UniqueColumn, Visit,
+    Visitor, Work, BATCH, CAPABILITIES, MAX_CHANGES,
 };
 use scimgate_scim::{AttrPath, Filter, SchemaCtx};
 use scimgate_scim_service::backend::in_inline_call;
@@ -689,6 +689,14 @@ fn record(row: &Row<'_>) -> rusqlite::Result<Record> {
     record_with(row, body)
 }
 
+/// The record of a row of [`COLUMNS`] with its body as stored, unparsed.
+fn record_text(row: &Row<'_>) -> rusqlite::Result<RecordText> {
+    Ok(RecordText {
+        record: record_with(row, Value::Null)?,
+        text: row.get(6)?,
+    })
+}
+
 /// The record of a row of [`COLUMNS`] with `body`.
 fn record_with(row: &Row<'_>, body: Value) -> rusqlite::Result<Record> {
     Ok(Record {
@@ -711,8 +719,15 @@ impl rusqlite::ToSql for Param {
     }
 }
 
-impl SqlStore for SqliteStore {
-    fn scan_sql(&self, scan: &SqlScan, visit: &mut Visitor<'_>) -> Result<(), PluginError> {
+impl SqliteStore {
+    /// Visits the rows of `scan`, each decoded by `decode`, until the
+    /// visitor says stop.
+    fn scan_rows<T>(
+        &self,
+        scan: &SqlScan,
+        decode: fn(&Row<'_>) -> rusqlite::Result<T>,
+        visit: &mut dyn FnMut(T) -> Result<Visit, PluginError>,
+    ) -> Result<(), PluginError> {
         unstash();
         if scan.resource_types.is_empty() {
             return Ok(());
@@ -724,13 +739,18 @@ impl SqlStore for SqliteStore {
                 .query(params_from_iter(query.params.iter()))
                 .map_err(sql)?;
             while let Some(row) = rows.next().map_err(sql)? {
-                let rec = record(row).map_err(sql)?;
-                if visit(rec)? == Visit::Stop {
+                if visit(decode(row).map_err(sql)?)? == Visit::Stop {
                     break;
                 }
             }
             Ok(())
         })?
+    }
+}
+
+impl SqlStore for SqliteStore {
+    fn scan_sql(&self, scan: &SqlScan, visit: &mut Visitor<'_>) -> Result<(), PluginError> {
+        self.scan_rows(scan, record, visit)
     }
 
     fn count_sql(&self, scan: &SqlScan) -> BackendResult<u64> {
@@ -802,6 +822,10 @@ impl Backend for SqliteStore {
 
     fn scan(&self, scan: &Scan<'_>, visit: &mut Visitor<'_>) -> Result<(), PluginError> {
         self.scan_sql(&SqlScan::from_scan(scan), visit)
+    }
+
+    fn scan_text(&self, scan: &Scan<'_>, visit: &mut TextVisitor<'_>) -> Result<(), PluginError> {
+        self.scan_rows(&SqlScan::from_scan(scan), record_text, visit)
     }
 
     fn filter_is_exact(&self, filter: &Filter, ctx: &SchemaCtx<'_>) -> bool {
@@ -1158,10 +1182,7 @@ fn get_with_groups(
     let mut groups = Vec::new();
     while let Some(row) = rows.next().map_err(sql)? {
         if row.get::<_, i64>(7).map_err(sql)? == 0 {
-            found = Some(RecordText {
-                record: record_with(row, Value::Null).map_err(sql)?,
-                text: row.get(6).map_err(sql)?,
-            });
+            found = Some(record_text(row).map_err(sql)?);
         } else {
             groups.push(record(row).map_err(sql)?);
         }
