@@ -823,14 +823,7 @@ impl ScimService {
         let Some(kind) = kinds.iter().find(|k| k.rt.name == rec.resource_type) else {
             return Ok(None);
         };
-        let mut own = vec![
-            ("id", Value::String(rec.id.clone())),
-            ("meta", self.meta(kind, rec, call.base)),
-        ];
-        if kind.has_groups {
-            own.push(("groups", Value::Array(self.groups(rec, call.base, groups)?)));
-        }
-        Ok(crate::ready::splice(&kind.ctx, &row.text, &own))
+        self.copy_stored(kind, row, call.base, groups)
     }
 }
 

@@ -8,10 +8,77 @@
 //! `None` as soon as a member would need editing, and the caller takes
 //! the long way.
 
+use std::collections::HashMap;
+
+use scimgate_abi::PluginError;
 use scimgate_scim::{Attribute, Returned, SchemaCtx};
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::Value;
+
+use crate::backend::{GroupRef, RecordText};
+use crate::resources::{etag, Kind};
+use crate::service::ScimService;
+
+impl ScimService {
+    /// The stored text of `row`, a `kind` resource, with `id`, `meta` and
+    /// the derived `groups` spliced in ([`splice`]); `None` when it needs
+    /// the long way. `page`: a list page's groups, fetched beforehand.
+    pub(crate) fn copy_stored(
+        &self,
+        kind: &Kind<'_>,
+        row: &RecordText,
+        base: &str,
+        page: Option<&HashMap<String, Vec<GroupRef>>>,
+    ) -> Result<Option<Vec<u8>>, PluginError> {
+        let rec = &row.record;
+        let mut own = vec![
+            ("id", Own::Value(Value::String(rec.id.clone()))),
+            ("meta", Own::Json(self.meta_json(kind, rec, base))),
+        ];
+        if kind.has_groups {
+            own.push((
+                "groups",
+                Own::Value(Value::Array(self.groups(rec, base, page)?)),
+            ));
+        }
+        Ok(splice(&kind.ctx, &row.text, &own))
+    }
+
+    /// [`ScimService::meta`] serialized, written directly: the members in
+    /// the order a serialized `serde_json::Map` has them.
+    fn meta_json(&self, kind: &Kind<'_>, rec: &crate::backend::Record, base: &str) -> Vec<u8> {
+        let location = self.location(base, &kind.rt.name, &rec.id);
+        let version = etag(rec.version);
+        let mut out = Vec::with_capacity(96 + location.len());
+        for (i, (name, value)) in [
+            ("created", rec.created.as_str()),
+            ("lastModified", rec.last_modified.as_str()),
+            ("location", location.as_str()),
+            ("resourceType", kind.rt.name.as_str()),
+            ("version", version.as_str()),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            out.push(if i == 0 { b'{' } else { b',' });
+            out.push(b'"');
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b"\":");
+            // Writing a string into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut out, value);
+        }
+        out.push(b'}');
+        out
+    }
+}
+
+/// A member the engine adds to a stored body.
+pub(crate) enum Own {
+    Value(Value),
+    /// JSON text the engine wrote (`meta`): never empty.
+    Json(Vec<u8>),
+}
 
 /// The bytes the default projection (no `attributes`/`excludedAttributes`)
 /// returns for the stored body `text` with the engine's members `added`;
@@ -30,13 +97,17 @@ use serde_json::Value;
 /// their names, as a serialized `serde_json::Map` is: for a text that is
 /// serde_json's own compact serialization (what the SQLite store writes)
 /// the bytes are the long way's bytes.
-pub(crate) fn splice(ctx: &SchemaCtx<'_>, text: &str, added: &[(&str, Value)]) -> Option<Vec<u8>> {
+pub(crate) fn splice(ctx: &SchemaCtx<'_>, text: &str, added: &[(&str, Own)]) -> Option<Vec<u8>> {
     if text.contains("{}") || text.contains("[]") {
         return None;
     }
     let Members(stored) = serde_json::from_str(text).ok()?;
     // An empty value is not added (as the long way does not insert one).
-    let added = || added.iter().filter(|(_, value)| !is_empty(value));
+    let added = || {
+        added
+            .iter()
+            .filter(|(_, own)| !matches!(own, Own::Value(value) if is_empty(value)))
+    };
     let mut members: Vec<(&str, Piece<'_>)> = Vec::with_capacity(stored.len() + added().count());
     for (name, value) in stored {
         // The engine's member replaces the stored one of the same name (a
@@ -53,9 +124,13 @@ pub(crate) fn splice(ctx: &SchemaCtx<'_>, text: &str, added: &[(&str, Value)]) -
             Verdict::Edit => return None,
         }
     }
-    for (name, value) in added() {
-        match verdict(ctx, name, value.is_object()) {
-            Verdict::Copy => members.push((name, Piece::Made(value))),
+    for (name, own) in added() {
+        let is_object = match own {
+            Own::Value(value) => value.is_object(),
+            Own::Json(text) => text.first() == Some(&b'{'),
+        };
+        match verdict(ctx, name, is_object) {
+            Verdict::Copy => members.push((name, Piece::Made(own))),
             Verdict::Omit => {}
             Verdict::Edit => return None,
         }
@@ -71,7 +146,8 @@ pub(crate) fn splice(ctx: &SchemaCtx<'_>, text: &str, added: &[(&str, Value)]) -
         out.push(b':');
         match piece {
             Piece::Stored(raw) => out.extend_from_slice(raw.get().as_bytes()),
-            Piece::Made(value) => serde_json::to_writer(&mut out, value).ok()?,
+            Piece::Made(Own::Value(value)) => serde_json::to_writer(&mut out, value).ok()?,
+            Piece::Made(Own::Json(text)) => out.extend_from_slice(text),
         }
     }
     out.push(b'}');
@@ -144,7 +220,7 @@ enum Piece<'a> {
     /// As the store keeps it.
     Stored(&'a RawValue),
     /// Made by the engine.
-    Made(&'a Value),
+    Made(&'a Own),
 }
 
 /// A JSON object's members in their order, borrowed from its text (a key
@@ -207,6 +283,17 @@ mod tests {
             ),
             ("groups", groups),
         ]
+    }
+
+    /// `added` as the engine hands it over: `meta` as JSON text.
+    fn owned(added: &[(&'static str, Value)]) -> Vec<(&'static str, Own)> {
+        added
+            .iter()
+            .map(|(name, value)| match *name {
+                "meta" => (*name, Own::Json(serde_json::to_vec(value).expect("json"))),
+                _ => (*name, Own::Value(value.clone())),
+            })
+            .collect()
     }
 
     /// The long way: the body parsed, the engine's members inserted (an
@@ -273,8 +360,8 @@ mod tests {
             ),
         ] {
             let text = body.to_string();
-            let copied =
-                splice(&ctx, &text, &added).unwrap_or_else(|| panic!("{what}: should be copied"));
+            let copied = splice(&ctx, &text, &owned(&added))
+                .unwrap_or_else(|| panic!("{what}: should be copied"));
             assert_eq!(
                 String::from_utf8_lossy(&copied),
                 String::from_utf8_lossy(&long_way(&ctx, &body, &added)),
@@ -283,7 +370,7 @@ mod tests {
         }
         // The password is left out, never copied.
         let text = json!({"userName": "a", "password": "secret-hash"}).to_string();
-        let copied = splice(&ctx, &text, &own(json!([]))).expect("copied");
+        let copied = splice(&ctx, &text, &owned(&own(json!([])))).expect("copied");
         assert!(!String::from_utf8_lossy(&copied).contains("secret-hash"));
     }
 
@@ -326,7 +413,7 @@ mod tests {
             ("not an object", "[1,2]".to_string()),
             ("not JSON", r#"{"userName":"a""#.to_string()),
         ] {
-            assert_eq!(splice(&ctx, &text, &added), None, "{what}");
+            assert_eq!(splice(&ctx, &text, &owned(&added)), None, "{what}");
         }
         // Each of those the long way handles (the parseable ones): the copy
         // would have differed.

@@ -464,14 +464,7 @@ impl ScimService {
         if let Some(unchanged) = self.not_modified(call, kind, rec) {
             return Ok(unchanged);
         }
-        let mut own = vec![
-            ("id", Value::String(rec.id.clone())),
-            ("meta", self.meta(kind, rec, call.base)),
-        ];
-        if kind.has_groups {
-            own.push(("groups", Value::Array(self.groups(rec, call.base, None)?)));
-        }
-        match crate::ready::splice(&kind.ctx, &stored.text, &own) {
+        match self.copy_stored(kind, &stored, call.base, None)? {
             Some(bytes) => Ok(scim_json(200, bytes)
                 .with_header(
                     "location",
@@ -728,6 +721,9 @@ fn scim_json(status: u16, body: Vec<u8>) -> Response {
 }
 
 pub(crate) fn query_selection(req: &Request) -> Result<AttributeSelection, PluginError> {
+    if req.query.is_empty() {
+        return Ok(AttributeSelection::default());
+    }
     let pairs = req.query_pairs();
     let find = |name: &str| {
         pairs

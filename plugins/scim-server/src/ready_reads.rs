@@ -143,6 +143,25 @@ fn a_read_from_the_stored_text_is_the_long_way_byte_for_byte() {
         json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
             "displayName": "Tour \"Guides\"", "members": [{"value": full["id"]}]}),
     );
+    // A changed user (a day later): its lastModified is not its created.
+    let patched = copying
+        .handle(
+            &Request::new(
+                "PATCH",
+                &format!("/Users/{}", plain["id"].as_str().expect("id")),
+            )
+            .with_header("content-type", "application/scim+json")
+            .with_body(
+                json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                        "Operations": [{"op": "add", "path": "nickName", "value": "P"}]})
+                .to_string(),
+            )
+            .with_time(86_400_000),
+            Caller::ANONYMOUS,
+        )
+        .expect("patch");
+    let plain: Value = serde_json::from_slice(&patched.body).expect("json");
+    assert_ne!(plain["meta"]["created"], plain["meta"]["lastModified"]);
     let mut checked = 0;
     for target in [
         format!("/Users/{}", plain["id"].as_str().expect("id")),
