@@ -11,7 +11,7 @@
 use std::fmt;
 
 use tracing_subscriber::field::RecordFields;
-use tracing_subscriber::fmt::format::{DefaultFields, Writer};
+use tracing_subscriber::fmt::format::{DefaultVisitor, Writer};
 use tracing_subscriber::fmt::FormatFields;
 
 use crate::config::LogFormat;
@@ -205,8 +205,16 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for BufferedStderr {
 
 /// The default `key=value` field formatter, with every control character
 /// escaped on its way out.
+///
+/// Its lines are `tracing_subscriber`'s `DefaultFields` lines, byte for
+/// byte (tested): a field whose value is a number, a boolean, a string or
+/// a `%`/`?` value is written here directly (`name=value`, a string as its
+/// `Debug`, quoted), without the colour styles `DefaultFields` wraps every
+/// name and `=` in even when colours are off (a sixth of an audit line's
+/// cost); the message, errors and raw (`r#`) names are left to
+/// `DefaultFields`' own visitor.
 #[derive(Default)]
-pub struct EscapedFields(DefaultFields);
+pub struct EscapedFields;
 
 impl<'writer> FormatFields<'writer> for EscapedFields {
     fn format_fields<R: RecordFields>(
@@ -215,7 +223,116 @@ impl<'writer> FormatFields<'writer> for EscapedFields {
         fields: R,
     ) -> fmt::Result {
         let mut escaping = Escaping(&mut writer);
-        self.0.format_fields(Writer::new(&mut escaping), fields)
+        let mut visitor = FieldWriter {
+            writer: Writer::new(&mut escaping),
+            is_empty: true,
+            result: Ok(()),
+        };
+        fields.record(&mut visitor);
+        visitor.result
+    }
+}
+
+/// Writes fields as `DefaultFields`' visitor does: separated by a space,
+/// `name=value`.
+struct FieldWriter<'a> {
+    writer: Writer<'a>,
+    is_empty: bool,
+    result: fmt::Result,
+}
+
+impl FieldWriter<'_> {
+    /// Whether `field` is written by `DefaultFields`' visitor instead.
+    fn delegated(field: &tracing::field::Field) -> bool {
+        field.name() == "message" || field.name().starts_with("r#")
+    }
+
+    /// Hands one field to `DefaultFields`' visitor, continuing the line.
+    fn delegate(&mut self, record: impl FnOnce(&mut DefaultVisitor<'_>)) {
+        use tracing_subscriber::field::VisitOutput;
+        let mut visitor = DefaultVisitor::new(self.writer.by_ref(), self.is_empty);
+        record(&mut visitor);
+        self.result = visitor.finish();
+        self.is_empty = false;
+    }
+
+    /// Writes `name=` after a space if a field came before.
+    fn name(&mut self, field: &tracing::field::Field) -> fmt::Result {
+        if self.is_empty {
+            self.is_empty = false;
+        } else {
+            self.writer.write_char(' ')?;
+        }
+        self.writer.write_str(field.name())?;
+        self.writer.write_char('=')
+    }
+
+    fn write(
+        &mut self,
+        field: &tracing::field::Field,
+        value: impl FnOnce(&mut Writer<'_>) -> fmt::Result,
+    ) {
+        if self.result.is_ok() {
+            self.result = self.name(field).and_then(|()| value(&mut self.writer));
+        }
+    }
+}
+
+impl tracing::field::Visit for FieldWriter<'_> {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if Self::delegated(field) {
+            return self.delegate(|v| v.record_str(field, value));
+        }
+        self.write(field, |w| {
+            // `Debug` of a string: quoted, with `"`, a backslash and
+            // anything not printable ASCII escaped; a plain value needs none.
+            if value
+                .bytes()
+                .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+            {
+                w.write_char('"')?;
+                w.write_str(value)?;
+                w.write_char('"')
+            } else {
+                write!(w, "{value:?}")
+            }
+        });
+    }
+
+    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        if Self::delegated(field) {
+            return self.delegate(|v| v.record_u64(field, value));
+        }
+        self.write(field, |w| write!(w, "{value}"));
+    }
+
+    fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
+        if Self::delegated(field) {
+            return self.delegate(|v| v.record_i64(field, value));
+        }
+        self.write(field, |w| write!(w, "{value}"));
+    }
+
+    fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
+        if Self::delegated(field) {
+            return self.delegate(|v| v.record_bool(field, value));
+        }
+        self.write(field, |w| w.write_str(if value { "true" } else { "false" }));
+    }
+
+    fn record_error(
+        &mut self,
+        field: &tracing::field::Field,
+        value: &(dyn std::error::Error + 'static),
+    ) {
+        self.delegate(|v| v.record_error(field, value));
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn fmt::Debug) {
+        if Self::delegated(field) {
+            return self.delegate(|v| v.record_debug(field, value));
+        }
+        self.write(field, |w| write!(w, "{value:?}"));
     }
 }
 
@@ -367,6 +484,83 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("\\r\\u{1b}[2K"), "{out}");
+    }
+
+    /// What `EscapedFields` replaced: `DefaultFields` behind `Escaping`.
+    struct EscapedDefault(tracing_subscriber::fmt::format::DefaultFields);
+
+    impl<'writer> FormatFields<'writer> for EscapedDefault {
+        fn format_fields<R: RecordFields>(
+            &self,
+            mut writer: Writer<'writer>,
+            fields: R,
+        ) -> fmt::Result {
+            let mut escaping = Escaping(&mut writer);
+            self.0.format_fields(Writer::new(&mut escaping), fields)
+        }
+    }
+
+    /// The human lines of `emit` with `fields` as the field formatter.
+    fn lines_with<N>(fields: N, emit: impl FnOnce()) -> String
+    where
+        N: for<'w> FormatFields<'w> + Send + Sync + 'static,
+    {
+        let buffer = Buffer::default();
+        let sink = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || sink.clone())
+            .with_ansi(false)
+            .without_time()
+            .fmt_fields(fields)
+            .finish();
+        tracing::subscriber::with_default(subscriber, emit);
+        let bytes = buffer.0.lock().map(|b| b.clone()).unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    #[test]
+    fn fields_are_written_as_the_default_formatter_writes_them() {
+        #[derive(Debug)]
+        #[allow(dead_code)]
+        struct Shape {
+            name: &'static str,
+        }
+        let emit = || {
+            let error = std::io::Error::other("disk \"full\"");
+            let path = "/iso/scim/v2/Users/2819c223";
+            tracing::info!(target: "scimgate::audit", request_id = %"r-1", route = %"oim", method = %"GET",
+                path = %path, status = 200u64, provider = %"", client_id = %"oim-prod",
+                client_ip = %"127.0.0.1", decision = "allow", stage = %"", reason = %"", latency_us = 41u64, "request");
+            for text in [
+                "plain",
+                "quote \" inside",
+                "back\\slash",
+                "tab\there",
+                "é ✓",
+                "esc\u{1b}[2K",
+                "",
+                "it's",
+            ] {
+                tracing::warn!(value = text, shown = %text, debugged = ?text, "text {text}");
+            }
+            tracing::info!(
+                n = -3i64,
+                big = u64::MAX,
+                yes = true,
+                no = false,
+                ratio = 1.5f64,
+                huge = 7u128
+            );
+            tracing::error!(error = &error as &(dyn std::error::Error + 'static), r#type = "x", shape = ?Shape { name: "s" });
+            tracing::info!("only a message \u{1b}[31m");
+            tracing::info!(alone = 1u64);
+            let _span = tracing::info_span!("conn", peer = %"10.0.0.1:5", n = 3u64).entered();
+            tracing::info!(inner = "yes", "inside");
+        };
+        let expected = lines_with(EscapedDefault(Default::default()), emit);
+        let written = lines_with(EscapedFields, emit);
+        assert_eq!(written.lines().count(), 14, "{written}");
+        assert_eq!(written, expected);
     }
 
     #[test]
