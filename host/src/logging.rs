@@ -32,10 +32,7 @@ pub fn init(format: LogFormat, forced: Option<&str>, default_filter: &str) {
         .with_writer(BufferedStderr::install());
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Human => builder
-            .with_ansi(false)
-            .fmt_fields(EscapedFields::default())
-            .init(),
+        LogFormat::Human => builder.with_ansi(false).fmt_fields(EscapedFields).init(),
     }
 }
 
@@ -405,7 +402,7 @@ mod tests {
             let subscriber = builder.json().flatten_event(true).finish();
             tracing::subscriber::with_default(subscriber, emit);
         } else {
-            let subscriber = builder.fmt_fields(EscapedFields::default()).finish();
+            let subscriber = builder.fmt_fields(EscapedFields).finish();
             tracing::subscriber::with_default(subscriber, emit);
         }
         let bytes = buffer.0.lock().map(|b| b.clone()).unwrap_or_default();
