@@ -712,7 +712,6 @@ pub(crate) fn json_body(req: &Request) -> Result<Value, PluginError> {
     parse_body(&req.body).map_err(from_scim)
 }
 
-/// `attributes` / `excludedAttributes` from the query string.
 /// A response with a SCIM JSON body already serialized.
 fn scim_json(status: u16, body: Vec<u8>) -> Response {
     let mut response = Response::new(status).with_header("content-type", SCIM_JSON);
@@ -720,6 +719,7 @@ fn scim_json(status: u16, body: Vec<u8>) -> Response {
     response
 }
 
+/// `attributes` / `excludedAttributes` from the query string.
 pub(crate) fn query_selection(req: &Request) -> Result<AttributeSelection, PluginError> {
     if req.query.is_empty() {
         return Ok(AttributeSelection::default());
