@@ -17,7 +17,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::backend::{GroupRef, RecordText};
-use crate::resources::{etag, Kind};
+use crate::resources::Kind;
 use crate::service::ScimService;
 
 impl ScimService {
@@ -36,31 +36,22 @@ impl ScimService {
             ("id", Own::Value(Value::String(rec.id.clone()))),
             ("meta", Own::Json(self.meta_json(kind, rec, base))),
         ];
-        if kind.has_groups {
-            own.push((
-                "groups",
-                Own::Value(Value::Array(self.groups(rec, base, page)?)),
-            ));
+        // As the long way, no `groups` when there are none.
+        let groups = if kind.has_groups {
+            self.groups(rec, base, page)?
+        } else {
+            Vec::new()
+        };
+        if !groups.is_empty() {
+            own.push(("groups", Own::Value(Value::Array(groups))));
         }
         Ok(splice(&kind.ctx, &row.text, &own))
     }
 
-    /// [`ScimService::meta`] serialized, written directly: the members in
-    /// the order a serialized `serde_json::Map` has them.
+    /// [`ScimService::meta`] serialized, written directly (no tree).
     fn meta_json(&self, kind: &Kind<'_>, rec: &crate::backend::Record, base: &str) -> Vec<u8> {
-        let location = self.location(base, &kind.rt.name, &rec.id);
-        let version = etag(rec.version);
-        let mut out = Vec::with_capacity(96 + location.len());
-        for (i, (name, value)) in [
-            ("created", rec.created.as_str()),
-            ("lastModified", rec.last_modified.as_str()),
-            ("location", location.as_str()),
-            ("resourceType", kind.rt.name.as_str()),
-            ("version", version.as_str()),
-        ]
-        .into_iter()
-        .enumerate()
-        {
+        let mut out = Vec::with_capacity(256);
+        for (i, (name, value)) in self.meta_members(kind, rec, base).iter().enumerate() {
             out.push(if i == 0 { b'{' } else { b',' });
             out.push(b'"');
             out.extend_from_slice(name.as_bytes());
@@ -76,7 +67,7 @@ impl ScimService {
 /// A member the engine adds to a stored body.
 pub(crate) enum Own {
     Value(Value),
-    /// JSON text the engine wrote (`meta`): never empty.
+    /// JSON text the engine wrote (`meta`).
     Json(Vec<u8>),
 }
 
@@ -91,9 +82,9 @@ pub(crate) enum Own {
 ///   with escapes, a text that is not an object.
 ///
 /// The engine's members replace stored ones of the same name (the stored
-/// `id`); an empty one is not added. A `returned: never` or `request`
-/// attribute is left out, as the projection leaves it out. Members are
-/// written in the byte order of
+/// `id`; the caller adds no empty `groups`, as the long way does not). A
+/// `returned: never` or `request` attribute is left out, as the
+/// projection leaves it out. Members are written in the byte order of
 /// their names, as a serialized `serde_json::Map` is: for a text that is
 /// serde_json's own compact serialization (what the SQLite store writes)
 /// the bytes are the long way's bytes.
@@ -102,20 +93,14 @@ pub(crate) fn splice(ctx: &SchemaCtx<'_>, text: &str, added: &[(&str, Own)]) -> 
         return None;
     }
     let Members(stored) = serde_json::from_str(text).ok()?;
-    // An empty value is not added (as the long way does not insert one).
-    let added = || {
-        added
-            .iter()
-            .filter(|(_, own)| !matches!(own, Own::Value(value) if is_empty(value)))
-    };
-    let mut members: Vec<(&str, Piece<'_>)> = Vec::with_capacity(stored.len() + added().count());
+    let mut members: Vec<(&str, Piece<'_>)> = Vec::with_capacity(stored.len() + added.len());
     for (name, value) in stored {
         // The engine's member replaces the stored one of the same name (a
         // stored `id`); a name equal but for case would be a second member.
-        if added().any(|(own, _)| *own == name) {
+        if added.iter().any(|(own, _)| *own == name) {
             continue;
         }
-        if added().any(|(own, _)| own.eq_ignore_ascii_case(name)) {
+        if added.iter().any(|(own, _)| own.eq_ignore_ascii_case(name)) {
             return None;
         }
         match verdict(ctx, name, value.get().starts_with('{')) {
@@ -124,7 +109,7 @@ pub(crate) fn splice(ctx: &SchemaCtx<'_>, text: &str, added: &[(&str, Own)]) -> 
             Verdict::Edit => return None,
         }
     }
-    for (name, own) in added() {
+    for (name, own) in added {
         let is_object = match own {
             Own::Value(value) => value.is_object(),
             Own::Json(text) => text.first() == Some(&b'{'),
@@ -207,14 +192,6 @@ fn shown_whole(attribute: &Attribute) -> bool {
             .all(|sub| shown(sub.returned))
 }
 
-fn is_empty(value: &Value) -> bool {
-    match value {
-        Value::Array(items) => items.is_empty(),
-        Value::Object(members) => members.is_empty(),
-        _ => false,
-    }
-}
-
 /// One member's value in the response.
 enum Piece<'a> {
     /// As the store keeps it.
@@ -270,9 +247,10 @@ mod tests {
         registry
     }
 
-    /// What the engine adds to a stored User body.
+    /// What the engine adds to a stored User body: `groups` only when
+    /// there are some (as `copy_stored` and the long way render).
     fn own(groups: Value) -> Vec<(&'static str, Value)> {
-        vec![
+        let mut own = vec![
             ("id", json!("2819c223-7f76-453a-919d-413861904646")),
             (
                 "meta",
@@ -281,8 +259,11 @@ mod tests {
                     "location": "https://h/scim/v2/Users/2819c223-7f76-453a-919d-413861904646",
                     "version": "W/\"3\""}),
             ),
-            ("groups", groups),
-        ]
+        ];
+        if groups.as_array().is_some_and(|groups| !groups.is_empty()) {
+            own.push(("groups", groups));
+        }
+        own
     }
 
     /// `added` as the engine hands it over: `meta` as JSON text.
@@ -296,14 +277,12 @@ mod tests {
             .collect()
     }
 
-    /// The long way: the body parsed, the engine's members inserted (an
-    /// empty `groups` is not), `never` stripped, projected, serialized.
+    /// The long way: the body parsed, the engine's members inserted,
+    /// `never` stripped, projected, serialized.
     fn long_way(ctx: &SchemaCtx<'_>, body: &Value, added: &[(&str, Value)]) -> Vec<u8> {
         let mut tree = body.as_object().cloned().expect("object");
         for (name, value) in added {
-            if !is_empty(value) {
-                tree.insert((*name).to_string(), value.clone());
-            }
+            tree.insert((*name).to_string(), value.clone());
         }
         let shown = project_owned(
             ctx,

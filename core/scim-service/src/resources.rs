@@ -14,6 +14,7 @@
 //! them from the content and checks `If-Match` and concurrent changes
 //! itself before writing.
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 
 use scimgate_abi::PluginError;
@@ -215,13 +216,32 @@ impl ScimService {
 
     /// The `meta` of `rec`.
     pub(crate) fn meta(&self, kind: &Kind<'_>, rec: &Record, base: &str) -> Value {
-        json!({
-            "resourceType": kind.rt.name,
-            "created": rec.created,
-            "lastModified": rec.last_modified,
-            "location": self.location(base, &kind.rt.name, &rec.id),
-            "version": etag(rec.version),
-        })
+        self.meta_members(kind, rec, base)
+            .into_iter()
+            .map(|(name, value)| (name.to_string(), Value::String(value.into_owned())))
+            .collect::<Map<String, Value>>()
+            .into()
+    }
+
+    /// The members of `rec`'s `meta`, in the order a serialized
+    /// `serde_json::Map` has them (the one list [`ScimService::meta`] and
+    /// the copy of a stored resource, `crate::ready`, both write).
+    pub(crate) fn meta_members<'a>(
+        &self,
+        kind: &'a Kind<'_>,
+        rec: &'a Record,
+        base: &str,
+    ) -> [(&'static str, Cow<'a, str>); 5] {
+        [
+            ("created", Cow::Borrowed(rec.created.as_str())),
+            ("lastModified", Cow::Borrowed(rec.last_modified.as_str())),
+            (
+                "location",
+                Cow::Owned(self.location(base, &kind.rt.name, &rec.id)),
+            ),
+            ("resourceType", Cow::Borrowed(kind.rt.name.as_str())),
+            ("version", Cow::Owned(etag(rec.version))),
+        ]
     }
 
     /// The derived `groups` of `rec` (`page`: a list page's, fetched
