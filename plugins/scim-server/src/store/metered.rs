@@ -111,6 +111,18 @@ impl Metered {
         );
         result
     }
+
+    /// A scan, timed and reported as `search`.
+    fn time_search(&self, f: impl FnOnce() -> Result<(), PluginError>) -> Result<(), PluginError> {
+        let start = Instant::now();
+        let result = f();
+        self.report(
+            "search",
+            start,
+            result.as_ref().err().map(plugin_error_kind),
+        );
+        result
+    }
 }
 
 impl Backend for Metered {
@@ -131,25 +143,11 @@ impl Backend for Metered {
     }
 
     fn scan(&self, scan: &Scan<'_>, visit: &mut Visitor<'_>) -> Result<(), PluginError> {
-        let start = Instant::now();
-        let result = self.inner.scan(scan, visit);
-        self.report(
-            "search",
-            start,
-            result.as_ref().err().map(plugin_error_kind),
-        );
-        result
+        self.time_search(|| self.inner.scan(scan, visit))
     }
 
     fn scan_text(&self, scan: &Scan<'_>, visit: &mut TextVisitor<'_>) -> Result<(), PluginError> {
-        let start = Instant::now();
-        let result = self.inner.scan_text(scan, visit);
-        self.report(
-            "search",
-            start,
-            result.as_ref().err().map(plugin_error_kind),
-        );
-        result
+        self.time_search(|| self.inner.scan_text(scan, visit))
     }
 
     /// Not an operation of its own: the reads inside are reported each.
