@@ -275,6 +275,8 @@ impl FieldWriter<'_> {
     }
 }
 
+/// Numbers and booleans reach `record_debug` by the trait's defaults, as in
+/// `DefaultFields`' visitor.
 impl tracing::field::Visit for FieldWriter<'_> {
     fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
         if Self::delegated(field) {
@@ -294,27 +296,6 @@ impl tracing::field::Visit for FieldWriter<'_> {
                 write!(w, "{value:?}")
             }
         });
-    }
-
-    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
-        if Self::delegated(field) {
-            return self.delegate(|v| v.record_u64(field, value));
-        }
-        self.write(field, |w| write!(w, "{value}"));
-    }
-
-    fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
-        if Self::delegated(field) {
-            return self.delegate(|v| v.record_i64(field, value));
-        }
-        self.write(field, |w| write!(w, "{value}"));
-    }
-
-    fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
-        if Self::delegated(field) {
-            return self.delegate(|v| v.record_bool(field, value));
-        }
-        self.write(field, |w| w.write_str(if value { "true" } else { "false" }));
     }
 
     fn record_error(
