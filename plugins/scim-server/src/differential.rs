@@ -6,7 +6,6 @@
 //! `SCIMGATE_TEST_POSTGRES_URL` (16 cases; SKIPPED without it, a failure
 //! under `CI=true`). `SCIMGATE_PROPTEST_CASES` overrides the case counts.
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use scimgate_abi::sdk::deserialize_config;
@@ -17,33 +16,12 @@ use serde_json::json;
 use crate::config::ScimConfig;
 use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
-use crate::store::suite::TestDatabase;
+use crate::store::suite::{TempDir, TestDatabase};
 
 fn encode(text: &str) -> String {
     text.replace(' ', "%20")
         .replace('"', "%22")
         .replace('+', "%2B")
-}
-
-/// A directory removed at the end of the test, with everything in it.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!(
-            "scim-server-{tag}-{}-{}",
-            std::process::id(),
-            uuid::Uuid::new_v4()
-        ));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn service(backend: Arc<dyn scimgate_scim_service::Backend>, dir: &std::path::Path) -> ScimService {

@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 
 use crate::config::ScimConfig;
 use crate::store::sqlite::SqliteStore;
+use crate::store::suite::TempDir;
 
 /// The SQLite store, its JSON text shown to the engine or hidden from it
 /// (then every read takes the long way), counting text and group reads.
@@ -81,6 +82,29 @@ impl Backend for Shown {
     }
 }
 
+/// One SQLite file in a throwaway directory, served twice: copying its
+/// stored text (reads counted) and taking the long way.
+struct Fixture {
+    copying: ScimService,
+    counted: Arc<Shown>,
+    long_way: ScimService,
+    /// Last: removed after the services closed the file.
+    _dir: TempDir,
+}
+
+fn fixture(tag: &str) -> Fixture {
+    let dir = TempDir::new(tag);
+    let store = Arc::new(SqliteStore::open(&dir.0.join("scim.db")).expect("open"));
+    let (copying, counted) = service(&store, true);
+    let (long_way, _) = service(&store, false);
+    Fixture {
+        copying,
+        counted,
+        long_way,
+        _dir: dir,
+    }
+}
+
 fn service(store: &Arc<SqliteStore>, text: bool) -> (ScimService, Arc<Shown>) {
     let config: ScimConfig = deserialize_config(&json!({})).expect("defaults");
     let registry = config.registry(&std::env::temp_dir()).expect("registry");
@@ -115,18 +139,16 @@ fn post(scim: &ScimService, path: &str, body: Value) -> Value {
 
 #[test]
 fn a_read_from_the_stored_text_is_the_long_way_byte_for_byte() {
-    let file = std::env::temp_dir().join(format!("ready-reads-{}.db", uuid::Uuid::new_v4()));
-    let store = Arc::new(SqliteStore::open(&file).expect("open"));
-    let (copying, counted) = service(&store, true);
-    let (long_way, _) = service(&store, false);
+    let fixture = fixture("ready-reads");
+    let (copying, counted, long_way) = (&fixture.copying, &fixture.counted, &fixture.long_way);
     const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
     let plain = post(
-        &copying,
+        copying,
         "/Users",
         json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "plain"}),
     );
     let full = post(
-        &copying,
+        copying,
         "/Users",
         json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", ENTERPRISE],
             "userName": "bjensen", "externalId": "e-1", "active": true,
@@ -138,7 +160,7 @@ fn a_read_from_the_stored_text_is_the_long_way_byte_for_byte() {
             ENTERPRISE: {"employeeNumber": "701984", "manager": {"value": "26118915"}}}),
     );
     let group = post(
-        &copying,
+        copying,
         "/Groups",
         json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
             "displayName": "Tour \"Guides\"", "members": [{"value": full["id"]}]}),
@@ -243,22 +265,16 @@ fn a_read_from_the_stored_text_is_the_long_way_byte_for_byte() {
         .expect("get");
     assert_eq!(unchanged.status, 304);
     assert!(unchanged.body.is_empty());
-    drop((copying, long_way, counted, store));
-    for suffix in ["", "-wal", "-shm"] {
-        std::fs::remove_file(format!("{}{suffix}", file.display())).ok();
-    }
 }
 
 #[test]
 fn a_list_page_from_the_stored_text_is_the_long_way_byte_for_byte() {
-    let file = std::env::temp_dir().join(format!("ready-lists-{}.db", uuid::Uuid::new_v4()));
-    let store = Arc::new(SqliteStore::open(&file).expect("open"));
-    let (copying, counted) = service(&store, true);
-    let (long_way, _) = service(&store, false);
+    let fixture = fixture("ready-lists");
+    let (copying, counted, long_way) = (&fixture.copying, &fixture.counted, &fixture.long_way);
     let mut ids = Vec::new();
     for n in 0..5 {
         let user = post(
-            &copying,
+            copying,
             "/Users",
             json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
                 "userName": format!("user{n}"), "externalId": format!("e-{n}"),
@@ -268,7 +284,7 @@ fn a_list_page_from_the_stored_text_is_the_long_way_byte_for_byte() {
         ids.push(user["id"].as_str().expect("id").to_string());
     }
     post(
-        &copying,
+        copying,
         "/Groups",
         json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
             "displayName": "Admins", "members": [{"value": ids[1]}, {"value": ids[3]}]}),
@@ -336,8 +352,4 @@ fn a_list_page_from_the_stored_text_is_the_long_way_byte_for_byte() {
         )
         .expect("list");
     assert_eq!(counted.group_reads.load(Ordering::SeqCst) - before, 1);
-    drop((copying, long_way, counted, store));
-    for suffix in ["", "-wal", "-shm"] {
-        std::fs::remove_file(format!("{}{suffix}", file.display())).ok();
-    }
 }

@@ -1,6 +1,7 @@
 //! The store contract as tests, written once against `&dyn SqlStore` so that
 //! every implementation (SQLite, PostgreSQL) runs the same suite, plus the
-//! throwaway PostgreSQL database the PostgreSQL runs use.
+//! throwaway PostgreSQL database the PostgreSQL runs use and a throwaway
+//! directory for SQLite files.
 
 use std::io::Write;
 
@@ -907,4 +908,25 @@ fn long_scans_are_complete_and_ordered(store: &dyn SqlStore) {
         })
         .expect("scan");
     assert_eq!(inner, 600);
+}
+
+/// A directory removed at the end of the test, with everything in it.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!(
+            "scim-server-{tag}-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4()
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
