@@ -8,8 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use axum::http::HeaderMap;
 use ipnet::IpNet;
 
-use crate::config::ForwardedHeader;
-use crate::pipeline::Runtime;
+use crate::config::{ForwardedHeader, ServerConfig};
 
 /// `X-Request-Id` if it is sane (≤ 128 visible ASCII characters), else a new
 /// UUID.
@@ -103,17 +102,17 @@ fn parse_hop(raw: &str) -> Option<IpAddr> {
 /// the host is a trusted proxy's `X-Forwarded-Host`, else `Host`, else (HTTP/2)
 /// the request's `:authority`.
 pub(super) fn base_url(
-    runtime: &Runtime,
+    server: &ServerConfig,
     parts: &axum::http::request::Parts,
     peer: IpAddr,
     mount: &str,
 ) -> String {
     let headers = &parts.headers;
     let mount = if mount == "/" { "" } else { mount };
-    if let Some(public) = &runtime.server.public_url {
-        return format!("{}{mount}", public.trim_end_matches('/'));
+    if let Some(public) = &server.public_url {
+        return joined(&[public.trim_end_matches('/'), mount]);
     }
-    let trusted = is_trusted(peer.to_canonical(), &runtime.server.trusted_proxies);
+    let trusted = is_trusted(peer.to_canonical(), &server.trusted_proxies);
     let header = |name: &str| {
         headers
             .get(name)
@@ -124,8 +123,9 @@ pub(super) fn base_url(
         .extensions
         .get::<std::sync::Arc<crate::tls::PeerTls>>()
         .is_some();
-    let scheme = match header("x-forwarded-proto") {
-        Some(p) if trusted && (p == "https" || p == "http") => p,
+    // Forwarding headers count only from a trusted proxy.
+    let scheme = match trusted.then(|| header("x-forwarded-proto")).flatten() {
+        Some(p) if p == "https" || p == "http" => p,
         _ if over_tls => "https",
         _ => "http",
     };
@@ -140,10 +140,21 @@ pub(super) fn base_url(
         .flatten()
         .filter(sane)
         .or_else(|| header("host").filter(sane))
-        .or_else(|| parts.uri.authority().map(|a| a.as_str()).filter(sane))
-        .map(str::to_string)
-        .unwrap_or_else(|| runtime.server.listen.to_string());
-    format!("{scheme}://{host}{mount}")
+        .or_else(|| parts.uri.authority().map(|a| a.as_str()).filter(sane));
+    match host {
+        Some(host) => joined(&[scheme, "://", host, mount]),
+        None => joined(&[scheme, "://", &server.listen.to_string(), mount]),
+    }
+}
+
+/// The pieces one after the other, in one allocation (made for every
+/// request: `format!` cost more than the rest of the base URL).
+fn joined(pieces: &[&str]) -> String {
+    let mut text = String::with_capacity(pieces.iter().map(|p| p.len()).sum());
+    for piece in pieces {
+        text.push_str(piece);
+    }
+    text
 }
 
 /// An address as `Display` writes it (`10.1.2.3`, `[::1]`), made for
@@ -241,6 +252,56 @@ mod tests {
         );
         let only_xff = headers(&[("x-forwarded-for", "6.6.6.6")]);
         assert_eq!(resolve_client_ip(peer, &only_xff, &trusted, FWD), peer);
+    }
+
+    #[test]
+    fn base_urls_follow_forwarding_headers_only_from_trusted_proxies() {
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        let stranger: IpAddr = "203.0.113.9".parse().unwrap();
+        let mut server = ServerConfig {
+            trusted_proxies: vec!["10.0.0.0/8".parse().unwrap()],
+            listen: "127.0.0.1:8080".parse().unwrap(),
+            ..ServerConfig::default()
+        };
+        let parts = |uri: &str, pairs: &[(&str, &str)]| {
+            let mut request = axum::http::Request::builder().uri(uri);
+            for (name, value) in pairs {
+                request = request.header(*name, *value);
+            }
+            request.body(()).unwrap().into_parts().0
+        };
+        let forwarded = parts(
+            "/iso/scim/v2/Users",
+            &[
+                ("host", "inner:8080"),
+                ("x-forwarded-proto", "https"),
+                ("x-forwarded-host", "idp.example.com"),
+            ],
+        );
+        assert_eq!(
+            base_url(&server, &forwarded, proxy, "/iso/scim/v2"),
+            "https://idp.example.com/iso/scim/v2"
+        );
+        assert_eq!(
+            base_url(&server, &forwarded, stranger, "/iso/scim/v2"),
+            "http://inner:8080/iso/scim/v2",
+            "a stranger's forwarding headers are ignored"
+        );
+        let odd = parts(
+            "/x",
+            &[("host", "bad host/"), ("x-forwarded-proto", "gopher")],
+        );
+        assert_eq!(base_url(&server, &odd, proxy, "/"), "http://127.0.0.1:8080");
+        let absolute = parts("http://abs.example:9/x", &[]);
+        assert_eq!(
+            base_url(&server, &absolute, stranger, "/a"),
+            "http://abs.example:9/a"
+        );
+        server.public_url = Some("https://public.example/".into());
+        assert_eq!(
+            base_url(&server, &forwarded, proxy, "/iso"),
+            "https://public.example/iso"
+        );
     }
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {

@@ -350,14 +350,17 @@ async fn serve_route(
         headers: parts
             .headers
             .iter()
-            .map(|(n, v)| Header::new(n.as_str(), String::from_utf8_lossy(v.as_bytes()).as_ref()))
+            .map(|(n, v)| match std::str::from_utf8(v.as_bytes()) {
+                Ok(text) => Header::new(n.as_str(), text),
+                Err(_) => Header::new(n.as_str(), String::from_utf8_lossy(v.as_bytes()).as_ref()),
+            })
             .collect(),
         body: RVec::from(bytes.to_vec()),
         peer_addr: socket_text(peer).into(),
         client_ip: ip_text(client_ip).into(),
         request_id: request_id.into(),
         mount: route.mount.as_str().into(),
-        base_url: base_url(&runtime, parts, peer.ip(), &route.mount).into(),
+        base_url: base_url(&runtime.server, parts, peer.ip(), &route.mount).into(),
         received_at_unix_ms: now_unix_ms(),
         error_style: route.error_style,
         // The connection's TLS facts (`tls.*`, see `Request::attributes`).
@@ -460,7 +463,7 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
 
 fn into_http(resp: Response, request_id: &str) -> axum::response::Response {
     let status = StatusCode::from_u16(resp.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut headers = HeaderMap::new();
+    let mut headers = HeaderMap::with_capacity(resp.headers.len() + 1);
     for h in resp.headers.iter() {
         match (
             HeaderName::from_bytes(h.name.as_bytes()),
@@ -475,7 +478,7 @@ fn into_http(resp: Response, request_id: &str) -> axum::response::Response {
         }
     }
     if let Ok(value) = HeaderValue::from_str(request_id) {
-        headers.insert("x-request-id", value);
+        headers.insert(X_REQUEST_ID, value);
     }
     let body = Body::from(Bytes::from_owner(RVecBytes(resp.body)));
     let mut out = axum::response::Response::new(body);
@@ -483,6 +486,9 @@ fn into_http(resp: Response, request_id: &str) -> axum::response::Response {
     *out.headers_mut() = headers;
     out
 }
+
+/// Named once: a `&str` name is parsed again at every use.
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Lets `Bytes` own a plugin's `RVec<u8>` without copying it.
 struct RVecBytes(RVec<u8>);
