@@ -35,7 +35,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::{watch, Semaphore};
 use tokio::time::Instant;
 
 use crate::metrics::Gauge;
@@ -234,6 +234,14 @@ impl Connection {
 
 /// Runs a hyper connection (HTTP/1.1 or HTTP/2) under the clock's
 /// deadlines until it ends; on shutdown asks it to finish gracefully.
+///
+/// The clock's deadline moves with every request, so its timer is not
+/// moved with it (a timer wheel update, twice per request): it is armed no
+/// later than any deadline the clock can set from now on, and when it
+/// fires the deadline is read afresh, and the connection closed or the
+/// timer armed again. A deadline is at least the shorter timeout away from
+/// the change that sets it, so arming at most that far ahead never fires
+/// late; during steady traffic the timer fires once per shorter timeout.
 async fn drive<C>(
     conn: C,
     graceful_shutdown: impl Fn(Pin<&mut C>),
@@ -245,16 +253,14 @@ async fn drive<C>(
     C: Future<Output = Result<(), hyper::Error>>,
 {
     tokio::pin!(conn);
+    let shorter = limits.header_read_timeout.min(limits.keep_alive_timeout);
+    // Armed at or before the deadline the clock has now.
+    let soon = Instant::now() + shorter;
+    let first = clock.deadline(limits).map_or(soon, |(at, _)| at.min(soon));
+    let timer = tokio::time::sleep_until(first);
+    tokio::pin!(timer);
     let mut stopping = false;
     loop {
-        let changed = clock.changed.notified();
-        let deadline = clock.deadline(limits);
-        let sleep = async {
-            match deadline {
-                Some((at, _)) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             result = conn.as_mut() => {
                 if let Err(error) = result {
@@ -262,15 +268,19 @@ async fn drive<C>(
                 }
                 return;
             }
-            _ = sleep => {
-                if let Some((at, why)) = clock.deadline(limits) {
-                    if at <= Instant::now() {
+            () = timer.as_mut() => {
+                let now = Instant::now();
+                let next = match clock.deadline(limits) {
+                    Some((at, why)) if at <= now => {
                         tracing::debug!(peer = %peer, "connection closed: {why}");
                         return;
                     }
-                }
+                    Some((at, _)) => at.min(now + shorter),
+                    // Busy: the handler's request timeout applies.
+                    None => now + shorter,
+                };
+                timer.as_mut().reset(next);
             }
-            _ = changed => {}
             _ = stop.changed(), if !stopping => {
                 stopping = true;
                 graceful_shutdown(conn.as_mut());
@@ -292,7 +302,6 @@ enum Phase {
 
 struct Clock {
     state: Mutex<(Phase, Instant)>,
-    changed: Notify,
     /// HTTP/2: bytes between requests (pings, window updates, settings)
     /// are not the start of a request head.
     multiplexed: std::sync::atomic::AtomicBool,
@@ -302,7 +311,6 @@ impl Clock {
     fn new() -> Self {
         Clock {
             state: Mutex::new((Phase::Head, Instant::now())),
-            changed: Notify::new(),
             multiplexed: std::sync::atomic::AtomicBool::new(false),
         }
     }
@@ -312,13 +320,10 @@ impl Clock {
             .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
-    fn update(&self, f: impl FnOnce(&mut (Phase, Instant)) -> bool) {
-        let changed = match self.state.lock() {
+    fn update(&self, f: impl FnOnce(&mut (Phase, Instant))) {
+        match self.state.lock() {
             Ok(mut state) => f(&mut state),
             Err(poisoned) => f(&mut poisoned.into_inner()),
-        };
-        if changed {
-            self.changed.notify_one();
         }
     }
 
@@ -331,9 +336,6 @@ impl Clock {
         self.update(|state| {
             if state.0 == Phase::Idle {
                 *state = (Phase::Head, Instant::now());
-                true
-            } else {
-                false
             }
         });
     }
@@ -344,7 +346,6 @@ impl Clock {
                 Phase::Busy(n) => Phase::Busy(n + 1),
                 _ => Phase::Busy(1),
             };
-            true
         });
     }
 
@@ -354,7 +355,6 @@ impl Clock {
                 Phase::Busy(n) if n > 1 => (Phase::Busy(n - 1), state.1),
                 _ => (Phase::Idle, Instant::now()),
             };
-            true
         });
     }
 
@@ -501,6 +501,54 @@ mod tests {
         assert!(why(&clock).is_some_and(|w| w.contains("keep_alive_timeout")));
         clock.on_read();
         assert!(why(&clock).is_some_and(|w| w.contains("header_read_timeout")));
+    }
+
+    /// The connection's timer is not moved per request: a deadline the
+    /// clock moves earlier (an idle connection whose next head starts) is
+    /// still kept, and a busy connection is not closed.
+    #[test]
+    fn connections_close_at_their_deadlines() {
+        let ms = Duration::from_millis;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let limits = ConnLimits {
+                header_read_timeout: ms(300),
+                keep_alive_timeout: ms(1500),
+            };
+            let (_stop_sender, stop) = watch::channel(false);
+            let open_until_closed = |clock: Arc<Clock>| {
+                let stop = stop.clone();
+                async move {
+                    let started = Instant::now();
+                    let never_ends = std::future::pending::<Result<(), hyper::Error>>();
+                    let peer = "127.0.0.1:1".parse().unwrap();
+                    drive(never_ends, |_| {}, &clock, limits, stop, peer).await;
+                    started.elapsed()
+                }
+            };
+            // A head that never completes.
+            let head = open_until_closed(Arc::new(Clock::new())).await;
+            assert!(head >= ms(300) && head < ms(1000), "{head:?}");
+            // Busy past the head timeout, idle, then a head that stalls:
+            // closed at that head's deadline (1.8 s), before the idle one
+            // (2.7 s).
+            let clock = Arc::new(Clock::new());
+            let requests = {
+                let clock = clock.clone();
+                async move {
+                    clock.enter();
+                    tokio::time::sleep(ms(1200)).await;
+                    clock.leave();
+                    tokio::time::sleep(ms(300)).await;
+                    clock.on_read();
+                }
+            };
+            let (open, ()) = tokio::join!(open_until_closed(clock), requests);
+            assert!(open >= ms(1800) && open < ms(2600), "{open:?}");
+        });
     }
 
     #[test]
