@@ -30,6 +30,7 @@ use base64::Engine;
 use scimgate_abi::{PluginError, Request};
 use scimgate_scim::filter::MAX_FILTER_DEPTH;
 use scimgate_scim::sort::{check_sortable, compare, SortOrder};
+use scimgate_scim::urn;
 use scimgate_scim::{
     list_response, parse_filter, project_owned, strip_never_owned, AttrPath, AttributeSelection,
     Filter,
@@ -474,7 +475,10 @@ impl ScimService {
         });
         match position {
             Position::Index { start } => Ok(list_body(
-                list_response(Vec::new(), page.total, start),
+                ListHead::Index {
+                    total: page.total,
+                    start,
+                },
                 returned,
                 resources,
             )),
@@ -501,7 +505,7 @@ impl ScimService {
                         object.insert("previousCursor".into(), Value::String(previous.encode()));
                     }
                 }
-                Ok(list_body(body, returned, resources))
+                Ok(list_body(ListHead::Members(body), returned, resources))
             }
         }
     }
@@ -827,17 +831,20 @@ impl ScimService {
     }
 }
 
-/// The bytes of a ListResponse: `head` (its other members) with
-/// `itemsPerPage` set to `returned` and `Resources` the serialized
-/// `resources`. `Resources` is written first, where a serialized
-/// `serde_json::Map` has it (`R` sorts before every lower-case name).
-fn list_body(mut head: Value, returned: u64, resources: impl Iterator<Item = Vec<u8>>) -> Vec<u8> {
-    if let Some(object) = head.as_object_mut() {
-        object.remove("Resources");
-        object.insert("itemsPerPage".into(), Value::from(returned));
-    }
-    let rest = serde_json::to_vec(&head).unwrap_or_default();
-    let mut out = Vec::with_capacity(rest.len() + 1024);
+/// What a ListResponse holds besides its resources.
+enum ListHead {
+    /// A page by `startIndex`: `schemas`, `totalResults`, `startIndex`.
+    Index { total: u64, start: u64 },
+    /// Any other members, as a ListResponse object without `Resources`.
+    Members(Value),
+}
+
+/// The bytes of a ListResponse: `head` with `itemsPerPage` set to
+/// `returned` and `Resources` the serialized `resources`. The members are
+/// written in the order a serialized `serde_json::Map` has them: by name,
+/// `Resources` first (`R` sorts before every lower-case name).
+fn list_body(head: ListHead, returned: u64, resources: impl Iterator<Item = Vec<u8>>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1024);
     out.extend_from_slice(br#"{"Resources":["#);
     for (i, resource) in resources.enumerate() {
         if i > 0 {
@@ -846,12 +853,30 @@ fn list_body(mut head: Value, returned: u64, resources: impl Iterator<Item = Vec
         out.extend_from_slice(&resource);
     }
     out.push(b']');
-    match rest.get(1..) {
-        Some(members) if members.len() > 1 => {
-            out.push(b',');
-            out.extend_from_slice(members);
+    match head {
+        ListHead::Index { total, start } => {
+            // itemsPerPage < schemas < startIndex < totalResults.
+            use std::io::Write;
+            let _ = write!(
+                out,
+                r#","itemsPerPage":{returned},"schemas":["{}"],"startIndex":{start},"totalResults":{total}}}"#,
+                urn::LIST_RESPONSE
+            );
         }
-        _ => out.push(b'}'),
+        ListHead::Members(mut head) => {
+            if let Some(object) = head.as_object_mut() {
+                object.remove("Resources");
+                object.insert("itemsPerPage".into(), Value::from(returned));
+            }
+            let rest = serde_json::to_vec(&head).unwrap_or_default();
+            match rest.get(1..) {
+                Some(members) if members.len() > 1 => {
+                    out.push(b',');
+                    out.extend_from_slice(members);
+                }
+                _ => out.push(b'}'),
+            }
+        }
     }
     out
 }
@@ -892,17 +917,20 @@ mod tests {
                     object.insert("nextCursor".into(), json!("abc"));
                 }
             }
-            let bytes = list_body(
-                head,
-                resources.len() as u64,
+            let serialized = || {
                 resources
                     .iter()
-                    .map(|r| serde_json::to_vec(r).expect("json")),
-            );
-            assert_eq!(
-                String::from_utf8_lossy(&bytes),
-                serde_json::to_string(&whole).expect("json")
-            );
+                    .map(|r| serde_json::to_vec(r).expect("json"))
+            };
+            let returned = resources.len() as u64;
+            let expected = serde_json::to_string(&whole).expect("json");
+            let bytes = list_body(ListHead::Members(head), returned, serialized());
+            assert_eq!(String::from_utf8_lossy(&bytes), expected);
+            if !cursor {
+                let index = ListHead::Index { total: 7, start: 3 };
+                let bytes = list_body(index, returned, serialized());
+                assert_eq!(String::from_utf8_lossy(&bytes), expected);
+            }
         }
     }
 

@@ -53,7 +53,12 @@ pub struct Kind<'r> {
 
 /// `W/"<version>"`.
 pub fn etag(version: i64) -> String {
-    format!("W/\"{version}\"")
+    let digits = version.to_string();
+    let mut tag = String::with_capacity(digits.len() + 4);
+    tag.push_str("W/\"");
+    tag.push_str(&digits);
+    tag.push('"');
+    tag
 }
 
 /// Whether an `If-Match`/`If-None-Match` value names `version` (`*` names any).
@@ -115,7 +120,15 @@ impl ScimService {
             .registry
             .resource_type(type_name)
             .map_or("", |rt| rt.endpoint.as_str());
-        format!("{}{}/{}", base.trim_end_matches('/'), endpoint, id)
+        // Made twice per resource sent (`meta.location`, `Location`):
+        // joined without `format!`'s machinery.
+        let base = base.trim_end_matches('/');
+        let mut location = String::with_capacity(base.len() + endpoint.len() + 1 + id.len());
+        location.push_str(base);
+        location.push_str(endpoint);
+        location.push('/');
+        location.push_str(id);
+        location
     }
 
     /// The full resource a client sees (before projection): body, `id`,
