@@ -23,6 +23,7 @@
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, VecDeque};
+use std::fmt::Write as _;
 use std::hash::{Hash, Hasher};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -367,7 +368,16 @@ impl ScimService {
         let shape = {
             let mut h = DefaultHasher::new();
             types.hash(&mut h);
-            filter.as_ref().map(ToString::to_string).hash(&mut h);
+            // The filter as written (what `to_string` would give), straight
+            // into the hash.
+            match &filter {
+                Some(filter) => {
+                    1u8.hash(&mut h);
+                    let _ = write!(HashWriter(&mut h), "{filter}");
+                    0xffu8.hash(&mut h);
+                }
+                None => 0u8.hash(&mut h),
+            }
             sort_by
                 .as_ref()
                 .map(ToString::to_string)
@@ -828,6 +838,16 @@ impl ScimService {
             return Ok(None);
         };
         self.copy_stored(kind, row, call.base, groups)
+    }
+}
+
+/// Feeds formatted text into a hasher.
+struct HashWriter<'a, H: Hasher>(&'a mut H);
+
+impl<H: Hasher> std::fmt::Write for HashWriter<'_, H> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.write(s.as_bytes());
+        Ok(())
     }
 }
 

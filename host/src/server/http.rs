@@ -215,7 +215,6 @@ async fn handle(
     let runtime = app.runtime();
     let (parts, body) = request.into_parts();
     let request_id = request_id(&parts.headers);
-    let method = parts.method.as_str().to_string();
     // The one canonical path every stage sees; what has no single meaning
     // is refused before any stage runs.
     let (path, bad_path) = match scimgate_abi::path::canonicalize(parts.uri.path()) {
@@ -292,16 +291,21 @@ async fn handle(
     let elapsed = started.elapsed();
     let mints_tokens = !audit.route.is_empty() && runtime.mints_tokens(&audit.route);
     app.metrics.observe(&audit, elapsed, mints_tokens);
-    let latency_us = elapsed.as_micros() as u64;
-    if status >= 500 {
-        tracing::error!(target: "scimgate::audit", request_id = %request_id, route = %audit.route, method = %method, path = %path,
-            status, provider = %audit.provider, client_id = %audit.client_id, client_ip = %client_ip,
-            decision, stage = %audit.stage, reason = %audit.reason, latency_us, "request failed");
-    } else {
-        tracing::info!(target: "scimgate::audit", request_id = %request_id, route = %audit.route, method = %method, path = %path,
-            status, provider = %audit.provider, client_id = %audit.client_id, client_ip = %client_ip,
-            decision, stage = %audit.stage, reason = %audit.reason, latency_us, "request");
-    }
+    let client_ip = ip_text(client_ip);
+    crate::logging::write_audit(&crate::logging::AuditLine {
+        request_id: &request_id,
+        route: &audit.route,
+        method: parts.method.as_str(),
+        path: &path,
+        status,
+        provider: &audit.provider,
+        client_id: &audit.client_id,
+        client_ip: &client_ip,
+        decision,
+        stage: &audit.stage,
+        reason: &audit.reason,
+        latency_us: elapsed.as_micros() as u64,
+    });
     into_http(response, &request_id)
 }
 
