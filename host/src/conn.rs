@@ -41,6 +41,44 @@ use tokio::time::Instant;
 use crate::metrics::Gauge;
 use crate::tls::{PeerTls, Tls};
 
+/// What a listener serves: its router, and optionally the handler every
+/// path the router does not name goes to directly.
+#[derive(Clone)]
+pub struct Routes {
+    pub router: Router,
+    pub fallback: Option<Direct>,
+}
+
+/// A handler called without the router for every path but the router's
+/// own (`paths`): no route lookup, no `ConnectInfo` extension (the peer is
+/// passed along), no boxed service per request. The router must send the
+/// same requests to the same handler (its fallback), so that the two ways
+/// answer alike.
+#[derive(Clone)]
+pub struct Direct {
+    /// The paths the router answers itself, exactly as it matches them.
+    pub paths: Arc<[&'static str]>,
+    pub handler: Arc<DirectHandler>,
+}
+
+/// The direct handler: the peer's address and the request, to the response.
+pub type DirectHandler = dyn Fn(
+        SocketAddr,
+        axum::extract::Request,
+    ) -> Pin<Box<dyn Future<Output = axum::response::Response> + Send>>
+    + Send
+    + Sync;
+
+impl Routes {
+    /// `router` alone.
+    pub fn router(router: Router) -> Routes {
+        Routes {
+            router,
+            fallback: None,
+        }
+    }
+}
+
 /// Per-connection timeouts, read when the connection is accepted (so a
 /// reload applies to new connections).
 #[derive(Clone, Copy, Debug)]
@@ -56,7 +94,7 @@ pub struct ConnLimits {
 /// open.
 pub async fn serve(
     listener: TcpListener,
-    router: Router,
+    routes: Routes,
     max_connections: usize,
     limits: impl Fn() -> ConnLimits,
     tls: Option<Arc<Tls>>,
@@ -109,7 +147,7 @@ pub async fn serve(
         let connection = Connection {
             stream,
             peer,
-            router: router.clone(),
+            routes: routes.clone(),
             limits: limits(),
             tls: tls.as_ref().map(|tls| tls.config()),
             stop: stop_rx.clone(),
@@ -156,7 +194,7 @@ fn is_per_connection_error(error: &std::io::Error) -> bool {
 struct Connection {
     stream: TcpStream,
     peer: SocketAddr,
-    router: Router,
+    routes: Routes,
     limits: ConnLimits,
     tls: Option<Arc<rustls::ServerConfig>>,
     stop: watch::Receiver<bool>,
@@ -167,7 +205,7 @@ impl Connection {
         let Connection {
             stream,
             peer,
-            router,
+            routes,
             limits,
             tls,
             mut stop,
@@ -177,7 +215,8 @@ impl Connection {
         // head share `header_read_timeout`.
         let clock = Arc::new(Clock::new());
         let mut service = ConnService {
-            inner: TowerToHyperService::new(router),
+            inner: TowerToHyperService::new(routes.router),
+            fallback: routes.fallback,
             peer,
             clock: clock.clone(),
             tls: None,
@@ -430,10 +469,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
 }
 
 /// The router, with the peer address for `ConnectInfo` (and the TLS facts
-/// as an `Arc<PeerTls>` extension) and the clock told when a request starts
-/// and ends.
+/// as an `Arc<PeerTls>` extension), or the direct handler for the paths the
+/// router does not name; the clock told when a request starts and ends.
 struct ConnService {
     inner: TowerToHyperService<Router>,
+    fallback: Option<Direct>,
     peer: SocketAddr,
     clock: Arc<Clock>,
     tls: Option<Arc<PeerTls>>,
@@ -454,12 +494,22 @@ impl hyper::service::Service<hyper::Request<Incoming>> for ConnService {
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
 
     fn call(&self, mut req: hyper::Request<Incoming>) -> Self::Future {
-        req.extensions_mut().insert(ConnectInfo(self.peer));
         if let Some(tls) = &self.tls {
             req.extensions_mut().insert(tls.clone());
         }
         self.clock.enter();
         let busy = Busy(self.clock.clone());
+        if let Some(direct) = &self.fallback {
+            if !direct.paths.contains(&req.uri().path()) {
+                let future = (direct.handler)(self.peer, req.map(axum::body::Body::new));
+                return Box::pin(async move {
+                    let response = future.await;
+                    drop(busy);
+                    Ok(response)
+                });
+            }
+        }
+        req.extensions_mut().insert(ConnectInfo(self.peer));
         let future = self.inner.call(req);
         Box::pin(async move {
             let response = future.await;
@@ -548,6 +598,68 @@ mod tests {
             };
             let (open, ()) = tokio::join!(open_until_closed(clock), requests);
             assert!(open >= ms(1800) && open < ms(2600), "{open:?}");
+        });
+    }
+
+    /// The router answers its own paths; every other path reaches the
+    /// direct handler, with the peer's address, without the router.
+    #[test]
+    fn the_routers_paths_go_to_it_and_the_rest_directly() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let router = Router::new()
+                .route("/own", axum::routing::get(|| async { "router" }))
+                .fallback(|| async { "router's fallback" });
+            let direct = Direct {
+                paths: vec!["/own"].into(),
+                handler: Arc::new(|peer: SocketAddr, request: axum::extract::Request| {
+                    let text = format!("direct {} {}", peer.ip(), request.uri());
+                    Box::pin(async move { axum::response::IntoResponse::into_response(text) })
+                }),
+            };
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let address = listener.local_addr().unwrap();
+            let routes = Routes {
+                router,
+                fallback: Some(direct),
+            };
+            let limits = || ConnLimits {
+                header_read_timeout: Duration::from_secs(5),
+                keep_alive_timeout: Duration::from_secs(5),
+            };
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let server = tokio::spawn(serve(
+                listener,
+                routes,
+                4,
+                limits,
+                None,
+                Arc::new(Gauge::default()),
+                async move {
+                    let _ = stopped.await;
+                },
+            ));
+            let body_of = |path: &'static str| async move {
+                let mut stream = TcpStream::connect(address).await.unwrap();
+                let head = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+                stream.write_all(head.as_bytes()).await.unwrap();
+                let mut reply = String::new();
+                stream.read_to_string(&mut reply).await.unwrap();
+                reply
+                    .split("\r\n\r\n")
+                    .nth(1)
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            assert_eq!(body_of("/own").await, "router");
+            assert_eq!(body_of("/other?x=1").await, "direct 127.0.0.1 /other?x=1");
+            assert_eq!(body_of("/own/").await, "direct 127.0.0.1 /own/");
+            let _ = stop.send(());
+            server.await.unwrap().unwrap();
         });
     }
 

@@ -54,10 +54,14 @@ pub async fn serve(
         Ok(mut guard) => guard.take(),
         Err(poisoned) => poisoned.into_inner().take(),
     };
+    // The router's own paths; every other one goes to `handle`, directly
+    // (`crate::conn::Direct`) or as the router's fallback.
+    let mut paths = vec!["/healthz", "/readyz"];
     let mut router = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz));
     if server.metrics && server.metrics_listen.is_none() {
+        paths.push("/metrics");
         router = router.route("/metrics", get(metrics));
         let at = listener
             .local_addr()
@@ -67,6 +71,18 @@ pub async fn serve(
         tracing::info!("metrics: {scheme}://{at}/metrics");
     }
     let router = router.fallback(handle).with_state(app.clone());
+    let routes = crate::conn::Routes {
+        router,
+        fallback: Some(crate::conn::Direct {
+            paths: paths.into(),
+            handler: {
+                let app = app.clone();
+                Arc::new(move |peer, request| {
+                    Box::pin(handle(State(app.clone()), ConnectInfo(peer), request))
+                })
+            },
+        }),
+    };
 
     let (stopped, stop) = tokio::sync::watch::channel(false);
     let shutdown = async move {
@@ -90,7 +106,7 @@ pub async fn serve(
             Some(tokio::spawn(async move {
                 crate::conn::serve(
                     listener,
-                    router,
+                    crate::conn::Routes::router(router),
                     METRICS_CONNECTIONS,
                     limits,
                     None,
@@ -106,7 +122,7 @@ pub async fn serve(
     let tls = app.tls.clone();
     let served = crate::conn::serve(
         listener,
-        router,
+        routes,
         max_connections,
         limits,
         tls,
