@@ -249,6 +249,10 @@ pub struct BufferedStderr(std::sync::Arc<LogBuffer>);
 /// The bytes waiting to be written.
 pub struct LogBuffer {
     pending: std::sync::Mutex<Vec<u8>>,
+    /// Held while a batch is written out, taken before `pending` is let
+    /// go: the lines go on being gathered meanwhile, and batches leave in
+    /// the order they were taken.
+    writing: std::sync::Mutex<()>,
     /// Zero: no buffering.
     interval: std::time::Duration,
     /// Where the bytes go: stderr (tests capture them).
@@ -296,6 +300,7 @@ impl BufferedStderr {
                 });
                 let writer = BufferedStderr(std::sync::Arc::new(LogBuffer {
                     pending: std::sync::Mutex::new(Vec::with_capacity(FLUSH_BYTES)),
+                    writing: std::sync::Mutex::new(()),
                     interval,
                     out: to_stderr,
                 }));
@@ -323,26 +328,37 @@ impl BufferedStderr {
 
     /// Writes out whatever is pending.
     pub fn flush_now(&self) {
-        let mut pending = match self.0.pending.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let pending = lock(&self.0.pending);
         if !pending.is_empty() {
-            (self.0.out)(&pending);
-            pending.clear();
+            self.write_out(pending);
         }
     }
 
     fn append(&self, bytes: &[u8], urgent: bool) {
-        let mut pending = match self.0.pending.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut pending = lock(&self.0.pending);
         pending.extend_from_slice(bytes);
         if urgent || self.0.interval.is_zero() || pending.len() >= FLUSH_BYTES {
-            (self.0.out)(&pending);
-            pending.clear();
+            self.write_out(pending);
         }
+    }
+
+    /// Takes the pending lines and writes them out, letting others gather
+    /// new ones while the write lasts.
+    fn write_out(&self, mut pending: std::sync::MutexGuard<'_, Vec<u8>>) {
+        let batch = std::mem::replace(&mut *pending, Vec::with_capacity(FLUSH_BYTES));
+        let writing = lock(&self.0.writing);
+        drop(pending);
+        (self.0.out)(&batch);
+        drop(writing);
+    }
+}
+
+/// The guard, poisoned or not: a panic while holding it leaves bytes, not
+/// a broken invariant.
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
     }
 }
 
@@ -606,6 +622,7 @@ mod tests {
         let written = || WRITTEN.with(|w| String::from_utf8_lossy(&w.borrow()).into_owned());
         let buffer = BufferedStderr(std::sync::Arc::new(LogBuffer {
             pending: std::sync::Mutex::new(Vec::new()),
+            writing: std::sync::Mutex::new(()),
             interval: FLUSH_INTERVAL,
             out: capture,
         }));
