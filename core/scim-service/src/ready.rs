@@ -12,8 +12,6 @@ use std::collections::HashMap;
 
 use scimgate_abi::PluginError;
 use scimgate_scim::{Attribute, Returned, SchemaCtx};
-use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
-use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::backend::{GroupRef, RecordText};
@@ -92,7 +90,7 @@ pub(crate) fn splice(ctx: &SchemaCtx<'_>, text: &str, added: &[(&str, Own)]) -> 
     if text.contains("{}") || text.contains("[]") {
         return None;
     }
-    let Members(stored) = serde_json::from_str(text).ok()?;
+    let stored = members(text)?;
     let mut members: Vec<(&str, Piece<'_>)> = Vec::with_capacity(stored.len() + added.len());
     for (name, value) in stored {
         // The engine's member replaces the stored one of the same name (a
@@ -103,7 +101,7 @@ pub(crate) fn splice(ctx: &SchemaCtx<'_>, text: &str, added: &[(&str, Own)]) -> 
         if added.iter().any(|(own, _)| own.eq_ignore_ascii_case(name)) {
             return None;
         }
-        match verdict(ctx, name, value.get().starts_with('{')) {
+        match verdict(ctx, name, value.starts_with('{')) {
             Verdict::Copy => members.push((name, Piece::Stored(value))),
             Verdict::Omit => {}
             Verdict::Edit => return None,
@@ -127,10 +125,12 @@ pub(crate) fn splice(ctx: &SchemaCtx<'_>, text: &str, added: &[(&str, Own)]) -> 
         if i > 0 {
             out.push(b',');
         }
-        serde_json::to_writer(&mut out, name).ok()?;
-        out.push(b':');
+        // Stored names have no escapes (`members`), the engine's neither.
+        out.push(b'"');
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\":");
         match piece {
-            Piece::Stored(raw) => out.extend_from_slice(raw.get().as_bytes()),
+            Piece::Stored(raw) => out.extend_from_slice(raw.as_bytes()),
             Piece::Made(Own::Value(value)) => serde_json::to_writer(&mut out, value).ok()?,
             Piece::Made(Own::Json(text)) => out.extend_from_slice(text),
         }
@@ -195,32 +195,117 @@ fn shown_whole(attribute: &Attribute) -> bool {
 /// One member's value in the response.
 enum Piece<'a> {
     /// As the store keeps it.
-    Stored(&'a RawValue),
+    Stored(&'a str),
     /// Made by the engine.
     Made(&'a Own),
 }
 
-/// A JSON object's members in their order, borrowed from its text (a key
-/// with escapes cannot be borrowed: the text is then refused).
-struct Members<'a>(Vec<(&'a str, &'a RawValue)>);
-
-impl<'de> Deserialize<'de> for Members<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Entries;
-        impl<'de> Visitor<'de> for Entries {
-            type Value = Members<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'de>, A::Error> {
-                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(12));
-                while let Some(entry) = map.next_entry::<&'de str, &'de RawValue>()? {
-                    entries.push(entry);
-                }
-                Ok(Members(entries))
-            }
+/// A JSON object's members in their order, each name and the text of its
+/// value, borrowed from `text`; `None` for anything else, and for a name
+/// with escapes (it cannot be borrowed, nor written back as it is). A
+/// scan, not a parse: strings are followed to their closing quote, arrays
+/// and objects to their closing bracket, and a scalar must be a number's
+/// characters or `true`, `false`, `null` (tested against serde_json).
+fn members(text: &str) -> Option<Vec<(&str, &str)>> {
+    let bytes = text.as_bytes();
+    let mut at = skip_space(bytes, 0);
+    if bytes.get(at) != Some(&b'{') {
+        return None;
+    }
+    at = skip_space(bytes, at + 1);
+    let mut entries = Vec::with_capacity(16);
+    if bytes.get(at) == Some(&b'}') {
+        return (skip_space(bytes, at + 1) == bytes.len()).then_some(entries);
+    }
+    loop {
+        if bytes.get(at) != Some(&b'"') {
+            return None;
         }
-        deserializer.deserialize_map(Entries)
+        let name_end = string_end(bytes, at)?;
+        let name = &text[at + 1..name_end - 1];
+        if name.contains('\\') {
+            return None;
+        }
+        at = skip_space(bytes, name_end);
+        if bytes.get(at) != Some(&b':') {
+            return None;
+        }
+        let start = skip_space(bytes, at + 1);
+        let end = value_end(bytes, start)?;
+        entries.push((name, &text[start..end]));
+        at = skip_space(bytes, end);
+        match bytes.get(at) {
+            Some(b',') => at = skip_space(bytes, at + 1),
+            Some(b'}') => {
+                return (skip_space(bytes, at + 1) == bytes.len()).then_some(entries);
+            }
+            _ => return None,
+        }
+    }
+}
+
+fn skip_space(bytes: &[u8], mut at: usize) -> usize {
+    while matches!(bytes.get(at), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        at += 1;
+    }
+    at
+}
+
+/// Past the closing quote of the string opening at `start`.
+fn string_end(bytes: &[u8], start: usize) -> Option<usize> {
+    let mut at = start + 1;
+    loop {
+        match *bytes.get(at)? {
+            b'"' => return Some(at + 1),
+            b'\\' => at += 2,
+            b if b < 0x20 => return None,
+            _ => at += 1,
+        }
+    }
+}
+
+/// Past the value starting at `start`.
+fn value_end(bytes: &[u8], start: usize) -> Option<usize> {
+    match *bytes.get(start)? {
+        b'"' => string_end(bytes, start),
+        b'{' | b'[' => {
+            // Brackets matched pairwise, strings skipped.
+            let mut open = vec![bytes[start]];
+            let mut at = start + 1;
+            while let Some(&b) = bytes.get(at) {
+                match b {
+                    b'"' => {
+                        at = string_end(bytes, at)?;
+                        continue;
+                    }
+                    b'{' | b'[' => open.push(b),
+                    b'}' | b']' => {
+                        let expected = if b == b'}' { b'{' } else { b'[' };
+                        if open.pop() != Some(expected) {
+                            return None;
+                        }
+                        if open.is_empty() {
+                            return Some(at + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                at += 1;
+            }
+            None
+        }
+        _ => {
+            let end = bytes[start..]
+                .iter()
+                .position(|b| matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))
+                .map_or(bytes.len(), |n| start + n);
+            let scalar = &bytes[start..end];
+            let number = !scalar.is_empty()
+                && scalar
+                    .iter()
+                    .all(|b| matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'));
+            (number || matches!(scalar, b"true" | b"false" | b"null")).then_some(end)
+        }
     }
 }
 
@@ -305,6 +390,88 @@ mod tests {
             "x-unknown": {"deep": [1, 2.5, -3e-7, null, "\u{0}"]},
             ENTERPRISE: {"employeeNumber": "701984", "manager": {"value": "26118915", "displayName": "John Smith"}},
         })
+    }
+
+    /// serde_json's reading of an object's members, borrowed: what
+    /// `members` must agree with.
+    fn members_by_serde(text: &str) -> Option<Vec<(&str, &str)>> {
+        use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+        use serde_json::value::RawValue;
+        struct Members<'a>(Vec<(&'a str, &'a RawValue)>);
+        impl<'de> Deserialize<'de> for Members<'de> {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                struct Entries;
+                impl<'de> Visitor<'de> for Entries {
+                    type Value = Members<'de>;
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str("a JSON object")
+                    }
+                    fn visit_map<A: MapAccess<'de>>(
+                        self,
+                        mut map: A,
+                    ) -> Result<Members<'de>, A::Error> {
+                        let mut entries = Vec::new();
+                        while let Some(entry) = map.next_entry::<&'de str, &'de RawValue>()? {
+                            entries.push(entry);
+                        }
+                        Ok(Members(entries))
+                    }
+                }
+                deserializer.deserialize_map(Entries)
+            }
+        }
+        let Members(entries) = serde_json::from_str(text).ok()?;
+        Some(entries.into_iter().map(|(k, v)| (k, v.get())).collect())
+    }
+
+    #[test]
+    fn members_are_scanned_as_serde_json_reads_them() {
+        let valid = [
+            r#"{}"#,
+            r#" { } "#,
+            r#"{"a":1}"#,
+            r#"{"id":"2819c223","userName":"bjensen","active":true,"x":null,"n":-1.5e+3,"f":false}"#,
+            r#"{"name":{"givenName":"Bär","familyName":"O\"Brien}{"},"emails":[{"value":"a@b","primary":true},{"value":"c]d"}]}"#,
+            r#"{"s":"back\\slash","t":"\u00e9\n","deep":[[[{"k":[1,{"z":"]}"}]}]]],"e":[],"o":{}}"#,
+            "{\n  \"spaced\" : [ 1 , 2 ] ,\t\"b\" : { \"c\" : \"d\" }\r\n}",
+            r#"{"dup":1,"dup":2}"#,
+        ];
+        for text in valid {
+            let expected = members_by_serde(text).expect(text);
+            assert_eq!(members(text), Some(expected), "{text}");
+        }
+        // The stored bodies of a real write, with the enterprise extension.
+        let user = serde_json::to_string(&json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", ENTERPRISE],
+            "userName": "user\u{1}\"quoted\"", "name": {"formatted": "A \\ B"},
+            ENTERPRISE: {"manager": {"value": "26118915", "displayName": "[Boss]"}},
+        }))
+        .unwrap();
+        assert_eq!(members(&user), members_by_serde(&user));
+        let refused = [
+            "",
+            "[]",
+            r#""text""#,
+            r#"{"a":1"#,
+            r#"{"a":1}x"#,
+            r#"{"a":1,}"#,
+            r#"{"a" 1}"#,
+            r#"{a:1}"#,
+            r#"{"a":"open}"#,
+            r#"{"a":[1,2}"#,
+            r#"{"a":{"b":[}]}"#,
+            r#"{"a":tru}"#,
+            r#"{"a":nul,"b":2}"#,
+            r#"{"a":}"#,
+            r#"{"a":1 2}"#,
+            "{\"a\":\"line\nbreak\"}",
+            // A name with escapes cannot be written back as it is.
+            r#"{"\u0061":1}"#,
+            r#"{"a\"b":1}"#,
+        ];
+        for text in refused {
+            assert_eq!(members(text), None, "{text}");
+        }
     }
 
     #[test]
