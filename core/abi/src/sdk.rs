@@ -925,7 +925,8 @@ pub fn percent_decode(input: &str, plus_as_space: bool) -> String {
         }
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    // Valid UTF-8 (nearly always) is kept as it is, without a copy.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// Hidden glue for [`export_plugin!`](crate::export_plugin).
@@ -1208,6 +1209,8 @@ mod tests {
                 ("bad".into(), "%zz%4".into()),
             ]
         );
+        // Bytes that are no UTF-8 are replaced, the rest kept.
+        assert_eq!(percent_decode("%C3%A9t%C3%A9%FF!", false), "été\u{FFFD}!");
     }
 
     #[test]

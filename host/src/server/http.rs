@@ -463,6 +463,10 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
             return Err(too_large());
         }
     }
+    // A request without a body (a GET) has nothing to collect.
+    if axum::body::HttpBody::is_end_stream(&body) {
+        return Ok(Bytes::new());
+    }
     match axum::body::to_bytes(body, limit).await {
         Ok(bytes) => Ok(bytes),
         Err(err) => {
