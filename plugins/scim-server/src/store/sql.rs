@@ -180,10 +180,14 @@ pub const POSTGRES: Dialect = Dialect {
 
 /// ` ORDER BY …` of a scan: `seq`, or a sort key with missing values last
 /// ascending (first descending) and ties in `seq` order.
-fn order_by(dialect: Dialect, scan: &SqlScan) -> String {
+fn push_order_by(dialect: Dialect, scan: &SqlScan, sql: &mut String) {
     let Some((key, descending)) = scan.sort else {
-        let order = if scan.descending { "DESC" } else { "ASC" };
-        return format!(" ORDER BY seq {order}");
+        sql.push_str(if scan.descending {
+            " ORDER BY seq DESC"
+        } else {
+            " ORDER BY seq ASC"
+        });
+        return;
     };
     let dir = if descending { "DESC" } else { "ASC" };
     let c = dialect.binary;
@@ -193,13 +197,12 @@ fn order_by(dialect: Dialect, scan: &SqlScan) -> String {
         SortKey::Created => ("created", None),
         SortKey::LastModified => ("last_modified", None),
     };
-    let mut sql = format!(" ORDER BY ({column} IS NULL) {dir}, {column}{c} {dir}");
+    sql.push_str(&format!(" ORDER BY ({column} IS NULL) {dir}, {column}{c} {dir}"));
     if let Some(raw) = raw {
         let raw = dialect.body_text.replace("{}", raw);
         sql.push_str(&format!(", {raw}{c} {dir}"));
     }
     sql.push_str(", seq ASC");
-    sql
 }
 
 /// A bound parameter.
@@ -220,8 +223,8 @@ impl Clause {
     fn bind(&mut self, dialect: Dialect, param: Param) {
         self.params.push(param);
         if dialect.numbered {
-            self.sql.push('$');
-            self.sql.push_str(&self.params.len().to_string());
+            use std::fmt::Write;
+            let _ = write!(self.sql, "${}", self.params.len());
         } else {
             self.sql.push('?');
         }
@@ -233,13 +236,11 @@ impl Clause {
     }
 }
 
-/// ` WHERE …` for a scan: resource types, the condition and (with
-/// `with_keys`) the keyset bounds `after`/`before`.
-pub fn where_clause(dialect: Dialect, scan: &SqlScan, with_keys: bool) -> Clause {
-    let mut clause = Clause {
-        sql: String::from(" WHERE resource_type IN ("),
-        params: Vec::new(),
-    };
+/// ` WHERE …` for a scan, written at the end of `clause` (made for every
+/// list request: one `String`, no `format!`): resource types, the
+/// condition and (with `with_keys`) the keyset bounds `after`/`before`.
+fn push_where(dialect: Dialect, scan: &SqlScan, with_keys: bool, clause: &mut Clause) {
+    clause.sql.push_str(" WHERE resource_type IN (");
     for (i, rt) in scan.resource_types.iter().enumerate() {
         if i > 0 {
             clause.sql.push(',');
@@ -249,7 +250,7 @@ pub fn where_clause(dialect: Dialect, scan: &SqlScan, with_keys: bool) -> Clause
     clause.sql.push(')');
     if let Some(cond) = &scan.cond {
         clause.sql.push_str(" AND ");
-        cond_sql(dialect, cond, &mut clause);
+        cond_sql(dialect, cond, clause);
     }
     if with_keys {
         if let Some(after) = scan.after {
@@ -261,14 +262,19 @@ pub fn where_clause(dialect: Dialect, scan: &SqlScan, with_keys: bool) -> Clause
             clause.bind(dialect, Param::Int(before));
         }
     }
-    clause
 }
 
 /// The whole row query of a scan, in `seq` order, selecting `columns`.
 pub fn scan_query(dialect: Dialect, scan: &SqlScan, columns: &str) -> Clause {
-    let mut clause = where_clause(dialect, scan, scan.sort.is_none());
-    clause.sql = format!("SELECT {columns} FROM resources{}", clause.sql);
-    clause.sql.push_str(&order_by(dialect, scan));
+    let mut clause = Clause {
+        sql: String::with_capacity(256),
+        params: Vec::with_capacity(4),
+    };
+    clause.sql.push_str("SELECT ");
+    clause.sql.push_str(columns);
+    clause.sql.push_str(" FROM resources");
+    push_where(dialect, scan, scan.sort.is_none(), &mut clause);
+    push_order_by(dialect, scan, &mut clause.sql);
     clause.sql.push_str(" LIMIT ");
     let limit = scan.limit.map_or(i64::MAX, clamp);
     clause.bind(dialect, Param::Int(limit));
@@ -279,8 +285,11 @@ pub fn scan_query(dialect: Dialect, scan: &SqlScan, columns: &str) -> Clause {
 
 /// `SELECT COUNT(*)` of a scan (offset, limit and keys ignored).
 pub fn count_query(dialect: Dialect, scan: &SqlScan) -> Clause {
-    let mut clause = where_clause(dialect, scan, false);
-    clause.sql = format!("SELECT COUNT(*) FROM resources{}", clause.sql);
+    let mut clause = Clause {
+        sql: String::from("SELECT COUNT(*) FROM resources"),
+        params: Vec::new(),
+    };
+    push_where(dialect, scan, false, &mut clause);
     clause
 }
 
@@ -291,7 +300,10 @@ fn clamp(n: u64) -> i64 {
 fn cond_sql(dialect: Dialect, cond: &Cond, clause: &mut Clause) {
     match cond {
         Cond::Id(v) => clause.text(dialect, "id = ", v),
-        Cond::UserName(v) => clause.text(dialect, &format!("{} = ", dialect.user_name), v),
+        Cond::UserName(v) => {
+            clause.sql.push_str(dialect.user_name);
+            clause.text(dialect, " = ", v)
+        }
         Cond::ExternalId(v) => clause.text(dialect, "external_id = ", v),
         Cond::DisplayName(v) => clause.text(dialect, "display_name = ", v),
         Cond::Email(v) => {
