@@ -197,7 +197,9 @@ fn push_order_by(dialect: Dialect, scan: &SqlScan, sql: &mut String) {
         SortKey::Created => ("created", None),
         SortKey::LastModified => ("last_modified", None),
     };
-    sql.push_str(&format!(" ORDER BY ({column} IS NULL) {dir}, {column}{c} {dir}"));
+    sql.push_str(&format!(
+        " ORDER BY ({column} IS NULL) {dir}, {column}{c} {dir}"
+    ));
     if let Some(raw) = raw {
         let raw = dialect.body_text.replace("{}", raw);
         sql.push_str(&format!(", {raw}{c} {dir}"));
