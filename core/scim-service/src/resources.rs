@@ -53,12 +53,7 @@ pub struct Kind<'r> {
 
 /// `W/"<version>"`.
 pub fn etag(version: i64) -> String {
-    let digits = version.to_string();
-    let mut tag = String::with_capacity(digits.len() + 4);
-    tag.push_str("W/\"");
-    tag.push_str(&digits);
-    tag.push('"');
-    tag
+    format!("W/\"{version}\"")
 }
 
 /// Whether an `If-Match`/`If-None-Match` value names `version` (`*` names any).
