@@ -4,6 +4,8 @@
 //! bound parameters only (no value from a client ever enters the SQL text);
 //! each store names its [`Dialect`].
 
+use std::fmt::Write as _;
+
 use scimgate_scim::registry::Location;
 use scimgate_scim::schema::AttrType;
 use scimgate_scim::{AttrPath, CompValue, CompareOp, Filter, SchemaCtx};
@@ -197,12 +199,10 @@ fn push_order_by(dialect: Dialect, scan: &SqlScan, sql: &mut String) {
         SortKey::Created => ("created", None),
         SortKey::LastModified => ("last_modified", None),
     };
-    sql.push_str(&format!(
-        " ORDER BY ({column} IS NULL) {dir}, {column}{c} {dir}"
-    ));
+    let _ = write!(sql, " ORDER BY ({column} IS NULL) {dir}, {column}{c} {dir}");
     if let Some(raw) = raw {
         let raw = dialect.body_text.replace("{}", raw);
-        sql.push_str(&format!(", {raw}{c} {dir}"));
+        let _ = write!(sql, ", {raw}{c} {dir}");
     }
     sql.push_str(", seq ASC");
 }
@@ -225,7 +225,6 @@ impl Clause {
     fn bind(&mut self, dialect: Dialect, param: Param) {
         self.params.push(param);
         if dialect.numbered {
-            use std::fmt::Write;
             let _ = write!(self.sql, "${}", self.params.len());
         } else {
             self.sql.push('?');
@@ -319,7 +318,9 @@ fn cond_sql(dialect: Dialect, cond: &Cond, clause: &mut Clause) {
                 Cmp::Lt => "<",
                 Cmp::Le => "<=",
             };
-            clause.text(dialect, &format!("last_modified {op} "), v)
+            clause.sql.push_str("last_modified ");
+            clause.sql.push_str(op);
+            clause.text(dialect, " ", v)
         }
         Cond::And(a, b) | Cond::Or(a, b) => {
             let joiner = if matches!(cond, Cond::And(..)) {
