@@ -6,7 +6,7 @@
 //! `/readyz` and `/metrics` (on the main listener, or on
 //! `server.metrics_listen` alone).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,7 +15,7 @@ use abi_stable::std_types::{RResult, RVec};
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use axum::routing::get;
+use axum::routing::{get, MethodRouter};
 use axum::Router;
 use scimgate_abi::{ErrorStyle, Header, PluginError, Request, Response};
 use tokio::net::TcpListener;
@@ -56,13 +56,10 @@ pub async fn serve(
     };
     // The router's own paths; every other one goes to `handle`, directly
     // (`crate::conn::Direct`) or as the router's fallback.
-    let mut paths = vec!["/healthz", "/readyz"];
-    let mut router = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz));
+    let mut own: Vec<(&'static str, MethodRouter<Arc<App>>)> =
+        vec![("/healthz", get(healthz)), ("/readyz", get(readyz))];
     if server.metrics && server.metrics_listen.is_none() {
-        paths.push("/metrics");
-        router = router.route("/metrics", get(metrics));
+        own.push(("/metrics", get(metrics)));
         let at = listener
             .local_addr()
             .map(|a| a.to_string())
@@ -70,7 +67,14 @@ pub async fn serve(
         let scheme = if app.tls.is_some() { "https" } else { "http" };
         tracing::info!("metrics: {scheme}://{at}/metrics");
     }
-    let router = router.fallback(handle).with_state(app.clone());
+    let paths: Vec<&'static str> = own.iter().map(|(path, _)| *path).collect();
+    let router = own
+        .into_iter()
+        .fold(Router::new(), |router, (path, method)| {
+            router.route(path, method)
+        })
+        .fallback(handle)
+        .with_state(app.clone());
     let routes = crate::conn::Routes {
         router,
         fallback: Some(crate::conn::Direct {
@@ -237,12 +241,12 @@ async fn handle(
         Ok(path) => (path, None),
         Err(error) => (parts.uri.path().to_string(), Some(error)),
     };
-    let client_ip = resolve_client_ip(
+    let client_ip = ip_text(resolve_client_ip(
         peer.ip(),
         &parts.headers,
         &runtime.server.trusted_proxies,
         runtime.server.forwarded_header,
-    );
+    ));
 
     let route = match bad_path {
         Some(_) => None,
@@ -275,7 +279,7 @@ async fn handle(
                     body,
                     path: &path,
                     peer,
-                    client_ip,
+                    client_ip: &client_ip,
                     request_id: &request_id,
                 },
             );
@@ -307,7 +311,6 @@ async fn handle(
     let elapsed = started.elapsed();
     let mints_tokens = !audit.route.is_empty() && runtime.mints_tokens(&audit.route);
     app.metrics.observe(&audit, elapsed, mints_tokens);
-    let client_ip = ip_text(client_ip);
     crate::logging::write_audit(&crate::logging::AuditLine {
         request_id: &request_id,
         route: &audit.route,
@@ -331,7 +334,8 @@ struct RouteInput<'a> {
     body: Body,
     path: &'a str,
     peer: SocketAddr,
-    client_ip: IpAddr,
+    /// As text (the address's `Display`).
+    client_ip: &'a str,
     request_id: &'a str,
 }
 
@@ -377,7 +381,7 @@ async fn serve_route(
             .collect(),
         body: RVec::from(bytes.to_vec()),
         peer_addr: socket_text(peer).into(),
-        client_ip: ip_text(client_ip).into(),
+        client_ip: client_ip.into(),
         request_id: request_id.into(),
         mount: route.mount.as_str().into(),
         base_url: base_url(&runtime.server, parts, peer.ip(), &route.mount).into(),
